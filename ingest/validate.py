@@ -1,0 +1,97 @@
+"""Schema validation of Observation objects from any source (push API, files), with reasons naming the field.
+
+This is the syntactic gate: types, required fields, times, gross physical limits that no real sensor can
+produce. Climatological range, step, persistence and anomaly checks are quality control (``ingest.qc``) and
+flag values instead of rejecting the record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from warning.records import OBSERVATION_ELEMENTS, Observation
+
+# Gross limits (beyond any recorded value on Earth); WMO-No. 8 ranges are tighter and live in QC.
+GROSS_LIMITS: dict[str, tuple[float, float]] = {
+    "air_temp_c": (-90.0, 60.0),
+    "tmax_c": (-90.0, 60.0),
+    "tmin_c": (-90.0, 60.0),
+    "ground_tmin_c": (-90.0, 90.0),
+    "rh_pct": (0.0, 100.0),
+    "dewpoint_c": (-100.0, 40.0),
+    "precip_mm": (0.0, 2000.0),
+    "precip_period_h": (0.0, 744.0),
+    "wind_ms": (0.0, 120.0),
+    "gust_ms": (0.0, 150.0),
+    "visibility_m": (0.0, 100000.0),
+    "pressure_hpa": (300.0, 1100.0),
+}
+MAX_FUTURE = timedelta(hours=1)  # clock skew allowance for station reports
+_ALLOWED = set(OBSERVATION_ELEMENTS) | {"station_id", "time", "source", "qc"}
+
+
+class ObservationError(ValueError):
+    """Invalid observation; the message names the field."""
+
+
+def parse_time(value: Any, field: str = "time") -> datetime:
+    if not isinstance(value, str):
+        raise ObservationError(f"{field}: expected an ISO-8601 string, got {type(value).__name__}")
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ObservationError(f"{field}: not an ISO-8601 time: {value[:40]!r}") from None
+    if t.tzinfo is None:
+        raise ObservationError(f"{field}: time must carry a UTC offset (e.g. 'Z' or '+08:00')")
+    return t.astimezone(UTC)
+
+
+def format_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def validate_observation(raw: Any, *, known_station: Callable[[str], bool] | None = None,
+                         now: datetime | None = None, source: str | None = None) -> Observation:
+    """Return a normalised Observation (time in UTC 'Z' form) or raise ObservationError naming the field."""
+    if not isinstance(raw, dict):
+        raise ObservationError(f"observation: expected a JSON object, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - _ALLOWED)
+    if unknown:
+        raise ObservationError(f"{unknown[0]}: unknown field")
+    sid = raw.get("station_id")
+    if not isinstance(sid, str | int) or isinstance(sid, bool) or not str(sid).strip():
+        raise ObservationError("station_id: required string")
+    sid = str(sid).strip()
+    if known_station is not None and not known_station(sid):
+        raise ObservationError(f"station_id: unknown station {sid[:20]!r}")
+    if "time" not in raw:
+        raise ObservationError("time: required")
+    t = parse_time(raw["time"])
+    current = now or datetime.now(UTC)
+    if t > current + MAX_FUTURE:
+        raise ObservationError(f"time: {format_time(t)} is in the future")
+    values: dict[str, float] = {}
+    for name in OBSERVATION_ELEMENTS:
+        v = raw.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ObservationError(f"{name}: expected a number, got {type(v).__name__}")
+        fv = float(v)
+        if not math.isfinite(fv):
+            raise ObservationError(f"{name}: not a finite number")
+        lo, hi = GROSS_LIMITS[name]
+        if not lo <= fv <= hi:
+            raise ObservationError(f"{name}: {fv:g} outside the physical range [{lo:g}, {hi:g}]")
+        values[name] = fv
+    if not values:
+        raise ObservationError("observation: no measured element (e.g. tmax_c, precip_mm)")
+    if "precip_mm" in values and "precip_period_h" not in values:
+        raise ObservationError("precip_period_h: required with precip_mm")
+    src = raw.get("source", source or "push")
+    if not isinstance(src, str):
+        raise ObservationError("source: expected a string")
+    return Observation(station_id=sid, time=format_time(t), source=src[:64], **values)  # type: ignore[arg-type]

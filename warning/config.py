@@ -1,0 +1,78 @@
+"""Settings from the environment. One place that reads os.environ; everything else takes a Settings."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_PARTITIONS = 4
+
+
+def _nets(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for part in raw.split(","):
+        part = part.strip()
+        if part:
+            out.append(ipaddress.ip_network(part, strict=False))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str | None = None  # None: start the embedded tansu broker
+    data_dir: Path = Path("data")
+    http_host: str = "127.0.0.1"
+    http_port: int = DEFAULT_HTTP_PORT
+    token: str | None = None
+    app_id: str = "ews"
+    partitions: int = DEFAULT_PARTITIONS
+    # tansu holds every JoinGroup for session_timeout/2 (BROKER.md §3): keep it short on the embedded broker.
+    session_timeout_s: float = 6.0
+    webhook_allow_nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(default=())
+    webhook_timeout_s: float = 10.0
+    max_body_bytes: int = 1 << 20
+    store: str = "memory://"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        e = dict(os.environ if env is None else env)
+        kw: dict[str, object] = {
+            "kafka_bootstrap": e.get("KAFKA_BOOTSTRAP") or None,
+            "data_dir": Path(e.get("EWS_DATA_DIR", "data")),
+            "http_host": e.get("EWS_HTTP_HOST", "127.0.0.1"),
+            "http_port": int(e.get("EWS_HTTP_PORT", DEFAULT_HTTP_PORT)),
+            "token": e.get("EWS_TOKEN") or None,
+            "app_id": e.get("EWS_APP_ID", "ews"),
+            "partitions": int(e.get("EWS_PARTITIONS", DEFAULT_PARTITIONS)),
+            "session_timeout_s": float(e.get("EWS_SESSION_TIMEOUT", "6")),
+            "webhook_allow_nets": _nets(e.get("EWS_WEBHOOK_ALLOW_NETS", "")),
+            "webhook_timeout_s": float(e.get("EWS_WEBHOOK_TIMEOUT", "10")),
+            "max_body_bytes": int(e.get("EWS_MAX_BODY_BYTES", 1 << 20)),
+            "store": e.get("EWS_STORE", "memory://"),
+            "log_level": e.get("EWS_LOG_LEVEL", "info"),
+        }
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kw)  # type: ignore[arg-type]
+
+
+def ensure_token(settings: Settings) -> tuple[str, bool]:
+    """The operator token: EWS_TOKEN, else the one stored in the data dir, else a new one stored 0600.
+
+    Returns (token, created). The token is never logged; the CLI prints it once to the console.
+    """
+    if settings.token:
+        return settings.token, False
+    path = settings.data_dir / "token"
+    if path.exists():
+        return path.read_text().strip(), False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token, True

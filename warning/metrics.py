@@ -1,0 +1,23 @@
+"""Prometheus metrics (ARCHITECTURE.md "Observability"). Label sets stay small: no per-station labels."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+OBS_IN = Counter("ews_observations_total", "Observations accepted into the pipeline", ["source"])
+OBS_REJECTED = Counter("ews_observations_rejected_total", "Observations rejected", ["reason"])
+OBS_PROCESSED = Counter("ews_observations_processed_total", "Observations applied to station state")
+OBS_STALE = Counter("ews_observations_stale_total", "Observations skipped as not newer than station state")
+PROCESSING_LATENCY = Histogram(
+    "ews_processing_latency_seconds", "Observation accepted -> warning event emitted",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+WARNING_EVENTS = Counter("ews_warning_events_total", "Warning lifecycle events emitted",
+                         ["hazard", "level", "msg_type"])
+WARNINGS_ACTIVE = Gauge("ews_warnings_active", "Active warnings", ["hazard", "level"])
+DELIVERIES = Counter("ews_deliveries_total", "Webhook delivery attempts by outcome", ["outcome", "department"])
+DELIVERY_LATENCY = Histogram(
+    "ews_delivery_latency_seconds", "Warning event emitted -> 2xx at the receiver",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
+DEAD_LETTERS = Counter("ews_dead_letters_total", "Deliveries parked in alerts.dead", ["department"])
+RETRY_SCHEDULED = Counter("ews_retries_scheduled_total", "Deliveries sent to alerts.retry")
+SUBSCRIPTIONS = Gauge("ews_subscriptions", "Subscriptions known to this worker")

@@ -1,0 +1,97 @@
+"""`ews run`: embedded broker (unless KAFKA_BOOTSTRAP), topics, the faust worker and the HTTP server in one
+process and one event loop."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import faust
+import mode
+from aiohttp import web
+
+from warning import tansu_compat
+from warning.app import WarningService
+from warning.broker import EmbeddedBroker
+from warning.config import Settings, ensure_token
+from warning.regions import RegionTree, StationRegistry
+from warning.rules import load_rules
+from warning.topics import ensure_topics
+from warning.web.api import make_web_app
+
+log = logging.getLogger(__name__)
+
+
+class HttpServer(mode.Service):  # type: ignore[misc]
+    """The operator API; starts before the worker is ready so /healthz answers during start-up."""
+
+    def __init__(self, svc: WarningService, token: str, **kw: Any) -> None:
+        self.svc = svc
+        self.token = token
+        self.runner: web.AppRunner | None = None
+        super().__init__(**kw)
+
+    async def on_start(self) -> None:
+        await self.svc.start_views()
+        self.runner = web.AppRunner(make_web_app(self.svc, self.token), access_log=None)
+        await self.runner.setup()
+        s = self.svc.settings
+        await web.TCPSite(self.runner, s.http_host, s.http_port).start()
+        log.info("HTTP API on http://%s:%s", s.http_host, s.http_port)
+
+    async def on_stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.svc.stop_views()
+
+
+class EwsWorker(faust.Worker):  # type: ignore[misc]
+    def __init__(self, svc: WarningService, *services: Any, **kw: Any) -> None:
+        self.svc = svc
+        self.t0 = time.monotonic()
+        super().__init__(svc.app, *services, **kw)
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        self.svc.ready.set()
+        print(f"worker ready in {time.monotonic() - self.t0:.1f} s", flush=True)
+
+
+def run(settings: Settings) -> int:
+    rules = load_rules()  # refuse a malformed table before anything starts
+    registry = StationRegistry.load()
+    regions = RegionTree.load()
+    token, created = ensure_token(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    broker: EmbeddedBroker | None = None
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        broker = EmbeddedBroker(log_path=settings.data_dir / "tansu.log").start()
+        bootstrap = broker.bootstrap
+        tansu_compat.install()  # ListOffsets workaround (BROKER.md §4); only needed on tansu
+        print(f"embedded broker (tansu) on {bootstrap}, pid {broker.pid}, ready in {broker.startup_s:.3f} s "
+              "(memory storage: data is lost when it stops)", flush=True)
+    try:
+        ensure_topics(bootstrap, settings.partitions)
+        svc = WarningService(settings, bootstrap, registry, regions, rules)
+        http = HttpServer(svc, token)
+        worker = EwsWorker(svc, http, loglevel=settings.log_level, redirect_stdouts=False)
+        print(f"EWS API: http://{settings.http_host}:{settings.http_port}/  (GET /healthz, /readyz, /metrics)",
+              flush=True)
+        if settings.token:
+            print("token: from EWS_TOKEN", flush=True)
+        else:
+            # printed to the operator's console only; never written to the log
+            print(f"token: {token}  ({'new, ' if created else ''}stored 0600 in "
+                  f"{settings.data_dir / 'token'})", flush=True)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+    finally:
+        if broker is not None:
+            broker.stop()
+            sys.stdout.flush()

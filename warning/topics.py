@@ -1,0 +1,49 @@
+"""Topic names and their creation (ARCHITECTURE.md "Data flow and topics")."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+OBS = "obs"
+OBS_REJECTED = "obs.rejected"
+FORECAST = "forecast"
+INDICES = "indices"
+SIGNALS = "signals"  # station levels keyed by county: the repartition step before region grading
+WARNINGS = "warnings"
+SUBSCRIPTIONS = "subscriptions"
+OUTBOX = "alerts.outbox"
+RETRY = "alerts.retry"
+DEAD = "alerts.dead"
+RECEIPTS = "alerts.receipts"
+
+COMPACTED = {WARNINGS, SUBSCRIPTIONS}
+SINGLE_PARTITION = {SUBSCRIPTIONS}  # total order of registry changes
+ALL = (OBS, OBS_REJECTED, FORECAST, INDICES, SIGNALS, WARNINGS, SUBSCRIPTIONS, OUTBOX, RETRY, DEAD, RECEIPTS)
+
+
+def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
+    """Create missing topics; existing ones are left as they are. Returns the names created."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ews-admin", request_timeout_ms=10000)
+    try:
+        existing = set(admin.list_topics())
+        new = [
+            NewTopic(name, 1 if name in SINGLE_PARTITION else partitions, 1,
+                     topic_configs={"cleanup.policy": "compact"} if name in COMPACTED else {})
+            for name in ALL if name not in existing
+        ]
+        created = []
+        for topic in new:  # one by one: a racing worker creating the same topic is not an error
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
