@@ -33,8 +33,8 @@ def address_refused(addr: Address, allow: Sequence[Network] = ()) -> str | None:
         addr = addr.ipv4_mapped
     if any(addr in net for net in allow):
         return None
-    for attr in ("is_loopback", "is_private", "is_link_local", "is_multicast", "is_reserved",
-                 "is_unspecified"):
+    for attr in ("is_loopback", "is_link_local", "is_multicast", "is_unspecified", "is_reserved",
+                 "is_private"):
         if getattr(addr, attr):
             return f"{addr} is {attr[3:].replace('_', '-')}"
     if not addr.is_global:

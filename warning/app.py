@@ -143,16 +143,18 @@ class WarningService:
     # ---- wiring --------------------------------------------------------------------------------------
     def _wire(self) -> None:
         app = self.app
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.obs_topic = app.topic(topics.OBS, **raw)
-        self.rejected_topic = app.topic(topics.OBS_REJECTED, **raw)
-        self.signals_topic = app.topic(topics.SIGNALS, **raw)
-        self.warnings_topic = app.topic(topics.WARNINGS, **raw)
-        self.subs_topic = app.topic(topics.SUBSCRIPTIONS, partitions=1, **raw)
-        self.outbox_topic = app.topic(topics.OUTBOX, **raw)
-        self.retry_topic = app.topic(topics.RETRY, **raw)
-        self.dead_topic = app.topic(topics.DEAD, **raw)
-        self.receipts_topic = app.topic(topics.RECEIPTS, **raw)
+        def raw(name: str, partitions: int | None = None) -> Any:
+            return app.topic(name, partitions=partitions, key_serializer="raw", value_serializer="raw")
+
+        self.obs_topic = raw(topics.OBS)
+        self.rejected_topic = raw(topics.OBS_REJECTED)
+        self.signals_topic = raw(topics.SIGNALS)
+        self.warnings_topic = raw(topics.WARNINGS)
+        self.subs_topic = raw(topics.SUBSCRIPTIONS, 1)
+        self.outbox_topic = raw(topics.OUTBOX)
+        self.retry_topic = raw(topics.RETRY)
+        self.dead_topic = raw(topics.DEAD)
+        self.receipts_topic = raw(topics.RECEIPTS)
         # One entry per obs partition holding that partition's station states (BROKER.md: the fast, exactly
         # recovered pattern); reassigned once per batch.
         self.station_state = app.Table("station_state", default=None, partitions=self.settings.partitions)
@@ -182,7 +184,7 @@ class WarningService:
             for obs in batch:
                 sid = obs.get("station_id") if isinstance(obs, dict) else None
                 station = self.registry.get(sid) if isinstance(sid, str) else None
-                if station is None:
+                if station is None or not isinstance(sid, str):
                     await self.reject(orjson.dumps(obs), "station_id: unknown station", "obs-topic")
                     continue
                 prev = states.get(sid)

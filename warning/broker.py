@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -51,25 +52,29 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def metadata_ok(bootstrap: str, timeout_s: float = 1.0) -> bool:
-    """True when the broker answers a Kafka Metadata request (not just a TCP accept)."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
+    """True when the broker answers a Kafka Metadata (v0) request, not just a TCP accept.
 
+    A raw request on one socket: bounded by ``timeout_s``, unlike a client library's bootstrap retries.
+    """
+    host, _, port = bootstrap.rpartition(":")
+    client_id = b"ews-ready-probe"
+    correlation = 0x0E5
+    # api_key=3 (Metadata), api_version=0, correlation id, client id, topics=[] (all topics in v0)
+    body = struct.pack(">hhih", 3, 0, correlation, len(client_id)) + client_id + struct.pack(">i", 0)
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            request_timeout_ms=int(timeout_s * 1000),
-            client_id="ews-ready-probe",
-        )
-    except (KafkaError, OSError, ValueError):
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+            sock.settimeout(timeout_s)
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            header = b""
+            while len(header) < 8:
+                chunk = sock.recv(8 - len(header))
+                if not chunk:
+                    return False
+                header += chunk
+    except OSError:
         return False
-    try:
-        admin.list_topics()
-        return True
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()
+    size, corr = struct.unpack(">ii", header)
+    return corr == correlation and size >= 4
 
 
 class EmbeddedBroker:
@@ -110,7 +115,7 @@ class EmbeddedBroker:
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent, env={**os.environ, **(self.env or {})},
         )
-        if out is not subprocess.DEVNULL:
+        if not isinstance(out, int):
             out.close()
         deadline = t0 + timeout_s
         while time.monotonic() < deadline:

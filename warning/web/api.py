@@ -75,7 +75,7 @@ async def metrics_view(request: web.Request) -> web.Response:
 @require_token
 async def post_observations(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    raw, body = await _body_json(request)
+    _, body = await _body_json(request)
     items = body if isinstance(body, list) else [body]
     accepted, rejected = [], []
     for i, item in enumerate(items):

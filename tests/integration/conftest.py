@@ -1,0 +1,125 @@
+"""Integration fixtures: the real tansu broker, `ews run` as a subprocess, a local webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from warning.broker import EmbeddedBroker, free_port
+
+TOKEN = "test-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@dataclass
+class EwsProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    token: str = TOKEN
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_ews(tmp: Path, env_extra: dict[str, str] | None = None) -> EwsProcess:
+    port = free_port()
+    log = tmp / f"ews-{port}.log"
+    env = {**os.environ, "EWS_TOKEN": TOKEN, "EWS_DATA_DIR": str(tmp / "data"), "EWS_HTTP_PORT": str(port),
+           "EWS_WEBHOOK_ALLOW_NETS": "127.0.0.0/8", "EWS_SESSION_TIMEOUT": "2", **(env_extra or {})}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "warning.cli", "run"], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    return EwsProcess(proc, port, log)
+
+
+async def wait_ready(ews: EwsProcess, timeout_s: float = 90.0) -> float:
+    """Seconds until /readyz answered 200 (a failure bound, not a performance assertion)."""
+    t0 = time.monotonic()
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() - t0 < timeout_s:
+            if ews.proc.poll() is not None:
+                raise AssertionError(f"ews exited with {ews.proc.returncode}:\n{ews.output()[-4000:]}")
+            try:
+                async with s.get(ews.url + "/readyz") as r:
+                    if r.status == 200:
+                        return time.monotonic() - t0
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"ews not ready after {timeout_s} s:\n{ews.output()[-4000:]}")
+
+
+@dataclass
+class Receiver:
+    url: str
+    received: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 204
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_for(self, n: int, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        while len(self.received) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"receiver got {len(self.received)} of {n} webhooks: {self.received}")
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), 0.5)
+        return self.received
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver(url="")
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        rec.received.append({"headers": dict(request.headers), "body": body, "path": request.path,
+                             "time": time.time()})
+        rec.arrived.set()
+        return web.Response(status=rec.status)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    rec.url = f"http://127.0.0.1:{port}/hook"
+    yield rec
+    await runner.cleanup()

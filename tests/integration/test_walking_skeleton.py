@@ -1,0 +1,129 @@
+"""One observation in, one signed webhook out: `ews run` (embedded tansu) + a local receiver."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from alerts.signing import verify
+from tests.integration.conftest import EwsProcess, Receiver, start_ews, wait_ready
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+async def ews(tmp_path: Path):  # type: ignore[no-untyped-def]
+    proc = start_ews(tmp_path)
+    try:
+        await wait_ready(proc)
+        yield proc
+    finally:
+        assert proc.stop() == 0, proc.output()[-3000:]
+
+
+async def subscribe(s: aiohttp.ClientSession, ews: EwsProcess, url: str, **kw: object) -> dict:
+    body = {"name": "Gansu health commission", "department": "health", "url": url, "regions": ["620900"],
+            "hazards": ["heat"], "min_level": "yellow", **kw}
+    async with s.post(ews.url + "/api/v1/subscriptions", json=body, headers=ews.headers()) as r:
+        assert r.status == 201, await r.text()
+        return await r.json()
+
+
+async def post_obs(s: aiohttp.ClientSession, ews: EwsProcess, obs: object) -> dict:
+    async with s.post(ews.url + "/api/v1/observations", json=obs, headers=ews.headers()) as r:
+        assert r.status == 202, await r.text()
+        return await r.json()
+
+
+async def test_dunhuang_40c_gives_one_signed_red_alert(ews: EwsProcess, receiver: Receiver) -> None:
+    day1 = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    async with aiohttp.ClientSession() as s:
+        sub = await subscribe(s, ews, receiver.url)
+        assert sub["secret"].startswith("whsec_")
+        res = await post_obs(s, ews, {"station_id": "52418", "time": iso(day1), "tmax_c": 40.6})
+        assert res == {"accepted": 1, "rejected": []}
+        [first] = await receiver.wait_for(1)
+        # same level again, then a cool next day: the receiver sees alert then cancel, never a 2nd alert
+        await post_obs(s, ews, {"station_id": "52418", "time": iso(day1 + timedelta(hours=2)), "tmax_c": 41.2})
+        await post_obs(s, ews, {"station_id": "52418", "time": iso(day1 + timedelta(days=1)), "tmax_c": 31.0})
+        got = await receiver.wait_for(2)
+        async with s.get(ews.url + "/api/v1/warnings") as r:
+            warnings = await r.json()
+    verify(sub["secret"], first["headers"] | {k.lower(): v for k, v in first["headers"].items()}, first["body"])
+    msg = orjson.loads(first["body"])
+    assert msg["type"] == "warning.alert"
+    data = msg["data"]
+    assert (data["level"], data["hazard"], data["region_code"]) == ("red", "heat", "620982")
+    assert data["prefecture_code"] == "620900" and data["stations"][0]["station_id"] == "52418"
+    assert data["severity"] == "Extreme" and data["cma_code"] == "11B0904"
+    assert [orjson.loads(g["body"])["type"] for g in got] == ["warning.alert", "warning.cancel"]
+    assert len({g["headers"]["webhook-id"] for g in got}) == 2
+    assert warnings[0]["msg_type"] == "cancel" and warnings[0]["warning_id"] == data["warning_id"]
+
+
+async def test_raising_the_level_sends_update(ews: EwsProcess, receiver: Receiver) -> None:
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    async with aiohttp.ClientSession() as s:
+        sub = await subscribe(s, ews, receiver.url, regions=["620000"])
+        await post_obs(s, ews, {"station_id": "52533", "time": iso(t), "tmax_c": 37.5})
+        await receiver.wait_for(1)
+        await post_obs(s, ews, {"station_id": "52533", "time": iso(t + timedelta(minutes=30)), "tmax_c": 38.0})
+        await post_obs(s, ews, {"station_id": "52533", "time": iso(t + timedelta(hours=1)), "tmax_c": 40.1})
+        got = await receiver.wait_for(2)
+        async with s.get(ews.url + "/api/v1/warnings?active=true") as r:
+            active = await r.json()
+        async with s.get(ews.url + "/metrics") as r:
+            metrics = await r.text()
+    msgs = [orjson.loads(g["body"]) for g in got]
+    assert [(m["type"], m["data"]["level"]) for m in msgs] == [("warning.alert", "orange"),
+                                                              ("warning.update", "red")]
+    assert msgs[1]["data"]["references"] == [msgs[0]["data"]["id"]]
+    for g in got:
+        verify(sub["secret"], g["headers"], g["body"])
+    assert [(w["region_code"], w["level"]) for w in active] == [("620902", "red")]
+    assert 'ews_deliveries_total{department="health",outcome="delivered"} 2.0' in metrics
+
+
+async def test_api_guards(ews: EwsProcess, receiver: Receiver) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(ews.url + "/api/v1/observations", json={}) as r:
+            assert r.status == 401
+        async with s.post(ews.url + "/api/v1/observations", json={},
+                          headers={"Authorization": "Bearer wrong"}) as r:
+            assert r.status == 401
+        async with s.get(ews.url + "/api/v1/subscriptions") as r:
+            assert r.status == 401
+        for url, reason in [("http://10.1.2.3/hook", "private"), ("http://169.254.169.254/", "link-local"),
+                            ("ftp://example.org/", "http or https")]:
+            async with s.post(ews.url + "/api/v1/subscriptions", headers=ews.headers(),
+                              json={"name": "x", "url": url, "regions": ["620000"]}) as r:
+                assert r.status == 400 and reason in (await r.json())["error"], url
+        async with s.post(ews.url + "/api/v1/observations", headers=ews.headers(),
+                          data=b"[" + b'{"station_id": "52418"},' * 60000 + b"{}]") as r:
+            assert r.status == 413
+        async with s.post(ews.url + "/api/v1/observations", headers=ews.headers(), data=b"{not json") as r:
+            assert r.status == 400 and "invalid JSON" in (await r.json())["error"]
+        res = await post_obs(s, ews, [{"station_id": "52889", "time": "2026-01-01T00:00:00Z", "tmin_c": -9.0},
+                                      {"station_id": "00000", "time": "2026-01-01T00:00:00Z", "tmin_c": 1.0},
+                                      {"station_id": "52889", "time": "2026-01-01T00:00:00Z", "tmin_c": "x"}])
+        assert res["accepted"] == 1
+        assert [(x["index"], x["reason"].split(":")[0]) for x in res["rejected"]] == [(1, "station_id"),
+                                                                                     (2, "tmin_c")]
+        sub = await subscribe(s, ews, receiver.url)
+        async with s.get(ews.url + "/api/v1/subscriptions", headers=ews.headers()) as r:
+            listed = await r.json()
+        assert [x["id"] for x in listed] == [sub["id"]] and "secret" not in listed[0]
+        async with s.delete(ews.url + f"/api/v1/subscriptions/{sub['id']}", headers=ews.headers()) as r:
+            assert r.status == 204
+        async with s.get(ews.url + "/api/v1/subscriptions", headers=ews.headers()) as r:
+            assert await r.json() == []
+        async with s.get(ews.url + "/api/v1/stations") as r:
+            stations = {x["station_id"]: x for x in await r.json()}
+    assert stations["52418"]["county_code"] == "620982" and len({x["prefecture_code"] for x in
+                                                                 stations.values()}) == 14
