@@ -37,6 +37,7 @@ class Settings:
     max_body_bytes: int = 1 << 20
     store: str = "memory://"
     log_level: str = "info"
+    tansu_compat: bool = False  # apply the tansu ListOffsets workaround to an external broker too
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -55,6 +56,7 @@ class Settings:
             "max_body_bytes": int(e.get("EWS_MAX_BODY_BYTES", 1 << 20)),
             "store": e.get("EWS_STORE", "memory://"),
             "log_level": e.get("EWS_LOG_LEVEL", "info"),
+            "tansu_compat": e.get("EWS_TANSU_COMPAT", "0").lower() in ("1", "true", "yes"),
         }
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)  # type: ignore[arg-type]

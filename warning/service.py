@@ -73,6 +73,8 @@ def run(settings: Settings) -> int:
         tansu_compat.install()  # ListOffsets workaround (BROKER.md §4); only needed on tansu
         print(f"embedded broker (tansu) on {bootstrap}, pid {broker.pid}, ready in {broker.startup_s:.3f} s "
               "(memory storage: data is lost when it stops)", flush=True)
+    elif settings.tansu_compat:
+        tansu_compat.install()  # an external tansu (tests, demos): same workaround
     try:
         ensure_topics(bootstrap, settings.partitions)
         svc = WarningService(settings, bootstrap, registry, regions, rules)
