@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +60,8 @@ class WarningService:
         self.warning_history: dict[str, list[dict[str, Any]]] = {}  # warning_id -> events
         self.recent_receipts: deque[dict[str, Any]] = deque(maxlen=2000)
         self.ready = asyncio.Event()
+        # Called with ("warning", WarningEvent) and ("receipt", receipt) as they arrive: the dashboard's live feed.
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self._http: Any = None
         st = settings.session_timeout_s
         self.app = faust.App(
@@ -103,6 +106,14 @@ class WarningService:
         if latest is None or latest["warning_id"] != event["warning_id"] or latest["seq"] <= event["seq"]:
             self.warnings[key.decode()] = event
         self._refresh_active_gauge()
+        self._notify("warning", event)
+
+    def _notify(self, kind: str, record: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(kind, record)
+            except Exception:  # a broken listener must not stop the pipeline
+                log.exception("listener failed")
 
     def _refresh_active_gauge(self) -> None:
         metrics.WARNINGS_ACTIVE.clear()
@@ -290,6 +301,7 @@ class WarningService:
                    "latency_s": round(outcome.latency_s, 4), "error": outcome.error, "time": now_iso()}
         await self.receipts_topic.send(key=sub.id.encode(), value=orjson.dumps(receipt))
         self.recent_receipts.append(receipt)
+        self._notify("receipt", receipt)
         metrics.DELIVERIES.labels(outcome.result, sub.department).inc()
         if outcome.result == "delivered":
             if event.get("emitted_at"):
