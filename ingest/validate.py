@@ -95,3 +95,52 @@ def validate_observation(raw: Any, *, known_station: Callable[[str], bool] | Non
     if not isinstance(src, str):
         raise ObservationError("source: expected a string")
     return Observation(station_id=sid, time=format_time(t), source=src[:64], **values)  # type: ignore[arg-type]
+
+
+MAX_LEAD_H = 240.0
+
+
+def validate_forecast(raw: Any, *, known_station: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """A ForecastPoint as a normalised dict, or ObservationError naming the field.
+
+    ``{"station_id", "issued_at", "valid_from", "valid_to", "lead_h"?, "values": {element: number}, "source"?}``;
+    lead_h defaults to valid_from - issued_at in hours.
+    """
+    if not isinstance(raw, dict):
+        raise ObservationError(f"forecast: expected a JSON object, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - {"station_id", "issued_at", "valid_from", "valid_to", "lead_h", "values", "source"})
+    if unknown:
+        raise ObservationError(f"{unknown[0]}: unknown field")
+    sid = raw.get("station_id")
+    if not isinstance(sid, str) or not sid.strip():
+        raise ObservationError("station_id: required string")
+    if known_station is not None and not known_station(sid):
+        raise ObservationError(f"station_id: unknown station {sid[:20]!r}")
+    times = {k: parse_time(raw.get(k), k) if k in raw else None for k in ("issued_at", "valid_from", "valid_to")}
+    for k, v in times.items():
+        if v is None:
+            raise ObservationError(f"{k}: required")
+    issued, vf, vt = times["issued_at"], times["valid_from"], times["valid_to"]
+    assert issued is not None and vf is not None and vt is not None
+    if vt <= vf:
+        raise ObservationError("valid_to: must be after valid_from")
+    lead = raw.get("lead_h", (vf - issued).total_seconds() / 3600)
+    if isinstance(lead, bool) or not isinstance(lead, int | float) or not 0 <= lead <= MAX_LEAD_H:
+        raise ObservationError(f"lead_h: a number of hours in [0, {MAX_LEAD_H:g}]")
+    values = raw.get("values")
+    if not isinstance(values, dict) or not values:
+        raise ObservationError("values: required object of element values (e.g. {\"tmax_c\": 40.2})")
+    clean: dict[str, float] = {}
+    for name, v in values.items():
+        if name not in OBSERVATION_ELEMENTS:
+            raise ObservationError(f"values.{name}: unknown element")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
+            raise ObservationError(f"values.{name}: expected a finite number")
+        lo, hi = GROSS_LIMITS[name]
+        if not lo <= float(v) <= hi:
+            raise ObservationError(f"values.{name}: {float(v):g} outside the physical range [{lo:g}, {hi:g}]")
+        clean[name] = float(v)
+    src = raw.get("source", "push")
+    return {"station_id": sid, "issued_at": format_time(issued), "valid_from": format_time(vf),
+            "valid_to": format_time(vt), "lead_h": float(lead), "values": clean,
+            "source": src[:64] if isinstance(src, str) else "push"}

@@ -24,16 +24,17 @@ from aiokafka.partitioner import murmur2
 from alerts.delivery import backoff_s, deliver_webhook, new_session, webhook_body
 from alerts.routing import route
 from alerts.subscriptions import Subscription, SubscriptionStore
-from warning import grading, metrics, topics
+from warning import grading, metrics, quantities, topics
 from warning.config import Settings
 from warning.mirror import TopicMirror
 from warning.records import WarningLevel
 from warning.regions import RegionTree, StationRegistry
-from warning.rules import HazardRule
+from warning.rules import Rules
 
 log = logging.getLogger(__name__)
 
 RETRY_HORIZON_S = 24 * 3600.0
+TICK_INTERVAL_S = 30.0
 
 
 def partition_for(station_id: str, partitions: int) -> int:
@@ -49,7 +50,7 @@ class WarningService:
     """The faust app plus the in-memory views the HTTP API reads."""
 
     def __init__(self, settings: Settings, bootstrap: str, registry: StationRegistry, regions: RegionTree,
-                 rules: dict[str, HazardRule]) -> None:
+                 rules: Rules) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.registry = registry
@@ -63,6 +64,10 @@ class WarningService:
         # Called with ("warning", WarningEvent) and ("receipt", receipt) as they arrive: the dashboard's live feed.
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self._http: Any = None
+        self.data_clock = ""  # newest observation time seen (event-time clock for expiry)
+        self.data_clock_at = time.time()
+        self.hazard_quantities = {h: r.quantities for h, r in rules.items()}
+        self._county_of = {s.station_id: s.county_code for s in registry}
         st = settings.session_timeout_s
         self.app = faust.App(
             settings.app_id,
@@ -139,6 +144,16 @@ class WarningService:
                 await self.obs_topic.send(key=chunk[0]["station_id"].encode(), value=orjson.dumps(msg),
                                           partition=p)
 
+    async def publish_forecasts(self, points: list[dict[str, Any]]) -> None:
+        parts: dict[int, list[dict[str, Any]]] = {}
+        for p in points:
+            parts.setdefault(partition_for(p["station_id"], self.settings.partitions), []).append(p)
+        for part, batch in parts.items():
+            for i in range(0, len(batch), 1000):
+                chunk = batch[i:i + 1000]
+                await self.forecast_topic.send(key=chunk[0]["station_id"].encode(),
+                                               value=orjson.dumps({"points": chunk}), partition=part)
+
     async def reject(self, raw: bytes, reason: str, source: str, key: str = "?") -> None:
         metrics.OBS_REJECTED.labels(reason.split(":", 1)[0][:40]).inc()
         record = {"reason": reason, "source": source, "time": now_iso(),
@@ -160,6 +175,7 @@ class WarningService:
         self.obs_topic = raw(topics.OBS)
         self.rejected_topic = raw(topics.OBS_REJECTED)
         self.signals_topic = raw(topics.SIGNALS)
+        self.forecast_topic = raw(topics.FORECAST)
         self.warnings_topic = raw(topics.WARNINGS)
         self.subs_topic = raw(topics.SUBSCRIPTIONS, 1)
         self.outbox_topic = raw(topics.OUTBOX)
@@ -173,48 +189,151 @@ class WarningService:
         self.receivers = app.Table("receivers", default=None, partitions=self.settings.partitions)
 
         app.agent(self.obs_topic, name="observations")(self._observations)
+        app.agent(self.forecast_topic, name="forecasts")(self._forecasts)
+        app.timer(TICK_INTERVAL_S, name="tick")(self._tick)
         app.agent(self.signals_topic, name="grade")(self._grade)
         app.agent(self.warnings_topic, name="route")(self._route)
         app.agent(self.outbox_topic, name="deliver", concurrency=8)(self._deliver)
         app.agent(self.retry_topic, name="redeliver", concurrency=8)(self._redeliver)
 
+    def hazard_scale(self, hazard: str, county_code: str, q: dict[str, float]) -> float:
+        """Threshold scale: flash-flood county critical-rainfall factor, lowered on wet ground (API)."""
+        if hazard != "flash_flood":
+            return 1.0
+        ff = self.rules.flash_flood
+        scale = ff.counties.get(county_code, 1.0)
+        if q.get("api_mm", 0.0) >= ff.wet_api_mm:
+            scale *= ff.wet_factor
+        return scale
+
+    def grade_station(self, state: dict[str, Any], obs: dict[str, Any]) -> list[tuple[str, Any]]:
+        """(hazard, grade) for every hazard this report informs; grade = (level, quantity, value)."""
+        rules = self.rules
+        q = quantities.station_quantities(state, api_decay=rules.flash_flood.api_decay,
+                                          ground_offset_c=rules.frost.air_to_ground_offset_c)
+        present = {el for el, v in obs.items() if v is not None}
+        month = int(quantities.beijing_date(obs["time"])[5:7])
+
+        def series(name: str) -> dict[str, float]:
+            return quantities.daily_series(state, name, ground_offset_c=rules.frost.air_to_ground_offset_c)
+
+        out = []
+        for hazard, rule in rules.items():
+            if not any(quantities.QUANTITY_ELEMENTS[n] & present for n in self.hazard_quantities[hazard]):
+                continue
+            if hazard == "frost" and month not in rules.frost.season_months:
+                continue
+            scale = self.hazard_scale(hazard, self._county_of.get(obs["station_id"], ""), q)
+            g = grading.grade(rule, q, series, scale)
+            if g is not None:
+                out.append((hazard, g))
+        return out
+
+    def station_signals(self, station: Any, hazard: str, level: Any, quantity: str | None, value: float | None,
+                        time_: str, basis: str = "observed", **extra: Any) -> list[dict[str, Any]]:
+        """One signal for the county (the unit that issues signals) and one for the prefecture roll-up."""
+        out = []
+        for code, region_level in ((station.county_code, "county"), (station.prefecture_code, "prefecture")):
+            region = self.regions.region(code)
+            out.append({"kind": "station", "region_code": code, "region_level": region_level,
+                        "region_name": region.name if region else code,
+                        "region_name_zh": region.name_zh if region else code,
+                        "prefecture_code": station.prefecture_code, "station_id": station.station_id,
+                        "station_name": station.name_zh or station.name, "hazard": hazard, "level": level.colour,
+                        "quantity": quantity, "value": value, "time": time_, "basis": basis, **extra})
+        return out
+
+    def _advance_clock(self, t: str) -> None:
+        if t > self.data_clock:
+            self.data_clock = t
+            self.data_clock_at = time.time()
+
+    def now_data_time(self) -> str:
+        """The event-time clock for expiry: the newest observation time, running on in real time after it.
+        Replays of old data expire their warnings in data time, live data in (almost) wall time."""
+        if not self.data_clock:
+            return now_iso()
+        t = quantities.parse_utc(self.data_clock).timestamp() + (time.time() - self.data_clock_at)
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
     async def _observations(self, stream: Any) -> None:
-        heat = self.rules["heat"]
         async for value in stream:
             part = stream.current_event.message.partition
             try:
                 msg = orjson.loads(value)
                 batch = msg["observations"]
                 accepted_at = float(msg.get("accepted_at", time.time()))
+                if not isinstance(batch, list):
+                    raise TypeError("observations is not a list")
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 await self.reject(value if isinstance(value, bytes) else b"", f"batch: malformed ({exc})",
                                   "obs-topic")
                 continue
             states: dict[str, Any] = dict(self.station_state.get(part) or {})
-            signals = []
+            signals: list[dict[str, Any]] = []
             for obs in batch:
-                sid = obs.get("station_id") if isinstance(obs, dict) else None
-                station = self.registry.get(sid) if isinstance(sid, str) else None
-                if station is None or not isinstance(sid, str):
-                    await self.reject(orjson.dumps(obs), "station_id: unknown station", "obs-topic")
-                    continue
-                prev = states.get(sid)
-                new = grading.update_station(prev and prev["s"], obs)
-                if new is None:
-                    metrics.OBS_STALE.inc()
-                    continue
-                metrics.OBS_PROCESSED.inc()
-                level, value_ = grading.grade_daily(new["tmax"], heat)
-                last = prev["heat"] if prev else None
-                colour = level.colour if level else None
-                states[sid] = {"s": new, "heat": colour}
-                if obs.get("tmax_c") is not None and (colour is not None or last is not None):
-                    signals.append(grading.station_signal(station.to_dict(), "heat", level, value_, obs["time"]))
+                try:
+                    sid = obs["station_id"]
+                    station = self.registry.get(sid) if isinstance(sid, str) else None
+                    if station is None:
+                        await self.reject(orjson.dumps(obs), "station_id: unknown station", "obs-topic")
+                        continue
+                    prev = states.get(sid)
+                    new = quantities.update_station(prev, obs)
+                    if new is None:
+                        metrics.OBS_STALE.inc()
+                        continue
+                    metrics.OBS_PROCESSED.inc()
+                    self._advance_clock(obs["time"])
+                    levels = dict(new.get("lv", {}))
+                    for hazard, (level, quantity, val) in self.grade_station(new, obs):
+                        levels[hazard] = level.colour if level else None
+                        if level is not None:
+                            signals.extend(self.station_signals(station, hazard, level, quantity, val, obs["time"],
+                                                                accepted_at=accepted_at))
+                    new["lv"] = levels
+                    states[sid] = new
+                except Exception as exc:  # one bad record never stops the batch or the worker
+                    log.exception("observations: cannot apply record")
+                    await self.reject(orjson.dumps(obs, default=str), f"record: {type(exc).__name__}: {exc}",
+                                      "obs-topic")
             self.station_state[part] = states  # one changelog record per batch: must reassign
             for sig in signals:
-                sig["accepted_at"] = accepted_at
-                county = self.regions.region(sig["region_code"])
-                sig["region_name_zh"] = county.name_zh if county else sig["region_name"]
+                await self.signals_topic.send(key=sig["region_code"].encode(), value=orjson.dumps(sig))
+
+    async def _forecasts(self, stream: Any) -> None:
+        async for value in stream:
+            try:
+                points = orjson.loads(value)["points"]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                await self.reject(value if isinstance(value, bytes) else b"", f"forecast batch: malformed ({exc})",
+                                  "forecast-topic")
+                continue
+            for p in points:
+                try:
+                    await self._forecast_point(p)
+                except Exception as exc:
+                    log.exception("forecast: cannot apply point")
+                    await self.reject(orjson.dumps(p, default=str), f"forecast: {type(exc).__name__}: {exc}",
+                                      "forecast-topic")
+
+    async def _forecast_point(self, p: dict[str, Any]) -> None:
+        station = self.registry.get(p["station_id"])
+        if station is None:
+            return
+        window_h = max(0.0, (quantities.parse_utc(p["valid_to"]) - quantities.parse_utc(p["valid_from"]))
+                       .total_seconds() / 3600)
+        q = quantities.forecast_quantities(p["values"], window_h)
+        lead_end_h = float(p.get("lead_h", 0)) + window_h
+        for hazard, rule in self.rules.items():
+            if lead_end_h > rule.forecast_lead_h + 1e-9:
+                continue
+            g = grading.grade(rule, q, None, self.hazard_scale(hazard, station.county_code, q))
+            if g is None or g[0] is None:
+                continue
+            level, quantity, val = g
+            for sig in self.station_signals(station, hazard, level, quantity, val, p["issued_at"], "forecast",
+                                            valid_to=p["valid_to"], onset=p["valid_from"]):
                 await self.signals_topic.send(key=sig["region_code"].encode(), value=orjson.dumps(sig))
 
     async def _grade(self, stream: Any) -> None:
@@ -222,10 +341,12 @@ class WarningService:
             try:
                 sig = orjson.loads(value)
                 rule = self.rules[sig["hazard"]]
+                key = f"{sig['region_code']}:{sig['hazard']}"
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 log.warning("grade: dropping malformed signal: %s", exc)
                 continue
-            key = f"{sig['region_code']}:{sig['hazard']}"
+            if sig.get("kind") == "tick" and key not in self.region_state:
+                continue
             state, event = grading.apply_signal(self.region_state.get(key), sig, rule)
             self.region_state[key] = state
             if event is not None:
@@ -235,6 +356,27 @@ class WarningService:
                 event["emitted_at"] = time.time()
                 await self.warnings_topic.send(key=key.encode(), value=orjson.dumps(event))
 
+    async def _tick(self) -> None:
+        """Expiry and hysteresis run on time, not only on new reports: tick every region with a live warning or
+        a pending change (through the signals topic, so the grade agent stays the only writer of its table)."""
+        t = self.now_data_time()
+        for key, state in list(self.region_state.items()):
+            if not state or not (state.get("warning") or state.get("pending")):
+                continue
+            region_code, hazard = key.rsplit(":", 1)
+            sig = {"kind": "tick", "region_code": region_code, "hazard": hazard, "time": t}
+            await self.signals_topic.send(key=region_code.encode(), value=orjson.dumps(sig))
+
+    async def operator_cancel(self, warning_id: str) -> dict[str, Any] | None:
+        history = self.warning_history.get(warning_id)
+        if not history:
+            return None
+        last = history[-1]
+        sig = {"kind": "operator_cancel", "region_code": last["region_code"], "hazard": last["hazard"],
+               "time": self.now_data_time()}
+        await self.signals_topic.send(key=last["region_code"].encode(), value=orjson.dumps(sig))
+        return last
+
     async def _route(self, stream: Any) -> None:
         async for value in stream:
             try:
@@ -243,6 +385,8 @@ class WarningService:
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 log.warning("route: dropping malformed warning: %s", exc)
                 continue
+            if event.get("region_level") == "prefecture":
+                continue  # roll-ups are for the dashboard and API; counties issue the signals departments get
             received = list(self.receivers.get(wid) or [])
             targets = route(event, self.subscriptions, self.regions.covers, received)
             for sub, msg_type in targets:

@@ -1,150 +1,249 @@
-"""Observation -> per-station state -> station level -> region warning lifecycle. Pure functions over dicts.
+"""Station quantities -> station levels -> region warning lifecycle. Pure functions over plain dicts.
 
 The streaming agents (``warning.app``) call these; unit tests call them without a broker. State is plain JSON
 so it travels through faust changelogs unchanged.
+
+Lifecycle per (region, hazard), after CMA practice for observed ("已达…且可能持续") and forecast ("预计…将")
+signals:
+
+* a station that meets a level keeps it (and every lower level) until ``valid_hours`` after its last report at
+  that level (a forecast: until the end of its valid window), so a cool morning does not cancel yesterday's
+  heat warning;
+* the region's level is the highest unexpired station level; the event lists the stations behind it;
+* no warning + a level -> ``alert``; a higher level -> ``update`` at once (upgrade); a lower level or none must
+  persist ``downgrade_hold_h`` / ``cancel_hold_h`` before the ``update`` (downgrade) or ``cancel`` (hysteresis:
+  a value oscillating around a threshold does not flap); the same level pushing the expiry at least
+  ``extend_step_h`` further -> ``update`` (extend). Every update/cancel references all earlier event ids.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from warning.quantities import parse_utc
 from warning.records import WarningLevel
-from warning.rules import CAP_SEVERITY, CMA_LEVEL_CODE, LEVEL_ZH, HazardRule
+from warning.rules import CAP_SEVERITY, CMA_LEVEL_CODE, LEVEL_ZH, OPS, Condition, HazardRule, LevelRule
 
-BEIJING = timedelta(hours=8)
-KEEP_DAYS = 10  # daily extremes kept per station: enough for 3-day heat and 5-day spells
 NAMESPACE = uuid.UUID("6f1c2b8e-5d0a-4e7b-9a55-2f0c7e1d4a90")  # stable ids for replay-safe deduplication
+Series = Callable[[str], dict[str, float]]
 
 
-def beijing_date(iso_utc: str) -> str:
-    """The Beijing-time (UTC+8) calendar date of a UTC time: CMA daily extremes are per local day."""
-    t = datetime.fromisoformat(iso_utc.replace("Z", "+00:00"))
-    return (t.astimezone(UTC) + BEIJING).date().isoformat()
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def update_station(state: dict[str, Any] | None, obs: dict[str, Any]) -> dict[str, Any] | None:
-    """New station state after ``obs``, or None when ``obs`` is not newer than the last one applied.
-
-    Skipping old observations makes the update idempotent under at-least-once redelivery of whole batches.
-    """
-    st = state or {"t": "", "tmax": {}}
-    if obs["time"] <= st["t"]:
-        return None
-    tmax = dict(st["tmax"])
-    if obs.get("tmax_c") is not None:
-        day = beijing_date(obs["time"])
-        tmax[day] = max(float(obs["tmax_c"]), tmax.get(day, float("-inf")))
-        for old in sorted(tmax)[:-KEEP_DAYS]:
-            del tmax[old]
-    return {"t": obs["time"], "tmax": tmax}
-
-
-def _consecutive(days: dict[str, float], end: str, rule_holds: Any) -> int:
-    n, d = 0, datetime.fromisoformat(end).date()
-    while (v := days.get(d.isoformat())) is not None and rule_holds(v):
+def _consecutive(series: dict[str, float], cond_holds: Callable[[float], bool]) -> int:
+    if not series:
+        return 0
+    n, d = 0, date.fromisoformat(max(series))
+    while (v := series.get(d.isoformat())) is not None and cond_holds(v):
         n += 1
         d -= timedelta(days=1)
     return n
 
 
-def grade_daily(days: dict[str, float], rule: HazardRule) -> tuple[WarningLevel | None, float | None]:
-    """The most severe level whose criterion holds on enough consecutive days ending on the latest day."""
-    if not days:
-        return None, None
-    latest = max(days)
+def condition_holds(c: Condition, v: float, scale: float = 1.0) -> bool:
+    """``scale`` multiplies the threshold of >= / > conditions (flash-flood county and wet-ground factors)."""
+    return OPS[c.op](v, c.value * scale if c.op in (">=", ">") else c.value)
+
+
+def _judge(c: Condition, q: dict[str, float], series: Series | None, scale: float) -> bool | None:
+    v = q.get(c.quantity)
+    if v is None:
+        return None
+    if c.days > 1:
+        if series is None:
+            return None
+        return _consecutive(series(c.quantity), lambda x: condition_holds(c, x, scale)) >= c.days
+    return condition_holds(c, v, scale)
+
+
+def level_holds(lr: LevelRule, q: dict[str, float], series: Series | None = None, scale: float = 1.0
+                ) -> bool | None:
+    """True/False, or None when a needed input quantity is missing (no judgement possible)."""
+    all_ = [_judge(c, q, series, scale) for c in lr.all]
+    any_ = [_judge(c, q, series, scale) for c in lr.any]
+    if False in all_:
+        return False
+    if lr.any and True not in any_:
+        return None if None in any_ and len(set(any_)) == 1 else (False if None not in all_ else None)
+    return None if None in all_ else True
+
+
+def grade(rule: HazardRule, q: dict[str, float], series: Series | None = None, scale: float = 1.0
+          ) -> tuple[WarningLevel | None, str | None, float | None] | None:
+    """(level or None, deciding quantity, its value); None when no level can be judged (inputs missing)."""
+    judged = False
     for lr in rule.levels:
-        if _consecutive(days, latest, lr.holds) >= lr.consecutive_days:
-            return lr.level, days[latest]
-    return None, days[latest]
+        ok = level_holds(lr, q, series, scale)
+        if ok:
+            c = next((c for c in lr.conditions if _judge(c, q, series, scale)), lr.conditions[0])
+            return lr.level, c.quantity, q.get(c.quantity)
+        judged = judged or ok is False
+    if not judged:
+        return None
+    first = rule.levels[-1].conditions[0].quantity
+    return None, first, q.get(first)
 
 
-def station_signal(station: dict[str, Any], hazard: str, level: WarningLevel | None, value: float | None,
-                   time: str, basis: str = "observed") -> dict[str, Any]:
-    """A station's graded level for one hazard, keyed downstream by its county (region grading)."""
-    return {"region_code": station["county_code"], "region_name": station["county_name"],
-            "prefecture_code": station["prefecture_code"], "station_id": station["station_id"],
-            "station_name": station["name"], "hazard": hazard, "level": level.colour if level else None,
-            "value": value, "time": time, "basis": basis}
+# ---- region lifecycle ------------------------------------------------------------------------------------------
+
+def _effective(entry: dict[str, Any], t: str) -> tuple[WarningLevel, dict[str, Any]] | None:
+    best = None
+    for colour, info in entry["levels"].items():
+        if info["expires"] > t:
+            lv = WarningLevel.parse(colour)
+            if best is None or lv > best[0]:
+                best = (lv, info)
+    return best
 
 
-def region_level(stations: dict[str, dict[str, Any]]) -> WarningLevel | None:
-    levels = [WarningLevel.parse(s["level"]) for s in stations.values() if s.get("level")]
+def region_level(stations: dict[str, dict[str, Any]], t: str) -> WarningLevel | None:
+    levels = [e[0] for s in stations.values() if (e := _effective(s, t))]
     return max(levels) if levels else None
+
+
+def _station_list(stations: dict[str, dict[str, Any]], t: str) -> list[dict[str, Any]]:
+    out = []
+    for s in stations.values():
+        e = _effective(s, t)
+        if e:
+            lv, info = e
+            out.append({"station_id": s["station_id"], "station_name": s["station_name"], "level": lv.colour,
+                        "quantity": info.get("quantity"), "value": info.get("value"), "time": info["time"],
+                        "basis": info.get("basis", "observed")})
+    return sorted(out, key=lambda s: (-WarningLevel.parse(s["level"]), s["station_id"]))
+
+
+def _plus_hours(t: str, hours: float) -> str:
+    return iso(parse_utc(t) + timedelta(hours=hours))
+
+
+def _hours_between(a: str, b: str) -> float:
+    return (parse_utc(b) - parse_utc(a)).total_seconds() / 3600
 
 
 def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: HazardRule,
                  now: datetime | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Fold one station signal into the region's state; return (state, WarningEvent or None).
+    """Fold one station signal, tick or operator action into the region's state; return (state, event or None).
 
-    The region's level is the highest station level. No warning + a level -> ``alert``; a different level ->
-    ``update`` (upgrade or downgrade); no station at any level -> ``cancel``; same level -> nothing (the
-    warning's expiry is extended to the new observation's validity).
+    Signals: ``{"kind": "station", station_id, station_name, level, quantity, value, time, basis[, valid_to]}``
+    (kind defaults to station), ``{"kind": "tick", "time"}`` and ``{"kind": "operator_cancel", "time"}``; all
+    carry region_code, region_name(_zh), prefecture_code and hazard.
     """
-    st = state or {"stations": {}, "warning": None, "seq": 0}
-    stations = dict(st["stations"])
-    sid = signal["station_id"]
-    prev = stations.get(sid)
-    if prev is not None and signal["time"] < prev["time"]:
-        return st, None  # an older report of this station: nothing new
-    if signal.get("level"):
-        stations[sid] = {k: signal[k] for k in ("station_id", "station_name", "level", "value", "time")}
-    else:
-        stations.pop(sid, None)
-    new_level = region_level(stations)
+    st = state or {"stations": {}, "warning": None, "seq": 0, "pending": None, "region": {}}
+    stations = {k: {**v, "levels": dict(v["levels"])} for k, v in st["stations"].items()}
+    kind = signal.get("kind", "station")
+    t = signal["time"]
+    region: dict[str, Any] = {k: signal[k] for k in ("region_code", "region_name", "region_name_zh",
+                                                     "prefecture_code", "region_level") if k in signal}
+    if "region_name" not in region:  # ticks and operator actions carry only the code
+        region = {**st.get("region", {}), **region}
     current = st["warning"]
+    sent = iso(now or datetime.now(UTC))
+
+    if kind == "station" and signal.get("level"):
+        basis = signal.get("basis", "observed")
+        key = f"{signal['station_id']}|{basis}"
+        expires = signal.get("valid_to") or _plus_hours(t, rule.valid_hours)
+        entry = stations.get(key) or {"station_id": signal["station_id"], "station_name": signal["station_name"],
+                                      "levels": {}}
+        top = WarningLevel.parse(signal["level"])
+        for lv in WarningLevel:
+            if lv <= top:
+                old = entry["levels"].get(lv.colour)
+                if old is None or old["expires"] <= expires:
+                    entry["levels"][lv.colour] = {"time": t, "expires": expires, "value": signal.get("value"),
+                                                  "quantity": signal.get("quantity"), "basis": basis,
+                                                  "onset": signal.get("onset", t)}
+        stations[key] = entry
+    if kind == "operator_cancel":
+        stations = {}
+    # prune entries whose every level has expired
+    stations = {k: v for k, v in stations.items() if any(i["expires"] > t for i in v["levels"].values())}
+    new_level = region_level(stations, t)
     cur_level = WarningLevel.parse(current["level"]) if current else None
-    sent = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    expires = _plus_hours(signal["time"], rule.valid_hours)
+    pending = st.get("pending")
     event: dict[str, Any] | None = None
-    if current is None and new_level is not None:
-        warning_id = str(uuid.uuid5(NAMESPACE, f"{signal['region_code']}:{rule.hazard}:{signal['time']}"))
-        event = _event(warning_id, "alert", new_level, signal, rule, stations, sent, signal["time"], expires,
-                       references=[], seq=st["seq"] + 1)
-    elif current is not None and new_level is None:
-        event = _event(current["warning_id"], "cancel", cur_level, signal, rule, stations, sent,  # type: ignore[arg-type]
-                       current["onset"], signal["time"], references=current["references"] + [current["id"]],
-                       seq=st["seq"] + 1)
-    elif current is not None and new_level != cur_level:
-        event = _event(current["warning_id"], "update", new_level, signal, rule, stations, sent,  # type: ignore[arg-type]
-                       current["onset"], max(expires, current["expires"]),
-                       references=current["references"] + [current["id"]], seq=st["seq"] + 1)
+    listed = _station_list(stations, t)
+
+    def make(msg_type: str, change: str, level: WarningLevel, onset: str, expires: str) -> dict[str, Any]:
+        wid = current["warning_id"] if current else str(
+            uuid.uuid5(NAMESPACE, f"{region.get('region_code')}:{rule.hazard}:{t}"))
+        refs = (current["references"] + [current["id"]]) if current else []
+        return _event(wid, msg_type, change, level, region, rule, listed, sent, onset, expires, refs,
+                      st["seq"] + 1)
+
+    warn_expiry = max((s_exp for s in stations.values() for c, i in s["levels"].items()
+                       if new_level and WarningLevel.parse(c) >= new_level and (s_exp := i["expires"]) > t),
+                      default=None)
+    if kind == "operator_cancel" and current is not None:
+        event = make("cancel", "operator_cancel", cur_level, current["onset"], t)  # type: ignore[arg-type]
+        pending = None
+    elif current is None and new_level is not None:
+        onset = min(i["onset"] for s in stations.values() for i in s["levels"].values() if i["expires"] > t)
+        event = make("alert", "issue", new_level, onset, warn_expiry or _plus_hours(t, rule.valid_hours))
+        pending = None
+    elif current is not None and new_level is not None and new_level > cur_level:  # type: ignore[operator]
+        event = make("update", "upgrade", new_level, current["onset"], max(warn_expiry or t, current["expires"]))
+        pending = None
+    elif current is not None and (new_level is None or new_level < cur_level):  # type: ignore[operator]
+        target = new_level.colour if new_level else None
+        if pending is None or pending["level"] != target:
+            pending = {"level": target, "since": t}
+        hold = rule.cancel_hold_h if new_level is None else rule.downgrade_hold_h
+        if _hours_between(pending["since"], t) >= hold - 1e-9:
+            if new_level is None:
+                change = "expire" if current["expires"] <= t else "cancel"
+                event = make("cancel", change, cur_level, current["onset"], t)  # type: ignore[arg-type]
+            else:
+                event = make("update", "downgrade", new_level, current["onset"], warn_expiry or current["expires"])
+            pending = None
     elif current is not None:
-        current = {**current, "expires": max(expires, current["expires"]), "stations": _station_list(stations)}
+        pending = None
+        if warn_expiry and _hours_between(current["expires"], warn_expiry) >= rule.extend_step_h - 1e-9:
+            event = make("update", "extend", cur_level, current["onset"], warn_expiry)  # type: ignore[arg-type]
+        else:
+            current = {**current, "stations": listed}
     if event is None:
-        return {"stations": stations, "warning": current, "seq": st["seq"]}, None
+        return {"stations": stations, "warning": current, "seq": st["seq"], "pending": pending,
+                "region": region}, None
+    if event["msg_type"] == "cancel":
+        stations = {} if kind == "operator_cancel" else stations
     warning = None if event["msg_type"] == "cancel" else event
-    return {"stations": stations, "warning": warning, "seq": event["seq"]}, event
+    return {"stations": stations, "warning": warning, "seq": event["seq"], "pending": pending,
+            "region": region}, event
 
 
-def _plus_hours(iso: str, hours: int) -> str:
-    t = datetime.fromisoformat(iso.replace("Z", "+00:00")) + timedelta(hours=hours)
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _station_list(stations: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(stations.values(), key=lambda s: (-(WarningLevel.parse(s["level"])), s["station_id"]))
-
-
-def _event(warning_id: str, msg_type: str, level: WarningLevel, signal: dict[str, Any], rule: HazardRule,
-           stations: dict[str, dict[str, Any]], sent: str, onset: str, expires: str, *,
+def _event(warning_id: str, msg_type: str, change: str, level: WarningLevel, region: dict[str, Any],
+           rule: HazardRule, stations: list[dict[str, Any]], sent: str, onset: str, expires: str,
            references: list[str], seq: int) -> dict[str, Any]:
     lr = rule.level_rule(level)
-    region = signal["region_name"]
-    region_zh = signal.get("region_name_zh") or region
+    name = region.get("region_name", region.get("region_code", ""))
+    name_zh = region.get("region_name_zh") or name
     verb_zh = {"alert": "发布", "update": "更新", "cancel": "解除"}[msg_type]
     verb_en = {"alert": "issued", "update": "updated", "cancel": "cancelled"}[msg_type]
-    basis = signal.get("basis", "observed")
+    top = [s for s in stations if s["level"] == level.colour]
+    basis = "observed" if not top or any(s["basis"] == "observed" for s in top) else "forecast"
+    if basis == "observed":
+        urgency, certainty = "Immediate", "Observed"
+    else:
+        soon = _hours_between(sent, onset) <= 1 if onset > sent else True
+        urgency, certainty = ("Expected" if soon or _hours_between(sent, onset) <= 24 else "Future"), "Likely"
     return {
         "id": str(uuid.uuid5(NAMESPACE, f"{warning_id}:{seq}")),
         "warning_id": warning_id,
         "seq": seq,
         "msg_type": msg_type,
-        "region_code": signal["region_code"],
-        "region_name": region,
-        "region_name_zh": region_zh,
-        "prefecture_code": signal.get("prefecture_code"),
+        "change": change,
+        "region_code": region.get("region_code"),
+        "region_level": region.get("region_level", "county"),
+        "region_name": name,
+        "region_name_zh": name_zh,
+        "prefecture_code": region.get("prefecture_code"),
         "hazard": rule.hazard,
         "level": level.colour,
         "level_zh": LEVEL_ZH[level],
@@ -152,10 +251,10 @@ def _event(warning_id: str, msg_type: str, level: WarningLevel, signal: dict[str
         "sent": sent,
         "onset": onset,
         "expires": expires,
-        "stations": _station_list(stations),
+        "stations": stations,
         "references": references,
-        "headline_zh": f"{region_zh}气象台{verb_zh}{rule.name_zh}{LEVEL_ZH[level]}预警信号",
-        "headline_en": f"{rule.name_en} {level.colour} warning {verb_en} for {region}",
+        "headline_zh": f"{name_zh}气象台{verb_zh}{rule.name_zh}{LEVEL_ZH[level]}预警信号",
+        "headline_en": f"{rule.name_en} {level.colour} warning {verb_en} for {name}",
         "description_zh": lr.basis_zh,
         "description_en": lr.basis_en,
         "instruction_zh": lr.guidance_zh,
@@ -163,7 +262,7 @@ def _event(warning_id: str, msg_type: str, level: WarningLevel, signal: dict[str
         "cma_code": rule.cma_code + CMA_LEVEL_CODE[level],
         "category": rule.cap_category,
         "severity": CAP_SEVERITY[level],
-        "urgency": "Immediate" if basis == "observed" else "Expected",
-        "certainty": "Observed" if basis == "observed" else "Likely",
+        "urgency": urgency,
+        "certainty": certainty,
         "source": rule.source,
     }

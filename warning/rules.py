@@ -1,20 +1,23 @@
 """Warning criteria loaded from ``warning/data/rules.toml`` (or a bureau's own file) and validated at start.
 
 A malformed table stops the service with a message naming the hazard, level and key, so a typo in a threshold
-never silently disables a warning.
+never silently disables a warning. The table format is documented at the top of rules.toml.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from warning.quantities import QUANTITIES
 from warning.records import WarningLevel
 
-OPS = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
 CAP_SEVERITY = {WarningLevel.BLUE: "Minor", WarningLevel.YELLOW: "Moderate", WarningLevel.ORANGE: "Severe",
                 WarningLevel.RED: "Extreme"}
 LEVEL_ZH = {WarningLevel.BLUE: "蓝色", WarningLevel.YELLOW: "黄色", WarningLevel.ORANGE: "橙色",
@@ -28,18 +31,29 @@ class RulesError(ValueError):
 
 
 @dataclass(frozen=True)
+class Condition:
+    quantity: str
+    op: str
+    value: float
+    days: int = 1
+
+    def holds(self, v: float) -> bool:
+        return OPS[self.op](v, self.value)
+
+
+@dataclass(frozen=True)
 class LevelRule:
     level: WarningLevel
-    op: str
-    threshold: float
-    consecutive_days: int
+    all: tuple[Condition, ...]
+    any: tuple[Condition, ...]
     basis_zh: str
     basis_en: str
     guidance_zh: str
     guidance_en: str
 
-    def holds(self, value: float) -> bool:
-        return bool(OPS[self.op](value, self.threshold))
+    @property
+    def conditions(self) -> tuple[Condition, ...]:
+        return self.all + self.any
 
 
 @dataclass(frozen=True)
@@ -49,10 +63,14 @@ class HazardRule:
     name_en: str
     cma_code: str
     cap_category: str
-    element: str
-    valid_hours: int
+    valid_hours: float
+    extend_step_h: float
+    downgrade_hold_h: float
+    cancel_hold_h: float
     source: str
     levels: tuple[LevelRule, ...]  # most severe first
+    unconfirmed: str = ""
+    forecast_lead_h: float = 24.0
 
     def level_rule(self, level: WarningLevel) -> LevelRule:
         for r in self.levels:
@@ -60,8 +78,37 @@ class HazardRule:
                 return r
         raise KeyError(level)
 
+    @property
+    def quantities(self) -> set[str]:
+        return {c.quantity for r in self.levels for c in r.conditions}
+
+
+@dataclass(frozen=True)
+class FlashFloodConfig:
+    api_decay: float = 0.85
+    wet_api_mm: float = 30.0
+    wet_factor: float = 0.8
+    counties: dict[str, float] = field(default_factory=dict)  # county code -> threshold scale
+
+
+@dataclass(frozen=True)
+class FrostConfig:
+    air_to_ground_offset_c: float = 2.0
+    season_months: tuple[int, ...] = (3, 4, 5, 6, 9, 10, 11)
+
+
+class Rules(dict[str, HazardRule]):
+    """Hazard name -> HazardRule, plus the hazard-specific settings."""
+
+    def __init__(self, hazards: dict[str, HazardRule], flash_flood: FlashFloodConfig, frost: FrostConfig) -> None:
+        super().__init__(hazards)
+        self.flash_flood = flash_flood
+        self.frost = frost
+
 
 def _req(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(d, dict):
+        raise RulesError(f"{where}: expected a table")
     if key not in d:
         raise RulesError(f"{where}: missing '{key}'")
     v = d[key]
@@ -70,10 +117,35 @@ def _req(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) 
     return v
 
 
-def parse_rules(doc: dict[str, Any]) -> dict[str, HazardRule]:
+def _conditions(raw: Any, where: str) -> tuple[Condition, ...]:
+    if not isinstance(raw, list):
+        raise RulesError(f"{where}: expected a list of conditions")
+    out = []
+    for i, c in enumerate(raw):
+        cw = f"{where}[{i}]"
+        q = _req(c, "quantity", str, cw)
+        if q not in QUANTITIES:
+            raise RulesError(f"{cw}: unknown quantity {q!r}; known: {', '.join(sorted(QUANTITIES))}")
+        op = _req(c, "op", str, cw)
+        if op not in OPS:
+            raise RulesError(f"{cw}: op must be one of {sorted(OPS)}")
+        days = c.get("days", 1)
+        if not isinstance(days, int) or days < 1:
+            raise RulesError(f"{cw}: days must be an integer >= 1")
+        if days > 1 and not QUANTITIES[q].daily:
+            raise RulesError(f"{cw}: days > 1 needs a daily quantity, {q!r} is not")
+        unknown = set(c) - {"quantity", "op", "value", "days"}
+        if unknown:
+            raise RulesError(f"{cw}: unknown key {sorted(unknown)[0]!r}")
+        out.append(Condition(q, op, float(_req(c, "value", (int, float), cw)), days))
+    return tuple(out)
+
+
+def parse_rules(doc: dict[str, Any]) -> Rules:
     hazards = doc.get("hazards")
     if not isinstance(hazards, dict) or not hazards:
         raise RulesError("rules: no [hazards.*] tables")
+    defaults = doc.get("defaults", {})
     out: dict[str, HazardRule] = {}
     for name, h in hazards.items():
         where = f"hazards.{name}"
@@ -88,28 +160,41 @@ def parse_rules(doc: dict[str, Any]) -> dict[str, HazardRule]:
             if level in seen:
                 raise RulesError(f"{lw}: level {level.colour} defined twice")
             seen.add(level)
-            op = _req(lv, "op", str, lw)
-            if op not in OPS:
-                raise RulesError(f"{lw}: op must be one of {sorted(OPS)}")
-            days = int(lv.get("consecutive_days", 1))
-            if days < 1:
-                raise RulesError(f"{lw}: consecutive_days must be >= 1")
-            levels.append(LevelRule(level, op, float(_req(lv, "threshold", (int, float), lw)), days,
-                                    _req(lv, "basis_zh", str, lw), _req(lv, "basis_en", str, lw),
+            all_ = _conditions(lv.get("all", []), f"{lw}.all")
+            any_ = _conditions(lv.get("any", []), f"{lw}.any")
+            if not all_ and not any_:
+                raise RulesError(f"{lw}: needs 'all' or 'any' conditions")
+            levels.append(LevelRule(level, all_, any_, _req(lv, "basis_zh", str, lw), _req(lv, "basis_en", str, lw),
                                     _req(lv, "guidance_zh", str, lw), _req(lv, "guidance_en", str, lw)))
         if not levels:
             raise RulesError(f"{where}: no levels")
+        num = (int, float)
         out[name] = HazardRule(
             hazard=name, name_zh=_req(h, "name_zh", str, where), name_en=_req(h, "name_en", str, where),
             cma_code=_req(h, "cma_code", str, where), cap_category=_req(h, "cap_category", str, where),
-            element=_req(h, "element", str, where), valid_hours=int(_req(h, "valid_hours", int, where)),
-            source=_req(h, "source", str, where),
+            valid_hours=float(_req(h, "valid_hours", num, where)),
+            extend_step_h=float(h.get("extend_step_h", _req(h, "valid_hours", num, where) / 2)),
+            downgrade_hold_h=float(h.get("downgrade_hold_h", defaults.get("downgrade_hold_h", 1.0))),
+            cancel_hold_h=float(h.get("cancel_hold_h", defaults.get("cancel_hold_h", 1.0))),
+            source=_req(h, "source", str, where), unconfirmed=str(h.get("unconfirmed", "")),
+            forecast_lead_h=float(h.get("forecast_lead_h", 24.0)),
             levels=tuple(sorted(levels, key=lambda r: r.level, reverse=True)),
         )
-    return out
+    ff = doc.get("flash_flood", {})
+    counties = {str(k): float(v) for k, v in ff.get("counties", {}).items()}
+    if any(v <= 0 for v in counties.values()):
+        raise RulesError("flash_flood.counties: scales must be > 0")
+    fr = doc.get("frost", {})
+    months = tuple(int(m) for m in fr.get("season_months", FrostConfig.season_months))
+    if any(not 1 <= m <= 12 for m in months):
+        raise RulesError("frost.season_months: months 1-12")
+    return Rules(out,
+                 FlashFloodConfig(float(ff.get("api_decay", 0.85)), float(ff.get("wet_api_mm", 30.0)),
+                                  float(ff.get("wet_factor", 0.8)), counties),
+                 FrostConfig(float(fr.get("air_to_ground_offset_c", 2.0)), months))
 
 
-def load_rules(path: Path | None = None) -> dict[str, HazardRule]:
+def load_rules(path: Path | None = None) -> Rules:
     if path is None:
         text = resources.files("warning").joinpath("data/rules.toml").read_text(encoding="utf-8")
         where = "warning/data/rules.toml"
@@ -119,4 +204,7 @@ def load_rules(path: Path | None = None) -> dict[str, HazardRule]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{where}: {exc}") from None
-    return parse_rules(doc)
+    try:
+        return parse_rules(doc)
+    except RulesError as exc:
+        raise RulesError(f"{where}: {exc}") from None

@@ -17,12 +17,12 @@ async def test_subscriptions_survive_a_worker_restart(broker: EmbeddedBroker, tm
     first = start_ews(tmp_path, env)
     try:
         await wait_ready(first)
-        async with aiohttp.ClientSession() as s:
-            async with s.post(first.url + "/api/v1/subscriptions", headers=first.headers(),
-                              json={"name": "water dept", "department": "water", "url": "http://127.0.0.1:9/h",
-                                    "regions": ["620100"], "hazards": ["heat"]}) as r:
-                assert r.status == 201
-                created = await r.json()
+        body = {"name": "water dept", "department": "water", "url": "http://127.0.0.1:9/h", "regions": ["620100"],
+                "hazards": ["heat"]}
+        async with aiohttp.ClientSession() as s, s.post(first.url + "/api/v1/subscriptions",
+                                                        headers=first.headers(), json=body) as r:
+            assert r.status == 201
+            created = await r.json()
     finally:
         assert first.stop() == 0
     assert "embedded broker" not in first.output()

@@ -49,9 +49,11 @@ async def test_dunhuang_40c_gives_one_signed_red_alert(ews: EwsProcess, receiver
         res = await post_obs(s, ews, {"station_id": "52418", "time": iso(day1), "tmax_c": 40.6})
         assert res == {"accepted": 1, "rejected": []}
         [first] = await receiver.wait_for(1)
-        # same level again, then a cool next day: the receiver sees alert then cancel, never a 2nd alert
+        # the same level again, then an operator cancel: the receiver sees alert then cancel, never a 2nd alert
         await post_obs(s, ews, {"station_id": "52418", "time": iso(day1 + timedelta(hours=2)), "tmax_c": 41.2})
-        await post_obs(s, ews, {"station_id": "52418", "time": iso(day1 + timedelta(days=1)), "tmax_c": 31.0})
+        async with s.post(ews.url + f"/api/v1/warnings/{orjson.loads(first['body'])['data']['warning_id']}/cancel",
+                          headers=ews.headers()) as r:
+            assert r.status == 202
         got = await receiver.wait_for(2)
         async with s.get(ews.url + "/api/v1/warnings") as r:
             warnings = await r.json()
@@ -64,7 +66,12 @@ async def test_dunhuang_40c_gives_one_signed_red_alert(ews: EwsProcess, receiver
     assert data["severity"] == "Extreme" and data["cma_code"] == "11B0904"
     assert [orjson.loads(g["body"])["type"] for g in got] == ["warning.alert", "warning.cancel"]
     assert len({g["headers"]["webhook-id"] for g in got}) == 2
-    assert warnings[0]["msg_type"] == "cancel" and warnings[0]["warning_id"] == data["warning_id"]
+    cancel = orjson.loads(got[1]["body"])["data"]
+    assert cancel["change"] == "operator_cancel" and cancel["references"] == [data["id"]]
+    county = [w for w in warnings if w["region_code"] == "620982"]
+    assert county[0]["msg_type"] == "cancel" and county[0]["warning_id"] == data["warning_id"]
+    # the prefecture roll-up exists for the dashboard but is not sent to departments
+    assert any(w["region_code"] == "620900" and w["region_level"] == "prefecture" for w in warnings)
 
 
 async def test_raising_the_level_sends_update(ews: EwsProcess, receiver: Receiver) -> None:
@@ -86,7 +93,7 @@ async def test_raising_the_level_sends_update(ews: EwsProcess, receiver: Receive
     assert msgs[1]["data"]["references"] == [msgs[0]["data"]["id"]]
     for g in got:
         verify(sub["secret"], g["headers"], g["body"])
-    assert [(w["region_code"], w["level"]) for w in active] == [("620902", "red")]
+    assert sorted((w["region_code"], w["level"]) for w in active) == [("620900", "red"), ("620902", "red")]
     assert 'ews_deliveries_total{department="health",outcome="delivered"} 2.0' in metrics
 
 

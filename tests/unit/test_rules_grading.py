@@ -1,30 +1,43 @@
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from warning.grading import apply_signal, beijing_date, grade_daily, update_station
+from warning.grading import apply_signal, grade
+from warning.quantities import beijing_date, daily_series, forecast_quantities, station_quantities, update_station
 from warning.records import WarningLevel
 from warning.rules import RulesError, load_rules, parse_rules
 
 RULES = load_rules()
 HEAT = RULES["heat"]
 NOW = datetime(2026, 7, 14, 8, 0, tzinfo=UTC)
+R, O, Y, B = WarningLevel.RED, WarningLevel.ORANGE, WarningLevel.YELLOW, WarningLevel.BLUE  # noqa: E741
 
 
-def test_rules_table_has_cma_heat_thresholds() -> None:
-    assert [(r.level, r.threshold, r.consecutive_days) for r in HEAT.levels] == [
-        (WarningLevel.RED, 40.0, 1), (WarningLevel.ORANGE, 37.0, 1), (WarningLevel.YELLOW, 35.0, 3)]
-    assert HEAT.cma_code == "11B09"
+def test_rules_table_holds_every_hazard_with_cma_codes() -> None:
+    assert set(RULES) == {"rainstorm", "flash_flood", "heat", "frost", "cold_wave", "gale", "sandstorm"}
+    assert {h: r.cma_code for h, r in RULES.items()}["heat"] == "11B09"
+    assert [lv.level for lv in RULES["rainstorm"].levels] == [R, O, Y, B]
+    assert [lv.level for lv in RULES["sandstorm"].levels] == [R, O, Y]
+    assert [lv.level for lv in RULES["frost"].levels] == [O, Y, B]
+    assert "UNCONFIRMED" not in RULES["heat"].unconfirmed and RULES["flash_flood"].unconfirmed
+    for rule in RULES.values():
+        for lv in rule.levels:
+            assert lv.basis_zh and lv.basis_en and lv.guidance_zh and lv.guidance_en
 
 
 @pytest.mark.parametrize(("doc", "msg"), [
     ({}, "no \\[hazards"),
     ({"hazards": {"heat": {"levels": []}}}, "no levels"),
-    ({"hazards": {"heat": {"levels": [{"level": "red", "op": ">=", "threshold": 1}]}}}, "missing 'basis_zh'"),
-    ({"hazards": {"heat": {**{k: "x" for k in ("name_zh", "name_en", "cma_code", "cap_category", "element",
-                                              "source")}, "valid_hours": 24,
-                           "levels": [{"level": "purple"}]}}}, "unknown level 'purple'"),
+    ({"hazards": {"heat": {"levels": [{"level": "purple"}]}}}, "unknown level 'purple'"),
+    ({"hazards": {"heat": {"levels": [{"level": "red", "all": [{"quantity": "tmax", "op": ">=", "value": 1}]}]}}},
+     "unknown quantity 'tmax'"),
+    ({"hazards": {"heat": {"levels": [{"level": "red", "all": [{"quantity": "rain_3h", "op": "=>", "value": 1}]}]}}},
+     "op must be one of"),
+    ({"hazards": {"heat": {"levels": [{"level": "red", "all": [{"quantity": "rain_3h", "op": ">=", "value": 1,
+                                                                 "days": 2}]}]}}}, "needs a daily quantity"),
+    ({"hazards": {"heat": {"levels": [{"level": "red"}]}}}, "needs 'all' or 'any'"),
 ])
 def test_malformed_rules_are_refused_with_a_clear_message(doc: dict, msg: str) -> None:
     with pytest.raises(RulesError, match=msg):
@@ -34,8 +47,9 @@ def test_malformed_rules_are_refused_with_a_clear_message(doc: dict, msg: str) -
 def test_bad_threshold_type_named(tmp_path: Path) -> None:
     text = Path(__file__).parents[2].joinpath("warning/data/rules.toml").read_text()
     bad = tmp_path / "rules.toml"
-    bad.write_text(text.replace("threshold = 40.0", 'threshold = "forty"'))
-    with pytest.raises(RulesError, match=r"hazards.heat.levels\[2\]: 'threshold' has the wrong type"):
+    bad.write_text(text.replace('{ quantity = "tmax_day", op = ">=", value = 40.0 }',
+                                '{ quantity = "tmax_day", op = ">=", value = "forty" }'))
+    with pytest.raises(RulesError, match=r"hazards.heat.levels\[2\].all\[0\]: 'value' has the wrong type"):
         load_rules(bad)
 
 
@@ -44,53 +58,173 @@ def test_beijing_day() -> None:
     assert beijing_date("2026-07-14T16:00:00Z") == "2026-07-15"
 
 
-@pytest.mark.parametrize(("days", "level"), [
-    ({"2026-07-14": 40.0}, WarningLevel.RED),
-    ({"2026-07-14": 39.9}, WarningLevel.ORANGE),
-    ({"2026-07-14": 37.0}, WarningLevel.ORANGE),
-    ({"2026-07-12": 35.0, "2026-07-13": 36.0, "2026-07-14": 35.5}, WarningLevel.YELLOW),
-    ({"2026-07-11": 35.0, "2026-07-13": 36.0, "2026-07-14": 35.5}, None),  # a gap breaks the run
-    ({"2026-07-12": 34.9, "2026-07-13": 36.0, "2026-07-14": 35.5}, None),
-    ({"2026-07-13": 41.0, "2026-07-14": 30.0}, None),  # the latest day decides
+def run(obs: list[dict[str, Any]]) -> dict[str, Any]:
+    st = None
+    for o in obs:
+        st = update_station(st, o) or st
+    assert st is not None
+    return st
+
+
+def grade_of(hazard: str, st: dict[str, Any], scale: float = 1.0) -> WarningLevel | None:
+    q = station_quantities(st)
+    g = grade(RULES[hazard], q, lambda n: daily_series(st, n), scale)
+    return None if g is None else g[0]
+
+
+@pytest.mark.parametrize(("tmaxes", "level"), [
+    ([40.0], R), ([39.9], O), ([37.0], O), ([35.0, 36.0, 35.5], Y), ([34.9, 36.0, 35.5], None),
+    ([41.0, 30.0], None),  # the latest day decides
 ])
-def test_grade_heat(days: dict[str, float], level: WarningLevel | None) -> None:
-    assert grade_daily(days, HEAT)[0] == level
+def test_heat_levels(tmaxes: list[float], level: WarningLevel | None) -> None:
+    st = run([{"time": f"2026-07-{12 + i}T06:00:00Z", "tmax_c": v} for i, v in enumerate(tmaxes)])
+    assert grade_of("heat", st) == level
 
 
-def test_station_state_is_idempotent_and_keeps_daily_max() -> None:
-    s = update_station(None, {"time": "2026-07-14T04:00:00Z", "tmax_c": 38.0})
-    s = update_station(s, {"time": "2026-07-14T06:00:00Z", "tmax_c": 36.0})
-    assert s is not None and s["tmax"] == {"2026-07-14": 38.0}
-    assert update_station(s, {"time": "2026-07-14T06:00:00Z", "tmax_c": 45.0}) is None  # replayed
-    assert update_station(s, {"time": "2026-07-14T05:00:00Z", "tmax_c": 45.0}) is None  # older
+def test_heat_gap_breaks_the_three_day_run() -> None:
+    st = run([{"time": f"2026-07-{d}T06:00:00Z", "tmax_c": 36.0} for d in (11, 13, 14)])
+    assert grade_of("heat", st) is None
 
 
-def sig(level: str | None, station: str = "52418", time: str = "2026-07-14T06:00:00Z", value: float = 40.5
-        ) -> dict[str, object]:
+def test_rainstorm_rolling_windows_from_hourly_reports() -> None:
+    hourly = [{"time": f"2026-07-14T{h:02d}:00:00Z", "precip_mm": 5.0, "precip_period_h": 1} for h in range(12)]
+    st = run(hourly)
+    q = station_quantities(st)
+    assert (q["rain_1h"], q["rain_3h"], q["rain_6h"], q["rain_12h"]) == (5.0, 15.0, 30.0, 60.0)
+    assert grade_of("rainstorm", st) == B  # 12 h >= 50
+    st = run([*hourly[:7], {"time": "2026-07-14T09:00:00Z", "precip_mm": 100.0, "precip_period_h": 3}])
+    assert station_quantities(st)["rain_3h"] == 100.0 and grade_of("rainstorm", st) == R
+
+
+def test_six_hour_report_is_spread_over_its_window() -> None:
+    st = run([{"time": "2026-07-14T06:00:00Z", "precip_mm": 60.0, "precip_period_h": 6}])
+    q = station_quantities(st)
+    assert (q["rain_1h"], q["rain_3h"], q["rain_6h"]) == (10.0, 30.0, 60.0)
+    assert grade_of("rainstorm", st) == Y
+
+
+def test_flash_flood_thresholds_scale_on_wet_ground() -> None:
+    st = run([{"time": "2026-07-14T06:00:00Z", "precip_mm": 25.0, "precip_period_h": 1}])
+    assert grade_of("flash_flood", st) == B
+    assert grade_of("flash_flood", st, scale=0.8) == Y  # 25 >= 30 * 0.8
+    wet = run([{"time": "2026-07-12T06:00:00Z", "precip_mm": 40.0, "precip_period_h": 24},
+               {"time": "2026-07-14T06:00:00Z", "precip_mm": 1.0, "precip_period_h": 1}])
+    assert station_quantities(wet)["api_mm"] == pytest.approx(1.0 + 0.85**2 * 40.0)
+
+
+def test_frost_uses_ground_minimum_else_air_minus_offset() -> None:
+    st = run([{"time": "2026-10-14T22:00:00Z", "ground_tmin_c": -5.5, "tmin_c": -1.0}])
+    assert grade_of("frost", st) == O
+    st = run([{"time": "2026-10-14T22:00:00Z", "tmin_c": -1.5}])
+    assert station_quantities(st)["ground_tmin_day"] == -3.5 and grade_of("frost", st) == Y
+
+
+def test_cold_wave_needs_drop_minimum_and_wind() -> None:
+    base = {"time": "2026-11-12T22:00:00Z", "tmin_c": 10.0}
+    st = run([base, {"time": "2026-11-13T22:00:00Z", "tmin_c": -3.0, "wind_ms": 11.0}])
+    assert station_quantities(st)["tmin_drop_24h"] == 13.0 and grade_of("cold_wave", st) == O
+    st = run([base, {"time": "2026-11-13T22:00:00Z", "tmin_c": -3.0, "wind_ms": 9.0}])
+    assert grade_of("cold_wave", st) == B  # 48 h drop >= 8, wind force 5 only
+    st = run([base, {"time": "2026-11-13T22:00:00Z", "tmin_c": 5.0, "wind_ms": 15.0}])
+    assert grade_of("cold_wave", st) is None  # minimum not low enough
+
+
+@pytest.mark.parametrize(("wind", "gust", "level"), [(10.8, None, B), (None, 21.0, Y), (25.0, None, O),
+                                                     (None, 37.0, R), (10.7, 13.8, None)])
+def test_gale_beaufort_bands(wind: float | None, gust: float | None, level: WarningLevel | None) -> None:
+    obs = {"time": "2026-04-02T06:00:00Z", **({"wind_ms": wind} if wind else {}), **({"gust_ms": gust} if gust else {})}
+    assert grade_of("gale", run([obs])) == level
+
+
+def test_sandstorm_needs_dust_not_fog() -> None:
+    dust = {"time": "2026-04-02T06:00:00Z", "visibility_m": 400.0, "wind_ms": 12.0, "rh_pct": 15.0}
+    assert grade_of("sandstorm", run([dust])) == O
+    fog = {**dust, "wind_ms": 1.0, "rh_pct": 98.0}
+    assert grade_of("sandstorm", run([fog])) is None
+
+
+def test_missing_inputs_give_no_judgement() -> None:
+    st = run([{"time": "2026-07-14T06:00:00Z", "tmax_c": 30.0}])
+    assert grade(RULES["rainstorm"], station_quantities(st)) is None
+
+
+def test_forecast_quantities_are_lower_bounds_for_longer_windows() -> None:
+    q = forecast_quantities({"precip_mm": 60.0, "tmax_c": 40.5}, 6)
+    assert "rain_3h" not in q and q["rain_6h"] == q["rain_24h"] == 60.0 and q["tmax_day"] == 40.5
+    assert grade(RULES["heat"], q)[0] == R  # type: ignore[index]
+
+
+def sig(level: str | None, station: str = "52418", time: str = "2026-07-14T06:00:00Z", value: float = 40.5,
+        **kw: Any) -> dict[str, Any]:
     return {"region_code": "620982", "region_name": "Dunhuang City", "region_name_zh": "敦煌市",
-            "prefecture_code": "620900", "station_id": station, "station_name": "Dunhuang", "hazard": "heat",
-            "level": level, "value": value, "time": time, "basis": "observed"}
+            "prefecture_code": "620900", "station_id": station, "station_name": "敦煌", "hazard": "heat",
+            "level": level, "quantity": "tmax_day", "value": value, "time": time, "basis": "observed", **kw}
 
 
-def test_lifecycle_alert_same_level_upgrade_downgrade_cancel() -> None:
+def tick(time: str) -> dict[str, Any]:
+    return {"kind": "tick", "region_code": "620982", "hazard": "heat", "time": time}
+
+
+def test_lifecycle_alert_extend_upgrade_downgrade_expire() -> None:
     st, ev = apply_signal(None, sig("orange", value=38), HEAT, NOW)
-    assert ev is not None and ev["msg_type"] == "alert" and ev["level"] == "orange"
+    assert ev is not None and (ev["msg_type"], ev["change"], ev["level"]) == ("alert", "issue", "orange")
     assert ev["severity"] == "Severe" and ev["cma_code"] == "11B0903" and ev["certainty"] == "Observed"
-    assert "敦煌市" in ev["headline_zh"] and "橙色" in ev["headline_zh"]
+    assert ev["expires"] == "2026-07-15T06:00:00Z" and "敦煌市" in ev["headline_zh"] and "橙色" in ev["headline_zh"]
     first = ev
     st, ev = apply_signal(st, sig("orange", time="2026-07-14T07:00:00Z", value=38.5), HEAT, NOW)
-    assert ev is None  # same level: no second alert
-    st, ev = apply_signal(st, sig("red", "52424", time="2026-07-14T07:00:00Z"), HEAT, NOW)
-    assert ev is not None and ev["msg_type"] == "update" and ev["level"] == "red"
+    assert ev is None  # same level, expiry moved 1 h (< extend_step_h): nothing to send
+    st, ev = apply_signal(st, sig("red", "52424", time="2026-07-14T08:00:00Z"), HEAT, NOW)
+    assert ev is not None and (ev["msg_type"], ev["change"], ev["level"]) == ("update", "upgrade", "red")
     assert ev["warning_id"] == first["warning_id"] and ev["references"] == [first["id"]]
     assert [s["station_id"] for s in ev["stations"]] == ["52424", "52418"]  # most severe first
-    st, ev = apply_signal(st, sig(None, "52424", time="2026-07-14T08:00:00Z"), HEAT, NOW)
-    assert ev is not None and ev["msg_type"] == "update" and ev["level"] == "orange"
-    st, ev = apply_signal(st, sig(None, time="2026-07-14T09:00:00Z"), HEAT, NOW)
-    assert ev is not None and ev["msg_type"] == "cancel" and st["warning"] is None
+    second = ev
+    st, ev = apply_signal(st, sig("red", "52424", time="2026-07-14T21:00:00Z"), HEAT, NOW)
+    assert ev is not None and ev["change"] == "extend" and ev["expires"] == "2026-07-15T21:00:00Z"
+    assert ev["references"] == [first["id"], second["id"]]
+    # 52424's red lapses at 07-15T21:00; 52418's orange lapsed at 07-15T07:00 -> nothing left, hold, then expire
+    st, ev = apply_signal(st, tick("2026-07-15T21:30:00Z"), HEAT, NOW)
+    assert ev is None and st["pending"] == {"level": None, "since": "2026-07-15T21:30:00Z"}
+    st, ev = apply_signal(st, tick("2026-07-15T22:30:00Z"), HEAT, NOW)
+    assert ev is not None and (ev["msg_type"], ev["change"]) == ("cancel", "expire") and st["warning"] is None
+
+
+def test_downgrade_needs_the_hold_time_and_does_not_flap() -> None:
+    st, ev = apply_signal(None, sig("orange", value=38), HEAT, NOW)
+    st, ev = apply_signal(st, sig("red", "52424", time="2026-07-14T07:00:00Z"), HEAT, NOW)
+    assert ev is not None and ev["level"] == "red"
+    # 52424's red lapses at 07-15T07:00 while 52418 keeps orange alive with fresh reports
+    st, ev = apply_signal(st, sig("orange", time="2026-07-15T06:30:00Z", value=38), HEAT, NOW)
+    st, ev = apply_signal(st, tick("2026-07-15T07:10:00Z"), HEAT, NOW)
+    assert ev is None and st["pending"]["level"] == "orange"
+    st, ev = apply_signal(st, sig("red", "52424", time="2026-07-15T07:40:00Z"), HEAT, NOW)
+    # back to red within the hold: no downgrade/upgrade flap, only the expiry moves on
+    assert ev is not None and ev["change"] == "extend" and ev["level"] == "red" and st["pending"] is None
+    st, ev = apply_signal(st, tick("2026-07-16T07:50:00Z"), HEAT, NOW)
+    st, ev = apply_signal(st, tick("2026-07-16T08:50:00Z"), HEAT, NOW)
+    assert ev is not None and ev["msg_type"] == "cancel"
+
+
+def test_operator_cancel_and_forecast_basis() -> None:
+    f = sig("red", time="2026-07-14T00:00:00Z", basis="forecast", onset="2026-07-14T04:00:00Z",
+            valid_to="2026-07-15T00:00:00Z")
+    st, ev = apply_signal(None, f, HEAT, datetime(2026, 7, 14, 0, 5, tzinfo=UTC))
+    assert ev is not None and (ev["basis"], ev["urgency"], ev["certainty"]) == ("forecast", "Expected", "Likely")
+    assert ev["onset"] == "2026-07-14T04:00:00Z" and ev["expires"] == "2026-07-15T00:00:00Z"
+    st, ev2 = apply_signal(st, {"kind": "operator_cancel", "region_code": "620982", "hazard": "heat",
+                                "time": "2026-07-14T01:00:00Z"}, HEAT, NOW)
+    assert ev2 is not None and (ev2["msg_type"], ev2["change"]) == ("cancel", "operator_cancel")
+    assert ev2["references"] == [ev["id"]] and st["stations"] == {}
 
 
 def test_event_ids_are_deterministic_for_replays() -> None:
     _, a = apply_signal(None, sig("red"), HEAT, NOW)
     _, b = apply_signal(None, sig("red"), HEAT, datetime(2026, 7, 15, tzinfo=UTC))
     assert a is not None and b is not None and a["id"] == b["id"]
+
+
+def test_station_state_is_idempotent() -> None:
+    s = update_station(None, {"time": "2026-07-14T04:00:00Z", "tmax_c": 38.0})
+    s = update_station(s, {"time": "2026-07-14T06:00:00Z", "tmax_c": 36.0})
+    assert s is not None and s["d"]["2026-07-14"]["tmax"] == 38.0
+    assert update_station(s, {"time": "2026-07-14T06:00:00Z", "tmax_c": 45.0}) is None  # replayed
+    assert update_station(s, {"time": "2026-07-14T05:00:00Z", "tmax_c": 45.0}) is None  # older

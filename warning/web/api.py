@@ -14,9 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerts.ssrf import DestinationRefused, check_destination
 from alerts.subscriptions import SubscriptionError, new_subscription
-from ingest.validate import ObservationError, validate_observation
+from ingest.validate import ObservationError, format_time, parse_time, validate_forecast, validate_observation
 from warning import metrics
-from warning.app import WarningService
+from warning.app import WarningService, level_at_least
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SVC = web.AppKey("svc", WarningService)
@@ -95,6 +95,32 @@ async def post_observations(request: web.Request) -> web.Response:
 
 
 @require_token
+async def post_forecasts(request: web.Request) -> web.Response:
+    svc = request.app[SVC]
+    _, body = await _body_json(request)
+    items = body if isinstance(body, list) else [body]
+    accepted, rejected = [], []
+    for i, item in enumerate(items):
+        try:
+            accepted.append(validate_forecast(item, known_station=lambda s: s in svc.registry))
+        except ObservationError as exc:
+            rejected.append({"index": i, "reason": str(exc)})
+            await svc.reject(json.dumps(item, default=str).encode(), str(exc), "push-forecast")
+    if accepted:
+        await svc.publish_forecasts(accepted)
+    return _json({"accepted": len(accepted), "rejected": rejected}, 202)
+
+
+@require_token
+async def cancel_warning(request: web.Request) -> web.Response:
+    last = await request.app[SVC].operator_cancel(request.match_info["id"])
+    if last is None:
+        return _error(404, "no such warning")
+    return _json({"warning_id": last["warning_id"], "region_code": last["region_code"], "hazard": last["hazard"],
+                  "status": "cancel requested"}, 202)
+
+
+@require_token
 async def post_subscription(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     _, body = await _body_json(request)
@@ -137,10 +163,23 @@ async def list_warnings(request: web.Request) -> web.Response:
     events = svc.active_warnings() if active else list(svc.warnings.values())
     hazard = request.query.get("hazard")
     region = request.query.get("region")
+    level = request.query.get("level")
+    since = request.query.get("since")
     if hazard:
         events = [e for e in events if e["hazard"] == hazard]
     if region:
         events = [e for e in events if svc.regions.covers(region, e["region_code"])]
+    if level:
+        try:
+            events = [e for e in events if level_at_least(e["level"], level)]
+        except ValueError as exc:
+            return _error(400, f"level: {exc}")
+    if since:
+        try:
+            t = format_time(parse_time(since, "since"))
+        except ObservationError as exc:
+            return _error(400, str(exc))
+        events = [e for e in events if e["sent"] >= t]
     events.sort(key=lambda e: e["sent"], reverse=True)
     return _json(events)
 
@@ -172,5 +211,10 @@ def make_web_app(svc: WarningService, token: str) -> web.Application:
     app.router.add_delete("/api/v1/subscriptions/{id}", delete_subscription)
     app.router.add_get("/api/v1/warnings", list_warnings)
     app.router.add_get("/api/v1/warnings/{id}", get_warning)
+    app.router.add_post("/api/v1/warnings/{id}/cancel", cancel_warning)
+    app.router.add_post("/api/v1/forecasts", post_forecasts)
     app.router.add_get("/api/v1/stations", list_stations)
+    from warning.web.dashboard import add_dashboard_routes
+
+    add_dashboard_routes(app)
     return app

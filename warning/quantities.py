@@ -1,0 +1,199 @@
+"""Per-station state and the quantities warning rules read (the names used in rules.toml).
+
+A station's state is plain JSON (it lives in a faust table): the last report time, daily extremes per
+Beijing-time day, hourly rainfall buckets and the latest instantaneous values. ``update_station`` folds one
+Observation into it; ``station_quantities`` derives every named quantity from it. Both are pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+BEIJING = timedelta(hours=8)
+KEEP_DAYS = 10  # daily extremes per station: 3-day heat, 48 h cold wave, 10-day antecedent rain
+KEEP_HOURS = 24  # hourly rain buckets: the longest rolling window
+RAIN_WINDOWS_H = (1, 3, 6, 12, 24)
+
+State = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A named input to rules: ``daily`` quantities have a per-day series (for ``days = N`` conditions)."""
+
+    name: str
+    daily: bool
+    description: str
+
+
+QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
+    *(Quantity(f"rain_{n}h", False, f"rolling {n} h rainfall (mm) ending at the latest report")
+      for n in RAIN_WINDOWS_H),
+    Quantity("api_mm", False, "antecedent precipitation index (mm), daily, decay k (rules: flash_flood.api_decay)"),
+    Quantity("tmax_day", True, "daily maximum temperature (degC), Beijing day"),
+    Quantity("tmin_day", True, "daily minimum temperature (degC), Beijing day"),
+    Quantity("ground_tmin_day", True, "daily 0 cm ground minimum (degC); else air minimum - offset"),
+    Quantity("tmin_drop_24h", False, "yesterday's minus today's daily minimum (degC)"),
+    Quantity("tmin_drop_48h", False, "the higher of the 2 previous days' minimum minus today's (degC)"),
+    Quantity("wind_max_day", True, "highest 10-min mean wind of the day (m/s)"),
+    Quantity("gust_max_day", True, "highest gust of the day (m/s)"),
+    Quantity("visibility", False, "visibility at the latest report (m)"),
+    Quantity("wind_now", False, "mean wind at the latest report (m/s)"),
+    Quantity("rh_now", False, "relative humidity at the latest report (%)"),
+]}
+
+# quantity -> the observation elements that can change it: a report re-grades only the hazards it informs
+QUANTITY_ELEMENTS: dict[str, frozenset[str]] = {
+    **{f"rain_{n}h": frozenset({"precip_mm"}) for n in RAIN_WINDOWS_H},
+    "api_mm": frozenset({"precip_mm"}),
+    "tmax_day": frozenset({"tmax_c", "air_temp_c"}),
+    "tmin_day": frozenset({"tmin_c", "air_temp_c"}),
+    "ground_tmin_day": frozenset({"ground_tmin_c", "tmin_c", "air_temp_c"}),
+    "tmin_drop_24h": frozenset({"tmin_c", "air_temp_c"}),
+    "tmin_drop_48h": frozenset({"tmin_c", "air_temp_c"}),
+    "wind_max_day": frozenset({"wind_ms"}),
+    "gust_max_day": frozenset({"gust_ms"}),
+    "visibility": frozenset({"visibility_m"}),
+    "wind_now": frozenset({"wind_ms"}),
+    "rh_now": frozenset({"rh_pct"}),
+}
+
+# daily field -> (observation elements, combine)
+_DAILY: dict[str, tuple[tuple[str, ...], Callable[[float, float], float]]] = {
+    "tmax": (("tmax_c", "air_temp_c"), max),
+    "tmin": (("tmin_c", "air_temp_c"), min),
+    "gtmin": (("ground_tmin_c",), min),
+    "wmax": (("wind_ms",), max),
+    "gmax": (("gust_ms",), max),
+}
+_NOW = {"visibility_m": "vis", "wind_ms": "wind", "rh_pct": "rh"}
+
+
+def parse_utc(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def beijing_date(iso_utc: str) -> str:
+    """The Beijing-time (UTC+8) calendar date of a UTC time: CMA daily extremes are per local day."""
+    return (parse_utc(iso_utc) + BEIJING).date().isoformat()
+
+
+def update_station(state: State | None, obs: dict[str, Any]) -> State | None:
+    """New station state after ``obs``, or None when ``obs`` is not newer than the last one applied.
+
+    Skipping old observations makes the update idempotent under at-least-once redelivery of whole batches.
+    Rain with ``precip_period_h`` p > 1 is spread evenly over the p hours ending at the report (so rolling sums
+    over windows >= p are exact and shorter windows get the mean rate).
+    """
+    st = state or {"t": "", "d": {}, "h": {}, "now": {}}
+    if obs["time"] <= st["t"]:
+        return None
+    t = parse_utc(obs["time"])
+    day = (t + BEIJING).date().isoformat()
+    days = dict(st["d"])
+    today = dict(days.get(day, {}))
+    for field_, (elements, combine) in _DAILY.items():
+        for el in elements:
+            v = obs.get(el)
+            if v is not None:
+                today[field_] = combine(float(v), today[field_]) if field_ in today else float(v)
+    hours = st["h"]
+    if obs.get("precip_mm") is not None:
+        amount = float(obs["precip_mm"])
+        period = max(1, round(float(obs.get("precip_period_h") or 1)))
+        end = int(t.timestamp() // 3600)
+        hours = dict(hours)
+        for i in range(min(period, KEEP_HOURS)):
+            k = str(end - i)
+            hours[k] = hours.get(k, 0.0) + amount / period
+        for old in sorted(hours, key=int)[:-KEEP_HOURS]:
+            del hours[old]
+        today["rain"] = today.get("rain", 0.0) + amount
+    days[day] = today
+    for old in sorted(days)[:-KEEP_DAYS]:
+        del days[old]
+    now = {**st["now"], **{short: float(obs[el]) for el, short in _NOW.items() if obs.get(el) is not None}}
+    out = {"t": obs["time"], "d": days, "h": hours, "now": now}
+    if "lv" in st:
+        out["lv"] = st["lv"]
+    return out
+
+
+def _day(d: str, offset: int) -> str:
+    return (date.fromisoformat(d) + timedelta(days=offset)).isoformat()
+
+
+def station_quantities(st: State, *, api_decay: float = 0.85, ground_offset_c: float = 2.0) -> dict[str, float]:
+    """Every quantity that the state can give (missing inputs leave the quantity out)."""
+    q: dict[str, float] = {}
+    if not st["t"]:
+        return q
+    today = beijing_date(st["t"])
+    days = st["d"]
+    cur = days.get(today, {})
+    for name, field_ in (("tmax_day", "tmax"), ("tmin_day", "tmin"), ("wind_max_day", "wmax"),
+                         ("gust_max_day", "gmax")):
+        if field_ in cur:
+            q[name] = cur[field_]
+    if "gtmin" in cur:
+        q["ground_tmin_day"] = cur["gtmin"]
+    elif "tmin" in cur:
+        q["ground_tmin_day"] = cur["tmin"] - ground_offset_c
+    if "tmin" in cur:
+        y1, y2 = days.get(_day(today, -1), {}).get("tmin"), days.get(_day(today, -2), {}).get("tmin")
+        if y1 is not None:
+            q["tmin_drop_24h"] = y1 - cur["tmin"]
+        prev = [v for v in (y1, y2) if v is not None]
+        if prev:
+            q["tmin_drop_48h"] = max(prev) - cur["tmin"]
+    end = int(parse_utc(st["t"]).timestamp() // 3600)
+    if st["h"]:
+        for n in RAIN_WINDOWS_H:
+            q[f"rain_{n}h"] = sum(st["h"].get(str(end - i), 0.0) for i in range(n))
+    rain_days = [(d, v["rain"]) for d, v in days.items() if "rain" in v]
+    if rain_days:
+        q["api_mm"] = sum(api_decay ** (date.fromisoformat(today) - date.fromisoformat(d)).days * r
+                          for d, r in rain_days if d <= today)
+    for short, name in (("vis", "visibility"), ("wind", "wind_now"), ("rh", "rh_now")):
+        if short in st["now"]:
+            q[name] = st["now"][short]
+    return q
+
+
+def daily_series(st: State, quantity: str, *, ground_offset_c: float = 2.0) -> dict[str, float]:
+    """Per-day values of a daily quantity (for consecutive-day conditions)."""
+    field_ = {"tmax_day": "tmax", "tmin_day": "tmin", "wind_max_day": "wmax", "gust_max_day": "gmax",
+              "ground_tmin_day": "gtmin"}[quantity]
+    out = {d: v[field_] for d, v in st["d"].items() if field_ in v}
+    if quantity == "ground_tmin_day":
+        for d, v in st["d"].items():
+            if "gtmin" not in v and "tmin" in v:
+                out[d] = v["tmin"] - ground_offset_c
+    return out
+
+
+def forecast_quantities(values: dict[str, float], window_h: float) -> dict[str, float]:
+    """Quantities from one ForecastPoint's element values over its valid window.
+
+    Rain over a w-hour window is a lower bound for every rolling window >= w (and says nothing about shorter
+    ones); daily extremes map to the day quantities.
+    """
+    q: dict[str, float] = {}
+    mapping = {"tmax_c": "tmax_day", "tmin_c": "tmin_day", "ground_tmin_c": "ground_tmin_day",
+               "wind_ms": "wind_max_day", "gust_ms": "gust_max_day", "visibility_m": "visibility",
+               "rh_pct": "rh_now"}
+    for el, name in mapping.items():
+        if values.get(el) is not None:
+            q[name] = float(values[el])
+    if values.get("wind_ms") is not None:
+        q["wind_now"] = float(values["wind_ms"])
+    if values.get("air_temp_c") is not None:
+        q.setdefault("tmax_day", float(values["air_temp_c"]))
+    if values.get("precip_mm") is not None:
+        for n in RAIN_WINDOWS_H:
+            if n >= window_h - 1e-9:
+                q[f"rain_{n}h"] = float(values["precip_mm"])
+    return q

@@ -1,0 +1,510 @@
+/* Operators' dashboard: plain browser JavaScript, no build step, no external library.
+ *
+ * Data: GET /api/v1/regions (GeoJSON: region tree + shapes), GET /api/v1/stations, the live feed
+ * GET /api/v1/events (Server-Sent Events: snapshot, warning, receipt), GET /api/v1/warnings/{id} for a
+ * warning's history and deliveries, GET /api/v1/subscribers/health and POST /api/v1/dead-letters/redrive
+ * with the operator's token (kept in sessionStorage of this tab, sent only in the Authorization header).
+ * Everything from the server is inserted with textContent, never as HTML.
+ */
+(function () {
+  "use strict";
+
+  var COLOURS = { blue: "#0070f0", yellow: "#ffd400", orange: "#ff8000", red: "#e60000" };
+  var RANK = { blue: 1, yellow: 2, orange: 3, red: 4 };
+  var LEVEL_ZH = { blue: "蓝色", yellow: "黄色", orange: "橙色", red: "红色" };
+  var UNITS = { heat: "°C" };
+  var NO_WARNING_FILL = "#f7f8fa";
+  var TOKEN_KEY = "ews.operatorToken";
+  var SVG_NS = "http://www.w3.org/2000/svg";
+
+  var state = {
+    regions: {},          // code -> properties (code, name, name_zh, level, parent_code)
+    countyEls: {},        // county code -> <path>
+    stations: [],         // from /api/v1/stations
+    stationEls: {},       // station_id -> <circle>
+    project: null,        // [lon, lat] -> [x, y]
+    warnings: new Map(),  // "region:hazard" -> latest WarningEvent (as the server keeps it)
+    seen: new Set(),      // event ids already shown (to flash new ones)
+    offsetMs: 0,          // server clock - browser clock
+    selected: null,       // selected warning_id
+    receipts: [],
+    snapshotLoaded: false,
+    mapLoaded: false,
+  };
+  window.EWS = { colours: COLOURS, state: state };
+
+  // ------------------------------------------------------------------------------------------ helpers
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, attrs) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (k) {
+        if (k === "text") node.textContent = attrs[k];
+        else if (k === "className") node.className = attrs[k];
+        else if (attrs[k] !== null && attrs[k] !== undefined) node.setAttribute(k, attrs[k]);
+      });
+    }
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c === null || c === undefined) continue;
+      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    }
+    return node;
+  }
+
+  function svg(tag, attrs) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    return node;
+  }
+
+  function serverNowIso() {
+    return new Date(Date.now() + state.offsetMs).toISOString().slice(0, 19) + "Z";
+  }
+
+  function fmtTime(iso) {  // Beijing time, what the bureau's operators read
+    if (!iso) return "—";
+    var t = Date.parse(iso);
+    if (isNaN(t)) return String(iso);
+    return new Date(t + 8 * 3600 * 1000).toISOString().slice(0, 16).replace("T", " ") + " BJT";
+  }
+
+  function fmtValue(v, hazard) {
+    if (v === null || v === undefined) return "—";
+    var n = Number(v);
+    return (isNaN(n) ? String(v) : n.toFixed(1)) + (UNITS[hazard] || "");
+  }
+
+  function isActive(e) {
+    return e.msg_type !== "cancel" && e.expires > serverNowIso();
+  }
+
+  function debounce(fn, ms) {
+    var timer = null;
+    return function () {
+      clearTimeout(timer);
+      timer = setTimeout(fn, ms);
+    };
+  }
+
+  function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+  // ---------------------------------------------------------------------------------------------- map
+  function ringsOf(geometry) {
+    if (!geometry) return [];
+    if (geometry.type === "Polygon") return geometry.coordinates;
+    if (geometry.type === "MultiPolygon") {
+      return geometry.coordinates.reduce(function (acc, poly) { return acc.concat(poly); }, []);
+    }
+    return [];
+  }
+
+  function pathData(geometry, project) {
+    return ringsOf(geometry).map(function (ring) {
+      return ring.map(function (p, i) {
+        var xy = project(p);
+        return (i ? "L" : "M") + xy[0].toFixed(2) + "," + xy[1].toFixed(2);
+      }).join("") + "Z";
+    }).join("");
+  }
+
+  function buildMap(fc) {
+    var minLon = Infinity, maxLon = -Infinity, minLat = Infinity, maxLat = -Infinity;
+    fc.features.forEach(function (f) {
+      state.regions[f.properties.code] = f.properties;
+      if (f.properties.level !== "county") return;
+      ringsOf(f.geometry).forEach(function (ring) {
+        ring.forEach(function (p) {
+          if (p[0] < minLon) minLon = p[0];
+          if (p[0] > maxLon) maxLon = p[0];
+          if (p[1] < minLat) minLat = p[1];
+          if (p[1] > maxLat) maxLat = p[1];
+        });
+      });
+    });
+    if (!isFinite(minLon)) { $("map").textContent = "No region shapes available."; return; }
+    // equirectangular, scaled by cos(mid-latitude) so Gansu is not stretched east-west
+    var k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180), S = 100, pad = 20;
+    var project = function (p) { return [(p[0] - minLon) * k * S + pad, (maxLat - p[1]) * S + pad]; };
+    state.project = project;
+    var w = (maxLon - minLon) * k * S + 2 * pad, h = (maxLat - minLat) * S + 2 * pad;
+    var root = svg("svg", { viewBox: "0 0 " + w.toFixed(0) + " " + h.toFixed(0), role: "img",
+                            "aria-label": "Gansu counties", preserveAspectRatio: "xMidYMid meet" });
+    var gCounties = svg("g", { "class": "counties" });
+    var gPrefs = svg("g", { "class": "prefectures" });
+    var gStations = svg("g", { "class": "stations" });
+    fc.features.forEach(function (f) {
+      var p = f.properties;
+      if (!f.geometry) return;
+      if (p.level === "county") {
+        var path = svg("path", { d: pathData(f.geometry, project), "class": "county", "data-code": p.code,
+                                 "data-parent": p.parent_code || "", fill: NO_WARNING_FILL,
+                                 "fill-rule": "evenodd" });
+        var title = svg("title", {});
+        title.textContent = p.name_zh + " " + p.name + " (" + p.code + ")";
+        path.appendChild(title);
+        path.addEventListener("mouseenter", function () { hoverCounty(p.code); });
+        path.addEventListener("click", function () { clickCounty(p.code); });
+        gCounties.appendChild(path);
+        state.countyEls[p.code] = path;
+      } else if (p.level === "prefecture") {
+        gPrefs.appendChild(svg("path", { d: pathData(f.geometry, project), "class": "prefecture",
+                                         "data-code": p.code, "fill-rule": "evenodd" }));
+      }
+    });
+    root.appendChild(gCounties);
+    root.appendChild(gPrefs);
+    root.appendChild(gStations);
+    var box = $("map");
+    box.textContent = "";
+    box.appendChild(root);
+    state.gStations = gStations;
+    state.mapLoaded = true;
+    drawStations();
+    render();
+  }
+
+  function drawStations() {
+    if (!state.project || !state.gStations || !state.stations.length) return;
+    state.gStations.textContent = "";
+    state.stationEls = {};
+    state.stations.forEach(function (s) {
+      var xy = state.project([s.longitude, s.latitude]);
+      var c = svg("circle", { cx: xy[0].toFixed(2), cy: xy[1].toFixed(2), r: "9", "class": "station",
+                              "data-station": s.station_id });
+      var title = svg("title", {});
+      title.textContent = s.name_zh + " " + s.name + " (" + s.station_id + ")";
+      c.appendChild(title);
+      c.addEventListener("mouseenter", function () { hoverStation(s); });
+      state.gStations.appendChild(c);
+      state.stationEls[s.station_id] = c;
+    });
+    render();
+  }
+
+  function countiesUnder(code) {
+    var r = state.regions[code];
+    if (!r) return [];
+    if (r.level === "county") return [code];
+    return Object.keys(state.countyEls).filter(function (c) {
+      var county = state.regions[c];
+      return r.level === "province" || (county && county.parent_code === code);
+    });
+  }
+
+  // ------------------------------------------------------------------------------------ the warnings
+  function activeWarnings() {
+    var out = [];
+    state.warnings.forEach(function (e) { if (isActive(e)) out.push(e); });
+    return out;
+  }
+
+  function countyLevels(active) {
+    var levels = {};
+    active.forEach(function (e) {
+      countiesUnder(e.region_code).forEach(function (c) {
+        if (!levels[c] || RANK[e.level] > RANK[levels[c]]) levels[c] = e.level;
+      });
+    });
+    return levels;
+  }
+
+  function stationReadings(active) {
+    var out = {};
+    active.forEach(function (e) {
+      (e.stations || []).forEach(function (s) {
+        var prev = out[s.station_id];
+        if (!prev || RANK[s.level] > RANK[prev.level]) {
+          out[s.station_id] = { level: s.level, value: s.value, time: s.time, hazard: e.hazard };
+        }
+      });
+    });
+    return out;
+  }
+
+  function render() {
+    var active = activeWarnings();
+    var levels = countyLevels(active);
+    Object.keys(state.countyEls).forEach(function (code) {
+      var path = state.countyEls[code];
+      var level = levels[code];
+      path.setAttribute("fill", level ? COLOURS[level] : NO_WARNING_FILL);
+      if (level) path.setAttribute("data-level", level); else path.removeAttribute("data-level");
+    });
+    var readings = stationReadings(active);
+    Object.keys(state.stationEls).forEach(function (sid) {
+      var c = state.stationEls[sid];
+      var r = readings[sid];
+      c.setAttribute("fill", r ? COLOURS[r.level] : "#ffffff");
+      if (r) c.setAttribute("data-level", r.level); else c.removeAttribute("data-level");
+      c.setAttribute("r", r ? "16" : "9");
+    });
+    renderList(active);
+  }
+
+  function renderList(active) {
+    var showEnded = $("show-ended").checked;
+    var items = showEnded ? Array.from(state.warnings.values()) : active;
+    items.sort(function (a, b) {
+      var aa = isActive(a) ? 1 : 0, ba = isActive(b) ? 1 : 0;
+      if (aa !== ba) return ba - aa;
+      if (RANK[a.level] !== RANK[b.level]) return RANK[b.level] - RANK[a.level];
+      return a.sent < b.sent ? 1 : a.sent > b.sent ? -1 : 0;
+    });
+    var list = $("warning-list");
+    list.textContent = "";
+    items.forEach(function (e) {
+      var ended = !isActive(e);
+      var top = (e.stations || [])[0];
+      var li = el("li", { "data-warning-id": e.warning_id, "data-level": e.level, "data-region": e.region_code,
+                          "data-msg-type": e.msg_type,
+                          className: (ended ? "ended " : "") + (state.selected === e.warning_id ? "selected" : "") },
+        el("span", { className: "chip", "data-level": e.level }),
+        el("span", { className: "title", text: e.headline_zh || "" }),
+        el("span", { className: "meta", text: (e.headline_en || "") }),
+        el("span", { className: "meta", text: e.msg_type + " · " + (e.region_name_zh || "") + " " + e.region_code +
+          (top ? " · " + (top.station_name || top.station_id) + " " + fmtValue(top.value, e.hazard) : "") +
+          " · sent " + fmtTime(e.sent) + (ended ? " · ended" : " · until " + fmtTime(e.expires)) }));
+      if (state.snapshotLoaded && !state.seen.has(e.id)) li.classList.add("fresh");
+      li.addEventListener("click", function () { selectWarning(e.warning_id); });
+      list.appendChild(li);
+    });
+    items.forEach(function (e) { state.seen.add(e.id); });
+    $("warning-count").textContent = String(active.length);
+    $("no-warnings").hidden = items.length > 0;
+  }
+
+  function applyWarning(e) {
+    var key = e.region_code + ":" + e.hazard;
+    var latest = state.warnings.get(key);
+    if (!latest || latest.warning_id !== e.warning_id || latest.seq <= e.seq) state.warnings.set(key, e);
+  }
+
+  function hoverCounty(code) {
+    var r = state.regions[code];
+    var here = activeWarnings().filter(function (e) { return countiesUnder(e.region_code).indexOf(code) >= 0; });
+    var parent = r && state.regions[r.parent_code];
+    $("hover").textContent = (r ? r.name_zh + " " + r.name + " (" + code + ")" : code) +
+      (parent ? " · " + parent.name_zh : "") + " · " +
+      (here.length ? here.map(function (e) { return e.hazard + " " + e.level; }).join(", ") : "no active warning");
+  }
+
+  function hoverStation(s) {
+    var r = stationReadings(activeWarnings())[s.station_id];
+    $("hover").textContent = s.name_zh + " " + s.name + " (" + s.station_id + "), " + s.elevation_m + " m · " +
+      (r ? r.hazard + " " + fmtValue(r.value, r.hazard) + " at " + fmtTime(r.time) + " (" + r.level + ")"
+         : "no reading in an active warning");
+  }
+
+  function clickCounty(code) {
+    var here = activeWarnings().filter(function (e) { return countiesUnder(e.region_code).indexOf(code) >= 0; });
+    here.sort(function (a, b) { return RANK[b.level] - RANK[a.level]; });
+    if (here.length) selectWarning(here[0].warning_id);
+  }
+
+  // ---------------------------------------------------------------------------------------- detail
+  function selectWarning(id) {
+    state.selected = id;
+    $("detail-panel").hidden = false;
+    $("detail-title").textContent = id;
+    $("detail-cap").setAttribute("href", "/api/v1/warnings/" + encodeURIComponent(id) + ".cap");
+    $("detail-json").setAttribute("href", "/api/v1/warnings/" + encodeURIComponent(id));
+    Object.keys(state.countyEls).forEach(function (c) { state.countyEls[c].classList.remove("selected"); });
+    renderList(activeWarnings());
+    loadDetail();
+  }
+
+  function loadDetail() {
+    var id = state.selected;
+    if (!id) return;
+    fetch("/api/v1/warnings/" + encodeURIComponent(id), { headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
+      .then(function (d) { if (state.selected === id) renderDetail(d); })
+      .catch(function (err) { $("detail-headline").textContent = "Cannot load " + id + ": " + err.message; });
+  }
+  var reloadDetail = debounce(loadDetail, 300);
+
+  function renderDetail(d) {
+    var events = d.events || [];
+    var last = events[events.length - 1];
+    $("detail-headline").textContent = last ? last.headline_zh + " — " + last.headline_en : "";
+    if (last && state.countyEls[last.region_code]) state.countyEls[last.region_code].classList.add("selected");
+    var ol = $("detail-history");
+    ol.textContent = "";
+    events.forEach(function (e) {
+      var stations = (e.stations || []).map(function (s) {
+        return (s.station_name || s.station_id) + " " + fmtValue(s.value, e.hazard) + " (" + s.level + ")";
+      }).join(", ");
+      ol.appendChild(el("li", { "data-msg-type": e.msg_type },
+        el("span", { className: "chip", "data-level": e.level }), " ",
+        el("span", { className: "type", text: e.msg_type }), " ",
+        el("span", { text: (LEVEL_ZH[e.level] || e.level) + " " + e.level + " · " + e.cma_code + " · " + e.severity }),
+        el("div", { className: "meta", text: "sent " + fmtTime(e.sent) + " · onset " + fmtTime(e.onset) +
+          " · expires " + fmtTime(e.expires) + " · seq " + e.seq }),
+        stations ? el("div", { className: "meta", text: "stations: " + stations }) : null,
+        e.instruction_zh ? el("div", { className: "meta", text: e.instruction_zh }) : null));
+    });
+    var tbody = $("detail-deliveries");
+    tbody.textContent = "";
+    var deliveries = (d.deliveries || []).slice().sort(function (a, b) { return a.time < b.time ? 1 : -1; });
+    deliveries.forEach(function (r) {
+      tbody.appendChild(el("tr", null,
+        el("td", { text: fmtTime(r.time), title: r.time }), el("td", { text: r.department }),
+        el("td", { text: r.subscription_id }), el("td", { text: r.type }), el("td", { text: String(r.attempt) }),
+        el("td", { className: "result-" + r.result, text: r.result }),
+        el("td", { text: r.status === null || r.status === undefined ? "—" : String(r.status) }),
+        el("td", { text: r.latency_s === null || r.latency_s === undefined ? "—" : (r.latency_s * 1000).toFixed(0) + " ms" }),
+        el("td", { text: r.error || "" })));
+    });
+    $("detail-no-deliveries").hidden = deliveries.length > 0;
+  }
+
+  // ----------------------------------------------------------------------------------- subscribers
+  function authHeaders() { return { Authorization: "Bearer " + token(), Accept: "application/json" }; }
+
+  function loadHealth() {
+    if (!token()) {
+      $("subs-table").hidden = true;
+      $("redrive").disabled = true;
+      $("subs-status").textContent = "Enter the operator token to see subscribers.";
+      return;
+    }
+    fetch("/api/v1/subscribers/health", { headers: authHeaders(), cache: "no-store" })
+      .then(function (r) {
+        if (r.status === 401) {
+          sessionStorage.removeItem(TOKEN_KEY);
+          throw new Error("token rejected (401); enter it again");
+        }
+        return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status));
+      })
+      .then(renderHealth)
+      .catch(function (err) {
+        $("subs-table").hidden = true;
+        $("redrive").disabled = !token();
+        $("subs-status").textContent = "Subscribers: " + err.message;
+      });
+  }
+  var reloadHealth = debounce(loadHealth, 1500);
+
+  function renderHealth(d) {
+    var subs = d.subscribers || [];
+    var tbody = $("subs-body");
+    tbody.textContent = "";
+    subs.forEach(function (h) {
+      tbody.appendChild(el("tr", { "data-subscription-id": h.subscription_id, "data-status": h.status },
+        el("td", { text: h.name, title: h.subscription_id }), el("td", { text: h.department }),
+        el("td", { className: "status-" + h.status, text: h.status }),
+        el("td", { text: h.active ? "yes" : "paused" }),
+        el("td", { text: fmtTime(h.last_success), title: h.last_success || "" }),
+        el("td", { text: String(h.consecutive_failures) }),
+        el("td", { text: h.last_error ? h.last_error + " (" + fmtTime(h.last_error_time) + ")" : "" }),
+        el("td", { text: String(h.dead_letters) })));
+    });
+    $("subs-table").hidden = subs.length === 0;
+    $("redrive").disabled = false;
+    $("subs-status").textContent = subs.length ? subs.length + " subscriptions · health from the last " +
+      d.receipts_window + " delivery attempts on this worker · " + fmtTime(d.time) : "No subscriptions.";
+  }
+
+  function redrive() {
+    var out = $("redrive-result");
+    out.textContent = "redriving…";
+    fetch("/api/v1/dead-letters/redrive", {
+      method: "POST", headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()), body: "{}",
+    }).then(function (r) {
+      return r.text().then(function (text) {
+        out.textContent = "HTTP " + r.status + " " + r.statusText + (text ? ": " + text.slice(0, 300) : "");
+        out.setAttribute("data-status", String(r.status));
+        loadHealth();
+      });
+    }).catch(function (err) { out.textContent = "request failed: " + err.message; });
+  }
+
+  function logReceipt(r) {
+    state.receipts.unshift(r);
+    state.receipts.length = Math.min(state.receipts.length, 50);
+    renderReceipts();
+  }
+
+  function renderReceipts() {
+    var ul = $("receipt-log");
+    ul.textContent = "";
+    state.receipts.forEach(function (r) {
+      ul.appendChild(el("li", null, fmtTime(r.time) + " " + r.department + " ",
+        el("span", { className: "result-" + r.result, text: r.result }),
+        " " + r.type + " #" + r.attempt + (r.status ? " HTTP " + r.status : "") + (r.error ? " " + r.error : "") +
+        " · " + String(r.warning_id || "").slice(0, 8)));
+    });
+  }
+
+  // ----------------------------------------------------------------------------------------- live feed
+  function connect() {
+    var conn = $("conn");
+    var es = new EventSource("/api/v1/events");
+    es.onopen = function () { conn.dataset.state = "live"; conn.textContent = "live"; };
+    es.onerror = function () { conn.dataset.state = "error"; conn.textContent = "reconnecting…"; };
+    es.addEventListener("snapshot", function (ev) {
+      var snap = JSON.parse(ev.data);
+      state.offsetMs = Date.parse(snap.server_time) - Date.now();
+      state.warnings = new Map();
+      (snap.warnings || []).slice().reverse().forEach(applyWarning);
+      state.receipts = (snap.receipts || []).slice().reverse();
+      renderReceipts();
+      render();
+      state.snapshotLoaded = true;
+      document.body.setAttribute("data-live", "1");
+      if (state.selected) reloadDetail();
+    });
+    es.addEventListener("warning", function (ev) {
+      var e = JSON.parse(ev.data);
+      applyWarning(e);
+      render();
+      if (e.warning_id === state.selected) reloadDetail();
+    });
+    es.addEventListener("receipt", function (ev) {
+      var r = JSON.parse(ev.data);
+      logReceipt(r);
+      if (r.warning_id === state.selected) reloadDetail();
+      if (token()) reloadHealth();
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------- start
+  function start() {
+    $("show-ended").addEventListener("change", function () { renderList(activeWarnings()); });
+    $("detail-close").addEventListener("click", function () {
+      state.selected = null;
+      $("detail-panel").hidden = true;
+      Object.keys(state.countyEls).forEach(function (c) { state.countyEls[c].classList.remove("selected"); });
+      renderList(activeWarnings());
+    });
+    $("token-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var value = $("token").value.trim();
+      $("token").value = "";
+      if (value) sessionStorage.setItem(TOKEN_KEY, value);
+      loadHealth();
+    });
+    $("token-forget").addEventListener("click", function () {
+      sessionStorage.removeItem(TOKEN_KEY);
+      $("subs-body").textContent = "";
+      $("redrive-result").textContent = "";
+      loadHealth();
+    });
+    $("redrive").addEventListener("click", redrive);
+
+    fetch("/api/v1/regions").then(function (r) { return r.json(); }).then(buildMap)
+      .catch(function (err) { $("map").textContent = "Cannot load regions: " + err.message; });
+    fetch("/api/v1/stations").then(function (r) { return r.json(); })
+      .then(function (list) { state.stations = list; drawStations(); })
+      .catch(function () { /* markers are optional */ });
+    connect();
+    loadHealth();
+    setInterval(render, 30000);          // expiries pass without any event
+    setInterval(function () { if (token()) loadHealth(); }, 30000);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
