@@ -80,7 +80,8 @@ def new_session(allow: Sequence[Network], timeout_s: float, limit_per_host: int 
 
 
 async def deliver_webhook(session: aiohttp.ClientSession, url: str, secrets: Sequence[str], webhook_id: str,
-                          body: bytes, allow: Sequence[Network] = ()) -> Outcome:
+                          body: bytes, allow: Sequence[Network] = (), content_type: str = "application/json"
+                          ) -> Outcome:
     """POST ``body`` signed with every secret in ``secrets``; never raises for network problems."""
     t0 = time.monotonic()
     host = urlsplit(url).hostname or ""
@@ -90,7 +91,7 @@ async def deliver_webhook(session: aiohttp.ClientSession, url: str, secrets: Seq
         literal = None
     if literal is not None and (reason := address_refused(literal, allow)):  # IP literals skip the resolver
         return Outcome("dead", None, 0.0, f"destination refused: {reason}")
-    headers = {**signature_headers(secrets, webhook_id, body), "content-type": "application/json"}
+    headers = {**signature_headers(secrets, webhook_id, body), "content-type": content_type}
     try:
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
             await resp.read()

@@ -25,6 +25,7 @@ from alerts.delivery import backoff_s, deliver_webhook, new_session, webhook_bod
 from alerts.routing import route
 from alerts.subscriptions import Subscription, SubscriptionStore
 from warning import grading, metrics, quantities, topics
+from warning.cap import render_cap
 from warning.config import Settings
 from warning.mirror import TopicMirror
 from warning.records import WarningLevel
@@ -59,6 +60,7 @@ class WarningService:
         self.subscriptions = SubscriptionStore()
         self.warnings: dict[str, dict[str, Any]] = {}  # key region:hazard -> latest WarningEvent
         self.warning_history: dict[str, list[dict[str, Any]]] = {}  # warning_id -> events
+        self.events_by_id: dict[str, dict[str, Any]] = {}
         self.recent_receipts: deque[dict[str, Any]] = deque(maxlen=2000)
         self.ready = asyncio.Event()
         # Called with ("warning", WarningEvent) and ("receipt", receipt) as they arrive: the dashboard's live feed.
@@ -103,6 +105,7 @@ class WarningService:
         if key is None or value is None:
             return
         event = orjson.loads(value)
+        self.events_by_id[event["id"]] = event
         history = self.warning_history.setdefault(event["warning_id"], [])
         if all(e["id"] != event["id"] for e in history):
             history.append(event)
@@ -324,9 +327,9 @@ class WarningService:
         window_h = max(0.0, (quantities.parse_utc(p["valid_to"]) - quantities.parse_utc(p["valid_from"]))
                        .total_seconds() / 3600)
         q = quantities.forecast_quantities(p["values"], window_h)
-        lead_end_h = float(p.get("lead_h", 0)) + window_h
+        lead_h = float(p.get("lead_h", 0))  # "within N hours": the forecast onset is at most N hours ahead
         for hazard, rule in self.rules.items():
-            if lead_end_h > rule.forecast_lead_h + 1e-9:
+            if lead_h > rule.forecast_lead_h + 1e-9:
                 continue
             g = grading.grade(rule, q, None, self.hazard_scale(hazard, station.county_code, q))
             if g is None or g[0] is None:
@@ -436,9 +439,14 @@ class WarningService:
             return
         d["attempt"] = int(d.get("attempt", 0)) + 1
         d["first_attempt_at"] = d.get("first_attempt_at") or time.time()
-        body = webhook_body(d["type"], event)
+        if sub.format == "cap":
+            earlier = [e for e in self.warning_history.get(event.get("warning_id", ""), [])
+                       if e["seq"] < event.get("seq", 0)]
+            body, ctype = render_cap(event, referenced=earlier), "application/cap+xml"
+        else:
+            body, ctype = webhook_body(d["type"], event), "application/json"
         outcome = await deliver_webhook(self._session(), sub.url, [sub.secret], d["webhook_id"], body,
-                                        self.settings.webhook_allow_nets)
+                                        self.settings.webhook_allow_nets, content_type=ctype)
         receipt = {"webhook_id": d["webhook_id"], "subscription_id": sub.id, "department": sub.department,
                    "warning_id": event.get("warning_id"), "event_id": event.get("id"), "type": d["type"],
                    "attempt": d["attempt"], "result": outcome.result, "status": outcome.status,

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from alerts.signing import verify
+from warning.cap import validate_cap
 from tests.integration.conftest import EwsProcess, Receiver, start_ews, wait_ready
 
 
@@ -87,6 +88,16 @@ async def test_raising_the_level_sends_update(ews: EwsProcess, receiver: Receive
             active = await r.json()
         async with s.get(ews.url + "/metrics") as r:
             metrics = await r.text()
+        update_id = orjson.loads(got[1]["body"])["data"]["id"]
+        async with s.get(ews.url + f"/api/v1/warnings/{update_id}.cap") as r:
+            assert r.status == 200 and r.content_type == "application/cap+xml"
+            cap = await r.read()
+        async with s.get(ews.url + "/api/v1/cap/feed.atom") as r:
+            feed = await r.text()
+    xsd = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cap" / "CAP-v1.2.xsd"
+    assert validate_cap(cap, xsd if xsd.exists() else None) == []
+    assert b"<msgType>Update</msgType>" in cap and b"11B0904" in cap and b"+08:00" in cap
+    assert f"/api/v1/warnings/{update_id}.cap" in feed
     msgs = [orjson.loads(g["body"]) for g in got]
     assert [(m["type"], m["data"]["level"]) for m in msgs] == [("warning.alert", "orange"),
                                                               ("warning.update", "red")]

@@ -17,6 +17,7 @@ from alerts.subscriptions import SubscriptionError, new_subscription
 from ingest.validate import ObservationError, format_time, parse_time, validate_forecast, validate_observation
 from warning import metrics
 from warning.app import WarningService, level_at_least
+from warning.cap import atom_feed, render_cap
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SVC = web.AppKey("svc", WarningService)
@@ -193,6 +194,36 @@ async def get_warning(request: web.Request) -> web.Response:
     return _json({"warning_id": request.match_info["id"], "events": history, "deliveries": receipts})
 
 
+def _find_event(svc: WarningService, ident: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """An event by event id, or the latest event of a warning id; with the earlier events of its chain."""
+    if ident in svc.warning_history:
+        chain = svc.warning_history[ident]
+        return chain[-1], chain[:-1]
+    event = svc.events_by_id.get(ident)
+    if event is None:
+        return None
+    chain = svc.warning_history.get(event["warning_id"], [])
+    return event, [e for e in chain if e["seq"] < event["seq"]]
+
+
+async def get_warning_cap(request: web.Request) -> web.Response:
+    found = _find_event(request.app[SVC], request.match_info["id"])
+    if found is None:
+        return _error(404, "no such warning or event")
+    event, earlier = found
+    return web.Response(body=render_cap(event, referenced=earlier), content_type="application/cap+xml",
+                        charset="utf-8")
+
+
+async def cap_feed(request: web.Request) -> web.Response:
+    svc = request.app[SVC]
+    base = f"{request.scheme}://{request.host}"
+    events = [e for e in svc.active_warnings() if e.get("region_level", "county") == "county"]
+    body = atom_feed(events, feed_url=base + "/api/v1/cap/feed.atom",
+                     cap_url=lambda e: f"{base}/api/v1/warnings/{e['id']}.cap")
+    return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
+
+
 async def list_stations(request: web.Request) -> web.Response:
     return _json([s.to_dict() for s in request.app[SVC].registry])
 
@@ -210,6 +241,8 @@ def make_web_app(svc: WarningService, token: str) -> web.Application:
     app.router.add_get("/api/v1/subscriptions/{id}", get_subscription)
     app.router.add_delete("/api/v1/subscriptions/{id}", delete_subscription)
     app.router.add_get("/api/v1/warnings", list_warnings)
+    app.router.add_get(r"/api/v1/warnings/{id:[^/.]+}.cap", get_warning_cap)
+    app.router.add_get("/api/v1/cap/feed.atom", cap_feed)
     app.router.add_get("/api/v1/warnings/{id}", get_warning)
     app.router.add_post("/api/v1/warnings/{id}/cancel", cancel_warning)
     app.router.add_post("/api/v1/forecasts", post_forecasts)

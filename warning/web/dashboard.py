@@ -80,7 +80,7 @@ def _file_response(path: Path, request: web.Request, page: bool = False) -> web.
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
     resp = web.Response(body=body, headers={**headers, "Content-Type": CONTENT_TYPES[path.suffix.lower()]})
-    if len(body) > 4096 and not path.suffix.lower() == ".png":
+    if len(body) > 4096 and path.suffix.lower() != ".png":
         resp.enable_compression()
     return resp
 

@@ -12,7 +12,9 @@
   var COLOURS = { blue: "#0070f0", yellow: "#ffd400", orange: "#ff8000", red: "#e60000" };
   var RANK = { blue: 1, yellow: 2, orange: 3, red: 4 };
   var LEVEL_ZH = { blue: "蓝色", yellow: "黄色", orange: "橙色", red: "红色" };
-  var UNITS = { heat: "°C" };
+  var UNITS = { tmax_day: "°C", tmin_day: "°C", ground_tmin_day: "°C", tmin_drop_24h: "°C", tmin_drop_48h: "°C",
+                wind_max_day: "m/s", gust_max_day: "m/s", wind_now: "m/s", visibility: "m", rh_now: "%",
+                api_mm: "mm" };
   var NO_WARNING_FILL = "#f7f8fa";
   var TOKEN_KEY = "ews.operatorToken";
   var SVG_NS = "http://www.w3.org/2000/svg";
@@ -20,6 +22,7 @@
   var state = {
     regions: {},          // code -> properties (code, name, name_zh, level, parent_code)
     countyEls: {},        // county code -> <path>
+    prefEls: {},          // prefecture code -> outline <path>
     stations: [],         // from /api/v1/stations
     stationEls: {},       // station_id -> <circle>
     project: null,        // [lon, lat] -> [x, y]
@@ -70,11 +73,14 @@
     return new Date(t + 8 * 3600 * 1000).toISOString().slice(0, 16).replace("T", " ") + " BJT";
   }
 
-  function fmtValue(v, hazard) {
+  function fmtValue(v, quantity) {  // "tmax_day 40.6 °C"
     if (v === null || v === undefined) return "—";
     var n = Number(v);
-    return (isNaN(n) ? String(v) : n.toFixed(1)) + (UNITS[hazard] || "");
+    var unit = UNITS[quantity] || (/^rain_/.test(quantity || "") ? "mm" : "");
+    return (quantity ? quantity + " " : "") + (isNaN(n) ? String(v) : n.toFixed(1)) + (unit ? " " + unit : "");
   }
+
+  function isRollup(e) { return e.region_level === "prefecture"; }
 
   function isActive(e) {
     return e.msg_type !== "cancel" && e.expires > serverNowIso();
@@ -149,8 +155,10 @@
         gCounties.appendChild(path);
         state.countyEls[p.code] = path;
       } else if (p.level === "prefecture") {
-        gPrefs.appendChild(svg("path", { d: pathData(f.geometry, project), "class": "prefecture",
-                                         "data-code": p.code, "fill-rule": "evenodd" }));
+        var outline = svg("path", { d: pathData(f.geometry, project), "class": "prefecture",
+                                    "data-code": p.code, "fill-rule": "evenodd" });
+        gPrefs.appendChild(outline);
+        state.prefEls[p.code] = outline;
       }
     });
     root.appendChild(gCounties);
@@ -183,16 +191,6 @@
     render();
   }
 
-  function countiesUnder(code) {
-    var r = state.regions[code];
-    if (!r) return [];
-    if (r.level === "county") return [code];
-    return Object.keys(state.countyEls).filter(function (c) {
-      var county = state.regions[c];
-      return r.level === "province" || (county && county.parent_code === code);
-    });
-  }
-
   // ------------------------------------------------------------------------------------ the warnings
   function activeWarnings() {
     var out = [];
@@ -200,12 +198,12 @@
     return out;
   }
 
-  function countyLevels(active) {
+  // counties: the highest level of the warnings issued for the county itself; prefectures: their roll-up
+  function regionLevels(active) {
     var levels = {};
     active.forEach(function (e) {
-      countiesUnder(e.region_code).forEach(function (c) {
-        if (!levels[c] || RANK[e.level] > RANK[levels[c]]) levels[c] = e.level;
-      });
+      var c = e.region_code;
+      if (!levels[c] || RANK[e.level] > RANK[levels[c]]) levels[c] = e.level;
     });
     return levels;
   }
@@ -216,7 +214,8 @@
       (e.stations || []).forEach(function (s) {
         var prev = out[s.station_id];
         if (!prev || RANK[s.level] > RANK[prev.level]) {
-          out[s.station_id] = { level: s.level, value: s.value, time: s.time, hazard: e.hazard };
+          out[s.station_id] = { level: s.level, value: s.value, quantity: s.quantity, time: s.time,
+                                hazard: e.hazard };
         }
       });
     });
@@ -225,12 +224,17 @@
 
   function render() {
     var active = activeWarnings();
-    var levels = countyLevels(active);
+    var levels = regionLevels(active);
     Object.keys(state.countyEls).forEach(function (code) {
       var path = state.countyEls[code];
       var level = levels[code];
       path.setAttribute("fill", level ? COLOURS[level] : NO_WARNING_FILL);
       if (level) path.setAttribute("data-level", level); else path.removeAttribute("data-level");
+    });
+    Object.keys(state.prefEls).forEach(function (code) {
+      var level = levels[code];
+      if (level) state.prefEls[code].setAttribute("data-level", level);
+      else state.prefEls[code].removeAttribute("data-level");
     });
     var readings = stationReadings(active);
     Object.keys(state.stationEls).forEach(function (sid) {
@@ -250,6 +254,7 @@
       var aa = isActive(a) ? 1 : 0, ba = isActive(b) ? 1 : 0;
       if (aa !== ba) return ba - aa;
       if (RANK[a.level] !== RANK[b.level]) return RANK[b.level] - RANK[a.level];
+      if (isRollup(a) !== isRollup(b)) return isRollup(a) ? 1 : -1;
       return a.sent < b.sent ? 1 : a.sent > b.sent ? -1 : 0;
     });
     var list = $("warning-list");
@@ -258,13 +263,14 @@
       var ended = !isActive(e);
       var top = (e.stations || [])[0];
       var li = el("li", { "data-warning-id": e.warning_id, "data-level": e.level, "data-region": e.region_code,
-                          "data-msg-type": e.msg_type,
+                          "data-msg-type": e.msg_type, "data-region-level": e.region_level || "county",
                           className: (ended ? "ended " : "") + (state.selected === e.warning_id ? "selected" : "") },
         el("span", { className: "chip", "data-level": e.level }),
-        el("span", { className: "title", text: e.headline_zh || "" }),
+        el("span", { className: "title", text: e.headline_zh || "" },
+          isRollup(e) ? el("span", { className: "tag", text: "prefecture roll-up" }) : null),
         el("span", { className: "meta", text: (e.headline_en || "") }),
         el("span", { className: "meta", text: e.msg_type + " · " + (e.region_name_zh || "") + " " + e.region_code +
-          (top ? " · " + (top.station_name || top.station_id) + " " + fmtValue(top.value, e.hazard) : "") +
+          (top ? " · " + (top.station_name || top.station_id) + " " + fmtValue(top.value, top.quantity) : "") +
           " · sent " + fmtTime(e.sent) + (ended ? " · ended" : " · until " + fmtTime(e.expires)) }));
       if (state.snapshotLoaded && !state.seen.has(e.id)) li.classList.add("fresh");
       li.addEventListener("click", function () { selectWarning(e.warning_id); });
@@ -281,25 +287,38 @@
     if (!latest || latest.warning_id !== e.warning_id || latest.seq <= e.seq) state.warnings.set(key, e);
   }
 
+  function warningsAt(code) {  // the county's own warnings, then its prefecture's roll-ups
+    var r = state.regions[code];
+    var list = activeWarnings().filter(function (e) {
+      return e.region_code === code || (r && e.region_code === r.parent_code);
+    });
+    list.sort(function (a, b) {
+      if (isRollup(a) !== isRollup(b)) return isRollup(a) ? 1 : -1;
+      return RANK[b.level] - RANK[a.level];
+    });
+    return list;
+  }
+
   function hoverCounty(code) {
     var r = state.regions[code];
-    var here = activeWarnings().filter(function (e) { return countiesUnder(e.region_code).indexOf(code) >= 0; });
+    var here = warningsAt(code);
     var parent = r && state.regions[r.parent_code];
     $("hover").textContent = (r ? r.name_zh + " " + r.name + " (" + code + ")" : code) +
       (parent ? " · " + parent.name_zh : "") + " · " +
-      (here.length ? here.map(function (e) { return e.hazard + " " + e.level; }).join(", ") : "no active warning");
+      (here.length ? here.map(function (e) {
+        return e.hazard + " " + e.level + (isRollup(e) ? " (prefecture)" : "");
+      }).join(", ") : "no active warning");
   }
 
   function hoverStation(s) {
     var r = stationReadings(activeWarnings())[s.station_id];
     $("hover").textContent = s.name_zh + " " + s.name + " (" + s.station_id + "), " + s.elevation_m + " m · " +
-      (r ? r.hazard + " " + fmtValue(r.value, r.hazard) + " at " + fmtTime(r.time) + " (" + r.level + ")"
+      (r ? r.hazard + " " + fmtValue(r.value, r.quantity) + " at " + fmtTime(r.time) + " (" + r.level + ")"
          : "no reading in an active warning");
   }
 
   function clickCounty(code) {
-    var here = activeWarnings().filter(function (e) { return countiesUnder(e.region_code).indexOf(code) >= 0; });
-    here.sort(function (a, b) { return RANK[b.level] - RANK[a.level]; });
+    var here = warningsAt(code);
     if (here.length) selectWarning(here[0].warning_id);
   }
 
@@ -334,7 +353,8 @@
     ol.textContent = "";
     events.forEach(function (e) {
       var stations = (e.stations || []).map(function (s) {
-        return (s.station_name || s.station_id) + " " + fmtValue(s.value, e.hazard) + " (" + s.level + ")";
+        return (s.station_name || s.station_id) + " " + fmtValue(s.value, s.quantity) + " (" + s.level +
+          (s.basis && s.basis !== "observed" ? ", " + s.basis : "") + ")";
       }).join(", ");
       ol.appendChild(el("li", { "data-msg-type": e.msg_type },
         el("span", { className: "chip", "data-level": e.level }), " ",
@@ -351,7 +371,7 @@
     deliveries.forEach(function (r) {
       tbody.appendChild(el("tr", null,
         el("td", { text: fmtTime(r.time), title: r.time }), el("td", { text: r.department }),
-        el("td", { text: r.subscription_id }), el("td", { text: r.type }), el("td", { text: String(r.attempt) }),
+        el("td", { text: String(r.subscription_id).slice(0, 8), title: r.subscription_id }), el("td", { text: r.type }), el("td", { text: String(r.attempt) }),
         el("td", { className: "result-" + r.result, text: r.result }),
         el("td", { text: r.status === null || r.status === undefined ? "—" : String(r.status) }),
         el("td", { text: r.latency_s === null || r.latency_s === undefined ? "—" : (r.latency_s * 1000).toFixed(0) + " ms" }),
