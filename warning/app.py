@@ -28,6 +28,7 @@ from warning import grading, metrics, quantities, topics
 from warning.cap import render_cap
 from warning.config import Settings
 from warning.mirror import TopicMirror
+from warning.pipeline import StationGrader
 from warning.records import WarningLevel
 from warning.regions import RegionTree, StationRegistry
 from warning.rules import Rules
@@ -68,8 +69,7 @@ class WarningService:
         self._http: Any = None
         self.data_clock = ""  # newest observation time seen (event-time clock for expiry)
         self.data_clock_at = time.time()
-        self.hazard_quantities = {h: r.quantities for h, r in rules.items()}
-        self._county_of = {s.station_id: s.county_code for s in registry}
+        self.grader = StationGrader(rules, registry, regions)
         st = settings.session_timeout_s
         self.app = faust.App(
             settings.app_id,
@@ -199,53 +199,6 @@ class WarningService:
         app.agent(self.outbox_topic, name="deliver", concurrency=8)(self._deliver)
         app.agent(self.retry_topic, name="redeliver", concurrency=8)(self._redeliver)
 
-    def hazard_scale(self, hazard: str, county_code: str, q: dict[str, float]) -> float:
-        """Threshold scale: flash-flood county critical-rainfall factor, lowered on wet ground (API)."""
-        if hazard != "flash_flood":
-            return 1.0
-        ff = self.rules.flash_flood
-        scale = ff.counties.get(county_code, 1.0)
-        if q.get("api_mm", 0.0) >= ff.wet_api_mm:
-            scale *= ff.wet_factor
-        return scale
-
-    def grade_station(self, state: dict[str, Any], obs: dict[str, Any]) -> list[tuple[str, Any]]:
-        """(hazard, grade) for every hazard this report informs; grade = (level, quantity, value)."""
-        rules = self.rules
-        q = quantities.station_quantities(state, api_decay=rules.flash_flood.api_decay,
-                                          ground_offset_c=rules.frost.air_to_ground_offset_c)
-        present = {el for el, v in obs.items() if v is not None}
-        month = int(quantities.beijing_date(obs["time"])[5:7])
-
-        def series(name: str) -> dict[str, float]:
-            return quantities.daily_series(state, name, ground_offset_c=rules.frost.air_to_ground_offset_c)
-
-        out = []
-        for hazard, rule in rules.items():
-            if not any(quantities.QUANTITY_ELEMENTS[n] & present for n in self.hazard_quantities[hazard]):
-                continue
-            if hazard == "frost" and month not in rules.frost.season_months:
-                continue
-            scale = self.hazard_scale(hazard, self._county_of.get(obs["station_id"], ""), q)
-            g = grading.grade(rule, q, series, scale)
-            if g is not None:
-                out.append((hazard, g))
-        return out
-
-    def station_signals(self, station: Any, hazard: str, level: Any, quantity: str | None, value: float | None,
-                        time_: str, basis: str = "observed", **extra: Any) -> list[dict[str, Any]]:
-        """One signal for the county (the unit that issues signals) and one for the prefecture roll-up."""
-        out = []
-        for code, region_level in ((station.county_code, "county"), (station.prefecture_code, "prefecture")):
-            region = self.regions.region(code)
-            out.append({"kind": "station", "region_code": code, "region_level": region_level,
-                        "region_name": region.name if region else code,
-                        "region_name_zh": region.name_zh if region else code,
-                        "prefecture_code": station.prefecture_code, "station_id": station.station_id,
-                        "station_name": station.name_zh or station.name, "hazard": hazard, "level": level.colour,
-                        "quantity": quantity, "value": value, "time": time_, "basis": basis, **extra})
-        return out
-
     def _advance_clock(self, t: str) -> None:
         if t > self.data_clock:
             self.data_clock = t
@@ -277,24 +230,16 @@ class WarningService:
             for obs in batch:
                 try:
                     sid = obs["station_id"]
-                    station = self.registry.get(sid) if isinstance(sid, str) else None
-                    if station is None:
+                    if not isinstance(sid, str) or sid not in self.registry:
                         await self.reject(orjson.dumps(obs), "station_id: unknown station", "obs-topic")
                         continue
-                    prev = states.get(sid)
-                    new = quantities.update_station(prev, obs)
+                    new, sigs = self.grader.observe(states.get(sid), obs, accepted_at=accepted_at)
                     if new is None:
                         metrics.OBS_STALE.inc()
                         continue
                     metrics.OBS_PROCESSED.inc()
                     self._advance_clock(obs["time"])
-                    levels = dict(new.get("lv", {}))
-                    for hazard, (level, quantity, val) in self.grade_station(new, obs):
-                        levels[hazard] = level.colour if level else None
-                        if level is not None:
-                            signals.extend(self.station_signals(station, hazard, level, quantity, val, obs["time"],
-                                                                accepted_at=accepted_at))
-                    new["lv"] = levels
+                    signals.extend(sigs)
                     states[sid] = new
                 except Exception as exc:  # one bad record never stops the batch or the worker
                     log.exception("observations: cannot apply record")
@@ -321,23 +266,8 @@ class WarningService:
                                       "forecast-topic")
 
     async def _forecast_point(self, p: dict[str, Any]) -> None:
-        station = self.registry.get(p["station_id"])
-        if station is None:
-            return
-        window_h = max(0.0, (quantities.parse_utc(p["valid_to"]) - quantities.parse_utc(p["valid_from"]))
-                       .total_seconds() / 3600)
-        q = quantities.forecast_quantities(p["values"], window_h)
-        lead_h = float(p.get("lead_h", 0))  # "within N hours": the forecast onset is at most N hours ahead
-        for hazard, rule in self.rules.items():
-            if lead_h > rule.forecast_lead_h + 1e-9:
-                continue
-            g = grading.grade(rule, q, None, self.hazard_scale(hazard, station.county_code, q))
-            if g is None or g[0] is None:
-                continue
-            level, quantity, val = g
-            for sig in self.station_signals(station, hazard, level, quantity, val, p["issued_at"], "forecast",
-                                            valid_to=p["valid_to"], onset=p["valid_from"]):
-                await self.signals_topic.send(key=sig["region_code"].encode(), value=orjson.dumps(sig))
+        for sig in self.grader.forecast(p):
+            await self.signals_topic.send(key=sig["region_code"].encode(), value=orjson.dumps(sig))
 
     async def _grade(self, stream: Any) -> None:
         async for value in stream:

@@ -1,0 +1,105 @@
+"""Observation / forecast -> station state -> graded station signals: the pure core of the ``observations`` and
+``forecasts`` agents, shared with ``ews replay`` (what-if runs) and the benchmarks. No Kafka, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from warning import grading, quantities
+from warning.regions import RegionTree, Station, StationRegistry
+from warning.rules import Rules
+
+
+class StationGrader:
+    def __init__(self, rules: Rules, registry: StationRegistry, regions: RegionTree) -> None:
+        self.rules = rules
+        self.registry = registry
+        self.regions = regions
+        self.hazard_quantities = {h: r.quantities for h, r in rules.items()}
+        self._county_of = {s.station_id: s.county_code for s in registry}
+
+    def hazard_scale(self, hazard: str, county_code: str, q: dict[str, float]) -> float:
+        """Threshold scale: flash-flood county critical-rainfall factor, lowered on wet ground (API)."""
+        if hazard != "flash_flood":
+            return 1.0
+        ff = self.rules.flash_flood
+        scale = ff.counties.get(county_code, 1.0)
+        if q.get("api_mm", 0.0) >= ff.wet_api_mm:
+            scale *= ff.wet_factor
+        return scale
+
+    def grade_station(self, state: dict[str, Any], obs: dict[str, Any]) -> list[tuple[str, Any]]:
+        """(hazard, grade) for every hazard this report informs; grade = (level, quantity, value)."""
+        rules = self.rules
+        q = quantities.station_quantities(state, api_decay=rules.flash_flood.api_decay,
+                                          ground_offset_c=rules.frost.air_to_ground_offset_c)
+        present = {el for el, v in obs.items() if v is not None}
+        month = int(quantities.beijing_date(obs["time"])[5:7])
+
+        def series(name: str) -> dict[str, float]:
+            return quantities.daily_series(state, name, ground_offset_c=rules.frost.air_to_ground_offset_c)
+
+        out = []
+        for hazard, rule in rules.items():
+            if not any(quantities.QUANTITY_ELEMENTS[n] & present for n in self.hazard_quantities[hazard]):
+                continue
+            if hazard == "frost" and month not in rules.frost.season_months:
+                continue
+            scale = self.hazard_scale(hazard, self._county_of.get(obs["station_id"], ""), q)
+            g = grading.grade(rule, q, series, scale)
+            if g is not None:
+                out.append((hazard, g))
+        return out
+
+    def station_signals(self, station: Station, hazard: str, level: Any, quantity: str | None, value: float | None,
+                        time_: str, basis: str = "observed", **extra: Any) -> list[dict[str, Any]]:
+        """One signal for the county (the unit that issues signals) and one for the prefecture roll-up."""
+        out = []
+        for code, region_level in ((station.county_code, "county"), (station.prefecture_code, "prefecture")):
+            region = self.regions.region(code)
+            out.append({"kind": "station", "region_code": code, "region_level": region_level,
+                        "region_name": region.name if region else code,
+                        "region_name_zh": region.name_zh if region else code,
+                        "prefecture_code": station.prefecture_code, "station_id": station.station_id,
+                        "station_name": station.name_zh or station.name, "hazard": hazard, "level": level.colour,
+                        "quantity": quantity, "value": value, "time": time_, "basis": basis, **extra})
+        return out
+
+    def observe(self, state: dict[str, Any] | None, obs: dict[str, Any], **extra: Any
+                ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """(new station state, signals); the state is None when ``obs`` is not newer than the station's last."""
+        station = self.registry.get(obs["station_id"])
+        if station is None:
+            raise KeyError(f"station_id: unknown station {obs['station_id']!r}")
+        new = quantities.update_station(state, obs)
+        if new is None:
+            return None, []
+        levels = dict(new.get("lv", {}))
+        signals: list[dict[str, Any]] = []
+        for hazard, (level, quantity, val) in self.grade_station(new, obs):
+            levels[hazard] = level.colour if level else None
+            if level is not None:
+                signals.extend(self.station_signals(station, hazard, level, quantity, val, obs["time"], **extra))
+        new["lv"] = levels
+        return new, signals
+
+    def forecast(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        """Signals from one ForecastPoint: levels whose onset lead is within the hazard's forecast_lead_h."""
+        station = self.registry.get(p["station_id"])
+        if station is None:
+            return []
+        window_h = max(0.0, (quantities.parse_utc(p["valid_to"]) - quantities.parse_utc(p["valid_from"]))
+                       .total_seconds() / 3600)
+        q = quantities.forecast_quantities(p["values"], window_h)
+        lead_h = float(p.get("lead_h", 0))  # "within N hours": the forecast onset is at most N hours ahead
+        out: list[dict[str, Any]] = []
+        for hazard, rule in self.rules.items():
+            if lead_h > rule.forecast_lead_h + 1e-9:
+                continue
+            g = grading.grade(rule, q, None, self.hazard_scale(hazard, station.county_code, q))
+            if g is None or g[0] is None:
+                continue
+            level, quantity, val = g
+            out.extend(self.station_signals(station, hazard, level, quantity, val, p["issued_at"], "forecast",
+                                            valid_to=p["valid_to"], onset=p["valid_from"]))
+        return out
