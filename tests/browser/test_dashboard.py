@@ -1,0 +1,127 @@
+"""The operators' dashboard in a real browser (Debian Chromium driven by playwright) against `ews run`.
+
+One Dunhuang observation (52418, tmax 40.6 °C) must turn county 620982 red on the map and put the warning in
+the list without a page reload; the detail shows the alert with its CAP link and the delivery, and the
+subscriber panel (token typed into its password field) shows the subscription healthy. A screenshot is
+written to the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.conftest import TOKEN, EwsProcess, Receiver, start_ews, wait_ready
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+RED = "#e60000"  # app.js COLOURS.red (CMA red)
+NO_WARNING_FILL = "#f7f8fa"
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian Chromium is not installed at /usr/bin/chromium "
+                                                     "(`apt-get install -y chromium`; `make test` does it)"),
+]
+async_api = pytest.importorskip("playwright.async_api", reason="playwright (dev extra) is not installed")
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+async def ews(tmp_path: Path) -> AsyncIterator[EwsProcess]:
+    proc = start_ews(tmp_path)
+    try:
+        await wait_ready(proc)
+        yield proc
+    finally:
+        assert proc.stop() == 0, proc.output()[-3000:]
+
+
+@pytest.fixture
+async def page(tmp_path: Path) -> AsyncIterator[Any]:
+    async with async_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1440, "height": 1100})
+            pg = await context.new_page()
+            errors: list[str] = []
+            pg.on("pageerror", lambda exc: errors.append(str(exc)))
+            pg.errors = errors
+            yield pg
+            await context.close()
+        finally:
+            await browser.close()
+
+
+async def test_dunhuang_turns_red_live(ews: EwsProcess, receiver: Receiver, page: Any, tmp_path: Path) -> None:
+    county = 'svg path.county[data-code="620982"]'
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(ews.url + "/api/v1/subscriptions", headers=headers, json={
+                "name": "Jiuquan health", "department": "health", "url": receiver.url, "regions": ["620900"],
+                "hazards": ["heat"], "min_level": "yellow"}) as r:
+            assert r.status == 201, await r.text()
+            sub = await r.json()
+
+        await page.goto(ews.url + "/")
+        await page.wait_for_selector(county, state="attached", timeout=30_000)
+        await page.wait_for_selector("body[data-live='1']", state="attached", timeout=30_000)
+        assert await page.get_attribute(county, "fill") == NO_WARNING_FILL
+        assert await page.locator("svg path.county").count() == 87
+        assert await page.locator("svg path.prefecture").count() == 14
+        assert await page.locator("#warning-list li").count() == 0
+
+        # the operator's token goes into the password field, is kept in sessionStorage, never in the URL
+        await page.fill("#token", TOKEN)
+        await page.click("#token-form button[type=submit]")
+        row = f'#subs-body tr[data-subscription-id="{sub["id"]}"]'
+        await page.wait_for_selector(row, timeout=15_000)
+        assert TOKEN not in page.url
+        assert await page.evaluate("sessionStorage.getItem('ews.operatorToken')") == TOKEN
+        assert await page.input_value("#token") == ""
+
+        await page.evaluate("window.__notReloaded = true")
+        t = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+        async with s.post(ews.url + "/api/v1/observations", headers=headers,
+                          json={"station_id": "52418", "time": iso(t), "tmax_c": 40.6}) as r:
+            assert r.status == 202 and (await r.json())["accepted"] == 1
+
+        # live: the county turns red and the warning is listed, with no reload of the page
+        await page.wait_for_selector(f'{county}[fill="{RED}"]', state="attached", timeout=60_000)
+        assert await page.get_attribute(county, "data-level") == "red"
+        fill = await page.eval_on_selector(county, "p => getComputedStyle(p).fill")
+        assert fill == "rgb(230, 0, 0)"
+        item = page.locator('#warning-list li[data-region="620982"][data-level="red"]')
+        await item.wait_for(timeout=10_000)
+        assert "敦煌" in await item.inner_text()
+        assert await page.evaluate("window.__notReloaded === true")
+        assert await page.get_attribute('svg circle.station[data-station="52418"]', "data-level") == "red"
+
+        # detail: history (alert), the CAP link, and the delivery to the subscriber
+        await item.click()
+        await page.wait_for_selector('#detail-history li[data-msg-type="alert"]', timeout=10_000)
+        warning_id = await item.get_attribute("data-warning-id")
+        assert await page.get_attribute("#detail-cap", "href") == f"/api/v1/warnings/{warning_id}.cap"
+        await receiver.wait_for(1)
+        await page.wait_for_selector("#detail-deliveries td.result-delivered", timeout=30_000)
+        await page.wait_for_selector(f'{row}[data-status="healthy"]', timeout=30_000)
+        assert "health" in await page.inner_text(row)
+
+        # the redrive button calls the endpoint with the token and shows the HTTP result, whatever it is
+        await page.click("#redrive")
+        await page.wait_for_selector("#redrive-result[data-status]", timeout=10_000)
+        assert (await page.inner_text("#redrive-result")).startswith("HTTP ")
+
+    shot = tmp_path / "dashboard.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    assert page.errors == [], page.errors
