@@ -18,6 +18,8 @@ def matches(sub: Subscription, event: dict[str, Any], covers: Covers) -> bool:
         return False
     if WarningLevel.parse(event["level"]) < WarningLevel.parse(sub.min_level):
         return False
+    if sub.basis and event.get("basis", "observed") not in sub.basis:
+        return False
     return any(covers(code, event["region_code"]) for code in sub.regions)
 
 
@@ -32,7 +34,7 @@ def route(event: dict[str, Any], subs: Iterable[Subscription], covers: Covers,
     received = set(already_received)
     out: list[tuple[Subscription, str]] = []
     for sub in subs:
-        if not sub.active:
+        if not sub.active or (sub.msg_types and event["msg_type"] not in sub.msg_types):
             continue
         if sub.id in received and event["msg_type"] != "alert":
             out.append((sub, f"warning.{event['msg_type']}"))

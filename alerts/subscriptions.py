@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,9 @@ from warning.records import WarningLevel
 
 DEPARTMENTS = ("agriculture", "water", "health", "relief", "other")
 FORMATS = ("json", "cap")
+BASES = ("observed", "forecast")
+MSG_TYPES = ("alert", "update", "cancel")
+DEFAULT_GRACE_S = 24 * 3600  # old and new secret both sign for a day after a rotation
 
 
 class SubscriptionError(ValueError):
@@ -31,10 +35,21 @@ class Subscription:
     hazards: list[str]  # empty: every hazard
     min_level: str = "blue"
     format: str = "json"
+    basis: list[str] = field(default_factory=list)  # empty: observed and forecast
+    msg_types: list[str] = field(default_factory=list)  # empty: alert, update and cancel
     active: bool = True
+    paused_reason: str | None = None
+    previous_secret: str | None = None
+    previous_secret_expires: float | None = None  # unix time; until then both secrets sign
     created: str = ""
     updated: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def signing_secrets(self, now: float) -> list[str]:
+        """The secrets to sign with: the current one, plus the previous one during a rotation's grace period."""
+        if self.previous_secret and self.previous_secret_expires and now < self.previous_secret_expires:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,6 +58,7 @@ class Subscription:
         """What the API shows after creation: never the secret."""
         d = self.to_dict()
         d.pop("secret")
+        d.pop("previous_secret")
         return d
 
     @classmethod
@@ -58,44 +74,94 @@ def _str_list(raw: dict[str, Any], key: str) -> list[str]:
     return [str(x) for x in v]
 
 
-def new_subscription(raw: Any, *, known_region: Callable[[str], bool], known_hazards: set[str],
-                     now: datetime | None = None) -> Subscription:
+EDITABLE = ("name", "department", "url", "regions", "hazards", "min_level", "format", "basis", "msg_types")
+
+
+def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_hazards: set[str],
+                      partial: bool) -> dict[str, Any]:
+    """The editable fields of ``raw`` checked one by one; errors name the field."""
     if not isinstance(raw, dict):
         raise SubscriptionError("body: expected a JSON object")
-    allowed = {"name", "department", "url", "regions", "hazards", "min_level", "format"}
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted(set(raw) - set(EDITABLE))
     if unknown:
-        raise SubscriptionError(f"{unknown[0]}: unknown field")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise SubscriptionError("name: required string (1-200 characters)")
-    dept = raw.get("department", "other")
-    if dept not in DEPARTMENTS:
-        raise SubscriptionError(f"department: one of {', '.join(DEPARTMENTS)}")
-    url = raw.get("url")
-    if not isinstance(url, str) or len(url) > 2000:
-        raise SubscriptionError("url: required string")
-    regions = _str_list(raw, "regions")
-    if not regions:
-        raise SubscriptionError("regions: at least one GB/T 2260 code (620000 for the whole province)")
-    for r in regions:
-        if not known_region(r):
-            raise SubscriptionError(f"regions: unknown region code {r!r}")
-    hazards = _str_list(raw, "hazards")
-    for h in hazards:
-        if h not in known_hazards:
-            raise SubscriptionError(f"hazards: unknown hazard {h!r}; known: {', '.join(sorted(known_hazards))}")
-    try:
-        min_level = WarningLevel.parse(str(raw.get("min_level", "blue"))).colour
-    except ValueError as exc:
-        raise SubscriptionError(f"min_level: {exc}") from None
-    fmt = raw.get("format", "json")
-    if fmt not in FORMATS:
-        raise SubscriptionError(f"format: one of {', '.join(FORMATS)}")
-    ts = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Subscription(id=str(uuid.uuid4()), name=name.strip(), department=dept, url=url, secret=new_secret(),
-                        regions=regions, hazards=hazards, min_level=min_level, format=fmt, created=ts,
-                        updated=ts)
+        raise SubscriptionError(f"{unknown[0]}: unknown or read-only field")
+    out: dict[str, Any] = {}
+    if "name" in raw or not partial:
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise SubscriptionError("name: required string (1-200 characters)")
+        out["name"] = name.strip()
+    if "department" in raw or not partial:
+        dept = raw.get("department", "other")
+        if dept not in DEPARTMENTS:
+            raise SubscriptionError(f"department: one of {', '.join(DEPARTMENTS)}")
+        out["department"] = dept
+    if "url" in raw or not partial:
+        url = raw.get("url")
+        if not isinstance(url, str) or len(url) > 2000:
+            raise SubscriptionError("url: required string")
+        out["url"] = url
+    if "regions" in raw or not partial:
+        regions = _str_list(raw, "regions")
+        if not regions:
+            raise SubscriptionError("regions: at least one GB/T 2260 code (620000 for the whole province)")
+        for r in regions:
+            if not known_region(r):
+                raise SubscriptionError(f"regions: unknown region code {r!r}")
+        out["regions"] = regions
+    if "hazards" in raw or not partial:
+        hazards = _str_list(raw, "hazards")
+        for h in hazards:
+            if h not in known_hazards:
+                raise SubscriptionError(f"hazards: unknown hazard {h!r}; known: {', '.join(sorted(known_hazards))}")
+        out["hazards"] = hazards
+    if "min_level" in raw or not partial:
+        try:
+            out["min_level"] = WarningLevel.parse(str(raw.get("min_level", "blue"))).colour
+        except ValueError as exc:
+            raise SubscriptionError(f"min_level: {exc}") from None
+    if "format" in raw or not partial:
+        fmt = raw.get("format", "json")
+        if fmt not in FORMATS:
+            raise SubscriptionError(f"format: one of {', '.join(FORMATS)}")
+        out["format"] = fmt
+    for key, allowed in (("basis", BASES), ("msg_types", MSG_TYPES)):
+        if key in raw or not partial:
+            values = _str_list(raw, key)
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise SubscriptionError(f"{key}: {bad[0]!r} is not one of {', '.join(allowed)}")
+            out[key] = values
+    return out
+
+
+def _now(now: datetime | None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_subscription(raw: Any, *, known_region: Callable[[str], bool], known_hazards: set[str],
+                     now: datetime | None = None) -> Subscription:
+    fields = _validated_fields(raw, known_region=known_region, known_hazards=known_hazards, partial=False)
+    ts = _now(now)
+    return Subscription(id=str(uuid.uuid4()), secret=new_secret(), created=ts, updated=ts, **fields)
+
+
+def patched_subscription(sub: Subscription, raw: Any, *, known_region: Callable[[str], bool],
+                         known_hazards: set[str], now: datetime | None = None) -> Subscription:
+    fields = _validated_fields(raw, known_region=known_region, known_hazards=known_hazards, partial=True)
+    return replace(sub, **fields, updated=_now(now))
+
+
+def rotated_subscription(sub: Subscription, grace_s: float = DEFAULT_GRACE_S, now: float | None = None
+                         ) -> Subscription:
+    """A new secret; the old one keeps signing (space-separated second signature) for ``grace_s`` seconds."""
+    t = time.time() if now is None else now
+    return replace(sub, secret=new_secret(), previous_secret=sub.secret, previous_secret_expires=t + grace_s,
+                   updated=_now(None))
+
+
+def paused_subscription(sub: Subscription, active: bool, reason: str | None = None) -> Subscription:
+    return replace(sub, active=active, paused_reason=None if active else reason, updated=_now(None))
 
 
 class SubscriptionStore:

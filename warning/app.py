@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections import deque
@@ -21,9 +22,10 @@ import faust
 import orjson
 from aiokafka.partitioner import murmur2
 
-from alerts.delivery import backoff_s, deliver_webhook, new_session, webhook_body
+from alerts.delivery import deliver_webhook, new_session, webhook_body
+from alerts.health import HealthTracker
 from alerts.routing import route
-from alerts.subscriptions import Subscription, SubscriptionStore
+from alerts.subscriptions import Subscription, SubscriptionStore, paused_subscription
 from warning import grading, metrics, quantities, topics
 from warning.cap import render_cap
 from warning.config import Settings
@@ -35,7 +37,6 @@ from warning.rules import Rules
 
 log = logging.getLogger(__name__)
 
-RETRY_HORIZON_S = 24 * 3600.0
 TICK_INTERVAL_S = 30.0
 
 
@@ -63,6 +64,11 @@ class WarningService:
         self.warning_history: dict[str, list[dict[str, Any]]] = {}  # warning_id -> events
         self.events_by_id: dict[str, dict[str, Any]] = {}
         self.recent_receipts: deque[dict[str, Any]] = deque(maxlen=2000)
+        self.receipts_by_sub: dict[str, deque[dict[str, Any]]] = {}
+        self._seen_receipts: set[tuple[str, int, str]] = set()
+        self.dead_letters: dict[str, dict[str, Any]] = {}  # webhook_id -> parked delivery
+        self.health = HealthTracker(settings.unhealthy_after_s)
+        self._endpoint_slots: dict[str, asyncio.Semaphore] = {}
         self.ready = asyncio.Event()
         # Called with ("warning", WarningEvent) and ("receipt", receipt) as they arrive: the dashboard's live feed.
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
@@ -92,6 +98,8 @@ class WarningService:
         self._mirrors = [
             TopicMirror(bootstrap, topics.SUBSCRIPTIONS, self._apply_subscription),
             TopicMirror(bootstrap, topics.WARNINGS, self._apply_warning),
+            TopicMirror(bootstrap, topics.RECEIPTS, self._mirror_receipt),
+            TopicMirror(bootstrap, topics.DEAD, self._mirror_dead),
         ]
 
     # ---- views fed by topic mirrors -------------------------------------------------------------------
@@ -182,7 +190,7 @@ class WarningService:
         self.warnings_topic = raw(topics.WARNINGS)
         self.subs_topic = raw(topics.SUBSCRIPTIONS, 1)
         self.outbox_topic = raw(topics.OUTBOX)
-        self.retry_topic = raw(topics.RETRY)
+        self.retry_topics = [raw(topics.retry_tier(i)) for i in range(len(self.settings.retry_tiers_s))]
         self.dead_topic = raw(topics.DEAD)
         self.receipts_topic = raw(topics.RECEIPTS)
         # One entry per obs partition holding that partition's station states (BROKER.md: the fast, exactly
@@ -197,7 +205,8 @@ class WarningService:
         app.agent(self.signals_topic, name="grade")(self._grade)
         app.agent(self.warnings_topic, name="route")(self._route)
         app.agent(self.outbox_topic, name="deliver", concurrency=8)(self._deliver)
-        app.agent(self.retry_topic, name="redeliver", concurrency=8)(self._redeliver)
+        for i, topic in enumerate(self.retry_topics):
+            app.agent(topic, name=f"redeliver-{i}", concurrency=4)(self._redeliver_agent(i))
 
     def _advance_clock(self, t: str) -> None:
         if t > self.data_clock:
@@ -306,7 +315,7 @@ class WarningService:
             return None
         last = history[-1]
         sig = {"kind": "operator_cancel", "region_code": last["region_code"], "hazard": last["hazard"],
-               "time": self.now_data_time()}
+               "time": self.now_data_time(), "accepted_at": time.time()}
         await self.signals_topic.send(key=last["region_code"].encode(), value=orjson.dumps(sig))
         return last
 
@@ -338,20 +347,50 @@ class WarningService:
 
     async def _deliver(self, stream: Any) -> None:
         async for value in stream:
-            await self._attempt(value)
+            await self._attempt(value, first=True)
 
-    async def _redeliver(self, stream: Any) -> None:
-        async for value in stream:
-            try:
-                not_before = float(orjson.loads(value).get("not_before", 0))
-            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-                not_before = 0.0
-            delay = not_before - time.time()
-            if delay > 0:  # this partition waits; first attempts flow through alerts.outbox meanwhile
-                await asyncio.sleep(delay)
-            await self._attempt(value)
+    def _redeliver_agent(self, tier: int) -> Any:
+        async def redeliver(stream: Any) -> None:
+            """One agent per retry tier. A tier has one delay, so its records are (nearly) in due order and
+            sleeping until the head is due never holds back a record due earlier in the same tier."""
+            async for value in stream:
+                metrics.RETRY_QUEUE.dec()
+                try:
+                    not_before = float(orjson.loads(value).get("not_before", 0))
+                except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                    not_before = 0.0
+                delay = not_before - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self._attempt(value, first=False)
+        return redeliver
 
-    async def _attempt(self, value: bytes) -> None:
+    def _tier_for(self, attempt: int, retry_after_s: float | None) -> int:
+        """Exponential backoff through the tiers (attempt 1 -> tier 0, ...); Retry-After picks a long-enough tier."""
+        tiers = self.settings.retry_tiers_s
+        tier = min(max(attempt - 1, 0), len(tiers) - 1)
+        if retry_after_s:
+            tier = max(tier, next((i for i, d in enumerate(tiers) if d >= retry_after_s), len(tiers) - 1))
+        return tier
+
+    async def schedule_retry(self, d: dict[str, Any], sub_id: str, retry_after_s: float | None = None) -> None:
+        tier = self._tier_for(int(d.get("attempt", 1)), retry_after_s)
+        delay = self.settings.retry_tiers_s[tier]
+        d["not_before"] = time.time() + max(delay * (0.9 + 0.2 * random.random()), retry_after_s or 0.0)
+        metrics.RETRY_SCHEDULED.labels(str(tier)).inc()
+        metrics.RETRY_QUEUE.inc()
+        await self.retry_topics[tier].send(key=sub_id.encode(), value=orjson.dumps(d))
+
+    def _endpoint_slot(self, sub_id: str) -> asyncio.Semaphore:
+        sem = self._endpoint_slots.get(sub_id)
+        if sem is None:
+            sem = self._endpoint_slots[sub_id] = asyncio.Semaphore(self.settings.endpoint_concurrency)
+        return sem
+
+    async def _attempt(self, value: bytes, first: bool) -> None:
+        """One delivery attempt. Whatever happens, the outcome (receipt, retry or dead letter) is produced before
+        this returns, and faust flushes the producer before committing the offset: nothing is lost on a crash,
+        and a redelivered record carries the same webhook-id."""
         try:
             d = orjson.loads(value)
             sub_id = d["subscription_id"]
@@ -365,8 +404,21 @@ class WarningService:
             await self._park(d, "subscription deleted", None)
             return
         if not sub.active:
-            await self._park(d, "subscription paused", sub)
+            await self._park(d, f"subscription paused ({sub.paused_reason or 'by operator'})", sub)
             return
+        now = time.time()
+        if first and self.health.unhealthy(sub.id, now):
+            d["last_error"] = "endpoint unhealthy: waiting in the retry tiers"
+            await self.schedule_retry(d, sub.id)  # not dropped: the retry attempt probes the endpoint
+            return
+        slot = self._endpoint_slot(sub.id)
+        if slot.locked():  # per-endpoint concurrency limit: a slow endpoint never holds up the others
+            await self.schedule_retry(d, sub.id)
+            return
+        async with slot:
+            await self._post(d, sub, event)
+
+    async def _post(self, d: dict[str, Any], sub: Subscription, event: dict[str, Any]) -> None:
         d["attempt"] = int(d.get("attempt", 0)) + 1
         d["first_attempt_at"] = d.get("first_attempt_at") or time.time()
         if sub.format == "cap":
@@ -375,40 +427,94 @@ class WarningService:
             body, ctype = render_cap(event, referenced=earlier), "application/cap+xml"
         else:
             body, ctype = webhook_body(d["type"], event), "application/json"
-        outcome = await deliver_webhook(self._session(), sub.url, [sub.secret], d["webhook_id"], body,
-                                        self.settings.webhook_allow_nets, content_type=ctype)
+        outcome = await deliver_webhook(self._session(), sub.url, sub.signing_secrets(time.time()), d["webhook_id"],
+                                        body, self.settings.webhook_allow_nets, content_type=ctype)
+        now = time.time()
         receipt = {"webhook_id": d["webhook_id"], "subscription_id": sub.id, "department": sub.department,
                    "warning_id": event.get("warning_id"), "event_id": event.get("id"), "type": d["type"],
                    "attempt": d["attempt"], "result": outcome.result, "status": outcome.status,
                    "latency_s": round(outcome.latency_s, 4), "error": outcome.error, "time": now_iso()}
         await self.receipts_topic.send(key=sub.id.encode(), value=orjson.dumps(receipt))
-        self.recent_receipts.append(receipt)
-        self._notify("receipt", receipt)
-        metrics.DELIVERIES.labels(outcome.result, sub.department).inc()
+        self._apply_receipt(receipt)
+        metrics.ATTEMPTS.labels(outcome.result).inc()
         if outcome.result == "delivered":
+            self.health.success(sub.id, now)
+            metrics.DELIVERIES.labels("delivered", sub.department).inc()
             if event.get("emitted_at"):
-                metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - float(event["emitted_at"])))
+                metrics.DELIVERY_LATENCY.observe(max(0.0, now - float(event["emitted_at"])))
+        else:
+            self.health.failure(sub.id, now, outcome.error)
+        metrics.UNHEALTHY.set(self.health.unhealthy_count(now))
+        if outcome.result == "delivered":
             return
         if outcome.result == "gone":  # 410: the receiver says stop; pause, keep the delivery
-            paused = Subscription.from_dict({**sub.to_dict(), "active": False, "updated": now_iso()})
-            await self.put_subscription(paused, sub.id)
+            await self.put_subscription(paused_subscription(sub, False, "HTTP 410 Gone from the endpoint"), sub.id)
             await self._park(d, "HTTP 410 Gone: subscription paused", sub)
             return
         expires = event.get("expires", "")
-        horizon_passed = time.time() - d["first_attempt_at"] > RETRY_HORIZON_S
+        horizon_passed = now - d["first_attempt_at"] > self.settings.retry_horizon_s
         if outcome.result == "retry" and not horizon_passed and (not expires or expires > now_iso()):
-            d["not_before"] = time.time() + backoff_s(d["attempt"], outcome.retry_after_s)
             d["last_error"] = outcome.error
-            metrics.RETRY_SCHEDULED.inc()
-            await self.retry_topic.send(key=sub.id.encode(), value=orjson.dumps(d))
+            await self.schedule_retry(d, sub.id, outcome.retry_after_s)
             return
-        await self._park(d, outcome.error or outcome.result, sub)
+        reason = outcome.error or outcome.result
+        if outcome.result == "retry":
+            reason = f"retries exhausted ({'warning expired' if not horizon_passed else 'retry horizon'}): {reason}"
+        await self._park(d, reason, sub)
 
     async def _park(self, d: dict[str, Any], error: str, sub: Subscription | None) -> None:
         d["last_error"] = error
         d["parked_at"] = now_iso()
         metrics.DEAD_LETTERS.labels(sub.department if sub else "unknown").inc()
+        metrics.DELIVERIES.labels("dead", sub.department if sub else "unknown").inc()
         await self.dead_topic.send(key=str(d.get("subscription_id", "?")).encode(), value=orjson.dumps(d))
+        self._apply_dead(orjson.dumps(d))
+
+    # ---- receipts and dead letters (views for the API; fed locally and by mirrors of the topics) ----------
+    def _apply_receipt(self, receipt: dict[str, Any]) -> None:
+        key = (receipt["webhook_id"], receipt["attempt"], receipt["result"])
+        if key in self._seen_receipts:
+            return
+        self._seen_receipts.add(key)
+        if len(self._seen_receipts) > 20000:
+            self._seen_receipts.clear()
+        self.recent_receipts.append(receipt)
+        per_sub = self.receipts_by_sub.setdefault(receipt["subscription_id"], deque(maxlen=200))
+        per_sub.append(receipt)
+        self._notify("receipt", receipt)
+
+    def _mirror_receipt(self, key: bytes | None, value: bytes | None) -> None:
+        if value:
+            self._apply_receipt(orjson.loads(value))
+
+    def _apply_dead(self, value: bytes | None) -> None:
+        if not value:
+            return
+        rec = orjson.loads(value)
+        if "redriven" in rec:  # a redrive marker: no longer parked
+            self.dead_letters.pop(rec["redriven"], None)
+        elif "webhook_id" in rec:
+            self.dead_letters[rec["webhook_id"]] = rec
+
+    def _mirror_dead(self, key: bytes | None, value: bytes | None) -> None:
+        self._apply_dead(value)
+
+    async def redrive(self, subscription_id: str | None = None) -> int:
+        """Re-send parked deliveries (all, or one subscription's) through alerts.outbox with a fresh attempt
+        budget; the webhook-id is unchanged so receivers still deduplicate."""
+        n = 0
+        for wid, d in list(self.dead_letters.items()):
+            sub_id = d.get("subscription_id")
+            if subscription_id and sub_id != subscription_id:
+                continue
+            fresh = {k: v for k, v in d.items() if k not in ("last_error", "parked_at", "not_before")}
+            fresh.update(attempt=0, first_attempt_at=None, redriven_at=now_iso())
+            await self.outbox_topic.send(key=str(sub_id).encode(), value=orjson.dumps(fresh))
+            marker = orjson.dumps({"redriven": wid, "subscription_id": sub_id, "time": now_iso()})
+            await self.dead_topic.send(key=str(sub_id).encode(), value=marker)
+            self._apply_dead(marker)
+            n += 1
+        return n
 
     def _session(self) -> Any:
         if self._http is None or self._http.closed:

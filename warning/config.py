@@ -37,6 +37,10 @@ class Settings:
     max_body_bytes: int = 1 << 20
     store: str = "memory://"
     log_level: str = "info"
+    retry_tiers_s: tuple[float, ...] = (10.0, 60.0, 300.0, 1800.0, 7200.0, 21600.0)
+    retry_horizon_s: float = 24 * 3600.0
+    unhealthy_after_s: float = 300.0
+    endpoint_concurrency: int = 4
     tansu_compat: bool = False  # apply the tansu ListOffsets workaround to an external broker too
 
     @classmethod
@@ -57,6 +61,10 @@ class Settings:
             "store": e.get("EWS_STORE", "memory://"),
             "log_level": e.get("EWS_LOG_LEVEL", "info"),
             "tansu_compat": e.get("EWS_TANSU_COMPAT", "0").lower() in ("1", "true", "yes"),
+            "retry_tiers_s": tuple(float(x) for x in e.get("EWS_RETRY_TIERS", "10,60,300,1800,7200,21600").split(",")),
+            "retry_horizon_s": float(e.get("EWS_RETRY_HORIZON", 24 * 3600)),
+            "unhealthy_after_s": float(e.get("EWS_UNHEALTHY_AFTER", 300)),
+            "endpoint_concurrency": int(e.get("EWS_ENDPOINT_CONCURRENCY", 4)),
         }
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)  # type: ignore[arg-type]

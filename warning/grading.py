@@ -130,9 +130,10 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
                  now: datetime | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Fold one station signal, tick or operator action into the region's state; return (state, event or None).
 
-    Signals: ``{"kind": "station", station_id, station_name, level, quantity, value, time, basis[, valid_to]}``
-    (kind defaults to station), ``{"kind": "tick", "time"}`` and ``{"kind": "operator_cancel", "time"}``; all
-    carry region_code, region_name(_zh), prefecture_code and hazard.
+    Signals: ``{"kind": "station", station_id, station_name, level, quantity, value, time, basis[, valid_to,
+    accepted_at]}`` (kind defaults to station), ``{"kind": "tick", "time"}`` and ``{"kind": "operator_cancel",
+    "time", "accepted_at"}``; all carry region_code and hazard. After an operator cancel, station reports accepted
+    before it (``accepted_at``, the API's clock) are ignored, so a report still in flight does not re-issue it.
     """
     st = state or {"stations": {}, "warning": None, "seq": 0, "pending": None, "region": {}}
     stations = {k: {**v, "levels": dict(v["levels"])} for k, v in st["stations"].items()}
@@ -145,7 +146,10 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
     current = st["warning"]
     sent = iso(now or datetime.now(UTC))
 
-    if kind == "station" and signal.get("level"):
+    # reports accepted before an operator cancel do not re-issue what the operator withdrew
+    suppressed_before = st.get("suppress_accepted_before", 0.0)
+    late = kind == "station" and float(signal.get("accepted_at", float("inf"))) <= suppressed_before
+    if kind == "station" and signal.get("level") and not late:
         basis = signal.get("basis", "observed")
         key = f"{signal['station_id']}|{basis}"
         expires = signal.get("valid_to") or _plus_hours(t, rule.valid_hours)
@@ -162,6 +166,7 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
         stations[key] = entry
     if kind == "operator_cancel":
         stations = {}
+        suppressed_before = max(suppressed_before, float(signal.get("accepted_at", 0.0)))
     # prune entries whose every level has expired
     stations = {k: v for k, v in stations.items() if any(i["expires"] > t for i in v["levels"].values())}
     new_level = region_level(stations, t)
@@ -210,12 +215,12 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
             current = {**current, "stations": listed}
     if event is None:
         return {"stations": stations, "warning": current, "seq": st["seq"], "pending": pending,
-                "region": region}, None
+                "region": region, "suppress_accepted_before": suppressed_before}, None
     if event["msg_type"] == "cancel":
         stations = {} if kind == "operator_cancel" else stations
     warning = None if event["msg_type"] == "cancel" else event
     return {"stations": stations, "warning": warning, "seq": event["seq"], "pending": pending,
-            "region": region}, event
+            "region": region, "suppress_accepted_before": suppressed_before}, event
 
 
 def _event(warning_id: str, msg_type: str, change: str, level: WarningLevel, region: dict[str, Any],

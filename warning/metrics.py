@@ -19,5 +19,8 @@ DELIVERY_LATENCY = Histogram(
     "ews_delivery_latency_seconds", "Warning event emitted -> 2xx at the receiver",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
 DEAD_LETTERS = Counter("ews_dead_letters_total", "Deliveries parked in alerts.dead", ["department"])
-RETRY_SCHEDULED = Counter("ews_retries_scheduled_total", "Deliveries sent to alerts.retry")
+RETRY_SCHEDULED = Counter("ews_retries_scheduled_total", "Deliveries sent to a retry tier", ["tier"])
+RETRY_QUEUE = Gauge("ews_retry_queue_depth", "Deliveries waiting in retry tiers (scheduled - taken, this worker)")
+ATTEMPTS = Counter("ews_delivery_attempts_total", "Webhook POST attempts", ["result"])
+UNHEALTHY = Gauge("ews_unhealthy_endpoints", "Subscriptions whose endpoint is marked unhealthy")
 SUBSCRIPTIONS = Gauge("ews_subscriptions", "Subscriptions known to this worker")

@@ -36,7 +36,7 @@ class TopicMirror:
     async def _run(self) -> None:
         while True:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                        auto_offset_reset="earliest", fetch_max_wait_ms=100)
+                                        auto_offset_reset="earliest", fetch_max_wait_ms=50)
             try:
                 await consumer.start()
                 parts = consumer.partitions_for_topic(self.topic)

@@ -76,7 +76,7 @@ def run(settings: Settings) -> int:
     elif settings.tansu_compat:
         tansu_compat.install()  # an external tansu (tests, demos): same workaround
     try:
-        ensure_topics(bootstrap, settings.partitions)
+        ensure_topics(bootstrap, settings.partitions, len(settings.retry_tiers_s))
         svc = WarningService(settings, bootstrap, registry, regions, rules)
         http = HttpServer(svc, token)
         worker = EwsWorker(svc, http, loglevel=settings.log_level, redirect_stdouts=False)

@@ -18,16 +18,20 @@ SIGNALS = "signals"  # station levels keyed by county: the repartition step befo
 WARNINGS = "warnings"
 SUBSCRIPTIONS = "subscriptions"
 OUTBOX = "alerts.outbox"
-RETRY = "alerts.retry"
+RETRY = "alerts.retry"  # tier topics alerts.retry.0 .. alerts.retry.N-1, one per backoff delay
 DEAD = "alerts.dead"
 RECEIPTS = "alerts.receipts"
 
 COMPACTED = {WARNINGS, SUBSCRIPTIONS}
 SINGLE_PARTITION = {SUBSCRIPTIONS}  # total order of registry changes
-ALL = (OBS, OBS_REJECTED, FORECAST, INDICES, SIGNALS, WARNINGS, SUBSCRIPTIONS, OUTBOX, RETRY, DEAD, RECEIPTS)
+ALL = (OBS, OBS_REJECTED, FORECAST, INDICES, SIGNALS, WARNINGS, SUBSCRIPTIONS, OUTBOX, DEAD, RECEIPTS)
 
 
-def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
+def retry_tier(i: int) -> str:
+    return f"{RETRY}.{i}"
+
+
+def ensure_topics(bootstrap: str, partitions: int, retry_tiers: int = 6) -> list[str]:
     """Create missing topics; existing ones are left as they are. Returns the names created."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ews-admin", request_timeout_ms=10000)
     try:
@@ -35,7 +39,7 @@ def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
         new = [
             NewTopic(name, 1 if name in SINGLE_PARTITION else partitions, 1,
                      topic_configs={"cleanup.policy": "compact"} if name in COMPACTED else {})
-            for name in ALL if name not in existing
+            for name in (*ALL, *(retry_tier(i) for i in range(retry_tiers))) if name not in existing
         ]
         created = []
         for topic in new:  # one by one: a racing worker creating the same topic is not an error

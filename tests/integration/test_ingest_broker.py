@@ -199,3 +199,20 @@ def test_replay_speed_order_and_proportional_pauses(bootstrap: str, tmp_path: Pa
     clock2 = FakeClock()  # twice the speed, half the pauses
     ingest(bootstrap, str(a), str(b), "--replay-speed", "7200", clock=clock2, sleep=clock2.sleep)
     assert clock2.sleeps == pytest.approx([s / 2 for s in clock.sleeps])
+
+
+def test_existing_obs_topic_partition_count_wins(bootstrap: str, tmp_path: Path) -> None:
+    """The worker routes by the obs topic's real partition count, so ingest must too."""
+    from warning.topics import ensure_topics
+
+    ensure_topics(bootstrap, 2)
+    stations = [s.station_id for s in StationRegistry.load()][:20]
+    path = tmp_path / "obs.csv"
+    keys = table_file(path, stations, 3)
+    code, summary, err = ingest(bootstrap, str(path))  # asks for 4
+    assert code == EXIT_OK and summary["published"] == len(keys)
+    assert "has 2 partitions, not 4" in err
+    msgs = read_topic(bootstrap, "obs", 2, len(keys), count=obs_count)
+    assert obs_count(msgs) == len(keys)
+    for m in msgs:
+        assert {partition_for(o["station_id"], 2) for o in orjson.loads(m.value)["observations"]} == {m.partition}

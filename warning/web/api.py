@@ -13,7 +13,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerts.ssrf import DestinationRefused, check_destination
-from alerts.subscriptions import SubscriptionError, new_subscription
+from alerts.subscriptions import (
+    DEFAULT_GRACE_S,
+    SubscriptionError,
+    new_subscription,
+    patched_subscription,
+    paused_subscription,
+    rotated_subscription,
+)
 from ingest.validate import ObservationError, format_time, parse_time, validate_forecast, validate_observation
 from warning import metrics
 from warning.app import WarningService, level_at_least
@@ -126,7 +133,7 @@ async def post_subscription(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     _, body = await _body_json(request)
     try:
-        sub = new_subscription(body, known_region=svc.regions.is_known, known_hazards=set(svc.rules))
+        sub = new_subscription(body, **_known(svc))
         await check_destination(sub.url, svc.settings.webhook_allow_nets)
     except SubscriptionError as exc:
         return _error(400, str(exc))
@@ -146,6 +153,93 @@ async def list_subscriptions(request: web.Request) -> web.Response:
 async def get_subscription(request: web.Request) -> web.Response:
     sub = request.app[SVC].subscriptions.get(request.match_info["id"])
     return _json(sub.public()) if sub else _error(404, "no such subscription")
+
+
+def _known(svc: WarningService) -> dict[str, Any]:
+    return {"known_region": svc.regions.is_known, "known_hazards": set(svc.rules)}
+
+
+@require_token
+async def patch_subscription(request: web.Request) -> web.Response:
+    svc = request.app[SVC]
+    sub = svc.subscriptions.get(request.match_info["id"])
+    if sub is None:
+        return _error(404, "no such subscription")
+    _, body = await _body_json(request)
+    try:
+        new = patched_subscription(sub, body, **_known(svc))
+        if new.url != sub.url:
+            await check_destination(new.url, svc.settings.webhook_allow_nets)
+    except SubscriptionError as exc:
+        return _error(400, str(exc))
+    except DestinationRefused as exc:
+        return _error(400, f"url: {exc}")
+    await svc.put_subscription(new, new.id)
+    return _json(new.public())
+
+
+def _set_active(active: bool) -> Handler:
+    @require_token
+    async def handler(request: web.Request) -> web.Response:
+        svc = request.app[SVC]
+        sub = svc.subscriptions.get(request.match_info["id"])
+        if sub is None:
+            return _error(404, "no such subscription")
+        new = paused_subscription(sub, active, None if active else "paused by operator")
+        await svc.put_subscription(new, new.id)
+        return _json(new.public())
+    return handler
+
+
+@require_token
+async def rotate_secret(request: web.Request) -> web.Response:
+    svc = request.app[SVC]
+    sub = svc.subscriptions.get(request.match_info["id"])
+    if sub is None:
+        return _error(404, "no such subscription")
+    body: Any = {}
+    if request.can_read_body:
+        _, body = await _body_json(request)
+    grace = body.get("grace_s", DEFAULT_GRACE_S) if isinstance(body, dict) else None
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 30 * 86400:
+        return _error(400, "grace_s: seconds in [0, 2592000]")
+    new = rotated_subscription(sub, float(grace))
+    await svc.put_subscription(new, new.id)
+    return _json({"id": new.id, "secret": new.secret, "previous_secret_expires": new.previous_secret_expires})
+
+
+@require_token
+async def subscription_deliveries(request: web.Request) -> web.Response:
+    svc = request.app[SVC]
+    sub_id = request.match_info["id"]
+    if svc.subscriptions.get(sub_id) is None:
+        return _error(404, "no such subscription")
+    try:
+        limit = max(1, min(1000, int(request.query.get("limit", "100"))))
+    except ValueError:
+        return _error(400, "limit: an integer")
+    receipts = list(svc.receipts_by_sub.get(sub_id, []))[-limit:]
+    return _json(receipts[::-1])
+
+
+@require_token
+async def list_dead_letters(request: web.Request) -> web.Response:
+    svc = request.app[SVC]
+    sub_id = request.query.get("subscription_id")
+    out = [d for d in svc.dead_letters.values() if not sub_id or d.get("subscription_id") == sub_id]
+    return _json(sorted(out, key=lambda d: d.get("parked_at", ""), reverse=True))
+
+
+@require_token
+async def redrive_dead_letters(request: web.Request) -> web.Response:
+    svc = request.app[SVC]
+    body: Any = {}
+    if request.can_read_body:
+        _, body = await _body_json(request)
+    sub_id = body.get("subscription_id") if isinstance(body, dict) else None
+    if sub_id is not None and not isinstance(sub_id, str):
+        return _error(400, "subscription_id: a string")
+    return _json({"redriven": await svc.redrive(sub_id)})
 
 
 @require_token
@@ -240,6 +334,13 @@ def make_web_app(svc: WarningService, token: str) -> web.Application:
     app.router.add_get("/api/v1/subscriptions", list_subscriptions)
     app.router.add_get("/api/v1/subscriptions/{id}", get_subscription)
     app.router.add_delete("/api/v1/subscriptions/{id}", delete_subscription)
+    app.router.add_patch("/api/v1/subscriptions/{id}", patch_subscription)
+    app.router.add_post("/api/v1/subscriptions/{id}/pause", _set_active(False))
+    app.router.add_post("/api/v1/subscriptions/{id}/resume", _set_active(True))
+    app.router.add_post("/api/v1/subscriptions/{id}/rotate-secret", rotate_secret)
+    app.router.add_get("/api/v1/subscriptions/{id}/deliveries", subscription_deliveries)
+    app.router.add_get("/api/v1/dead-letters", list_dead_letters)
+    app.router.add_post("/api/v1/dead-letters/redrive", redrive_dead_letters)
     app.router.add_get("/api/v1/warnings", list_warnings)
     app.router.add_get(r"/api/v1/warnings/{id:[^/.]+}.cap", get_warning_cap)
     app.router.add_get("/api/v1/cap/feed.atom", cap_feed)

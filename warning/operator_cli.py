@@ -1,0 +1,757 @@
+"""Operators' commands of ``ews``: ``warnings``, ``subscribers``, ``dead-letters`` (all through the HTTP API with
+the operator token) and ``replay`` (a what-if re-run of a time range of ``obs`` read straight from Kafka).
+
+Output is an aligned table, or JSON with ``--json``. Exit codes: 0 ok, 1 the API answered with an error (its
+message goes to stderr), 2 usage or connection problems. The token is never printed; a subscription's secret is
+printed only by ``subscribers add`` and ``subscribers rotate``, the only answers of the API that carry it.
+
+Wiring (``warning.cli``)::
+
+    add_operator_parsers(sub)          # sub = parser.add_subparsers(dest="command", required=True)
+    args = parser.parse_args(argv)
+    if getattr(args, "operator", None) is not None:
+        return run_operator(args)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import unicodedata
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+import orjson
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+API = "/api/v1"
+LEVELS = ("blue", "yellow", "orange", "red")
+DEPARTMENTS = ("agriculture", "water", "health", "relief", "other")
+FORMATS = ("json", "cap")
+SECRET_KEYS = frozenset({"secret", "previous_secret", "secrets"})
+OPERATOR_COMMANDS = frozenset({"warnings", "subscribers", "dead-letters", "replay"})
+
+Handler = Callable[[argparse.Namespace, "Context"], Awaitable[int]]
+
+
+class ApiError(Exception):
+    """The API answered with an HTTP error status (exit 1)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class UsageError(Exception):
+    """Bad input, or the service / broker cannot be reached (exit 2)."""
+
+
+# ---- context: where the API is, the token, output ------------------------------------------------------------
+
+def _read_token_file() -> str | None:
+    path = Path(os.environ.get("EWS_DATA_DIR") or "data") / "token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+@dataclass
+class Context:
+    url: str
+    token: str | None
+    json: bool
+    timeout_s: float = 30.0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Context:
+        url = (getattr(args, "api_url", None) or os.environ.get("EWS_URL") or DEFAULT_URL).rstrip("/")
+        token = getattr(args, "token", None) or os.environ.get("EWS_TOKEN") or _read_token_file()
+        return cls(url=url, token=token, json=bool(getattr(args, "json", False)),
+                   timeout_s=float(getattr(args, "timeout", None) or 30.0))
+
+    # Everything printed goes through here: the token is masked wherever it might appear (an echoed header in
+    # an error page, say), so no output of this CLI can leak it.
+    def _scrub(self, text: str) -> str:
+        if self.token and len(self.token) >= 4:
+            text = text.replace(self.token, "***")
+        return text
+
+    def out(self, text: str = "") -> None:
+        _write(sys.stdout, self._scrub(text))
+
+    def err(self, text: str) -> None:
+        _write(sys.stderr, self._scrub(text))
+
+    def emit_json(self, data: Any) -> None:
+        self.out(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+    async def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
+                      body: Any = None) -> Any:
+        """One API call; the decoded JSON answer (None for 204). Raises ApiError / UsageError."""
+        import aiohttp
+
+        headers = {"Accept": "application/json", "User-Agent": "ews-cli"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None
+        if body is not None:
+            data = orjson.dumps(body)
+            headers["Content-Type"] = "application/json"
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
+                    method, self.url + path, params=params, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.InvalidURL, ValueError) as exc:
+            raise UsageError(f"bad API URL {self.url!r}: {exc}") from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise UsageError(f"cannot reach the API at {self.url}: {reason}") from None
+        if status >= 400:
+            raise ApiError(status, _error_message(raw, status))
+        if status == 204 or not raw.strip():
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ApiError(status, f"not a JSON answer: {raw[:200].decode('utf-8', 'replace')!r}") from None
+
+
+def _write(stream: IO[str], text: str) -> None:
+    try:
+        stream.write(text + "\n")
+    except UnicodeEncodeError:  # a terminal without UTF-8: keep the Chinese names readable as escapes
+        stream.write(text.encode("ascii", "backslashreplace").decode() + "\n")
+
+
+def _error_message(raw: bytes, status: int) -> str:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw.decode("utf-8", "replace").strip()
+        return text[:500] or f"HTTP {status}"
+    if isinstance(body, dict):
+        for key in ("error", "message", "detail", "reason"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return orjson.dumps(body).decode()[:500]
+
+
+def _without_secrets(data: Any) -> Any:
+    """Drop secret fields wherever they are (the API should not send them outside add/rotate; be sure)."""
+    if isinstance(data, dict):
+        return {k: _without_secrets(v) for k, v in data.items() if k not in SECRET_KEYS}
+    if isinstance(data, list):
+        return [_without_secrets(v) for v in data]
+    return data
+
+
+# ---- tables ---------------------------------------------------------------------------------------------------
+
+def _width(text: str) -> int:
+    """Display width: CJK (wide / fullwidth) characters take two terminal columns."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1
+               for c in text)
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ",".join(_cell(v) for v in value) if value else "-"
+    if isinstance(value, dict):
+        return orjson.dumps(value).decode()
+    return " ".join(str(value).split())  # no newlines or tabs inside a cell
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]],
+                 clip: dict[str, int] | None = None) -> str:
+    """An aligned text table of ``rows``; ``columns`` are (key, header); ``clip`` caps some columns' widths."""
+    clip = clip or {}
+    cells = [[_clip(_cell(row.get(key)), clip.get(key, 10_000)) for key, _ in columns] for row in rows]
+    headers = [header for _, header in columns]
+    widths = [max([_width(h)] + [_width(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        padded = [v + " " * (w - _width(v)) for v, w in zip(values, widths, strict=True)]
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers)] + [line(r) for r in cells])
+
+
+def _iso_epoch(value: Any) -> Any:
+    """previous_secret_expires may be unix seconds: show it as UTC ISO."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
+WARNING_COLUMNS = [("sent", "SENT"), ("type", "TYPE"), ("level", "LEVEL"), ("hazard", "HAZARD"),
+                   ("region_code", "REGION"), ("region_name", "NAME"), ("region_level", "SCOPE"),
+                   ("basis", "BASIS"), ("expires", "EXPIRES"), ("station_ids", "STATIONS"),
+                   ("warning_id", "WARNING ID")]
+SUBSCRIPTION_COLUMNS = [("id", "ID"), ("name", "NAME"), ("department", "DEPARTMENT"), ("state", "STATE"),
+                        ("regions", "REGIONS"), ("hazards", "HAZARDS"), ("min_level", "MIN LEVEL"),
+                        ("format", "FORMAT"), ("url", "URL")]
+DELIVERY_COLUMNS = [("time", "TIME"), ("result", "RESULT"), ("status", "STATUS"), ("attempt", "ATTEMPT"),
+                    ("type", "TYPE"), ("department", "DEPARTMENT"), ("warning_id", "WARNING ID"),
+                    ("latency_s", "LATENCY S"), ("error", "ERROR"), ("webhook_id", "WEBHOOK ID")]
+DEAD_COLUMNS = [("parked_at", "PARKED AT"), ("subscription_id", "SUBSCRIPTION"), ("type", "TYPE"),
+                ("hazard", "HAZARD"), ("level", "LEVEL"), ("region_code", "REGION"), ("attempt", "ATTEMPT"),
+                ("last_error", "LAST ERROR"), ("warning_id", "WARNING ID"), ("webhook_id", "WEBHOOK ID")]
+
+
+def _warning_row(e: dict[str, Any]) -> dict[str, Any]:
+    kind = e.get("msg_type") or "-"
+    if e.get("change"):
+        kind = f"{kind}/{e['change']}"
+    stations = [s.get("station_id") for s in e.get("stations") or [] if isinstance(s, dict)]
+    return {**e, "type": kind, "station_ids": stations}
+
+
+def _subscription_row(s: dict[str, Any]) -> dict[str, Any]:
+    state = "active" if s.get("active", True) else "paused"
+    if not s.get("active", True) and s.get("paused_reason"):
+        state = f"paused ({s['paused_reason']})"
+    return {**s, "state": state, "hazards": s.get("hazards") or "all"}
+
+
+def _dead_row(d: dict[str, Any]) -> dict[str, Any]:
+    event: dict[str, Any] = d["event"] if isinstance(d.get("event"), dict) else {}
+    return {**d, **{k: event.get(k) for k in ("warning_id", "hazard", "level", "region_code")}}
+
+
+def _print_rows(ctx: Context, rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], empty: str,
+                clip: dict[str, int] | None = None) -> None:
+    if not rows:
+        ctx.out(f"({empty})")
+        return
+    ctx.out(format_table(rows, columns, clip))
+
+
+def _print_warnings(ctx: Context, events: list[dict[str, Any]], empty: str = "no warnings") -> None:
+    _print_rows(ctx, [_warning_row(e) for e in events], WARNING_COLUMNS, empty, {"station_ids": 40})
+
+
+def _as_list(data: Any, what: str) -> list[dict[str, Any]]:
+    if isinstance(data, dict):  # tolerate {"items": [...]}-style envelopes
+        for key in ("items", what, "results"):
+            if isinstance(data.get(key), list):
+                data = data[key]
+                break
+    if not isinstance(data, list):
+        raise ApiError(200, f"expected a list of {what}, got {type(data).__name__}")
+    return [x for x in data if isinstance(x, dict)]
+
+
+# ---- warnings -------------------------------------------------------------------------------------------------
+
+async def cmd_warnings(args: argparse.Namespace, ctx: Context) -> int:
+    if args.warning_id:
+        detail = await ctx.request("GET", f"{API}/warnings/{quote(args.warning_id, safe='')}")
+        if ctx.json:
+            ctx.emit_json(_without_secrets(detail))
+            return 0
+        ctx.out(f"warning {detail.get('warning_id', args.warning_id)}")
+        ctx.out()
+        _print_warnings(ctx, _as_list(detail.get("events", []), "events"), "no events")
+        ctx.out()
+        ctx.out("deliveries:")
+        _print_rows(ctx, _as_list(detail.get("deliveries", []), "deliveries"), DELIVERY_COLUMNS, "no deliveries",
+                    {"error": 60})
+        return 0
+    params: dict[str, str] = {}
+    if args.active:
+        params["active"] = "true"
+    for key in ("hazard", "region", "level", "since"):
+        if getattr(args, key):
+            params[key] = getattr(args, key)
+    events = _as_list(await ctx.request("GET", f"{API}/warnings", params=params), "warnings")
+    if ctx.json:
+        ctx.emit_json(_without_secrets(events))
+    else:
+        _print_warnings(ctx, events)
+    return 0
+
+
+# ---- subscribers ----------------------------------------------------------------------------------------------
+
+def _sub_path(sub_id: str, tail: str = "") -> str:
+    return f"{API}/subscriptions/{quote(sub_id, safe='')}{tail}"
+
+
+def _show_subscriptions(ctx: Context, subs: list[dict[str, Any]]) -> None:
+    _print_rows(ctx, [_subscription_row(s) for s in subs], SUBSCRIPTION_COLUMNS, "no subscriptions", {"url": 60})
+
+
+async def cmd_sub_list(args: argparse.Namespace, ctx: Context) -> int:
+    subs = _without_secrets(_as_list(await ctx.request("GET", f"{API}/subscriptions"), "subscriptions"))
+    if ctx.json:
+        ctx.emit_json(subs)
+    else:
+        _show_subscriptions(ctx, subs)
+    return 0
+
+
+async def cmd_sub_add(args: argparse.Namespace, ctx: Context) -> int:
+    body: dict[str, Any] = {"name": args.name, "department": args.department, "url": args.hook_url,
+                            "regions": args.region, "hazards": args.hazard or []}
+    if args.min_level:
+        body["min_level"] = args.min_level
+    if args.format:
+        body["format"] = args.format
+    if args.basis:
+        body["basis"] = args.basis
+    if args.msg_type:
+        body["msg_types"] = args.msg_type
+    created = await ctx.request("POST", f"{API}/subscriptions", body=body)
+    if not isinstance(created, dict):
+        raise ApiError(200, "unexpected answer to POST /subscriptions")
+    if ctx.json:
+        ctx.emit_json(created)  # the secret included: this is the one time the API shows it
+        return 0
+    _show_subscriptions(ctx, [_without_secrets(created)])
+    ctx.out()
+    ctx.out(f"secret: {created.get('secret', '-')}")
+    ctx.err("store the secret now: the API never shows it again (ews subscribers rotate makes a new one)")
+    return 0
+
+
+async def _sub_action(ctx: Context, sub_id: str, action: str, done: str) -> int:
+    answer = await ctx.request("POST", _sub_path(sub_id, f"/{action}"), body={})
+    answer = _without_secrets(answer)
+    if ctx.json:
+        ctx.emit_json(answer if answer is not None else {"id": sub_id, "status": done})
+    elif isinstance(answer, dict) and ("name" in answer or "url" in answer):
+        _show_subscriptions(ctx, [answer])
+    else:
+        ctx.out(f"{done} {sub_id}")
+    return 0
+
+
+async def cmd_sub_pause(args: argparse.Namespace, ctx: Context) -> int:
+    return await _sub_action(ctx, args.id, "pause", "paused")
+
+
+async def cmd_sub_resume(args: argparse.Namespace, ctx: Context) -> int:
+    return await _sub_action(ctx, args.id, "resume", "resumed")
+
+
+async def cmd_sub_rotate(args: argparse.Namespace, ctx: Context) -> int:
+    body = {"grace_s": args.grace_s} if args.grace_s is not None else {}
+    answer = await ctx.request("POST", _sub_path(args.id, "/rotate-secret"), body=body)
+    if not isinstance(answer, dict):
+        raise ApiError(200, "unexpected answer to rotate-secret")
+    if ctx.json:
+        ctx.emit_json(answer)  # the new secret included: shown once
+        return 0
+    ctx.out(f"id: {answer.get('id', args.id)}")
+    ctx.out(f"secret: {answer.get('secret', '-')}")
+    ctx.out(f"previous secret valid until: {_cell(_iso_epoch(answer.get('previous_secret_expires')))}")
+    ctx.err("store the new secret now: the API never shows it again")
+    return 0
+
+
+async def cmd_sub_deliveries(args: argparse.Namespace, ctx: Context) -> int:
+    params = {"limit": str(args.limit)} if args.limit else None
+    receipts = _as_list(await ctx.request("GET", _sub_path(args.id, "/deliveries"), params=params), "deliveries")
+    receipts = _without_secrets(receipts)
+    if ctx.json:
+        ctx.emit_json(receipts)
+    else:
+        _print_rows(ctx, receipts, DELIVERY_COLUMNS, "no deliveries", {"error": 60})
+    return 0
+
+
+async def cmd_sub_remove(args: argparse.Namespace, ctx: Context) -> int:
+    await ctx.request("DELETE", _sub_path(args.id))
+    if ctx.json:
+        ctx.emit_json({"id": args.id, "removed": True})
+    else:
+        ctx.out(f"removed {args.id}")
+    return 0
+
+
+# ---- dead letters ---------------------------------------------------------------------------------------------
+
+async def cmd_dead_list(args: argparse.Namespace, ctx: Context) -> int:
+    params = {"subscription_id": args.subscription} if args.subscription else None
+    parked = _without_secrets(_as_list(await ctx.request("GET", f"{API}/dead-letters", params=params),
+                                       "dead-letters"))
+    if ctx.json:
+        ctx.emit_json(parked)
+    else:
+        _print_rows(ctx, [_dead_row(d) for d in parked], DEAD_COLUMNS, "no dead letters", {"last_error": 60})
+    return 0
+
+
+async def cmd_dead_redrive(args: argparse.Namespace, ctx: Context) -> int:
+    body = {"subscription_id": args.subscription} if args.subscription else {}
+    answer = _without_secrets(await ctx.request("POST", f"{API}/dead-letters/redrive", body=body))
+    if ctx.json:
+        ctx.emit_json(answer)
+    else:
+        n = answer.get("redriven") if isinstance(answer, dict) else answer
+        ctx.out(f"redriven: {_cell(n)}")
+    return 0
+
+
+# ---- replay ---------------------------------------------------------------------------------------------------
+
+def _parse_iso(value: str) -> datetime:
+    t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        raise ValueError("needs a UTC offset ('Z' or '+08:00')")
+    return t.astimezone(UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_time(value: str) -> str:
+    """argparse type: an ISO-8601 time with an offset, normalised to UTC 'Z' form."""
+    try:
+        return _iso(_parse_iso(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time with offset: {value!r} ({exc})") from None
+
+
+@dataclass
+class ReplayStats:
+    records: int = 0  # obs-topic messages read
+    malformed: int = 0  # messages or observations that could not be read
+    observations: int = 0  # observations in the time range
+    unknown_station: int = 0
+    stale: int = 0  # not newer than the station's previous report (duplicates)
+    signals: int = 0
+    events: int = 0
+
+    def line(self) -> str:
+        return (f"replay: {self.records} obs records read, {self.observations} observations in range "
+                f"({self.stale} stale, {self.unknown_station} unknown station, {self.malformed} malformed), "
+                f"{self.signals} station signals, {self.events} warning events (nothing published)")
+
+
+def replay_events(observations: Iterable[dict[str, Any]], start: datetime, end: datetime, *,
+                  hazards: Iterable[str] | None = None, tick_s: float = 3600.0, grader: Any = None,
+                  rules: Any = None, stats: ReplayStats | None = None) -> list[dict[str, Any]]:
+    """The WarningEvents the pipeline would have issued for ``observations`` in [start, end], in memory.
+
+    Observations are graded per station in time order (StationGrader), their signals folded into each region's
+    lifecycle (grading.apply_signal) with the signal time as the send time; regions with a live warning or a
+    pending change are ticked every ``tick_s`` of data time and at ``end``, so expiries, downgrades and cancels
+    after the hold times appear as they would have (to the tick's resolution).
+    """
+    from warning import grading
+    from warning.pipeline import StationGrader
+    from warning.regions import RegionTree, StationRegistry
+    from warning.rules import load_rules
+
+    rules = rules if rules is not None else load_rules()
+    grader = grader or StationGrader(rules, StationRegistry.load(), RegionTree.load())
+    stats = stats if stats is not None else ReplayStats()
+    wanted = set(hazards) if hazards else None
+    timed: list[tuple[datetime, str, dict[str, Any]]] = []
+    for obs in observations:
+        try:
+            t = _parse_iso(obs["time"])
+            sid = str(obs["station_id"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            stats.malformed += 1
+            continue
+        if start <= t <= end:
+            timed.append((t, sid, {**obs, "station_id": sid, "time": _iso(t)}))
+    timed.sort(key=lambda x: (x[0], x[1]))  # stable: per station in time order, arrival order on ties
+    stats.observations += len(timed)
+
+    station_state: dict[str, Any] = {}
+    region_state: dict[str, Any] = {}
+    events: list[dict[str, Any]] = []
+
+    def apply(sig: dict[str, Any], at: datetime) -> None:
+        key = f"{sig['region_code']}:{sig['hazard']}"
+        state, event = grading.apply_signal(region_state.get(key), sig, rules[sig["hazard"]], now=at)
+        region_state[key] = state
+        if event is not None:
+            events.append(event)
+
+    def tick(at: datetime) -> None:
+        for key, state in list(region_state.items()):
+            if state and (state.get("warning") or state.get("pending")):
+                code, hazard = key.rsplit(":", 1)
+                apply({"kind": "tick", "region_code": code, "hazard": hazard, "time": _iso(at)}, at)
+
+    step = timedelta(seconds=tick_s)
+    next_tick = datetime.fromtimestamp((start.timestamp() // tick_s + 1) * tick_s, UTC)
+
+    def tick_until(t: datetime, inclusive: bool) -> None:
+        nonlocal next_tick
+        while next_tick < t or (inclusive and next_tick == t):
+            tick(next_tick)
+            next_tick += step
+
+    for t, sid, obs in timed:
+        tick_until(t, inclusive=False)
+        try:
+            new, signals = grader.observe(station_state.get(sid), obs)
+        except KeyError:
+            stats.unknown_station += 1
+            continue
+        except (TypeError, ValueError):
+            stats.malformed += 1
+            continue
+        if new is None:
+            stats.stale += 1
+            continue
+        station_state[sid] = new
+        for sig in signals:
+            if wanted is None or sig["hazard"] in wanted:
+                stats.signals += 1
+                apply(sig, t)
+    tick_until(end, inclusive=True)
+    if next_tick - step != end:
+        tick(end)
+    stats.events += len(events)
+    return events
+
+
+async def read_obs_topic(bootstrap: str, *, topic: str = "obs", idle_s: float = 2.0,
+                         stats: ReplayStats | None = None) -> list[dict[str, Any]]:
+    """Every observation in ``topic``, read outside any consumer group from the beginning of each partition
+    until nothing new arrived for ``idle_s`` (end offsets are not trusted: tansu reports them wrong). Nothing
+    is committed or published."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import KafkaError
+    from aiokafka.structs import TopicPartition
+
+    stats = stats if stats is not None else ReplayStats()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=100, request_timeout_ms=15000,
+                                client_id="ews-replay")
+    loop = asyncio.get_running_loop()
+    out: list[dict[str, Any]] = []
+    try:
+        try:
+            await consumer.start()
+        except (KafkaError, OSError) as exc:
+            raise UsageError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+        parts = consumer.partitions_for_topic(topic)
+        deadline = loop.time() + 10.0
+        while not parts and loop.time() < deadline:
+            await asyncio.sleep(0.5)
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise UsageError(f"no topic {topic!r} on {bootstrap}")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        started = last = loop.time()
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            now = loop.time()
+            got = False
+            for records in batches.values():
+                for rec in records:
+                    got = True
+                    stats.records += 1
+                    try:
+                        msg = orjson.loads(rec.value) if rec.value is not None else None
+                        batch = msg["observations"] if isinstance(msg, dict) else None
+                        if not isinstance(batch, list):
+                            raise TypeError("no observations list")
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        stats.malformed += 1
+                        continue
+                    out.extend(o for o in batch if isinstance(o, dict))
+            if got:
+                last = now
+                continue
+            # idle counts once every partition has answered a fetch (or after 10 s, whichever first)
+            answered = all(consumer.highwater(tp) is not None for tp in tps) or now - started > 10.0
+            if answered and now - last >= idle_s:
+                break
+            if not answered:
+                last = now
+    except KafkaError as exc:
+        raise UsageError(f"Kafka error while reading {topic!r} from {bootstrap}: {exc}") from None
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:
+    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        raise UsageError("replay needs the Kafka cluster: --bootstrap HOST:PORT or KAFKA_BOOTSTRAP")
+    start = _parse_iso(args.start)
+    end = _parse_iso(args.end) if args.end else datetime.now(UTC).replace(microsecond=0)
+    if end < start:
+        raise UsageError(f"--to {_iso(end)} is before --from {_iso(start)}")
+    from warning.rules import load_rules
+
+    rules = load_rules()
+    unknown = [h for h in args.hazard or [] if h not in rules]
+    if unknown:
+        raise UsageError(f"--hazard: unknown hazard {unknown[0]!r}; known: {', '.join(sorted(rules))}")
+    stats = ReplayStats()
+    observations = await read_obs_topic(bootstrap, idle_s=args.idle, stats=stats)
+    events = replay_events(observations, start, end, hazards=args.hazard, rules=rules, stats=stats)
+    if args.region:
+        from warning.regions import RegionTree
+
+        tree = RegionTree.load()
+        events = [e for e in events if tree.covers(args.region, e["region_code"])
+                  or tree.covers(e["region_code"], args.region)]
+    if args.level:
+        minimum = LEVELS.index(args.level)
+        events = [e for e in events if e.get("level") in LEVELS and LEVELS.index(e["level"]) >= minimum]
+    ctx.err(stats.line())
+    if ctx.json:
+        ctx.emit_json(events)
+    else:
+        _print_warnings(ctx, events, "no warning events in this range")
+    return 0
+
+
+# ---- parsers --------------------------------------------------------------------------------------------------
+
+def _api_options(url_flag: bool = True) -> argparse.ArgumentParser:
+    """--url (also --api-url; only --api-url where --url names a webhook), --token, --timeout, --json."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("API")
+    flags = ("--url", "--api-url") if url_flag else ("--api-url",)
+    g.add_argument(*flags, dest="api_url", default=None, metavar="URL",
+                   help=f"API base URL (env EWS_URL, default {DEFAULT_URL})")
+    g.add_argument("--token", default=None,
+                   help="operator token (env EWS_TOKEN, else <EWS_DATA_DIR or ./data>/token)")
+    g.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds (default 30)")
+    g.add_argument("--json", action="store_true", help="JSON output for scripts")
+    return p
+
+
+def _level(value: str) -> str:
+    v = value.strip().lower()
+    if v not in LEVELS:
+        raise argparse.ArgumentTypeError(f"level: one of {', '.join(LEVELS)}")
+    return v
+
+
+def add_operator_parsers(subparsers: Any) -> None:
+    """Add ``warnings``, ``subscribers``, ``dead-letters`` and ``replay`` to the ``ews`` sub-command parsers."""
+    api = _api_options()
+
+    p = subparsers.add_parser("warnings", parents=[api], help="list warnings, or show one warning's history",
+                              description="Warnings known to the service (latest event per region and hazard).")
+    p.add_argument("warning_id", nargs="?", help="show this warning's history and deliveries instead")
+    p.add_argument("--active", action="store_true", help="only warnings in force now")
+    p.add_argument("--hazard", help="e.g. heat, rainstorm, gale")
+    p.add_argument("--region", metavar="CODE", help="GB/T 2260 code: a county, a prefecture or 620000")
+    p.add_argument("--level", type=_level, help="at least this level (blue, yellow, orange, red)")
+    p.add_argument("--since", type=iso_time, metavar="ISO", help="sent at or after this time")
+    p.set_defaults(operator=cmd_warnings)
+
+    p = subparsers.add_parser("subscribers", help="department subscriptions (webhooks)",
+                              description="Manage the departments' webhook subscriptions.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("list", parents=[api], help="all subscriptions")
+    a.set_defaults(operator=cmd_sub_list)
+    a = actions.add_parser("add", parents=[_api_options(url_flag=False)],
+                           help="create a subscription (prints its secret once)")
+    a.add_argument("--name", required=True)
+    a.add_argument("--department", default="other", choices=DEPARTMENTS)
+    a.add_argument("--url", dest="hook_url", required=True, metavar="WEBHOOK_URL", help="the receiver's URL")
+    a.add_argument("--region", action="append", required=True, metavar="CODE",
+                   help="region code (repeatable; 620000 = the whole province)")
+    a.add_argument("--hazard", action="append", help="hazard (repeatable; default every hazard)")
+    a.add_argument("--min-level", type=_level, help="lowest level delivered (default blue)")
+    a.add_argument("--format", choices=FORMATS, help="json (default) or cap")
+    a.add_argument("--basis", action="append", choices=("observed", "forecast"), help="(repeatable; default both)")
+    a.add_argument("--msg-type", action="append", choices=("alert", "update", "cancel"),
+                   help="(repeatable; default all)")
+    a.set_defaults(operator=cmd_sub_add)
+    for name, handler, text in (("pause", cmd_sub_pause, "stop deliveries (they are parked as dead letters)"),
+                                ("resume", cmd_sub_resume, "deliver again"),
+                                ("remove", cmd_sub_remove, "delete the subscription")):
+        a = actions.add_parser(name, parents=[api], help=text)
+        a.add_argument("id", help="subscription id")
+        a.set_defaults(operator=handler)
+    a = actions.add_parser("rotate", parents=[api], help="new signing secret (prints it once)")
+    a.add_argument("id", help="subscription id")
+    a.add_argument("--grace-s", type=int, default=None, metavar="SECONDS",
+                   help="how long the old secret keeps signing too (server default: a day)")
+    a.set_defaults(operator=cmd_sub_rotate)
+    a = actions.add_parser("deliveries", parents=[api], help="recent delivery receipts")
+    a.add_argument("id", help="subscription id")
+    a.add_argument("--limit", type=int, default=None, metavar="N")
+    a.set_defaults(operator=cmd_sub_deliveries)
+
+    p = subparsers.add_parser("dead-letters", help="parked deliveries", description="Parked webhook deliveries.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("list", parents=[api], help="parked deliveries")
+    a.add_argument("--subscription", metavar="ID", help="only this subscription's")
+    a.set_defaults(operator=cmd_dead_list)
+    a = actions.add_parser("redrive", parents=[api], help="send parked deliveries again")
+    a.add_argument("--subscription", metavar="ID", help="only this subscription's (default: all)")
+    a.set_defaults(operator=cmd_dead_redrive)
+
+    p = subparsers.add_parser(
+        "replay", help="what-if: re-grade a time range of obs from Kafka, publishing nothing",
+        description="Read the obs topic from the beginning outside any consumer group, keep the observations "
+                    "in [--from, --to], grade them with the current rules in memory and print the warning "
+                    "events that would have been issued. Nothing is published or committed.")
+    p.add_argument("--from", dest="start", required=True, type=iso_time, metavar="ISO")
+    p.add_argument("--to", dest="end", type=iso_time, metavar="ISO", help="default: now")
+    p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap (env KAFKA_BOOTSTRAP)")
+    p.add_argument("--hazard", action="append", help="only this hazard (repeatable)")
+    p.add_argument("--region", metavar="CODE", help="only events for regions under (or over) this code")
+    p.add_argument("--level", type=_level, help="only events at least this level")
+    p.add_argument("--idle", type=float, default=2.0, metavar="S",
+                   help="stop reading after S seconds without new records (default 2)")
+    p.add_argument("--json", action="store_true", help="JSON output for scripts")
+    p.set_defaults(operator=cmd_replay)
+
+
+# ---- entry ----------------------------------------------------------------------------------------------------
+
+async def run_operator_async(args: argparse.Namespace) -> int:
+    """Run a parsed operator command (for callers already inside an event loop)."""
+    ctx = Context.from_args(args)
+    handler: Handler | None = getattr(args, "operator", None)
+    if handler is None:
+        ctx.err("error: not an operator command")
+        return 2
+    try:
+        return await handler(args, ctx)
+    except ApiError as exc:
+        hint = ""
+        if exc.status == 401:
+            hint = " (set EWS_TOKEN or --token, or run where <EWS_DATA_DIR>/token is readable)"
+        ctx.err(f"error: {exc}{hint}")
+        return 1
+    except UsageError as exc:
+        ctx.err(f"error: {exc}")
+        return 2
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(run_operator_async(args))
+    except KeyboardInterrupt:
+        return 130
