@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from alerts.signing import verify
-from warning.cap import validate_cap
 from tests.integration.conftest import EwsProcess, Receiver, start_ews, wait_ready
+from warning.cap import validate_cap
 
 
 def iso(t: datetime) -> str:
