@@ -20,7 +20,6 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka.partitioner import murmur2
 
 from alerts.delivery import deliver_webhook, new_session, webhook_body
 from alerts.health import HealthTracker
@@ -34,15 +33,11 @@ from warning.pipeline import StationGrader
 from warning.records import WarningLevel
 from warning.regions import RegionTree, StationRegistry
 from warning.rules import Rules
+from warning.topics import partition_for
 
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 30.0
-
-
-def partition_for(station_id: str, partitions: int) -> int:
-    """The Kafka default partitioner (murmur2 of the raw key): a station's observations stay in order."""
-    return (murmur2(station_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def now_iso() -> str:

@@ -153,16 +153,16 @@ class EmbeddedBroker:
 
 def run_forever(port: int | None = None, storage: str = "memory://tansu/") -> int:
     """`ews broker`: run the broker alone until Ctrl-C or SIGTERM."""
-    broker = EmbeddedBroker(port, storage=storage).start()
-    print(f"embedded broker (tansu) on {broker.bootstrap}, pid {broker.pid}; Ctrl-C stops it", flush=True)
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, _stop)  # before the broker starts: a signal never finds us unprepared
     signal.signal(signal.SIGINT, _stop)
+    broker = EmbeddedBroker(port, storage=storage).start()
+    print(f"embedded broker (tansu) on {broker.bootstrap}, pid {broker.pid}; Ctrl-C stops it", flush=True)
     try:
         while not stopping and broker.proc is not None and broker.proc.poll() is None:
             time.sleep(0.2)

@@ -1,4 +1,4 @@
-"""`ews` command line: run | broker (more subcommands arrive with ingest and the operator console)."""
+"""`ews` command line: run | broker | ingest (the operator console commands arrive next)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     p_broker = sub.add_parser("broker", help="run the embedded tansu broker alone")
     p_broker.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     p_broker.add_argument("--storage", default="memory://tansu/", help="memory://tansu/ or s3://bucket/")
+    from ingest.producer import add_ingest_parser
+
+    add_ingest_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -34,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         from warning.broker import run_forever
 
         return run_forever(args.port, args.storage)
+    if args.command == "ingest":
+        from ingest.producer import run_ingest
+
+        return run_ingest(args)
     return 2
 
 

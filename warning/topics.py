@@ -27,6 +27,15 @@ SINGLE_PARTITION = {SUBSCRIPTIONS}  # total order of registry changes
 ALL = (OBS, OBS_REJECTED, FORECAST, INDICES, SIGNALS, WARNINGS, SUBSCRIPTIONS, OUTBOX, DEAD, RECEIPTS)
 
 
+def partition_for(station_id: str, partitions: int) -> int:
+    """The ``obs``/``forecast`` partition of a station: murmur2 of the raw key, as Kafka's default partitioner,
+    so one station's reports stay in order on one partition. (aiokafka is imported here, not at module import:
+    `ews ingest --dry-run` starts faster.)"""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(station_id.encode()) & 0x7FFFFFFF) % partitions
+
+
 def retry_tier(i: int) -> str:
     return f"{RETRY}.{i}"
 

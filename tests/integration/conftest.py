@@ -23,8 +23,10 @@ from warning.broker import EmbeddedBroker, free_port
 TOKEN = "test-token-0123456789"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def broker() -> Iterator[EmbeddedBroker]:
+    """A fresh broker per test (ready in ~20 ms): topics are shared by every app on a broker, so tests that
+    start workers against an external broker must not see each other's records."""
     with EmbeddedBroker() as b:
         yield b
 

@@ -1,0 +1,695 @@
+"""`ews ingest FILE...`: read station files, check every row, publish observation batches to Kafka.
+
+Each row of each file (``ingest.formats.read_observations``) is checked by
+:func:`ingest.validate.validate_observation` against the station registry; the accepted observations are
+grouped by ``warning.topics.partition_for`` into one buffer per ``obs`` partition and sent as the worker's batch
+message: orjson ``{"accepted_at": unix_seconds, "observations": [Observation.to_dict(), ...]}`` with at most
+:data:`MAX_BATCH` observations, all of that partition, sent with an explicit ``partition=`` and the first
+station id as key. A buffer is sent when full, when it has waited :data:`FLUSH_INTERVAL_S`, before every
+replay pause and at the end. Rejected rows go to ``obs.rejected`` as orjson
+``{"reason", "source", "time", "raw"}`` (key = station id, or ``b"?"`` when none is known); ``source`` is
+``file:line`` for a row the parser refused and ``file@observation-time`` for a parsed row that failed
+validation (the parsers do not report line numbers for good rows).
+
+Producer: kafka-python with linger 20 ms, 1 MiB batches, ``acks=all``, retries, **no idempotence** (tansu
+rejects it, BROKER.md §2.3) and one request in flight, so a retried request cannot overtake a later one: a
+station's observations stay in time order (the worker drops an observation older than its station's last).
+
+``--replay-speed X`` replays X seconds of data time per wall second, in time order (several files are merged
+by time with :func:`heapq.merge`; rows are assumed time-ordered within a file); without it rows go as fast as
+the broker takes them, file after file. ``--since`` (inclusive) and ``--until`` (exclusive) select by
+observation time. ``--dry-run`` needs no broker: accepted Observations are written to stdout as JSON lines.
+
+Exit codes: 0 all files read (row-level rejections never change it); 1 the broker failed (unreachable,
+delivery errors); 2 usage error, or a file could not be read at all (the other files are still processed);
+130 interrupted (what was read is flushed first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import heapq
+import itertools
+import os
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any, Protocol
+
+import orjson
+
+from ingest.formats import FORMATS, ParsedRow, RowError, UnreadableFileError, read_observations
+from ingest.validate import ObservationError, validate_observation
+from warning.records import Observation
+from warning.regions import StationRegistry
+from warning.topics import partition_for
+
+__all__ = [
+    "EXIT_BROKER",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "MAX_BATCH",
+    "IngestStats",
+    "add_ingest_parser",
+    "partition_for",
+    "reason_key",
+    "run_ingest",
+]
+
+EXIT_OK = 0
+EXIT_BROKER = 1
+EXIT_USAGE = 2  # also: a file could not be read at all
+EXIT_INTERRUPTED = 130
+
+MAX_BATCH = 1000  # observations per obs message (the worker's batch pattern, BROKER.md)
+MAX_MESSAGE_BYTES = 900_000  # below kafka-python's default max_request_size (1 MiB); bigger batches are split
+FLUSH_INTERVAL_S = 0.5  # a partition buffer never waits longer than this (wall time)
+PROGRESS_INTERVAL_S = 0.2  # at most 5 progress updates per second
+RAW_KEEP = 65536  # bytes of a rejected row kept in its dead letter (as app.reject)
+SHOW_REJECTED = 20  # --dry-run lists the first rejected rows on stderr
+PROBE_TIMEOUT_S = 5.0  # an unreachable bootstrap address fails after this long
+MIN_SLEEP_S = 0.001  # shorter replay pauses are skipped (the schedule is absolute, so nothing drifts)
+OBS_TOPIC = "obs"
+REJECTED_TOPIC = "obs.rejected"
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
+# --------------------------------------------------------------------------------------------- arguments
+def add_ingest_parser(subparsers: Any) -> None:
+    """Add the ``ingest`` subcommand to an ``argparse`` subparsers object (``set_defaults(func=run_ingest)``)."""
+    p = subparsers.add_parser(
+        "ingest",
+        help="read station files and publish their observations to the obs topic",
+        description="Read station observation files, check every row and publish the accepted observations "
+        "as batch messages to the 'obs' topic (rejected rows to 'obs.rejected'). Exit 2 if a file cannot "
+        "be read at all (the others are still processed), 1 if the broker fails.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="station files (.gz is read through gzip)")
+    p.add_argument("--format", default="auto", choices=("auto", *FORMATS),
+                   help="file format (default: detected per file)")
+    p.add_argument("--replay-speed", type=_positive_float, default=None, metavar="X",
+                   help="replay in time order at X seconds of data per wall second (3600: one hour per "
+                   "second); default: as fast as the broker takes it")
+    p.add_argument("--since", type=_iso_arg, default=None, metavar="ISO",
+                   help="only observations at or after this time (naive = UTC)")
+    p.add_argument("--until", type=_iso_arg, default=None, metavar="ISO",
+                   help="only observations before this time (exclusive; naive = UTC)")
+    p.add_argument("--as-station", default=None, metavar="WMO",
+                   help="replay the files as if they came from this registry station (drills)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="no broker: write accepted observations to stdout as JSON lines, summary on stderr")
+    p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
+                   help="Kafka bootstrap servers (default: env KAFKA_BOOTSTRAP)")
+    p.add_argument("--partitions", type=int, default=None, metavar="N",
+                   help="partitions for topics created here (default: env EWS_PARTITIONS or 4); an existing "
+                   "obs topic's own count is used for routing")
+    p.add_argument("--json-summary", action="store_true",
+                   help="print the final summary as one JSON object (stdout; stderr with --dry-run)")
+    p.set_defaults(func=run_ingest)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return v
+
+
+def parse_iso(text: str) -> str:
+    """An ISO-8601 date or time (naive = UTC) as the observations' canonical ``YYYY-MM-DDTHH:MM:SSZ``."""
+    s = text.strip()
+    t = datetime.fromisoformat(s[:-1] + "+00:00" if s[-1:] in ("Z", "z") else s)
+    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _iso_arg(text: str) -> str:
+    try:
+        return parse_iso(text)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 date/time: {text!r}") from None
+
+
+# --------------------------------------------------------------------------------------------- statistics
+_DIGITS = re.compile(r"\d+")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def reason_key(reason: str) -> str:
+    """The summary bucket of a reject reason: its text up to the first ':', quoted values and numbers
+    blanked (so ``duplicate record for 2017-01-01T00:00:00Z`` and the next hour share a bucket)."""
+    head = reason.split(":", 1)[0].strip()
+    return _DIGITS.sub("N", _QUOTED.sub("'…'", head))[:80] or "unknown"
+
+
+@dataclass
+class FileStats:
+    path: str
+    format: str
+    read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    filtered: int = 0
+    error: str | None = None
+
+
+@dataclass
+class IngestStats:
+    started: float
+    read: int = 0
+    accepted: int = 0  # passed validation and the time window (handed to the sink)
+    filtered: int = 0  # outside --since/--until
+    rejected: Counter[str] = field(default_factory=Counter)
+    files: list[FileStats] = field(default_factory=list)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def summary(self, published: int, failed: int, now: float, dry_run: bool, interrupted: bool,
+                error: str | None) -> dict[str, Any]:
+        elapsed = max(now - self.started, 1e-9)
+        return {
+            "dry_run": dry_run,
+            "files": [vars(f) for f in self.files],
+            "read": self.read,
+            "accepted": self.accepted,
+            "published": published,
+            "failed": failed,
+            "filtered": self.filtered,
+            "rejected": self.rejected_total,
+            "rejected_by_reason": dict(self.rejected.most_common()),
+            "unreadable_files": [f.path for f in self.files if f.error],
+            "elapsed_s": round(elapsed, 3),
+            "rate_per_s": round(self.read / elapsed, 1),
+            "published_per_s": round(published / elapsed, 1),
+            "interrupted": interrupted,
+            "error": error,
+        }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The human-readable summary (stderr)."""
+    what = "written (dry run)" if s["dry_run"] else "published"
+    lines = [
+        f"ews ingest: {s['read']:,} rows read from {len(s['files'])} file(s) in {s['elapsed_s']:.2f} s "
+        f"({s['rate_per_s']:,.0f} rows/s)",
+        f"  {what}: {s['published']:,} ({s['published_per_s']:,.0f}/s)   accepted: {s['accepted']:,}   "
+        f"outside --since/--until: {s['filtered']:,}   rejected: {s['rejected']:,}"
+        + (f"   delivery failed: {s['failed']:,}" if s["failed"] else ""),
+    ]
+    lines += [f"    {n:>9,}  {reason}" for reason, n in s["rejected_by_reason"].items()]
+    lines += [f"  UNREADABLE {f['path']}: {f['error']}" for f in s["files"] if f["error"]]
+    if s["error"]:
+        lines.append(f"  ERROR: {s['error']}")
+    if s["interrupted"]:
+        lines.append("  interrupted: stopped early")
+    return "\n".join(lines)
+
+
+class Progress:
+    """A one-line ``\\r`` progress display on a terminal (at most 5 updates/s); silent otherwise."""
+
+    def __init__(self, stream: IO[str], clock: Clock, enabled: bool | None = None, label: str = "published") -> None:
+        self.stream = stream
+        self.label = label
+        self.clock = clock
+        if enabled is None:
+            isatty = getattr(stream, "isatty", None)
+            enabled = bool(isatty and isatty())
+        self.enabled = enabled
+        self._last = float("-inf")
+        self._width = 0
+
+    def update(self, stats: IngestStats, published: int, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = self.clock()
+        if not force and now - self._last < PROGRESS_INTERVAL_S:
+            return
+        self._last = now
+        rate = stats.read / max(now - stats.started, 1e-9)
+        text = (f"read {stats.read:,}  {self.label} {published:,}  rejected {stats.rejected_total:,}  "
+                f"filtered {stats.filtered:,}  {rate:,.0f} rows/s")
+        pad = max(0, self._width - len(text))
+        self._width = len(text)
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+
+
+# --------------------------------------------------------------------------------------------- sinks
+class Sink(Protocol):
+    def add(self, obs: dict[str, Any]) -> None: ...
+    def reject(self, record: dict[str, Any], key: bytes) -> None: ...
+    def tick(self, now: float) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> tuple[int, int, str | None]: ...  # (published, failed, first error)
+    @property
+    def published(self) -> int: ...
+
+
+class SinkFailed(Exception):
+    """The producer refused a send (broker gone past max_block_ms, message too large): stop reading input."""
+
+
+class OutputClosed(Exception):
+    """stdout was closed by its reader (a broken pipe): stop reading input."""
+
+
+class DryRunSink:
+    """Accepted observations as JSON lines on ``out``; the first rejected rows listed on ``err``."""
+
+    def __init__(self, out: IO[str], err: IO[str], show_rejected: int = SHOW_REJECTED) -> None:
+        self._bin: IO[bytes] | None = getattr(out, "buffer", None)
+        self._out = out
+        self._err = err
+        self._chunk: list[bytes] = []
+        self._written = 0
+        self._show = show_rejected
+        self._shown = 0
+        self.closed_by_reader = False
+
+    @property
+    def published(self) -> int:
+        return self._written
+
+    def add(self, obs: dict[str, Any]) -> None:
+        self._chunk.append(orjson.dumps(obs))
+        self._written += 1
+        if len(self._chunk) >= 1000:
+            self.flush()
+
+    def reject(self, record: dict[str, Any], key: bytes) -> None:
+        if self._shown < self._show:
+            self._err.write(f"rejected {record['source']}: {record['reason']}\n")
+        elif self._shown == self._show:
+            self._err.write("rejected: ... (more in the summary)\n")
+        self._shown += 1
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def flush(self) -> None:
+        if not self._chunk:
+            return
+        data = b"\n".join(self._chunk) + b"\n"
+        self._chunk.clear()
+        if self.closed_by_reader:
+            return
+        try:
+            if self._bin is not None:
+                self._out.flush()
+                self._bin.write(data)
+                self._bin.flush()
+            else:
+                self._out.write(data.decode())
+                self._out.flush()
+        except BrokenPipeError:  # `ews ingest --dry-run ... | head`: the reader has what it wanted
+            self.closed_by_reader = True
+            self._written -= data.count(b"\n")
+            with contextlib.suppress(OSError, ValueError):  # no second error when Python flushes stdout at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self._out.fileno())
+            raise OutputClosed from None
+
+    def close(self) -> tuple[int, int, str | None]:
+        with contextlib.suppress(OutputClosed):
+            self.flush()
+        return self._written, 0, None
+
+
+class KafkaSink:
+    """Batches per obs partition sent with a kafka-python producer; delivery counted from broker acks."""
+
+    def __init__(self, producer: Any, partitions: int, clock: Clock, partition_for: Callable[[str, int], int],
+                 flush_interval_s: float = FLUSH_INTERVAL_S, max_batch: int = MAX_BATCH,
+                 max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self.producer = producer
+        self.partitions = partitions
+        self.clock = clock
+        self.partition_for = partition_for
+        self.flush_interval_s = flush_interval_s
+        self.max_batch = max_batch
+        self.max_bytes = max_bytes
+        self._bufs: dict[int, list[dict[str, Any]]] = {}
+        self._since: dict[int, float] = {}
+        self._parts: dict[str, int] = {}  # station -> partition, cached
+        self._lock = threading.Lock()
+        self._published = 0
+        self._failed = 0
+        self._error: str | None = None
+        self.messages = 0
+
+    @property
+    def published(self) -> int:
+        return self._published
+
+    def add(self, obs: dict[str, Any]) -> None:
+        sid = obs["station_id"]
+        p = self._parts.get(sid)
+        if p is None:
+            p = self._parts[sid] = self.partition_for(sid, self.partitions)
+        buf = self._bufs.get(p)
+        if buf is None:
+            buf = self._bufs[p] = []
+            self._since[p] = self.clock()
+        buf.append(obs)
+        if len(buf) >= self.max_batch:
+            self._send(p)
+
+    def reject(self, record: dict[str, Any], key: bytes) -> None:
+        try:
+            fut = self.producer.send(REJECTED_TOPIC, value=orjson.dumps(record), key=key)
+        except Exception as exc:
+            self._on_error(0, exc)
+            raise SinkFailed(repr(exc)) from exc
+        fut.add_errback(self._on_error, 0)
+
+    def tick(self, now: float) -> None:
+        for p in [p for p, t in self._since.items() if now - t >= self.flush_interval_s]:
+            self._send(p)
+
+    def flush(self) -> None:
+        for p in list(self._bufs):
+            self._send(p)
+
+    def _send(self, p: int) -> None:
+        batch = self._bufs.pop(p, None)
+        self._since.pop(p, None)
+        if batch:
+            self._send_batch(p, batch, time.time())
+
+    def _send_batch(self, p: int, batch: list[dict[str, Any]], accepted_at: float) -> None:
+        value = orjson.dumps({"accepted_at": accepted_at, "observations": batch})
+        if len(value) > self.max_bytes and len(batch) > 1:
+            half = len(batch) // 2
+            self._send_batch(p, batch[:half], accepted_at)
+            self._send_batch(p, batch[half:], accepted_at)
+            return
+        try:
+            fut = self.producer.send(OBS_TOPIC, value=value, key=batch[0]["station_id"].encode(), partition=p)
+        except Exception as exc:  # KafkaTimeoutError after max_block_ms, MessageSizeTooLargeError, ...
+            self._on_error(len(batch), exc)
+            raise SinkFailed(repr(exc)) from exc
+        fut.add_callback(self._on_ok, len(batch))
+        fut.add_errback(self._on_error, len(batch))
+        self.messages += 1
+
+    def _on_ok(self, n: int, _metadata: Any) -> None:
+        with self._lock:
+            self._published += n
+
+    def _on_error(self, n: int, exc: BaseException) -> None:
+        with self._lock:
+            self._failed += n
+            if self._error is None:
+                self._error = f"delivery failed: {exc!r}"
+
+    def close(self, timeout_s: float = 60.0) -> tuple[int, int, str | None]:
+        with contextlib.suppress(SinkFailed):  # recorded as failed already
+            self.flush()
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except Exception as exc:  # KafkaTimeoutError: what was not acked is reported as not published
+            with self._lock:
+                self._error = self._error or f"flush failed: {exc!r}"
+        finally:
+            self.producer.close(timeout=5)
+        with self._lock:
+            return self._published, self._failed, self._error
+
+
+# --------------------------------------------------------------------------------------------- rows
+def _open(path: str, fmt: str, as_station: str | None) -> tuple[FileStats, Iterator[ParsedRow] | None]:
+    stats = FileStats(path=path, format=fmt)
+    try:
+        if fmt == "auto":
+            from ingest.formats import detect_format
+
+            stats.format = detect_format(path)
+        if stats.format == "grid":
+            raise UnreadableFileError(f"{path}: forecast grids are not station observations; "
+                                      "ews ingest reads isd-lite, ghcn-dly, ghcn-csv and table files")
+        return stats, read_observations(path, stats.format, as_station=as_station)
+    except (UnreadableFileError, OSError, ValueError) as exc:
+        stats.error = str(exc)
+        return stats, None
+
+
+def _guarded(stats: FileStats, rows: Iterator[ParsedRow]) -> Iterator[tuple[FileStats, ParsedRow]]:
+    """The file's rows; an unexpected failure part-way ends this file only (recorded as its error)."""
+    try:
+        for row in rows:
+            yield stats, row
+    except Exception as exc:
+        stats.error = f"read failed after row {stats.read}: {exc!r}"
+
+
+def _sequential(paths: Iterable[str], fmt: str, as_station: str | None,
+                files: list[FileStats]) -> Iterator[tuple[FileStats, ParsedRow]]:
+    """File after file (one open at a time)."""
+    for path in paths:
+        stats, rows = _open(path, fmt, as_station)
+        files.append(stats)
+        if rows is not None:
+            yield from _guarded(stats, rows)
+
+
+def _merged(paths: Iterable[str], fmt: str, as_station: str | None,
+            files: list[FileStats]) -> Iterator[tuple[FileStats, ParsedRow]]:
+    """All files merged by observation time (each file assumed time-ordered); a refused row keeps the time of
+    the file's previous observation so it stays in place."""
+    streams = []
+    for path in paths:
+        stats, rows = _open(path, fmt, as_station)
+        files.append(stats)
+        if rows is not None:
+            streams.append(_keyed(_guarded(stats, rows)))
+    for _key, item in heapq.merge(*streams, key=lambda kv: kv[0]):
+        yield item
+
+
+def _keyed(rows: Iterator[tuple[FileStats, ParsedRow]]) -> Iterator[tuple[str, tuple[FileStats, ParsedRow]]]:
+    last = ""
+    for item in rows:
+        if isinstance(item[1], Observation):
+            last = item[1].time
+        yield last, item
+
+
+_EPOCH_CACHE: dict[str, float] = {}
+
+
+def _epoch(t: str) -> float | None:
+    v = _EPOCH_CACHE.get(t)
+    if v is None:
+        try:
+            v = datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith("Z") else t).timestamp()
+        except ValueError:
+            return None
+        if len(_EPOCH_CACHE) > 4096:
+            _EPOCH_CACHE.clear()
+        _EPOCH_CACHE[t] = v
+    return v
+
+
+# --------------------------------------------------------------------------------------------- the run
+class _UsageError(Exception):
+    pass
+
+
+def run_ingest(args: argparse.Namespace, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
+               stdout: IO[str] | None = None, stderr: IO[str] | None = None,
+               producer_factory: Callable[..., Any] | None = None, progress: bool | None = None) -> int:
+    """Run ``ews ingest`` with parsed ``args``; returns the exit code.
+
+    ``clock``/``sleep`` drive the replay schedule and the time flush (tests inject fakes), ``stdout``/
+    ``stderr`` default to the process streams, ``producer_factory(**config)`` to ``kafka.KafkaProducer``,
+    ``progress`` to "stderr is a terminal".
+    """
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    try:
+        return _run(args, clock, sleep, out, err, producer_factory, progress)
+    except _UsageError as exc:
+        err.write(f"ews ingest: {exc}\n")
+        return EXIT_USAGE
+
+
+def _run(args: argparse.Namespace, clock: Clock, sleep: Sleep, out: IO[str], err: IO[str],
+         producer_factory: Callable[..., Any] | None, progress_on: bool | None) -> int:
+    registry = StationRegistry.load()
+    as_station = args.as_station.strip() if args.as_station else None
+    if as_station is not None and as_station not in registry:
+        raise _UsageError(f"--as-station {as_station}: not a station of the registry")
+    if args.since and args.until and args.since >= args.until:
+        raise _UsageError(f"--since {args.since} is not before --until {args.until}")
+    dry_run = bool(args.dry_run)
+    stats = IngestStats(started=clock())
+    sink: Sink
+    if dry_run:
+        sink = DryRunSink(out, err)
+    else:
+        bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP")
+        if not bootstrap:
+            raise _UsageError("no broker: give --bootstrap HOST:PORT or set KAFKA_BOOTSTRAP (the embedded broker "
+                              "runs inside 'ews run'; 'ews broker' runs one alone), or use --dry-run")
+        if args.partitions is not None and args.partitions < 1:
+            raise _UsageError(f"--partitions {args.partitions}: must be at least 1")
+        try:
+            sink = _kafka_sink(bootstrap, args.partitions, clock, partition_for, producer_factory, err)
+        except Exception as exc:  # NoBrokersAvailable, KafkaTimeoutError, ...
+            err.write(f"ews ingest: broker {bootstrap}: {exc!r}\n")
+            return EXIT_BROKER
+
+    known = registry.__contains__
+    since, until, speed = args.since, args.until, args.replay_speed
+    prog = Progress(err, clock, progress_on, label="written" if dry_run else "published")
+    rows_of = _merged if speed else _sequential
+    rows = rows_of(args.files, args.format, as_station, stats.files)
+    now_dt = datetime.now(UTC)
+    t0: float | None = None
+    w0 = 0.0
+    interrupted = False
+    counter = itertools.count(1)
+
+    def reject(fs: FileStats, reason: str, source: str, raw: bytes, key: bytes) -> None:
+        fs.rejected += 1
+        stats.rejected[reason_key(reason)] += 1
+        record = {"reason": reason, "source": source, "time": _now_iso(),
+                  "raw": raw[:RAW_KEEP].decode("utf-8", "replace")}
+        sink.reject(record, key)
+
+    try:
+        for fs, row in rows:
+            n = next(counter)
+            fs.read += 1
+            stats.read += 1
+            if n & 255 == 0:
+                now = clock()
+                sink.tick(now)
+                prog.update(stats, sink.published)
+                if n & 4095 == 0:
+                    now_dt = datetime.now(UTC)
+            if isinstance(row, RowError):
+                reject(fs, row.reason, f"{fs.path}:{row.line_no}", row.raw, b"?")
+                continue
+            t = row.time
+            if (since is not None and t < since) or (until is not None and t >= until):
+                fs.filtered += 1
+                stats.filtered += 1
+                continue
+            if speed:
+                ts = _epoch(t)
+                if ts is not None:
+                    if t0 is None:
+                        t0, w0 = ts, clock()
+                    delay = w0 + (ts - t0) / speed - clock()
+                    if delay >= MIN_SLEEP_S:
+                        sink.flush()  # everything due before this pause goes out now
+                        prog.update(stats, sink.published)
+                        sleep(delay)
+            raw = row.to_dict()
+            try:
+                obs = validate_observation(raw, known_station=known, now=now_dt, source=row.source)
+            except ObservationError as exc:
+                reject(fs, str(exc), f"{fs.path}@{t}", orjson.dumps(raw), row.station_id.encode()[:64] or b"?")
+                continue
+            if row.qc:
+                obs.qc = row.qc
+            fs.accepted += 1
+            stats.accepted += 1
+            sink.add(obs.to_dict())
+    except KeyboardInterrupt:
+        interrupted = True
+    except OutputClosed:
+        err.write("ews ingest: stdout closed by its reader; stopped\n")
+    except SinkFailed as exc:
+        err.write(f"ews ingest: stopped, the broker refused a send: {exc}\n")
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+    prog.update(stats, sink.published, force=True)
+    published, failed, error = sink.close()
+    prog.done()
+    summary = stats.summary(published, failed, clock(), dry_run, interrupted, error)
+    if args.json_summary:
+        target = err if dry_run else out
+        target.write(orjson.dumps(summary).decode() + "\n")
+        target.flush()
+    else:
+        err.write(format_summary(summary) + "\n")
+        err.flush()
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if any(f.error for f in stats.files):
+        return EXIT_USAGE
+    if failed or error:
+        return EXIT_BROKER
+    return EXIT_OK
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def producer_config(bootstrap: str) -> dict[str, Any]:
+    """kafka-python producer settings for the obs batches (BROKER.md §1c, §3; no idempotence on tansu)."""
+    return {
+        "bootstrap_servers": bootstrap,
+        "client_id": "ews-ingest",
+        "acks": "all",
+        "linger_ms": 20,
+        "batch_size": 1 << 20,
+        "retries": 5,
+        "retry_backoff_ms": 200,
+        "enable_idempotence": False,
+        "max_in_flight_requests_per_connection": 1,  # a retry cannot reorder a station's batches
+        "request_timeout_ms": 30000,
+        "max_block_ms": 30000,
+    }
+
+
+def _kafka_sink(bootstrap: str, partitions: int | None, clock: Clock, partition_for: Callable[[str, int], int],
+                producer_factory: Callable[..., Any] | None, err: IO[str]) -> KafkaSink:
+    from warning.broker import metadata_ok
+    from warning.config import Settings
+    from warning.topics import ensure_topics
+
+    # A raw Metadata request bounded in time: the admin client would retry an unreachable address for ~30 s.
+    servers = [s.strip() for s in bootstrap.split(",") if s.strip()]
+    if not any(metadata_ok(s, timeout_s=PROBE_TIMEOUT_S) for s in servers):
+        raise ConnectionError(f"no Kafka broker answers at {bootstrap} (probed for {PROBE_TIMEOUT_S:g} s each)")
+    wanted = partitions or Settings.from_env().partitions
+    ensure_topics(bootstrap, wanted)
+    if producer_factory is None:
+        from kafka import KafkaProducer
+
+        producer_factory = KafkaProducer
+    producer = producer_factory(**producer_config(bootstrap))
+    try:
+        found = producer.partitions_for(OBS_TOPIC)
+        actual = len(found) if found else wanted
+    except Exception:
+        producer.close(timeout=5)
+        raise
+    if partitions and actual != partitions:
+        err.write(f"ews ingest: topic {OBS_TOPIC} has {actual} partitions, not {partitions}: routing by {actual}\n")
+    return KafkaSink(producer, actual, clock, partition_for)
