@@ -938,4 +938,4 @@ def _series_one(e: str, x: float, t: float, st: dict[str, Any], flags: dict[str,
             run = ctx_run + 1.0 if x == p1x else 1.0
             if run >= n_max:
                 _add(flags, e, f"persistence: same value {x:g} in {int(run)} consecutive reports")
-    st["e"][e] = [x, t, _nan_none(p1x), _nan_none(p1t), int(jump), int(run)]
+    st["e"][e] = [float(x), float(t), _nan_none(p1x), _nan_none(p1t), int(jump), int(run)]

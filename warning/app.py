@@ -16,6 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -25,6 +26,8 @@ from alerts.delivery import deliver_webhook, new_session, webhook_body
 from alerts.health import HealthTracker
 from alerts.routing import route
 from alerts.subscriptions import Subscription, SubscriptionStore, paused_subscription
+from ingest.qc import QualityControl
+from ingest.qc import load_models as _load_models
 from warning import grading, metrics, quantities, topics
 from warning.cap import render_cap
 from warning.config import Settings
@@ -38,6 +41,18 @@ from warning.topics import partition_for
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 30.0
+
+
+def load_qc_models(directory: Path) -> dict[str, Any]:
+    """Per-station anomaly models fitted offline (saved with the climatology); none is fine: the range, step,
+    persistence and consistency checks run without them."""
+    if not directory.is_dir():
+        return {}
+    try:
+        return dict(_load_models(directory))
+    except Exception:
+        log.exception("cannot load QC models from %s; continuing without them", directory)
+        return {}
 
 
 def now_iso() -> str:
@@ -71,6 +86,8 @@ class WarningService:
         self.data_clock = ""  # newest observation time seen (event-time clock for expiry)
         self.data_clock_at = time.time()
         self.grader = StationGrader(rules, registry, regions)
+        self._elevations = {s.station_id: s.elevation_m for s in registry}
+        self.qc_models = load_qc_models(settings.data_dir / "climatology" / "qc")
         st = settings.session_timeout_s
         self.app = faust.App(
             settings.app_id,
@@ -191,6 +208,7 @@ class WarningService:
         # One entry per obs partition holding that partition's station states (BROKER.md: the fast, exactly
         # recovered pattern); reassigned once per batch.
         self.station_state = app.Table("station_state", default=None, partitions=self.settings.partitions)
+        self.qc_state = app.Table("qc_state", default=None, partitions=self.settings.partitions)
         self.region_state = app.Table("region_state", default=None, partitions=self.settings.partitions)
         self.receivers = app.Table("receivers", default=None, partitions=self.settings.partitions)
 
@@ -230,7 +248,9 @@ class WarningService:
                                   "obs-topic")
                 continue
             states: dict[str, Any] = dict(self.station_state.get(part) or {})
+            qc_context: dict[str, Any] = dict(self.qc_state.get(part) or {})
             signals: list[dict[str, Any]] = []
+            batch = await self._quality_control(batch, qc_context)
             for obs in batch:
                 try:
                     sid = obs["station_id"]
@@ -249,9 +269,40 @@ class WarningService:
                     log.exception("observations: cannot apply record")
                     await self.reject(orjson.dumps(obs, default=str), f"record: {type(exc).__name__}: {exc}",
                                       "obs-topic")
-            self.station_state[part] = states  # one changelog record per batch: must reassign
+            try:
+                self.station_state[part] = states  # one changelog record per batch: must reassign
+                self.qc_state[part] = qc_context
+            except (TypeError, ValueError) as exc:  # a state that cannot be serialised must not kill the agent
+                log.exception("observations: cannot store partition state")
+                await self.reject(value, f"state: cannot store ({exc})", "obs-topic")
+                continue
             for sig in signals:
                 await self.signals_topic.send(key=sig["region_code"].encode(), value=orjson.dumps(sig))
+
+    async def _quality_control(self, batch: list[Any], context: dict[str, Any]) -> list[dict[str, Any]]:
+        """WMO-style QC (ingest.qc) with the partition's rolling context. Hard failures go to obs.rejected;
+        flagged values stay on the record (``qc``) but are removed from what grading reads, so a flagged value
+        never triggers a warning on its own."""
+        good = [o for o in batch if isinstance(o, dict)]
+        for o in batch:
+            if not isinstance(o, dict):
+                await self.reject(orjson.dumps(o, default=str), "observation: not an object", "obs-topic")
+        if not good:
+            return []
+        qc = QualityControl(elevations=self._elevations, models=self.qc_models, context=context)
+        results = qc.check_batch(good)
+        out = []
+        for obs, res in zip(good, results, strict=True):
+            if res.hard_fail:
+                await self.reject(orjson.dumps(obs, default=str), f"qc: {res.hard_fail}", "obs-topic",
+                                  str(obs.get("station_id", "?")))
+                continue
+            if res.flags:
+                metrics.QC_FLAGGED.inc(len(res.flags))
+                obs = {k: v for k, v in obs.items() if k not in res.flags}
+                obs["qc"] = {**obs.get("qc", {}), **{k: f"qc: {v}" for k, v in res.flags.items()}}
+            out.append(obs)
+        return out
 
     async def _forecasts(self, stream: Any) -> None:
         async for value in stream:

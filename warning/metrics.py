@@ -24,3 +24,4 @@ RETRY_QUEUE = Gauge("ews_retry_queue_depth", "Deliveries waiting in retry tiers 
 ATTEMPTS = Counter("ews_delivery_attempts_total", "Webhook POST attempts", ["result"])
 UNHEALTHY = Gauge("ews_unhealthy_endpoints", "Subscriptions whose endpoint is marked unhealthy")
 SUBSCRIPTIONS = Gauge("ews_subscriptions", "Subscriptions known to this worker")
+QC_FLAGGED = Counter("ews_qc_flagged_values_total", "Observation values flagged by quality control (kept, not graded)")

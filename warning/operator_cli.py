@@ -91,7 +91,8 @@ class Context:
         _write(sys.stderr, self._scrub(text))
 
     def emit_json(self, data: Any) -> None:
-        self.out(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        self.out(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
+                              default=_json_default).decode())
 
     async def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
                       body: Any = None) -> Any:
@@ -108,9 +109,11 @@ class Context:
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
-                    method, self.url + path, params=params, data=data, headers=headers) as resp:
+                    method, self.url + path, params=params, data=data, headers=headers,
+                    allow_redirects=False) as resp:  # the token goes to the configured URL and nowhere else
                 raw = await resp.read()
                 status = resp.status
+                location = resp.headers.get("Location", "")
         except (aiohttp.InvalidURL, ValueError) as exc:
             raise UsageError(f"bad API URL {self.url!r}: {exc}") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -118,6 +121,8 @@ class Context:
             raise UsageError(f"cannot reach the API at {self.url}: {reason}") from None
         if status >= 400:
             raise ApiError(status, _error_message(raw, status))
+        if 300 <= status < 400:
+            raise ApiError(status, f"redirected to {location or '?'}; give --url / EWS_URL the API's own address")
         if status == 204 or not raw.strip():
             return None
         try:
@@ -131,6 +136,15 @@ def _write(stream: IO[str], text: str) -> None:
         stream.write(text + "\n")
     except UnicodeEncodeError:  # a terminal without UTF-8: keep the Chinese names readable as escapes
         stream.write(text.encode("ascii", "backslashreplace").decode() + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    """Scalars from numpy and friends (replay computes with the pipeline's numeric code)."""
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _error_message(raw: bytes, status: int) -> str:
@@ -640,7 +654,8 @@ def _api_options(url_flag: bool = True) -> argparse.ArgumentParser:
     g.add_argument(*flags, dest="api_url", default=None, metavar="URL",
                    help=f"API base URL (env EWS_URL, default {DEFAULT_URL})")
     g.add_argument("--token", default=None,
-                   help="operator token (env EWS_TOKEN, else <EWS_DATA_DIR or ./data>/token)")
+                   help="operator token (env EWS_TOKEN, else <EWS_DATA_DIR or ./data>/token; prefer the env: "
+                        "arguments are visible in the process list)")
     g.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds (default 30)")
     g.add_argument("--json", action="store_true", help="JSON output for scripts")
     return p

@@ -150,3 +150,22 @@ async def test_api_guards(ews: EwsProcess, receiver: Receiver) -> None:
             stations = {x["station_id"]: x for x in await r.json()}
     assert stations["52418"]["county_code"] == "620982" and len({x["prefecture_code"] for x in
                                                                  stations.values()}) == 14
+
+
+async def test_quality_control_flags_and_rejects_before_grading(ews: EwsProcess, receiver: Receiver) -> None:
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    async with aiohttp.ClientSession() as s:
+        await subscribe(s, ews, receiver.url)
+        # inconsistent (tmin > tmax): both values flagged, kept on the record, not graded -> no heat warning
+        await post_obs(s, ews, {"station_id": "52418", "time": iso(t), "tmax_c": 41.0, "tmin_c": 45.0})
+        # beyond the world-record rainfall envelope: a hard QC failure -> obs.rejected
+        await post_obs(s, ews, {"station_id": "52418", "time": iso(t + timedelta(minutes=10)), "precip_mm": 1900.0,
+                                "precip_period_h": 1})
+        # a clean report afterwards is graded as usual
+        await post_obs(s, ews, {"station_id": "52418", "time": iso(t + timedelta(minutes=20)), "tmax_c": 40.2})
+        [only] = await receiver.wait_for(1)
+        async with s.get(ews.url + "/metrics") as r:
+            metrics = await r.text()
+    assert orjson.loads(only["body"])["data"]["stations"][0]["value"] == 40.2
+    assert "ews_qc_flagged_values_total 2.0" in metrics
+    assert 'ews_observations_rejected_total{reason="qc"} 1.0' in metrics

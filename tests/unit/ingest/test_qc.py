@@ -311,3 +311,17 @@ def test_check_never_raises_on_arbitrary_dicts(batch: list[dict[str, Any]]) -> N
         if bad:
             assert a.hard_fail is not None
     json.dumps(qc_single.context)
+
+
+def test_context_is_plain_json_for_faust_tables() -> None:
+    """The context lives in a faust table: numpy scalars in it would crash the changelog codec."""
+    import orjson
+
+    from ingest.qc import QualityControl
+
+    for n in (1, 3, 200):  # scalar path and vectorised path
+        qc = QualityControl()
+        qc.check_batch([{"station_id": "52418", "time": f"2026-07-14T{h % 24:02d}:{h // 24:02d}:00Z",
+                         "air_temp_c": 20.0 + h % 7, "tmax_c": 30.0, "tmin_c": 10.0, "wind_ms": 2.0}
+                        for h in range(n)])
+        orjson.dumps(qc.context)  # raises TypeError on numpy scalars

@@ -1,0 +1,426 @@
+"""`ews warnings | subscribers | dead-letters | replay` against a local aiohttp stub of the API (no broker)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from warning.broker import free_port
+from warning.operator_cli import (
+    ReplayStats,
+    add_operator_parsers,
+    format_table,
+    replay_events,
+    run_operator,
+)
+
+TOKEN = "tok-unit-9f8e7d6c5b4a"
+SECRET = "whsec_c2VjcmV0LXNob3duLW9uY2U="
+OLD_SECRET = "whsec_b2xkLXNlY3JldA=="
+
+EVENT = {
+    "id": "e1", "warning_id": "w-dunhuang-heat", "seq": 1, "msg_type": "alert", "change": "issue",
+    "region_code": "620982", "region_level": "county", "region_name": "Dunhuang City", "region_name_zh": "敦煌市",
+    "hazard": "heat", "level": "red", "basis": "observed", "sent": "2026-07-14T06:00:05Z",
+    "onset": "2026-07-14T06:00:00Z", "expires": "2026-07-15T06:00:00Z",
+    "stations": [{"station_id": "52418", "station_name": "敦煌", "level": "red", "quantity": "tmax_c",
+                  "value": 40.6, "time": "2026-07-14T06:00:00Z", "basis": "observed"}],
+}
+EVENT_PREF = {**EVENT, "id": "e2", "warning_id": "w-jiuquan-heat", "region_code": "620900",
+              "region_level": "prefecture", "region_name": "Jiuquan", "region_name_zh": "酒泉市"}
+SUB = {"id": "sub-1", "name": "Jiuquan health", "department": "health", "url": "http://127.0.0.1:9000/hook",
+       "regions": ["620900"], "hazards": ["heat"], "min_level": "yellow", "format": "json", "basis": [],
+       "msg_types": [], "active": True, "paused_reason": None, "previous_secret_expires": None,
+       "created": "2026-07-14T05:00:00Z", "updated": "2026-07-14T05:00:00Z", "extra": {}}
+RECEIPT = {"webhook_id": "msg_1", "subscription_id": "sub-1", "department": "health",
+           "warning_id": "w-dunhuang-heat", "event_id": "e1", "type": "warning.alert", "attempt": 1,
+           "result": "delivered", "status": 204, "latency_s": 0.012, "error": None, "time": "2026-07-14T06:00:06Z"}
+PARKED = {"webhook_id": "msg_2", "subscription_id": "sub-1", "type": "warning.alert", "event": EVENT, "attempt": 7,
+          "last_error": "HTTP 503", "parked_at": "2026-07-15T06:00:00Z"}
+
+
+@dataclass
+class Stub:
+    """Answers (method, path) from ``routes`` and records every request."""
+
+    url: str = ""
+    routes: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+
+@pytest.fixture
+def stub() -> Iterator[Stub]:
+    s = Stub()
+
+    async def handle(request: web.Request) -> web.Response:
+        raw = await request.read()
+        s.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
+                           "headers": dict(request.headers), "body": json.loads(raw) if raw else None})
+        status, body = s.routes.get((request.method, request.path), (404, {"error": "no such route"}))
+        if callable(body):
+            body = body(request)
+        if status == 204:
+            return web.Response(status=204)
+        if isinstance(body, str):
+            return web.Response(status=status, text=body)
+        return web.json_response(body, status=status)
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    port = free_port()
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    s.url = f"http://127.0.0.1:{port}"
+    yield s
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("EWS_TOKEN", "EWS_URL", "KAFKA_BOOTSTRAP"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("EWS_DATA_DIR", str(tmp_path / "data"))  # no ./data/token from the checkout
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ews")
+    add_operator_parsers(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def ews(*argv: str) -> int:
+    return run_operator(parser().parse_args(list(argv)))
+
+
+def api(stub: Stub, *argv: str) -> int:
+    """An API command with the stub's URL and the token (--url goes after the sub-command)."""
+    return ews(*argv, "--url", stub.url, "--token", TOKEN)
+
+
+# ---- warnings ---------------------------------------------------------------------------------------------------
+
+def test_warnings_table_sends_filters_and_token(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("GET", "/api/v1/warnings")] = (200, [EVENT, EVENT_PREF])
+    assert api(stub, "warnings", "--active", "--hazard", "heat", "--region", "620900", "--level", "orange",
+               "--since", "2026-07-14T08:00:00+08:00") == 0
+    req = stub.last()
+    assert req["query"] == {"active": "true", "hazard": "heat", "region": "620900", "level": "orange",
+                            "since": "2026-07-14T00:00:00Z"}  # normalised to UTC before it is sent
+    assert req["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split() == ["SENT", "TYPE", "LEVEL", "HAZARD", "REGION", "NAME", "SCOPE", "BASIS", "EXPIRES",
+                                "STATIONS", "WARNING", "ID"]
+    assert len(lines) == 3
+    # aligned: every column starts at the header's offset
+    for header in ("LEVEL", "REGION", "SCOPE", "WARNING ID"):
+        col = lines[0].index(header)
+        assert all(line[col - 1] == " " and line[col] != " " for line in lines[1:]), (header, lines)
+    assert "620982" in lines[1] and "alert/issue" in lines[1] and "red" in lines[1] and "52418" in lines[1]
+    assert "prefecture" in lines[2]
+    assert TOKEN not in out + err
+
+
+def test_warnings_json(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("GET", "/api/v1/warnings")] = (200, [EVENT])
+    assert api(stub, "warnings", "--json") == 0
+    out, _ = capsys.readouterr()
+    assert json.loads(out) == [EVENT]
+    assert stub.last()["query"] == {}
+    assert "敦煌市" in out  # UTF-8, not \\u escapes
+
+
+def test_warning_detail(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    cancel = {**EVENT, "id": "e3", "seq": 2, "msg_type": "cancel", "change": "expire", "stations": []}
+    stub.routes[("GET", "/api/v1/warnings/w-dunhuang-heat")] = (
+        200, {"warning_id": "w-dunhuang-heat", "events": [EVENT, cancel], "deliveries": [RECEIPT]})
+    assert api(stub, "warnings", "w-dunhuang-heat") == 0
+    out, _ = capsys.readouterr()
+    assert "alert/issue" in out and "cancel/expire" in out and "delivered" in out and "msg_1" in out
+
+
+def test_empty_list(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("GET", "/api/v1/warnings")] = (200, [])
+    assert api(stub, "warnings") == 0
+    assert capsys.readouterr().out.strip() == "(no warnings)"
+
+
+def test_bad_since_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parser().parse_args(["warnings", "--since", "yesterday"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        parser().parse_args(["warnings", "--since", "2026-07-14T06:00:00"])  # no offset
+
+
+# ---- errors -----------------------------------------------------------------------------------------------------
+
+def test_api_error_exit_1_with_message(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("POST", "/api/v1/subscriptions/nope/pause")] = (404, {"error": "no such subscription"})
+    assert api(stub, "subscribers", "pause", "nope") == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "HTTP 404" in err and "no such subscription" in err
+
+
+def test_unauthorised_exit_1_with_hint(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("GET", "/api/v1/subscriptions")] = (401, {"error": "missing or wrong bearer token"})
+    assert ews("subscribers", "list", "--url", stub.url) == 1  # no token anywhere
+    assert "Authorization" not in stub.last()["headers"]
+    err = capsys.readouterr().err
+    assert "missing or wrong bearer token" in err and "EWS_TOKEN" in err
+
+
+def test_non_json_error_body(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("GET", "/api/v1/warnings")] = (502, "Bad Gateway from the proxy")
+    assert api(stub, "warnings") == 1
+    assert "HTTP 502: Bad Gateway from the proxy" in capsys.readouterr().err
+
+
+def test_connection_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert ews("warnings", "--url", url, "--token", TOKEN) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the API" in err and url in err and TOKEN not in err
+
+
+def test_token_never_printed_even_if_echoed(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("GET", "/api/v1/subscriptions")] = (
+        400, lambda r: {"error": f"bad header {r.headers.get('Authorization')}"})
+    assert api(stub, "subscribers", "list") == 1
+    out, err = capsys.readouterr()
+    assert TOKEN not in out + err and "Bearer ***" in err
+
+
+# ---- token and URL sources ------------------------------------------------------------------------------------
+
+def test_token_and_url_from_env(stub: Stub, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EWS_URL", stub.url + "/")
+    monkeypatch.setenv("EWS_TOKEN", "env-token-1234")
+    stub.routes[("GET", "/api/v1/subscriptions")] = (200, [])
+    assert ews("subscribers", "list") == 0
+    assert stub.last()["headers"]["Authorization"] == "Bearer env-token-1234"
+    assert "env-token-1234" not in capsys.readouterr().out
+
+
+def test_token_from_data_dir_file(stub: Stub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "token").write_text("file-token-5678\n")
+    stub.routes[("GET", "/api/v1/subscriptions")] = (200, [])
+    assert ews("subscribers", "list", "--url", stub.url) == 0
+    assert stub.last()["headers"]["Authorization"] == "Bearer file-token-5678"
+
+
+# ---- subscribers ------------------------------------------------------------------------------------------------
+
+def test_add_prints_secret_once(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("POST", "/api/v1/subscriptions")] = (201, {**SUB, "secret": SECRET})
+    assert ews("subscribers", "add", "--name", "Jiuquan health", "--department", "health",
+               "--url", "http://127.0.0.1:9000/hook", "--region", "620900", "--region", "620982",
+               "--hazard", "heat", "--min-level", "yellow", "--format", "json",
+               "--api-url", stub.url, "--token", TOKEN) == 0
+    req = stub.last()
+    assert req["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert req["body"] == {"name": "Jiuquan health", "department": "health", "url": "http://127.0.0.1:9000/hook",
+                           "regions": ["620900", "620982"], "hazards": ["heat"], "min_level": "yellow",
+                           "format": "json"}
+    out, err = capsys.readouterr()
+    assert out.count(SECRET) == 1 and f"secret: {SECRET}" in out
+    assert "sub-1" in out and "Jiuquan health" in out and "never shows it again" in err
+    assert TOKEN not in out + err
+
+
+def test_add_json_includes_secret(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("POST", "/api/v1/subscriptions")] = (201, {**SUB, "secret": SECRET})
+    assert ews("subscribers", "add", "--name", "n", "--url", "http://127.0.0.1:9000/hook", "--region", "620900",
+               "--json", "--api-url", stub.url, "--token", TOKEN) == 0
+    assert json.loads(capsys.readouterr().out)["secret"] == SECRET
+    assert stub.last()["body"]["department"] == "other" and stub.last()["body"]["hazards"] == []
+
+
+def test_add_api_rejection(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("POST", "/api/v1/subscriptions")] = (400, {"error": "regions: unknown region code '999999'"})
+    assert ews("subscribers", "add", "--name", "n", "--url", "http://x/", "--region", "999999",
+               "--api-url", stub.url, "--token", TOKEN) == 1
+    assert "regions: unknown region code '999999'" in capsys.readouterr().err
+
+
+def test_list_never_shows_secrets(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    leaky = {**SUB, "secret": SECRET, "previous_secret": OLD_SECRET}  # an API bug must not reach the screen
+    paused = {**SUB, "id": "sub-2", "name": "Water", "active": False, "paused_reason": "HTTP 410 Gone"}
+    stub.routes[("GET", "/api/v1/subscriptions")] = (200, [leaky, paused])
+    assert api(stub, "subscribers", "list") == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out and OLD_SECRET not in out
+    assert "sub-1" in out and "active" in out and "paused (HTTP 410 Gone)" in out
+    assert api(stub, "subscribers", "list", "--json") == 0
+    out = capsys.readouterr().out
+    listed = json.loads(out)
+    assert SECRET not in out and "secret" not in listed[0] and listed[1]["active"] is False
+
+
+def test_pause_resume(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("POST", "/api/v1/subscriptions/sub-1/pause")] = (200, {**SUB, "active": False})
+    stub.routes[("POST", "/api/v1/subscriptions/sub-1/resume")] = (200, {**SUB, "active": True, "secret": SECRET})
+    assert api(stub, "subscribers", "pause", "sub-1") == 0
+    assert stub.last()["method"] == "POST" and stub.last()["body"] == {}
+    assert "paused" in capsys.readouterr().out
+    assert api(stub, "subscribers", "resume", "sub-1", "--json") == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["active"] is True and SECRET not in out
+
+
+def test_pause_without_body_in_answer(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("POST", "/api/v1/subscriptions/sub-1/pause")] = (204, None)
+    assert api(stub, "subscribers", "pause", "sub-1") == 0
+    assert capsys.readouterr().out.strip() == "paused sub-1"
+
+
+def test_rotate_prints_new_secret(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("POST", "/api/v1/subscriptions/sub-1/rotate-secret")] = (
+        200, {"id": "sub-1", "secret": SECRET, "previous_secret_expires": 1784095200.0})
+    assert api(stub, "subscribers", "rotate", "sub-1", "--grace-s", "600") == 0
+    assert stub.last()["body"] == {"grace_s": 600}
+    out, err = capsys.readouterr()
+    assert f"secret: {SECRET}" in out and "2026-07-15T06:00:00Z" in out and TOKEN not in out + err
+    assert api(stub, "subscribers", "rotate", "sub-1", "--json") == 0
+    assert stub.last()["body"] == {}
+    assert json.loads(capsys.readouterr().out)["secret"] == SECRET
+
+
+def test_deliveries_and_remove(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    failed = {**RECEIPT, "webhook_id": "msg_9", "result": "retry", "status": 503, "error": "HTTP 503"}
+    stub.routes[("GET", "/api/v1/subscriptions/sub-1/deliveries")] = (200, [RECEIPT, failed])
+    assert api(stub, "subscribers", "deliveries", "sub-1", "--limit", "5") == 0
+    assert stub.last()["query"] == {"limit": "5"}
+    out = capsys.readouterr().out
+    assert "delivered" in out and "retry" in out and "HTTP 503" in out and len(out.splitlines()) == 3
+    stub.routes[("DELETE", "/api/v1/subscriptions/sub-1")] = (204, None)
+    assert api(stub, "subscribers", "remove", "sub-1") == 0
+    assert stub.last()["method"] == "DELETE"
+    assert capsys.readouterr().out.strip() == "removed sub-1"
+    stub.routes[("DELETE", "/api/v1/subscriptions/sub-1")] = (404, {"error": "no such subscription"})
+    assert api(stub, "subscribers", "remove", "sub-1", "--json") == 1
+
+
+# ---- dead letters -----------------------------------------------------------------------------------------------
+
+def test_dead_letters_list_and_redrive(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("GET", "/api/v1/dead-letters")] = (200, [PARKED])
+    assert api(stub, "dead-letters", "list", "--subscription", "sub-1") == 0
+    assert stub.last()["query"] == {"subscription_id": "sub-1"}
+    out = capsys.readouterr().out
+    assert "msg_2" in out and "HTTP 503" in out and "w-dunhuang-heat" in out and "620982" in out
+    assert api(stub, "dead-letters", "list", "--json") == 0
+    assert stub.last()["query"] == {}
+    assert json.loads(capsys.readouterr().out) == [PARKED]
+
+    stub.routes[("POST", "/api/v1/dead-letters/redrive")] = (200, {"redriven": 3})
+    assert api(stub, "dead-letters", "redrive") == 0
+    assert stub.last()["body"] == {}
+    assert capsys.readouterr().out.strip() == "redriven: 3"
+    assert api(stub, "dead-letters", "redrive", "--subscription", "sub-1", "--json") == 0
+    assert stub.last()["body"] == {"subscription_id": "sub-1"}
+    assert json.loads(capsys.readouterr().out) == {"redriven": 3}
+
+
+# ---- tables -----------------------------------------------------------------------------------------------------
+
+def test_table_aligns_wide_characters() -> None:
+    text = format_table([{"a": "敦煌市", "b": 1}, {"a": "Dunhuang", "b": None}], [("a", "NAME"), ("b", "N")])
+    lines = text.splitlines()
+    # 敦煌市 takes six terminal columns: the second column starts at display column 10 on every line
+    assert lines[1] == "敦煌市    1" and lines[2] == "Dunhuang  -" and lines[0] == "NAME      N"
+
+
+# ---- replay (the in-memory part; the Kafka part is in tests/integration) -------------------------------------
+
+def t(s: str) -> datetime:
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def test_replay_events_dunhuang_red_heat_then_expiry() -> None:
+    obs = [{"station_id": "52418", "time": "2026-07-14T06:00:00Z", "tmax_c": 40.6},
+           {"station_id": "52418", "time": "2026-07-14T06:00:00Z", "tmax_c": 40.6},  # duplicate: stale
+           {"station_id": "99999", "time": "2026-07-14T06:00:00Z", "tmax_c": 41.0},  # unknown station
+           {"station_id": "52418", "time": "2026-07-13T06:00:00Z", "tmax_c": 45.0},  # before the range
+           {"station_id": "52418"}]  # malformed
+    stats = ReplayStats()
+    events = replay_events(obs, t("2026-07-14T00:00:00Z"), t("2026-07-14T12:00:00Z"), stats=stats)
+    assert [(e["msg_type"], e["region_code"], e["hazard"], e["level"]) for e in events] == [
+        ("alert", "620982", "heat", "red"), ("alert", "620900", "heat", "red")]
+    assert events[0]["sent"] == "2026-07-14T06:00:00Z"  # sent at the data time: reproducible ids
+    assert events[0]["stations"][0]["station_id"] == "52418"
+    assert (stats.observations, stats.stale, stats.unknown_station, stats.malformed, stats.events) == (3, 1, 1, 1, 2)
+    # two days later the warning has expired: ticks in data time issue the cancels
+    later = replay_events(obs, t("2026-07-14T00:00:00Z"), t("2026-07-16T00:00:00Z"))
+    assert [(e["msg_type"], e["change"]) for e in later if e["region_code"] == "620982"] == [
+        ("alert", "issue"), ("cancel", "expire")]
+    # the same input gives the same event ids
+    assert [e["id"] for e in replay_events(obs, t("2026-07-14T00:00:00Z"), t("2026-07-16T00:00:00Z"))] == [
+        e["id"] for e in later]
+
+
+def test_replay_events_out_of_order_and_hazard_filter() -> None:
+    obs = [{"station_id": "52418", "time": "2026-07-14T09:00:00Z", "tmax_c": 41.0},
+           {"station_id": "52418", "time": "2026-07-14T06:00:00Z", "tmax_c": 38.0}]  # arrives late, sorted first
+    events = replay_events(obs, t("2026-07-14T00:00:00Z"), t("2026-07-14T10:00:00Z"))
+    county = [(e["msg_type"], e["change"], e["level"]) for e in events if e["region_code"] == "620982"]
+    assert county == [("alert", "issue", "orange"), ("update", "upgrade", "red")]
+    assert replay_events(obs, t("2026-07-14T00:00:00Z"), t("2026-07-14T10:00:00Z"), hazards=["gale"]) == []
+
+
+def test_replay_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert ews("replay", "--from", "2026-07-14T00:00:00Z", "--to", "2026-07-15T00:00:00Z") == 2
+    assert "KAFKA_BOOTSTRAP" in capsys.readouterr().err
+    assert ews("replay", "--from", "2026-07-15T00:00:00Z", "--to", "2026-07-14T00:00:00Z",
+               "--bootstrap", "127.0.0.1:1") == 2
+    assert "before" in capsys.readouterr().err
+    assert ews("replay", "--from", "2026-07-14T00:00:00Z", "--hazard", "tornado", "--bootstrap", "127.0.0.1:1") == 2
+    assert "unknown hazard 'tornado'" in capsys.readouterr().err
+
+
+def test_replay_unreachable_broker_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert ews("replay", "--from", "2026-07-14T00:00:00Z", "--bootstrap", f"127.0.0.1:{free_port()}") == 2
+    assert "cannot reach Kafka" in capsys.readouterr().err
+
+
+def test_json_output_handles_numpy_scalars(capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from warning.operator_cli import Context
+
+    Context(url="http://x", token=None, json=True).emit_json([{"value": np.float64(40.6), "n": np.int64(2)}])
+    assert json.loads(capsys.readouterr().out) == [{"value": 40.6, "n": 2}]
+
+
+def test_redirect_is_not_followed_with_the_token(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    def redirect(request: web.Request) -> Any:
+        raise web.HTTPFound("http://example.invalid/api/v1/warnings")
+
+    stub.routes[("GET", "/api/v1/warnings")] = (200, redirect)
+    assert api(stub, "warnings") == 1
+    assert "redirected to http://example.invalid/api/v1/warnings" in capsys.readouterr().err
+    assert len(stub.requests) == 1
