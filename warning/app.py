@@ -251,24 +251,39 @@ class WarningService:
             qc_context: dict[str, Any] = dict(self.qc_state.get(part) or {})
             signals: list[dict[str, Any]] = []
             batch = await self._quality_control(batch, qc_context)
+            valid = []
             for obs in batch:
-                try:
-                    sid = obs["station_id"]
-                    if not isinstance(sid, str) or sid not in self.registry:
-                        await self.reject(orjson.dumps(obs), "station_id: unknown station", "obs-topic")
-                        continue
-                    new, sigs = self.grader.observe(states.get(sid), obs, accepted_at=accepted_at)
-                    if new is None:
-                        metrics.OBS_STALE.inc()
-                        continue
-                    metrics.OBS_PROCESSED.inc()
-                    self._advance_clock(obs["time"])
-                    signals.extend(sigs)
-                    states[sid] = new
-                except Exception as exc:  # one bad record never stops the batch or the worker
-                    log.exception("observations: cannot apply record")
-                    await self.reject(orjson.dumps(obs, default=str), f"record: {type(exc).__name__}: {exc}",
+                sid = obs.get("station_id")
+                if not isinstance(sid, str) or sid not in self.registry or not isinstance(obs.get("time"), str):
+                    await self.reject(orjson.dumps(obs, default=str), "station_id/time: unknown station or bad time",
                                       "obs-topic")
+                    continue
+                valid.append(obs)
+            try:  # the fast path: the whole batch graded at once
+                trial = {sid: states[sid] for sid in {o["station_id"] for o in valid} if sid in states}
+                applied, stale, sigs = self.grader.observe_batch(trial, valid, accepted_at=accepted_at)
+                states.update(trial)
+                signals.extend(sigs)
+            except Exception:  # a bad value somewhere: grade one by one so only the bad record is rejected
+                log.warning("observations: batch path failed; grading record by record", exc_info=True)
+                applied, stale = 0, 0
+                for obs in valid:
+                    try:
+                        new, sigs = self.grader.observe(states.get(obs["station_id"]), obs, accepted_at=accepted_at)
+                    except Exception as exc:  # one bad record never stops the batch or the worker
+                        await self.reject(orjson.dumps(obs, default=str), f"record: {type(exc).__name__}: {exc}",
+                                          "obs-topic")
+                        continue
+                    if new is None:
+                        stale += 1
+                        continue
+                    applied += 1
+                    states[obs["station_id"]] = new
+                    signals.extend(sigs)
+            metrics.OBS_PROCESSED.inc(applied)
+            metrics.OBS_STALE.inc(stale)
+            if valid:
+                self._advance_clock(max(o["time"] for o in valid))
             try:
                 self.station_state[part] = states  # one changelog record per batch: must reassign
                 self.qc_state[part] = qc_context

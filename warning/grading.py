@@ -23,6 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from warning.quantities import parse_utc
 from warning.records import WarningLevel
 from warning.rules import CAP_SEVERITY, CMA_LEVEL_CODE, LEVEL_ZH, OPS, Condition, HazardRule, LevelRule
@@ -87,6 +89,62 @@ def grade(rule: HazardRule, q: dict[str, float], series: Series | None = None, s
         return None
     first = rule.levels[-1].conditions[0].quantity
     return None, first, q.get(first)
+
+
+ARRAY_OPS: dict[str, Callable[[Any, Any], np.ndarray]] = {
+    ">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less}
+
+
+def grade_arrays(rule: HazardRule, q: dict[str, np.ndarray], n: int, scale: np.ndarray | float = 1.0,
+                 series_at: Callable[[int, str], dict[str, float]] | None = None) -> np.ndarray:
+    """Vectorised ``grade`` over a batch: quantities as float arrays (NaN = missing). Returns int8 codes per
+    report: -1 no judgement possible, 0 no level, else the WarningLevel value. ``series_at(i, quantity)`` gives
+    report i's daily series for multi-day conditions (called only where the single-day condition holds)."""
+    nan = np.full(n, np.nan)
+    out = np.full(n, -1, dtype=np.int8)
+    unassigned = np.ones(n, dtype=bool)
+    judged = np.zeros(n, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for lr in rule.levels:
+            def cond(c: Condition) -> tuple[np.ndarray, np.ndarray]:
+                x = q.get(c.quantity, nan)
+                thr = c.value * scale if c.op in (">=", ">") else c.value
+                res = ARRAY_OPS[c.op](x, thr) & ~np.isnan(x)
+                if c.days > 1:
+                    for i in np.flatnonzero(res).tolist():
+                        if series_at is None:
+                            res[i] = False
+                            continue
+                        t_i = float(thr[i]) if isinstance(thr, np.ndarray) else float(thr)
+                        op = OPS[c.op]
+
+                        def holds_at(v: float, t: float = t_i, op: Callable[[float, float], bool] = op) -> bool:
+                            return op(v, t)
+                        res[i] = _consecutive(series_at(i, c.quantity), holds_at) >= c.days
+                return res, np.isnan(x)
+            all_false = np.zeros(n, dtype=bool)
+            all_missing = np.zeros(n, dtype=bool)
+            for c in lr.all:
+                res, miss = cond(c)
+                all_false |= ~res & ~miss
+                all_missing |= miss
+            if lr.any:
+                any_true = np.zeros(n, dtype=bool)
+                any_all_missing = np.ones(n, dtype=bool)
+                for c in lr.any:
+                    res, miss = cond(c)
+                    any_true |= res
+                    any_all_missing &= miss
+                holds = ~all_false & ~all_missing & any_true
+                judged |= all_false | (~all_missing & ~any_all_missing)
+            else:
+                holds = ~all_false & ~all_missing
+                judged |= all_false | ~all_missing
+            take = holds & unassigned
+            out[take] = int(lr.level)
+            unassigned &= ~take
+    out[unassigned & judged] = 0
+    return out
 
 
 # ---- region lifecycle ------------------------------------------------------------------------------------------

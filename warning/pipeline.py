@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from warning import grading, quantities
+from warning.records import OBSERVATION_ELEMENTS as OBS_ELEMENTS
+from warning.records import WarningLevel
 from warning.regions import RegionTree, Station, StationRegistry
 from warning.rules import Rules
 
@@ -65,6 +69,85 @@ class StationGrader:
                         "quantity": quantity, "value": value, "time": time_, "basis": basis, **extra})
         return out
 
+    def observe_batch(self, states: dict[str, Any], batch: list[dict[str, Any]], **extra: Any
+                      ) -> tuple[int, int, list[dict[str, Any]]]:
+        """Fold a batch into ``states`` (station id -> state, updated in place) and grade it vectorised.
+
+        Per report, Python only updates the station's state and derives its quantities; the level criteria
+        of every hazard are then numpy comparisons over the whole batch (BROKER.md: batches make a worker
+        fast). Returns (applied, stale, signals). Unknown stations raise KeyError before anything changes.
+        """
+        rules = self.rules
+        offset = rules.frost.air_to_ground_offset_c
+        kept: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        qs: list[dict[str, float]] = []
+        stale = 0
+        for obs in batch:
+            sid = obs["station_id"]
+            new = quantities.update_station(states.get(sid), obs)
+            if new is None:
+                stale += 1
+                continue
+            states[sid] = new
+            kept.append((obs, new))
+            qs.append(quantities.station_quantities(new, api_decay=rules.flash_flood.api_decay,
+                                                    ground_offset_c=offset))
+        n = len(kept)
+        if n == 0:
+            return 0, stale, []
+        names = {name for hq in self.hazard_quantities.values() for name in hq} | {"api_mm"}
+        arrays = {name: np.array([q.get(name, np.nan) for q in qs], dtype=float) for name in names}
+        present = {el: np.array([obs.get(el) is not None for obs, _ in kept]) for el in OBS_ELEMENTS}
+        months = np.array([int((new["d"] and max(new["d"])[5:7]) or 0) for _, new in kept])
+        counties = [self._county_of.get(obs["station_id"], "") for obs, _ in kept]
+
+        def series_at(i: int, name: str) -> dict[str, float]:
+            return quantities.daily_series(kept[i][1], name, ground_offset_c=offset)
+
+        level_codes: dict[str, np.ndarray] = {}
+        scales: dict[str, np.ndarray | float] = {}
+        for hazard, rule in rules.items():
+            informed = np.zeros(n, dtype=bool)
+            for name in self.hazard_quantities[hazard]:
+                for el in quantities.QUANTITY_ELEMENTS[name]:
+                    informed |= present[el]
+            if hazard == "frost":
+                informed &= np.isin(months, rules.frost.season_months)
+            scale: np.ndarray | float = 1.0
+            if hazard == "flash_flood":
+                ff = rules.flash_flood
+                county_scale = np.array([ff.counties.get(c, 1.0) for c in counties])
+                scale = np.where(np.nan_to_num(arrays.get("api_mm", np.zeros(n)), nan=0.0) >= ff.wet_api_mm,
+                                 county_scale * ff.wet_factor, county_scale)
+            codes = grading.grade_arrays(rule, arrays, n, scale, series_at)
+            codes[~informed] = -1
+            level_codes[hazard] = codes
+            scales[hazard] = scale
+        signals: list[dict[str, Any]] = []
+        for hazard, codes in level_codes.items():
+            rule = rules[hazard]
+            judged = np.flatnonzero(codes >= 0).tolist()
+            for i in judged:
+                obs, new = kept[i]
+                code = int(codes[i])
+                if code:
+                    level = WarningLevel(code)
+                    sc = scales[hazard]
+                    c = self._decider(rule.level_rule(level), qs[i], float(sc[i]) if isinstance(sc, np.ndarray) else sc)
+                    station = self.registry.get(obs["station_id"])
+                    assert station is not None
+                    signals.extend(self.station_signals(station, hazard, level, c, qs[i].get(c) if c else None,
+                                                        obs["time"], **extra))
+        return n, stale, signals
+
+    @staticmethod
+    def _decider(lr: Any, q: dict[str, float], scale: float = 1.0) -> str | None:
+        """The quantity reported with a level: the first of its conditions that holds."""
+        for c in lr.conditions:
+            if c.quantity in q and grading.condition_holds(c, q[c.quantity], scale):
+                return str(c.quantity)
+        return str(lr.conditions[0].quantity) if lr.conditions else None
+
     def observe(self, state: dict[str, Any] | None, obs: dict[str, Any], **extra: Any
                 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """(new station state, signals); the state is None when ``obs`` is not newer than the station's last."""
@@ -74,13 +157,10 @@ class StationGrader:
         new = quantities.update_station(state, obs)
         if new is None:
             return None, []
-        levels = dict(new.get("lv", {}))
         signals: list[dict[str, Any]] = []
         for hazard, (level, quantity, val) in self.grade_station(new, obs):
-            levels[hazard] = level.colour if level else None
             if level is not None:
                 signals.extend(self.station_signals(station, hazard, level, quantity, val, obs["time"], **extra))
-        new["lv"] = levels
         return new, signals
 
     def forecast(self, p: dict[str, Any]) -> list[dict[str, Any]]:

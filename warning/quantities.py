@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 BEIJING = timedelta(hours=8)
@@ -81,6 +82,23 @@ def beijing_date(iso_utc: str) -> str:
     return (parse_utc(iso_utc) + BEIJING).date().isoformat()
 
 
+@lru_cache(maxsize=4096)
+def time_keys(iso_utc: str) -> tuple[int, str]:
+    """(UTC hour index, Beijing date) of a report time; cached, as a batch repeats a few report times."""
+    t = parse_utc(iso_utc)
+    return int(t.timestamp() // 3600), (t + BEIJING).date().isoformat()
+
+
+@lru_cache(maxsize=4096)
+def _ordinal(d: str) -> int:
+    return date.fromisoformat(d).toordinal()
+
+
+@lru_cache(maxsize=4096)
+def _day(d: str, offset: int) -> str:
+    return (date.fromisoformat(d) + timedelta(days=offset)).isoformat()
+
+
 def update_station(state: State | None, obs: dict[str, Any]) -> State | None:
     """New station state after ``obs``, or None when ``obs`` is not newer than the last one applied.
 
@@ -91,8 +109,7 @@ def update_station(state: State | None, obs: dict[str, Any]) -> State | None:
     st = state or {"t": "", "d": {}, "h": {}, "now": {}}
     if obs["time"] <= st["t"]:
         return None
-    t = parse_utc(obs["time"])
-    day = (t + BEIJING).date().isoformat()
+    end, day = time_keys(obs["time"])
     days = dict(st["d"])
     today = dict(days.get(day, {}))
     for field_, (elements, combine) in _DAILY.items():
@@ -104,26 +121,21 @@ def update_station(state: State | None, obs: dict[str, Any]) -> State | None:
     if obs.get("precip_mm") is not None:
         amount = float(obs["precip_mm"])
         period = max(1, round(float(obs.get("precip_period_h") or 1)))
-        end = int(t.timestamp() // 3600)
         hours = dict(hours)
         for i in range(min(period, KEEP_HOURS)):
             k = str(end - i)
             hours[k] = hours.get(k, 0.0) + amount / period
-        for old in sorted(hours, key=int)[:-KEEP_HOURS]:
-            del hours[old]
+        if len(hours) > KEEP_HOURS:
+            for old in sorted(hours, key=int)[:-KEEP_HOURS]:
+                del hours[old]
         today["rain"] = today.get("rain", 0.0) + amount
     days[day] = today
-    for old in sorted(days)[:-KEEP_DAYS]:
-        del days[old]
+    if len(days) > KEEP_DAYS:
+        for old in sorted(days)[:-KEEP_DAYS]:
+            del days[old]
     now = {**st["now"], **{short: float(obs[el]) for el, short in _NOW.items() if obs.get(el) is not None}}
     out = {"t": obs["time"], "d": days, "h": hours, "now": now}
-    if "lv" in st:
-        out["lv"] = st["lv"]
     return out
-
-
-def _day(d: str, offset: int) -> str:
-    return (date.fromisoformat(d) + timedelta(days=offset)).isoformat()
 
 
 def station_quantities(st: State, *, api_decay: float = 0.85, ground_offset_c: float = 2.0) -> dict[str, float]:
@@ -131,7 +143,7 @@ def station_quantities(st: State, *, api_decay: float = 0.85, ground_offset_c: f
     q: dict[str, float] = {}
     if not st["t"]:
         return q
-    today = beijing_date(st["t"])
+    end, today = time_keys(st["t"])
     days = st["d"]
     cur = days.get(today, {})
     for name, field_ in (("tmax_day", "tmax"), ("tmin_day", "tmin"), ("wind_max_day", "wmax"),
@@ -149,14 +161,18 @@ def station_quantities(st: State, *, api_decay: float = 0.85, ground_offset_c: f
         prev = [v for v in (y1, y2) if v is not None]
         if prev:
             q["tmin_drop_48h"] = max(prev) - cur["tmin"]
-    end = int(parse_utc(st["t"]).timestamp() // 3600)
     if st["h"]:
-        for n in RAIN_WINDOWS_H:
-            q[f"rain_{n}h"] = sum(st["h"].get(str(end - i), 0.0) for i in range(n))
+        hours = st["h"]
+        total, i = 0.0, 0
+        for n in RAIN_WINDOWS_H:  # one pass over the buckets, windows nested
+            while i < n:
+                total += hours.get(str(end - i), 0.0)
+                i += 1
+            q[f"rain_{n}h"] = total
     rain_days = [(d, v["rain"]) for d, v in days.items() if "rain" in v]
     if rain_days:
-        q["api_mm"] = sum(api_decay ** (date.fromisoformat(today) - date.fromisoformat(d)).days * r
-                          for d, r in rain_days if d <= today)
+        o = _ordinal(today)
+        q["api_mm"] = sum(api_decay ** (o - _ordinal(d)) * r for d, r in rain_days if d <= today)
     for short, name in (("vis", "visibility"), ("wind", "wind_now"), ("rh", "rh_now")):
         if short in st["now"]:
             q[name] = st["now"][short]
