@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make run` replays the labelled demo scenario; `make run FILE=station.dly` replays your file instead.
 run: $(STAMP)
-	$(BIN)/ews run
+	$(BIN)/ews run $(if $(FILE),--replay $(FILE),--demo)
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q

@@ -80,6 +80,8 @@ class WarningService:
         self.health = HealthTracker(settings.unhealthy_after_s)
         self._endpoint_slots: dict[str, asyncio.Semaphore] = {}
         self.ready = asyncio.Event()
+        self.demo_label: str | None = None  # set when the labelled demo scenario runs
+        self._own_writes: dict[str, bytes | None] = {}  # subscription id -> value written, until mirrored back
         # Called with ("warning", WarningEvent) and ("receipt", receipt) as they arrive: the dashboard's live feed.
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self._http: Any = None
@@ -118,7 +120,13 @@ class WarningService:
     def _apply_subscription(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
-        self.subscriptions.apply(key.decode(), orjson.loads(value) if value else None)
+        sub_id = key.decode()
+        if sub_id in self._own_writes:
+            # this worker wrote this id and applied it already: records before ours (one partition) are older
+            if self._own_writes[sub_id] != value:
+                return
+            del self._own_writes[sub_id]
+        self.subscriptions.apply(sub_id, orjson.loads(value) if value else None)
         metrics.SUBSCRIPTIONS.set(len(self.subscriptions))
 
     def _apply_warning(self, key: bytes | None, value: bytes | None) -> None:
@@ -185,6 +193,7 @@ class WarningService:
 
     async def put_subscription(self, sub: Subscription | None, sub_id: str) -> None:
         value = orjson.dumps(sub.to_dict()) if sub else None
+        self._own_writes[sub_id] = value
         await self.subs_topic.send(key=sub_id.encode(), value=value)
         self.subscriptions.apply(sub_id, sub.to_dict() if sub else None)  # read-your-writes on this worker
         metrics.SUBSCRIPTIONS.set(len(self.subscriptions))

@@ -1,4 +1,4 @@
-"""`ews` command line: run | broker | ingest (the operator console commands arrive next)."""
+"""`ews` command line: run | broker | ingest | warnings | subscribers | dead-letters | replay."""
 
 from __future__ import annotations
 
@@ -17,19 +17,29 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--http-port", type=int, default=None, help="HTTP port (env EWS_HTTP_PORT, default 8080)")
     p_run.add_argument("--http-host", default=None, help="bind address (env EWS_HTTP_HOST, default 127.0.0.1)")
     p_run.add_argument("--data-dir", type=Path, default=None, help="data dir (env EWS_DATA_DIR, default ./data)")
+    p_run.add_argument("--demo", action="store_true",
+                       help="replay the labelled demo scenario (synthetic, built on published station normals)")
+    p_run.add_argument("--replay", nargs="+", metavar="FILE", default=None,
+                       help="replay station files (any `ews ingest` format) once the worker is ready")
+    p_run.add_argument("--replay-speed", type=float, default=None, help="data seconds per second for --replay")
     p_broker = sub.add_parser("broker", help="run the embedded tansu broker alone")
     p_broker.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     p_broker.add_argument("--storage", default="memory://tansu/", help="memory://tansu/ or s3://bucket/")
     from ingest.producer import add_ingest_parser
 
     add_ingest_parser(sub)
+    from warning.operator_cli import add_operator_parsers, run_operator
+
+    add_operator_parsers(sub)
     args = parser.parse_args(argv)
+    if getattr(args, "operator", None) is not None:
+        return run_operator(args)
 
     if args.command == "run":
         from warning.service import run
 
         settings = Settings.from_env(http_port=args.http_port, http_host=args.http_host, data_dir=args.data_dir)
-        return run(settings)
+        return run(settings, demo=args.demo, replay_files=args.replay, replay_speed=args.replay_speed)
     if args.command == "broker":
         if os.environ.get("KAFKA_BOOTSTRAP"):
             print("KAFKA_BOOTSTRAP is set: not starting an embedded broker", file=sys.stderr)

@@ -3,6 +3,7 @@ process and one event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -22,6 +23,12 @@ from warning.topics import ensure_topics
 from warning.web.api import make_web_app
 
 log = logging.getLogger(__name__)
+
+
+def _demo_label() -> str:
+    from warning.demo import LABEL
+
+    return LABEL
 
 
 class HttpServer(mode.Service):  # type: ignore[misc]
@@ -47,6 +54,37 @@ class HttpServer(mode.Service):  # type: ignore[misc]
         await self.svc.stop_views()
 
 
+class ScenarioReplay(mode.Service):  # type: ignore[misc]
+    """After the worker is ready: replay the labelled demo scenario, or the user's files through `ews ingest`."""
+
+    def __init__(self, svc: WarningService, demo: bool, files: list[str], speed: float | None, **kw: Any) -> None:
+        self.svc, self.demo, self.files, self.speed = svc, demo, files, speed
+        super().__init__(**kw)
+
+    @mode.Service.task
+    async def _replay(self) -> None:
+        await self.svc.ready.wait()
+        if self.demo:
+            from warning import demo
+
+            print(f"{demo.LABEL}: replaying", flush=True)
+            n = await demo.replay(self.svc.publish_observations)
+            print(f"demo: {n} synthetic reports replayed; open the dashboard", flush=True)
+        if self.files:
+            import argparse
+
+            from ingest.producer import add_ingest_parser, run_ingest
+
+            parser = argparse.ArgumentParser(prog="ews")
+            add_ingest_parser(parser.add_subparsers(dest="command"))
+            argv = ["ingest", *self.files, "--bootstrap", self.svc.bootstrap,
+                    "--partitions", str(self.svc.settings.partitions)]
+            if self.speed:
+                argv += ["--replay-speed", str(self.speed)]
+            rc = await asyncio.to_thread(run_ingest, parser.parse_args(argv))
+            print(f"replay of {', '.join(self.files)} finished (exit {rc})", flush=True)
+
+
 class EwsWorker(faust.Worker):  # type: ignore[misc]
     def __init__(self, svc: WarningService, *services: Any, **kw: Any) -> None:
         self.svc = svc
@@ -59,7 +97,8 @@ class EwsWorker(faust.Worker):  # type: ignore[misc]
         print(f"worker ready in {time.monotonic() - self.t0:.1f} s", flush=True)
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | None = None,
+        replay_speed: float | None = None) -> int:
     rules = load_rules()  # refuse a malformed table before anything starts
     registry = StationRegistry.load()
     regions = RegionTree.load()
@@ -78,8 +117,12 @@ def run(settings: Settings) -> int:
     try:
         ensure_topics(bootstrap, settings.partitions, len(settings.retry_tiers_s))
         svc = WarningService(settings, bootstrap, registry, regions, rules)
+        svc.demo_label = _demo_label() if demo else None
         http = HttpServer(svc, token)
-        worker = EwsWorker(svc, http, loglevel=settings.log_level, redirect_stdouts=False)
+        services: list[Any] = [http]
+        if demo or replay_files:
+            services.append(ScenarioReplay(svc, demo, replay_files or [], replay_speed))
+        worker = EwsWorker(svc, *services, loglevel=settings.log_level, redirect_stdouts=False)
         print(f"EWS API: http://{settings.http_host}:{settings.http_port}/  (GET /healthz, /readyz, /metrics)",
               flush=True)
         if settings.token:

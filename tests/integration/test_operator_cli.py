@@ -9,7 +9,7 @@ import json
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,13 +72,17 @@ class Ops:
         assert code == 0, err
         return json.loads(out)
 
-    def wait_active(self, sub_id: str, active: bool, timeout_s: float = 10.0) -> None:
-        """The list shows the pause/resume. Eventually: the worker's subscriptions mirror can re-apply the
-        previous topic record over its own newer local write for a moment (reported to the lead)."""
+    def wait_listed(self, sub_id: str, expect: Callable[[dict[str, Any] | None], bool], what: str,
+                    timeout_s: float = 10.0) -> None:
+        """The list shows a change. Eventually, not at once: the worker's subscriptions mirror can re-apply
+        the previous topic record over its own newer local write for a moment (reported to the lead)."""
         deadline = time.monotonic() + timeout_s
-        while {s["id"]: s for s in self.json("subscribers", "list")}[sub_id]["active"] is not active:
-            assert time.monotonic() < deadline, f"subscription {sub_id} never became active={active}"
+        while not expect({s["id"]: s for s in self.json("subscribers", "list")}.get(sub_id)):
+            assert time.monotonic() < deadline, f"subscription {sub_id} never {what}"
             time.sleep(0.2)
+
+    def wait_active(self, sub_id: str, active: bool) -> None:
+        self.wait_listed(sub_id, lambda s: s is not None and s["active"] is active, f"became active={active}")
 
 
 def post_observation(ews: EwsProcess, obs: dict[str, Any]) -> None:
@@ -169,7 +173,7 @@ def test_subscriber_lifecycle(ews: EwsProcess, capsys: pytest.CaptureFixture[str
 
     code, out, _ = ops.run("subscribers", "remove", sub_id)
     assert code == 0 and out.strip() == f"removed {sub_id}"
-    assert sub_id not in {s["id"] for s in ops.json("subscribers", "list")}
+    ops.wait_listed(sub_id, lambda s: s is None, "disappeared")
     code, _, err = ops.run("subscribers", "remove", sub_id)
     assert code == 1 and "no such subscription" in err
     code, _, err = ops.run("subscribers", "pause", sub_id)
@@ -187,7 +191,7 @@ def test_subscriber_lifecycle(ews: EwsProcess, capsys: pytest.CaptureFixture[str
 def test_replay_reissues_red_heat_from_the_obs_topic(ews: EwsProcess, cli_broker: EmbeddedBroker,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     ops = Ops(ews, capsys)
-    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)  # clear of the other tests
     post_observation(ews, {"station_id": "52418", "time": iso(at), "tmax_c": 40.6})
     window = ("--from", iso(at - timedelta(minutes=1)), "--to", iso(at + timedelta(minutes=1)),
               "--bootstrap", cli_broker.bootstrap, "--hazard", "heat")

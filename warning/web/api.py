@@ -76,6 +76,13 @@ async def readyz(request: web.Request) -> web.Response:
     return _json({"status": "starting"}, 503)
 
 
+async def info(request: web.Request) -> web.Response:
+    svc = request.app[SVC]
+    return _json({"service": "extreme-warning", "demo": svc.demo_label,
+                  "broker": "embedded tansu" if svc.settings.kafka_bootstrap is None else "external Kafka",
+                  "hazards": sorted(svc.rules), "stations": len(svc.registry)})
+
+
 async def metrics_view(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -329,6 +336,7 @@ def make_web_app(svc: WarningService, token: str) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/api/v1/info", info)
     app.router.add_post("/api/v1/observations", post_observations)
     app.router.add_post("/api/v1/subscriptions", post_subscription)
     app.router.add_get("/api/v1/subscriptions", list_subscriptions)

@@ -519,6 +519,9 @@
     fetch("/api/v1/stations").then(function (r) { return r.json(); })
       .then(function (list) { state.stations = list; drawStations(); })
       .catch(function () { /* markers are optional */ });
+    fetch("/api/v1/info").then(function (r) { return r.json(); }).then(function (info) {
+      if (info.demo) { $("demo-banner").textContent = info.demo; $("demo-banner").hidden = false; }
+    }).catch(function () { /* the banner is informational */ });
     connect();
     loadHealth();
     setInterval(render, 30000);          // expiries pass without any event
