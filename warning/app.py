@@ -224,6 +224,7 @@ class WarningService:
         app.agent(self.obs_topic, name="observations")(self._observations)
         app.agent(self.forecast_topic, name="forecasts")(self._forecasts)
         app.timer(TICK_INTERVAL_S, name="tick")(self._tick)
+        app.timer(10.0, name="lag")(self._measure_lag)
         app.agent(self.signals_topic, name="grade")(self._grade)
         app.agent(self.warnings_topic, name="route")(self._route)
         app.agent(self.outbox_topic, name="deliver", concurrency=8)(self._deliver)
@@ -378,6 +379,23 @@ class WarningService:
             region_code, hazard = key.rsplit(":", 1)
             sig = {"kind": "tick", "region_code": region_code, "hazard": hazard, "time": t}
             await self.signals_topic.send(key=region_code.encode(), value=orjson.dumps(sig))
+
+    async def _measure_lag(self) -> None:
+        """Consumer lag per source topic: the fetch high watermark (right on tansu, unlike ListOffsets) minus
+        the next offset to process, summed over this worker's partitions."""
+        consumer = self.app.consumer
+        lag: dict[str, int] = {}
+        for tp in consumer.assignment():
+            try:
+                hw = consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                continue
+            if hw is None:
+                continue
+            read = getattr(consumer, "_read_offset", {}).get(tp)  # faust keeps the last processed offset here
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, int(hw) - (int(read) + 1 if read is not None else 0))
+        for topic, value in lag.items():
+            metrics.CONSUMER_LAG.labels(topic).set(value)
 
     async def operator_cancel(self, warning_id: str) -> dict[str, Any] | None:
         history = self.warning_history.get(warning_id)

@@ -12,7 +12,8 @@ history:
 * ``t95_c`` (95th percentile of the daily mean temperature) and ``ehf85`` (85th percentile of the positive
   Excess Heat Factor values) per station, for the ``heat_health`` product
   (:func:`indices.climatology.ehf_thresholds`; Nairn & Fawcett 2015, Nairn et al. 2018).
-* The QC anomaly models (:func:`ingest.qc.fit_anomaly_models`), saved with :func:`ingest.qc.save_models`.
+* The QC anomaly models (:func:`ingest.qc.fit_anomaly_models`, on at most :data:`QC_MAX_REPORTS` reports per
+  station, a seeded uniform sample), saved with :func:`ingest.qc.save_models`.
 
 Output directory (default ``<EWS_DATA_DIR or ./data>/climatology``, where ``ews run`` looks)::
 
@@ -50,6 +51,7 @@ import argparse
 import calendar
 import json
 import os
+import random
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -78,6 +80,7 @@ __all__ = [
     "default_out_dir",
     "format_summary",
     "load_climatology",
+    "read_daily_series",
     "run_climatology",
 ]
 
@@ -93,6 +96,9 @@ MIN_HOURLY_REPORTS = 8
 MIN_SPI_YEARS = 10
 #: WMO-No. 1090 (2012): at least 30 years of data for SPI calibration.
 WMO_SPI_YEARS = 30
+#: Reports per station kept for the QC anomaly fit (a uniform random sample beyond this; the robust
+#: covariance itself uses at most 3000 of them, see ingest.qc.fit_anomaly_model).
+QC_MAX_REPORTS = 100_000
 #: Precipitation with this period (h) or longer is a daily record (GHCN-Daily: 24).
 DAILY_PERIOD_H = 24.0
 DEFAULT_CALIBRATION = (1981, 2010)
@@ -131,8 +137,9 @@ class _History:
     hourly_t: list[tuple[int, float]] = field(default_factory=list)  # (epoch s, air temp)
     hourly_p: list[tuple[int, float, float]] = field(default_factory=list)  # (end epoch s, mm, period h)
     report_times: list[int] = field(default_factory=list)  # every sub-daily report (epoch s)
-    observations: list[Observation] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)  # QC sample (reservoir, seeded)
     n_obs: int = 0
+    _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
     conflicts: int = 0
     bad_time: int = 0
 
@@ -142,7 +149,12 @@ class _History:
             self.bad_time += 1
             return
         self.n_obs += 1
-        self.observations.append(obs)
+        if len(self.observations) < QC_MAX_REPORTS:
+            self.observations.append(obs)
+        else:  # reservoir sampling (Vitter's algorithm R): a uniform sample in constant memory
+            j = self._rng.randrange(self.n_obs)
+            if j < QC_MAX_REPORTS:
+                self.observations[j] = obs
         period = obs.precip_period_h if obs.precip_period_h is not None else DAILY_PERIOD_H
         daily_precip = obs.precip_mm is not None and period >= DAILY_PERIOD_H
         if obs.tmax_c is not None or obs.tmin_c is not None or daily_precip:
@@ -304,6 +316,20 @@ def _read_files(files: Sequence[Path | str], fmt: str, as_station: str | None
     return stations, reports
 
 
+def read_daily_series(
+    files: Sequence[Path | str],
+    *,
+    fmt: str = "auto",
+    as_station: str | None = None,
+    hourly_precip_absent_as_zero: bool = False,
+) -> dict[str, DailySeries]:
+    """The daily series per station that :func:`build_climatology` fits (same reading and day rules);
+    unreadable files are skipped. For checks, demos and notebooks."""
+    histories, _ = _read_files(files, fmt, as_station)
+    return {sid: daily_series(sid, h, hourly_precip_absent_as_zero=hourly_precip_absent_as_zero)
+            for sid, h in sorted(histories.items())}
+
+
 def _registry() -> Any:
     try:
         from warning.regions import StationRegistry
@@ -444,6 +470,7 @@ def build_climatology(
     for sid in sids:
         m = models.get(sid)
         stations[sid]["qc_model"] = m is not None
+        stations[sid]["qc_reports_sampled"] = len(histories[sid].observations)
         if m is not None:
             stations[sid]["qc_feature_sets"] = [",".join(k) for k in m.models]
         else:
