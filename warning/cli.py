@@ -1,4 +1,4 @@
-"""`ews` command line: run | broker | ingest | warnings | subscribers | dead-letters | replay."""
+"""`ews` command line: run | broker | ingest | climatology | warnings | subscribers | dead-letters | replay."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     from ingest.producer import add_ingest_parser
 
     add_ingest_parser(sub)
+    from warning.climatology import add_climatology_parser
+
+    add_climatology_parser(sub)
     from warning.operator_cli import add_operator_parsers, run_operator
 
     add_operator_parsers(sub)
@@ -47,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from warning.broker import run_forever
 
         return run_forever(args.port, args.storage)
+    if args.command == "climatology":
+        from warning.climatology import run_climatology
+
+        return run_climatology(args)
     if args.command == "ingest":
         from ingest.producer import run_ingest
 

@@ -4,11 +4,13 @@ Nothing here is a real observation. The scenario takes the 1991-2020 (or 1981-20
 ``warning/data/normals.csv`` (sources in NORMALS_SOURCES.md) and adds documented anomalies, dated relative to
 now so that the warnings are live on the dashboard:
 
-* heat: four afternoons at every station with July normals, Tmax = July mean maximum + 3, 4.5, 6, 8 °C
-  (stations with hot normals such as Dunhuang reach red; cooler ones stop at yellow or nothing);
+* heat: four daily reports at every station with July normals, Tmax = July mean maximum + 3, 4.5, 6, 8 °C
+  (stations with hot normals reach the heat levels; cooler ones stay below them);
 * rainstorm / flash flood: six hourly reports at the wettest July station, each 1/8 of its July normal
-  (a month's rain in 6 hours is a rare but real Loess-plateau storm);
-* frost: a clear night at the coldest station, ground minimum = its November mean minimum - 4 °C.
+  (most of a month's rain in 6 hours, a rare but real storm on the Loess plateau);
+* frost: a clear night at the coldest November station, ground minimum = its November mean minimum - 4 °C.
+
+Only stations with sourced normals take part (currently Zhangxian 56091: see NORMALS_SOURCES.md).
 
 Every report carries ``source = "demo: synthetic, built on published normals"``.
 """
@@ -62,31 +64,37 @@ def _iso(t: datetime) -> str:
 
 
 def scenario(now: datetime, normals: list[Normal] | None = None) -> list[list[dict[str, Any]]]:
-    """The scenario as steps (each a list of observations, replayed in order)."""
+    """The scenario as steps in time order (each a list of observations at one time, replayed in order).
+
+    Reports of one station at one time are merged, so every station's reports are strictly increasing in time
+    (the pipeline skips a report not newer than the station's last)."""
     normals = load_normals() if normals is None else normals
     july = [n for n in normals if n.month == 7]
     nov = [n for n in normals if n.month == 11 and n.tmin_mean_c is not None]
-    steps: list[list[dict[str, Any]]] = []
-    today_07 = now.replace(hour=7, minute=0, second=0, microsecond=0)  # 15:00 Beijing, near the daily maximum
-    if today_07 > now:
-        today_07 -= timedelta(days=1)
-    for k, anomaly in enumerate(HEAT_ANOMALIES_C):
-        t = today_07 - timedelta(days=len(HEAT_ANOMALIES_C) - 1 - k)
-        steps.append([{"station_id": n.station_id, "time": _iso(t), "tmax_c": round(n.tmax_mean_c + anomaly, 1),
-                       "source": SOURCE} for n in july if n.tmax_mean_c is not None])
+    t_end = now.replace(minute=0, second=0, microsecond=0)
+    reports: dict[tuple[str, datetime], dict[str, Any]] = {}
+
+    def put(sid: str, t: datetime, **values: Any) -> None:
+        reports.setdefault((sid, t), {"station_id": sid, "time": _iso(t), "source": SOURCE}).update(values)
+
+    for k, anomaly in enumerate(HEAT_ANOMALIES_C):  # one afternoon report a day, the last one now
+        t = t_end - timedelta(days=len(HEAT_ANOMALIES_C) - 1 - k)
+        for n in july:
+            if n.tmax_mean_c is not None:
+                put(n.station_id, t, tmax_c=round(n.tmax_mean_c + anomaly, 1))
     wet = max((n for n in july if n.precip_mm), key=lambda n: n.precip_mm or 0.0, default=None)
     if wet is not None and wet.precip_mm:
-        start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
-        for h in range(1, 7):
-            steps.append([{"station_id": wet.station_id, "time": _iso(start + timedelta(hours=h)),
-                           "precip_mm": round(wet.precip_mm / 8, 1), "precip_period_h": 1, "source": SOURCE}])
+        for h in range(6):
+            put(wet.station_id, t_end - timedelta(hours=5 - h), precip_mm=round(wet.precip_mm / 8, 1),
+                precip_period_h=1)
     cold = min(nov, key=lambda n: n.tmin_mean_c or 0.0, default=None)
     if cold is not None and cold.tmin_mean_c is not None:
-        night = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-        steps.append([{"station_id": cold.station_id, "time": _iso(night),
-                       "ground_tmin_c": round(cold.tmin_mean_c - 4.0, 1), "tmin_c": round(cold.tmin_mean_c - 1.0, 1),
-                       "source": SOURCE}])
-    return [s for s in steps if s]
+        put(cold.station_id, t_end - timedelta(hours=5), ground_tmin_c=round(cold.tmin_mean_c - 4.0, 1),
+            tmin_c=round(cold.tmin_mean_c - 1.0, 1))
+    steps: dict[datetime, list[dict[str, Any]]] = {}
+    for (_, t), obs in sorted(reports.items(), key=lambda kv: kv[0][1]):
+        steps.setdefault(t, []).append(obs)
+    return [steps[t] for t in sorted(steps)]
 
 
 async def replay(publish: Callable[[list[dict[str, Any]]], Awaitable[None]], *, pause_s: float = 2.0,

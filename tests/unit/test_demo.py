@@ -15,7 +15,13 @@ def test_scenario_is_labelled_relative_to_now_and_triggers_the_intended_levels()
     reports = [o for step in steps for o in step]
     assert all(o["source"] == SOURCE and "synthetic" in SOURCE for o in reports)
     assert all(o["time"] <= "2026-11-26T12:00:00Z" for o in reports)
+    for sid in {o["station_id"] for o in reports}:  # each station's reports strictly increase in time
+        times = [o["time"] for o in reports if o["station_id"] == sid]
+        assert times == sorted(set(times))
     assert [o["tmax_c"] for o in reports if o["station_id"] == "52418"] == [36.4, 37.9, 39.4, 41.4]
+    single = [o for step in scenario(NOW, [Normal("56091", 7, 26.4, 13.8, 80.7), Normal("56091", 11, 9.0, -2.6, 7.0)])
+              for o in step]
+    assert [o["time"] for o in single] == sorted({o["time"] for o in single})  # one station, all parts merged
     grader = StationGrader(load_rules(), StationRegistry.load(), RegionTree.load())
     states: dict = {}
     levels: dict[tuple[str, str], str] = {}
