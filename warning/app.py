@@ -55,6 +55,18 @@ def load_qc_models(directory: Path) -> dict[str, Any]:
         return {}
 
 
+def load_station_climatology(directory: Path) -> Any:
+    """Station thresholds from `ews climatology build` (t95, EHF85, SPI parameters); empty when absent, so
+    products that need it (heat_health) are skipped rather than the service."""
+    from warning.climatology import load_climatology
+
+    try:
+        return load_climatology(directory, missing_ok=True)
+    except Exception:
+        log.exception("cannot load the climatology from %s; continuing without it", directory)
+        return None
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -87,7 +99,8 @@ class WarningService:
         self._http: Any = None
         self.data_clock = ""  # newest observation time seen (event-time clock for expiry)
         self.data_clock_at = time.time()
-        self.grader = StationGrader(rules, registry, regions)
+        self.climatology = load_station_climatology(settings.data_dir / "climatology")
+        self.grader = StationGrader(rules, registry, regions, self.climatology)
         self._elevations = {s.station_id: s.elevation_m for s in registry}
         self.qc_models = load_qc_models(settings.data_dir / "climatology" / "qc")
         st = settings.session_timeout_s
@@ -386,6 +399,8 @@ class WarningService:
         consumer = self.app.consumer
         lag: dict[str, int] = {}
         for tp in consumer.assignment():
+            if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:  # read only during recovery
+                continue
             try:
                 hw = consumer.highwater(tp)
             except Exception:  # not fetched yet

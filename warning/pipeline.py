@@ -15,8 +15,12 @@ from warning.rules import Rules
 
 
 class StationGrader:
-    def __init__(self, rules: Rules, registry: StationRegistry, regions: RegionTree) -> None:
+    def __init__(self, rules: Rules, registry: StationRegistry, regions: RegionTree,
+                 climatology: Any = None) -> None:
+        """``climatology``: station thresholds (``t95(sid)``, ``ehf85(sid)``, e.g. warning.climatology.Climatology);
+        without it the heat-health (EHF) product is not judged."""
         self.rules = rules
+        self.climatology = climatology
         self.registry = registry
         self.regions = regions
         self.hazard_quantities = {h: r.quantities for h, r in rules.items()}
@@ -36,7 +40,8 @@ class StationGrader:
         """(hazard, grade) for every hazard this report informs; grade = (level, quantity, value)."""
         rules = self.rules
         q = quantities.station_quantities(state, api_decay=rules.flash_flood.api_decay,
-                                          ground_offset_c=rules.frost.air_to_ground_offset_c)
+                                          ground_offset_c=rules.frost.air_to_ground_offset_c,
+                                          **self._thresholds(obs["station_id"]))
         present = {el for el, v in obs.items() if v is not None}
         month = int(quantities.beijing_date(obs["time"])[5:7])
 
@@ -91,7 +96,7 @@ class StationGrader:
             states[sid] = new
             kept.append((obs, new))
             qs.append(quantities.station_quantities(new, api_decay=rules.flash_flood.api_decay,
-                                                    ground_offset_c=offset))
+                                                    ground_offset_c=offset, **self._thresholds(sid)))
         n = len(kept)
         if n == 0:
             return 0, stale, []
@@ -139,6 +144,12 @@ class StationGrader:
                     signals.extend(self.station_signals(station, hazard, level, c, qs[i].get(c) if c else None,
                                                         obs["time"], **extra))
         return n, stale, signals
+
+    def _thresholds(self, station_id: str) -> dict[str, float | None]:
+        c = self.climatology
+        if c is None:
+            return {}
+        return {"t95": c.t95(station_id), "ehf85": c.ehf85(station_id)}
 
     @staticmethod
     def _decider(lr: Any, q: dict[str, float], scale: float = 1.0) -> str | None:

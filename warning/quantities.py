@@ -7,15 +7,19 @@ Observation into it; ``station_quantities`` derives every named quantity from it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 BEIJING = timedelta(hours=8)
 KEEP_DAYS = 10  # daily extremes per station: 3-day heat, 48 h cold wave, 10-day antecedent rain
 KEEP_HOURS = 24  # hourly rain buckets: the longest rolling window
+EHF_DAYS = 33  # 3-day window + 30-day acclimatisation period (Nairn & Fawcett 2015)
 RAIN_WINDOWS_H = (1, 3, 6, 12, 24)
 
 State = dict[str, Any]
@@ -44,6 +48,8 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
     Quantity("visibility", False, "visibility at the latest report (m)"),
     Quantity("wind_now", False, "mean wind at the latest report (m/s)"),
     Quantity("rh_now", False, "relative humidity at the latest report (%)"),
+    Quantity("ehf_severity", False, "excess heat factor / station EHF85 on the latest complete 3-day window "
+             "(Nairn & Fawcett 2015; Nairn 2018); needs the station climatology"),
 ]}
 
 # quantity -> the observation elements that can change it: a report re-grades only the hazards it informs
@@ -60,6 +66,7 @@ QUANTITY_ELEMENTS: dict[str, frozenset[str]] = {
     "visibility": frozenset({"visibility_m"}),
     "wind_now": frozenset({"wind_ms"}),
     "rh_now": frozenset({"rh_pct"}),
+    "ehf_severity": frozenset({"tmax_c", "tmin_c", "air_temp_c"}),
 }
 
 # daily field -> (observation elements, combine)
@@ -130,15 +137,39 @@ def update_station(state: State | None, obs: dict[str, Any]) -> State | None:
                 del hours[old]
         today["rain"] = today.get("rain", 0.0) + amount
     days[day] = today
+    means = st.get("m", {})
+    if "tmax" in today and "tmin" in today:  # daily mean temperature (tmax + tmin) / 2, for EHF
+        means = dict(means)
+        means[day] = (today["tmax"] + today["tmin"]) / 2
+        if len(means) > EHF_DAYS:
+            for old in sorted(means)[:-EHF_DAYS]:
+                del means[old]
     if len(days) > KEEP_DAYS:
         for old in sorted(days)[:-KEEP_DAYS]:
             del days[old]
     now = {**st["now"], **{short: float(obs[el]) for el, short in _NOW.items() if obs.get(el) is not None}}
     out = {"t": obs["time"], "d": days, "h": hours, "now": now}
+    if means:
+        out["m"] = means
     return out
 
 
-def station_quantities(st: State, *, api_decay: float = 0.85, ground_offset_c: float = 2.0) -> dict[str, float]:
+def station_ehf(means: dict[str, float], t95: float) -> float | None:
+    """EHF (K^2) of the latest 3-day window, when the 33 daily means up to it are all present."""
+    if len(means) < EHF_DAYS:
+        return None
+    last = max(means)
+    days = [_day(last, -i) for i in range(EHF_DAYS - 1, -1, -1)]
+    if any(d not in means for d in days):
+        return None
+    from indices.heat import excess_heat_factor  # the cited kernel; imported lazily (numpy only)
+
+    ehf = float(np.asarray(excess_heat_factor(np.array([means[d] for d in days]), t95, align="end"))[-1])
+    return ehf if math.isfinite(ehf) else None
+
+
+def station_quantities(st: State, *, api_decay: float = 0.85, ground_offset_c: float = 2.0,
+                       t95: float | None = None, ehf85: float | None = None) -> dict[str, float]:
     """Every quantity that the state can give (missing inputs leave the quantity out)."""
     q: dict[str, float] = {}
     if not st["t"]:
@@ -176,6 +207,10 @@ def station_quantities(st: State, *, api_decay: float = 0.85, ground_offset_c: f
     for short, name in (("vis", "visibility"), ("wind", "wind_now"), ("rh", "rh_now")):
         if short in st["now"]:
             q[name] = st["now"][short]
+    if t95 is not None and ehf85 and "m" in st:
+        ehf = station_ehf(st["m"], t95)
+        if ehf is not None:
+            q["ehf_severity"] = ehf / ehf85
     return q
 
 

@@ -155,7 +155,8 @@ def test_fields(hazard: str, level: str, msg_type: str) -> None:
     assert [text(i, "c:language") for i in infos] == ["zh-CN", "en-US"]
     for info in infos:
         zh = text(info, "c:language") == "zh-CN"
-        assert [c.text for c in info.findall("c:category", NS)] == ["Met"]
+        assert [c.text for c in info.findall("c:category", NS)] == (
+            ["Met", "Health"] if rule.hazard == "heat_health" else ["Met"])
         assert text(info, "c:event") == (f"{rule.name_zh}{COLOUR_ZH[level]}预警" if zh
                                          else f"{rule.name_en} {level} warning")
         assert text(info, "c:severity") == SEVERITY[level]

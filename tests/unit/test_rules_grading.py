@@ -16,7 +16,7 @@ R, O, Y, B = WarningLevel.RED, WarningLevel.ORANGE, WarningLevel.YELLOW, Warning
 
 
 def test_rules_table_holds_every_hazard_with_cma_codes() -> None:
-    assert set(RULES) == {"rainstorm", "flash_flood", "heat", "frost", "cold_wave", "gale", "sandstorm"}
+    assert set(RULES) == {"rainstorm", "flash_flood", "heat", "frost", "cold_wave", "gale", "sandstorm", "heat_health"}
     assert {h: r.cma_code for h, r in RULES.items()}["heat"] == "11B09"
     assert [lv.level for lv in RULES["rainstorm"].levels] == [R, O, Y, B]
     assert [lv.level for lv in RULES["sandstorm"].levels] == [R, O, Y]
@@ -228,3 +228,39 @@ def test_station_state_is_idempotent() -> None:
     assert s is not None and s["d"]["2026-07-14"]["tmax"] == 38.0
     assert update_station(s, {"time": "2026-07-14T06:00:00Z", "tmax_c": 45.0}) is None  # replayed
     assert update_station(s, {"time": "2026-07-14T05:00:00Z", "tmax_c": 45.0}) is None  # older
+
+
+class FakeClimatology:
+    def t95(self, sid: str) -> float | None:
+        return 24.0 if sid == "52889" else None
+
+    def ehf85(self, sid: str) -> float | None:
+        return 10.0 if sid == "52889" else None
+
+
+def test_heat_health_from_the_excess_heat_factor_with_station_climatology() -> None:
+    """30 days at a daily mean of 20 degC, then 3 hot days: EHF by hand, then its severity class."""
+    from warning.pipeline import StationGrader
+    from warning.regions import RegionTree, StationRegistry
+
+    grader = StationGrader(RULES, StationRegistry.load(), RegionTree.load(), FakeClimatology())
+    from datetime import timedelta as td
+    day0 = datetime(2026, 6, 1, 7, 0, tzinfo=UTC)
+
+    def run_station(sid: str, hot_mean: float) -> list[dict[str, Any]]:
+        states: dict[str, Any] = {}
+        sigs: list[dict[str, Any]] = []
+        for k in range(33):
+            mean = 20.0 if k < 30 else hot_mean
+            obs = {"station_id": sid, "time": (day0 + td(days=k)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   "tmax_c": mean + 5.0, "tmin_c": mean - 5.0}
+            sigs = grader.observe_batch(states, [obs])[2]
+        return [s for s in sigs if s["hazard"] == "heat_health" and s["region_level"] == "county"]
+
+    # EHI_sig = 27 - 24 = 3; EHI_accl = 27 - 20 = 7; EHF = 3 * 7 = 21 K2 -> severity 2.1 (severe -> orange)
+    [sig] = run_station("52889", 27.0)
+    assert sig["level"] == "orange" and sig["quantity"] == "ehf_severity" and abs(sig["value"] - 2.1) < 1e-9
+    [sig] = run_station("52889", 30.0)  # 6 * 10 = 60 K2 -> 6.0 -> extreme (red)
+    assert sig["level"] == "red"
+    assert run_station("52889", 23.0) == []  # below t95: EHF < 0
+    assert run_station("52418", 30.0) == []  # no climatology for this station: not judged
