@@ -381,6 +381,10 @@ class WarningService:
                     metrics.PROCESSING_LATENCY.observe(max(0.0, time.time() - sig["accepted_at"]))
                 event["emitted_at"] = time.time()
                 await self.warnings_topic.send(key=key.encode(), value=orjson.dumps(event))
+                log.info("warning %s %s %s %s", event["msg_type"], event["hazard"], event["level"],
+                         event["region_code"],
+                         extra={k: event[k] for k in ("warning_id", "hazard", "level", "region_code")}
+                         | {"event_id": event["id"]})
 
     async def _tick(self) -> None:
         """Expiry and hysteresis run on time, not only on new reports: tick every region with a live warning or
@@ -539,6 +543,10 @@ class WarningService:
                    "latency_s": round(outcome.latency_s, 4), "error": outcome.error, "time": now_iso()}
         await self.receipts_topic.send(key=sub.id.encode(), value=orjson.dumps(receipt))
         self._apply_receipt(receipt)
+        log.info("webhook %s (%s, attempt %d)", outcome.result, outcome.status or outcome.error, d["attempt"],
+                 extra={"webhook_id": d["webhook_id"], "subscription_id": sub.id, "warning_id": event.get("warning_id"),
+                        "event_id": event.get("id"), "result": outcome.result, "status": outcome.status,
+                        "attempt": d["attempt"]})
         metrics.ATTEMPTS.labels(outcome.result).inc()
         if outcome.result == "delivered":
             self.health.success(sub.id, now)
@@ -566,6 +574,8 @@ class WarningService:
         await self._park(d, reason, sub)
 
     async def _park(self, d: dict[str, Any], error: str, sub: Subscription | None) -> None:
+        log.warning("webhook parked in alerts.dead: %s", error,
+                    extra={"webhook_id": d.get("webhook_id"), "subscription_id": d.get("subscription_id")})
         d["last_error"] = error
         d["parked_at"] = now_iso()
         metrics.DEAD_LETTERS.labels(sub.department if sub else "unknown").inc()

@@ -21,6 +21,10 @@ def _nets(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     return tuple(out)
 
 
+def _tristate(raw: str) -> bool | None:
+    return {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(raw.strip().lower())
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str | None = None  # None: start the embedded tansu broker
@@ -42,6 +46,7 @@ class Settings:
     unhealthy_after_s: float = 300.0
     endpoint_concurrency: int = 4
     tansu_compat: bool = False  # apply the tansu ListOffsets workaround to an external broker too
+    json_logs: bool | None = None  # None: JSON lines when stderr is not a terminal
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -61,6 +66,7 @@ class Settings:
             "store": e.get("EWS_STORE", "memory://"),
             "log_level": e.get("EWS_LOG_LEVEL", "info"),
             "tansu_compat": e.get("EWS_TANSU_COMPAT", "0").lower() in ("1", "true", "yes"),
+            "json_logs": _tristate(e.get("EWS_JSON_LOGS", "")),
             "retry_tiers_s": tuple(float(x) for x in e.get("EWS_RETRY_TIERS", "10,60,300,1800,7200,21600").split(",")),
             "retry_horizon_s": float(e.get("EWS_RETRY_HORIZON", 24 * 3600)),
             "unhealthy_after_s": float(e.get("EWS_UNHEALTHY_AFTER", 300)),

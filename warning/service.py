@@ -17,6 +17,7 @@ from warning import tansu_compat
 from warning.app import WarningService
 from warning.broker import EmbeddedBroker
 from warning.config import Settings, ensure_token
+from warning.logs import logging_config
 from warning.regions import RegionTree, StationRegistry
 from warning.rules import load_rules
 from warning.topics import ensure_topics
@@ -122,7 +123,8 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
         services: list[Any] = [http]
         if demo or replay_files:
             services.append(ScenarioReplay(svc, demo, replay_files or [], replay_speed))
-        worker = EwsWorker(svc, *services, loglevel=settings.log_level, redirect_stdouts=False)
+        worker = EwsWorker(svc, *services, loglevel=settings.log_level, redirect_stdouts=False,
+                           logging_config=logging_config(settings.log_level, settings.json_logs))
         print(f"EWS API: http://{settings.http_host}:{settings.http_port}/  (GET /healthz, /readyz, /metrics)",
               flush=True)
         if settings.token:

@@ -1,0 +1,18 @@
+import json
+import logging
+
+from warning.logs import JsonFormatter, logging_config
+
+
+def test_json_lines_carry_ids_as_fields() -> None:
+    rec = logging.LogRecord("warning.app", logging.INFO, __file__, 1, "webhook %s", ("delivered",), None)
+    rec.__dict__.update(webhook_id="msg_1", subscription_id="sub", warning_id="w", attempt=2)
+    out = json.loads(JsonFormatter().format(rec))
+    assert out["message"] == "webhook delivered" and out["level"] == "info" and out["time"].endswith("Z")
+    assert (out["webhook_id"], out["subscription_id"], out["warning_id"], out["attempt"]) == ("msg_1", "sub", "w", 2)
+
+
+def test_json_off_a_terminal_text_on_one() -> None:
+    assert logging_config("info", json_logs=False) is None
+    cfg = logging_config("info", json_logs=True)
+    assert cfg is not None and cfg["formatters"]["json"]["()"] == "warning.logs.JsonFormatter"
