@@ -63,7 +63,7 @@ async def test_forecast_and_observed_hazards_then_restart_mid_chain(broker: Embe
         await wait_ready(ews)
         async with aiohttp.ClientSession() as s:
             await _post(s, ews.url + "/api/v1/observations", ews.headers(),
-                        {"station_id": "57006", "time": iso(now - timedelta(minutes=10)), "precip_mm": 50.0,
+                        {"station_id": "57006", "time": iso(now - timedelta(minutes=10)), "precip_mm": 70.0,
                          "precip_period_h": 1})
             got = await receiver.wait_for(5)
     finally:
@@ -74,4 +74,4 @@ async def test_forecast_and_observed_hazards_then_restart_mid_chain(broker: Embe
     up = by_hazard["rainstorm"]
     assert (up["type"], up["data"]["change"], up["data"]["level"]) == ("warning.update", "upgrade", "red")
     assert up["data"]["warning_id"] == rain["warning_id"] and up["data"]["references"] == [rain["id"]]
-    assert by_hazard["flash_flood"]["data"]["level"] == "red"  # 1 h 50 mm
+    assert by_hazard["flash_flood"]["data"]["level"] == "red"  # 1 h 70 mm (3 h >= 100 in whatever hour buckets)
