@@ -444,8 +444,8 @@ def _open(path: str, fmt: str, as_station: str | None) -> tuple[FileStats, Itera
 
             stats.format = detect_format(path)
         if stats.format == "grid":
-            raise UnreadableFileError(f"{path}: forecast grids are not station observations; "
-                                      "ews ingest reads isd-lite, ghcn-dly, ghcn-csv and table files")
+            raise UnreadableFileError(f"{path}: a forecast grid: ingest it with --format grid "
+                                      "(ForecastPoints at the registry stations -> the forecast topic)")
         return stats, read_observations(path, stats.format, as_station=as_station)
     except (UnreadableFileError, OSError, ValueError) as exc:
         stats.error = str(exc)
@@ -534,6 +534,11 @@ def run_ingest(args: argparse.Namespace, *, clock: Clock = time.monotonic, sleep
 
 def _run(args: argparse.Namespace, clock: Clock, sleep: Sleep, out: IO[str], err: IO[str],
          producer_factory: Callable[..., Any] | None, progress_on: bool | None) -> int:
+    if args.format == "grid":  # forecast grids go to the `forecast` topic (ingest.forecasts)
+        from ingest.forecasts import run_grid_ingest
+
+        return run_grid_ingest(list(args.files), bootstrap=args.bootstrap, partitions=args.partitions,
+                               dry_run=bool(args.dry_run), out=out, err=err)
     registry = StationRegistry.load()
     as_station = args.as_station.strip() if args.as_station else None
     if as_station is not None and as_station not in registry:

@@ -99,7 +99,7 @@ async def post_observations(request: web.Request) -> web.Response:
         except ObservationError as exc:
             rejected.append({"index": i, "reason": str(exc)})
             sid = item.get("station_id") if isinstance(item, dict) else None
-            await svc.reject(json.dumps(item, default=str).encode(), str(exc), "push",
+            await svc.reject(json.dumps(item, default=str).encode(), str(exc), f"push from {request.remote}",
                              str(sid) if sid else "?")
             continue
         accepted.append(obs.to_dict())
@@ -120,7 +120,7 @@ async def post_forecasts(request: web.Request) -> web.Response:
             accepted.append(validate_forecast(item, known_station=lambda s: s in svc.registry))
         except ObservationError as exc:
             rejected.append({"index": i, "reason": str(exc)})
-            await svc.reject(json.dumps(item, default=str).encode(), str(exc), "push-forecast")
+            await svc.reject(json.dumps(item, default=str).encode(), str(exc), f"push-forecast from {request.remote}")
     if accepted:
         await svc.publish_forecasts(accepted)
     return _json({"accepted": len(accepted), "rejected": rejected}, 202)
