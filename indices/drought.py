@@ -866,3 +866,82 @@ def mci_class(mci_values: ArrayLike) -> Any:
         return out
     return xr.DataArray(out, dims=like.dims, coords=like.coords,
                         attrs={"long_name": "MCI drought class", "references": GRADE_REF, "units": "1"})
+
+
+# ------------------------------------------------------------------------------------------ MCI from parameters
+#: The gamma-standardised MCI terms, in the order of :func:`mci_fit`'s ``term`` axis.
+MCI_TERMS = ("spiw60", "spi90", "spi150")
+
+
+def daily_slot(date: Any) -> int:
+    """The 366-day calendar slot (0-based, Feb 29 = 59) of one date, as used by :func:`standardize_daily`."""
+    _, slot, _ = _daily_slots(np.asarray([np.datetime64(date, "D")]), 1)
+    return int(slot[0])
+
+
+def mci_fit(precip_daily: ArrayLike, dates: Any = None, *, calibration: tuple[int, int] = (1981, 2010),
+            decay: float = MCI_DECAY) -> FloatArray:
+    """Fit once what :func:`mci` fits on every call: gamma parameters per calendar-day slot of WAP60, P90 and
+    P150 over the calibration years. Returns ``(..., 3 terms, 366 slots, 3)`` with (alpha, beta, q), so the
+    streaming service scores a new day with :func:`mci_from_params` without refitting history.
+
+    Reference: GB/T 20481-2017 (MCI); Thom (1958) gamma fit as in :func:`spi`.
+    """
+    precip_daily = time_last(precip_daily)
+    like = first_dataarray(precip_daily)
+    p = quantity(precip_daily, "mm", "precipitation", "precip_daily")
+    require_time_axis(p, "precip_daily")
+    if dates is None:
+        if like is None:
+            raise ValueError("dates is required for numpy input")
+        dates = like[like.dims[-1]].values
+    yr, slot, y0 = _daily_slots(dates, p.shape[-1])
+    n_years = int(yr[-1]) + 1
+    rows = calibration_rows(y0, n_years, calibration)
+    out = np.full((*p.shape[:-1], len(MCI_TERMS), 366, 3), np.nan)
+    accums = (trailing_weighted_sum_days(p, decay, MCI_WINDOWS["spiw"]), rolling_sum(p, MCI_WINDOWS["spi_short"]),
+              rolling_sum(p, MCI_WINDOWS["spi_long"]))
+    for k, acc in enumerate(accums):
+        folded = np.full((*p.shape[:-1], n_years, 366), np.nan)
+        folded[..., yr, slot] = acc
+        alpha, beta, q = gamma_fit(folded[..., rows, :])
+        out[..., k, :, 0], out[..., k, :, 1], out[..., k, :, 2] = alpha, beta, q
+    return out
+
+
+def mci_from_params(precip_150: ArrayLike, pet_30: ArrayLike, month: int, slot: int, params: ArrayLike, *,
+                    weights: tuple[float, float, float, float] = MCI_WEIGHTS["north"],
+                    ka_monthly: tuple[float, ...] = MCI_KA_MONTHLY, decay: float = MCI_DECAY) -> FloatArray:
+    """MCI of one day from the last 150 daily precipitation totals and the last 30 PET values (oldest first,
+    the day itself last) and :func:`mci_fit` parameters; vectorised over leading dims (stations).
+    Equals :func:`mci` on the same day with the same calibration. NaN when any needed day is missing.
+
+    Reference: GB/T 20481-2017 (weights, Ka and decay UNCONFIRMED, see :func:`mci`).
+    """
+    p = as_array(precip_150, "precip_150")
+    e = as_array(pet_30, "pet_30")
+    prm = as_array(params, "params")
+    if p.shape[-1] != MCI_WINDOWS["spi_long"] or e.shape[-1] != MCI_WINDOWS["mi"]:
+        raise ValueError("precip_150 needs 150 days and pet_30 needs 30 days on the last axis")
+    if not 1 <= month <= 12 or not 0 <= slot < 366:
+        raise ValueError("month 1..12 and slot 0..365")
+    w = decay ** np.arange(MCI_WINDOWS["spiw"], dtype=np.float64)
+    wap = np.sum(p[..., ::-1][..., : MCI_WINDOWS["spiw"]] * w, axis=-1)
+    p90 = np.sum(p[..., -MCI_WINDOWS["spi_short"]:], axis=-1)
+    p150 = np.sum(p, axis=-1)
+    zs = []
+    for k, acc in enumerate((wap, p90, p150)):
+        a, b, q = (prm[..., k, slot, j] for j in range(3))
+        z = gamma_transform(np.asarray(acc, dtype=np.float64)[..., None, None], np.asarray(a)[..., None],
+                            np.asarray(b)[..., None], np.asarray(q)[..., None])[..., 0, 0]
+        zs.append(z)
+    p30 = np.sum(p[..., -MCI_WINDOWS["mi"]:], axis=-1)
+    e30 = np.sum(e, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mi30 = np.where(e30 > 0, (p30 - e30) / e30, np.nan)
+    a_, b_, c_, d_ = weights
+    ka = float(ka_monthly[month - 1])
+    value = ka * (a_ * zs[0] + b_ * mi30 + c_ * zs[1] + d_ * zs[2])
+    if ka == 0.0:
+        value = np.where(np.isnan(p150), np.nan, 0.0)
+    return np.asarray(value, dtype=np.float64)

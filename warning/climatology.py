@@ -392,6 +392,7 @@ def build_climatology(
     base_used = np.zeros(n, dtype=bool)
     spi = np.full((n, len(ks), 12, len(names)), np.nan)
     spi_cal = np.full((n, 2), -1, dtype=np.int32)
+    mci_gamma = np.full((n, 3, 366, 3), np.nan)
     stations: dict[str, dict[str, Any]] = {}
     for i, sid in enumerate(sids):
         s = series[sid]
@@ -464,6 +465,15 @@ def build_climatology(
             if n_months < 12 * WMO_SPI_YEARS:
                 info["notes"].append(f"SPI from {n_months / 12.0:.1f} years (< {WMO_SPI_YEARS} recommended by "
                                      "WMO-No. 1090)")
+        # --- MCI gamma parameters per calendar-day slot (GB/T 20481-2017 daily drought index)
+        if info["days_precip"] >= 365 * min_spi_years:
+            from indices.drought import mci_fit
+
+            mci_gamma[i] = mci_fit(s.precip_mm, s.days, calibration=(c0, c1))
+            info["mci"] = "fitted"
+        else:
+            info["mci"] = "skipped"
+            info["mci_reason"] = f"{info['days_precip']} days of daily precipitation (< {min_spi_years} years)"
         stations[sid] = info
     # --- QC anomaly models
     models = fit_anomaly_models([o for sid in sids for o in histories[sid].observations])
@@ -480,6 +490,14 @@ def build_climatology(
     # --- NetCDF
     ds = _dataset(sids, registry, t95, ehf85, t95_days, ehf_npos, base_used, spi, spi_cal, ks, names,
                   distribution, (c0, c1), series)
+    from indices.drought import MCI_REF, MCI_TERMS
+
+    ds["mci_gamma"] = xr.DataArray(
+        mci_gamma, dims=("station", "mci_term", "slot", "gparam"),
+        coords={"mci_term": list(MCI_TERMS), "slot": np.arange(366, dtype=np.int32),
+                "gparam": ["alpha", "beta", "q"]},
+        attrs={"units": "alpha 1, beta mm, q 1", "references": MCI_REF,
+               "long_name": "gamma parameters of WAP60, P90 and P150 per 366-day calendar slot (NaN: not fitted)"})
     tmp = out / (CLIMATOLOGY_FILE + ".tmp")
     ds.to_netcdf(tmp)
     os.replace(tmp, out / CLIMATOLOGY_FILE)
@@ -612,6 +630,14 @@ class Climatology:
     def ehf85(self, station_id: str) -> float | None:
         """EHF85 (K^2) of the station, or None."""
         return self._ehf85.get(str(station_id))
+
+    def mci_params(self, station_id: str) -> np.ndarray | None:
+        """``(3 terms, 366 slots, 3)`` gamma parameters for :func:`indices.drought.mci_from_params`, or None."""
+        i = self._index.get(str(station_id))
+        if i is None or self.dataset is None or "mci_gamma" not in self.dataset:
+            return None
+        vals = np.asarray(self.dataset["mci_gamma"].values[i], dtype=np.float64)
+        return vals if np.isfinite(vals).any() else None
 
     def spi_params(self, station_id: str) -> dict[int, dict[str, np.ndarray]] | None:
         """``{scale: {param: array(12)}}`` for :func:`indices.drought.spi_from_params` (step = month - 1), or

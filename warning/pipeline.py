@@ -89,10 +89,12 @@ class StationGrader:
         stale = 0
         for obs in batch:
             sid = obs["station_id"]
-            new = quantities.update_station(states.get(sid), obs)
+            prev = states.get(sid)
+            new = quantities.update_station(prev, obs)
             if new is None:
                 stale += 1
                 continue
+            new = self._complete_day(sid, prev, new)
             states[sid] = new
             kept.append((obs, new))
             qs.append(quantities.station_quantities(new, api_decay=rules.flash_flood.api_decay,
@@ -145,6 +147,14 @@ class StationGrader:
                                                         obs["time"], **extra))
         return n, stale, signals
 
+    def _complete_day(self, sid: str, prev: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+        if prev is None or not prev["d"] or not new["d"] or max(new["d"]) <= max(prev["d"]):
+            return new  # the common case: same day, nothing to complete
+        station = self.registry.get(sid)
+        lookup = getattr(self.climatology, "mci_params", None)
+        params = lookup(sid) if lookup is not None else None
+        return quantities.complete_day(prev, new, station.latitude if station else 36.0, params)
+
     def _thresholds(self, station_id: str) -> dict[str, float | None]:
         c = self.climatology
         if c is None:
@@ -168,6 +178,7 @@ class StationGrader:
         new = quantities.update_station(state, obs)
         if new is None:
             return None, []
+        new = self._complete_day(obs["station_id"], state, new)
         signals: list[dict[str, Any]] = []
         for hazard, (level, quantity, val) in self.grade_station(new, obs):
             if level is not None:

@@ -20,6 +20,10 @@ BEIJING = timedelta(hours=8)
 KEEP_DAYS = 10  # daily extremes per station: 3-day heat, 48 h cold wave, 10-day antecedent rain
 KEEP_HOURS = 24  # hourly rain buckets: the longest rolling window
 EHF_DAYS = 33  # 3-day window + 30-day acclimatisation period (Nairn & Fawcett 2015)
+MCI_PRECIP_DAYS = 150  # SPI150, the longest MCI term (GB/T 20481-2017)
+MCI_PET_DAYS = 30  # MI30
+MCI_KEEP_DAYS = 40  # MCI history for the drought-process run length
+DROUGHT_LIGHT = -0.5  # MCI <= -0.5: light drought (轻旱) or worse, GB/T 20481-2017
 RAIN_WINDOWS_H = (1, 3, 6, 12, 24)
 
 State = dict[str, Any]
@@ -48,6 +52,10 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
     Quantity("visibility", False, "visibility at the latest report (m)"),
     Quantity("wind_now", False, "mean wind at the latest report (m/s)"),
     Quantity("rh_now", False, "relative humidity at the latest report (%)"),
+    Quantity("mci_day", False, "GB/T 20481-2017 composite drought index MCI of the latest complete day "
+             "(needs the station's MCI climatology)"),
+    Quantity("drought_run_days", False, "consecutive days up to the latest complete day with MCI <= -0.5 "
+             "(light drought or worse: the drought-process rule)"),
     Quantity("ehf_severity", False, "excess heat factor / station EHF85 on the latest complete 3-day window "
              "(Nairn & Fawcett 2015; Nairn 2018); needs the station climatology"),
 ]}
@@ -67,6 +75,10 @@ QUANTITY_ELEMENTS: dict[str, frozenset[str]] = {
     "wind_now": frozenset({"wind_ms"}),
     "rh_now": frozenset({"rh_pct"}),
     "ehf_severity": frozenset({"tmax_c", "tmin_c", "air_temp_c"}),
+    # a new day's first report completes the previous day, whatever it carries
+    "mci_day": frozenset({"air_temp_c", "tmax_c", "tmin_c", "ground_tmin_c", "rh_pct", "dewpoint_c", "precip_mm",
+                          "wind_ms", "gust_ms", "visibility_m", "pressure_hpa"}),
+    "drought_run_days": frozenset({"air_temp_c", "tmax_c", "tmin_c", "precip_mm"}),
 }
 
 # daily field -> (observation elements, combine)
@@ -151,6 +163,50 @@ def update_station(state: State | None, obs: dict[str, Any]) -> State | None:
     out = {"t": obs["time"], "d": days, "h": hours, "now": now}
     if means:
         out["m"] = means
+    for key in ("pd", "pe", "mci"):  # drought inputs, advanced by complete_day
+        if key in st:
+            out[key] = st[key]
+    return out
+
+
+def complete_day(prev: State | None, new: State, latitude_deg: float, mci_params: Any | None) -> State:
+    """When ``new`` starts a Beijing day, fold the day just completed into the MCI inputs: its precipitation
+    total (a day without any precipitation report is missing, not dry), its Hargreaves PET from Tmin/Tmax
+    (FAO-56 eq. 52) and, with the station's MCI parameters, its MCI (GB/T 20481-2017). Once a day per station."""
+    if prev is None or not prev["d"] or not new["d"]:
+        return new
+    done, today = max(prev["d"]), max(new["d"])
+    if today <= done:
+        return new
+    day = prev["d"][done]
+    pd, pe, mci = dict(prev.get("pd", {})), dict(prev.get("pe", {})), dict(prev.get("mci", {}))
+    if "rain" in day:
+        pd[done] = day["rain"]
+    if "tmax" in day and "tmin" in day:
+        from indices.drought import pet_hargreaves
+
+        pe[done] = float(np.asarray(pet_hargreaves(np.array([day["tmin"]]), np.array([day["tmax"]]),
+                                                   latitude_deg, np.array([done], dtype="datetime64[D]")))[0])
+    for store, keep in ((pd, MCI_PRECIP_DAYS), (pe, MCI_PET_DAYS)):
+        if len(store) > keep:
+            for old in sorted(store)[:-keep]:
+                del store[old]
+    if mci_params is not None:
+        p_days = [_day(done, -i) for i in range(MCI_PRECIP_DAYS - 1, -1, -1)]
+        if all(d in pd for d in p_days) and all(d in pe for d in p_days[-MCI_PET_DAYS:]):
+            from indices.drought import daily_slot, mci_from_params
+
+            v = float(mci_from_params(np.array([pd[d] for d in p_days]),
+                                      np.array([pe[d] for d in p_days[-MCI_PET_DAYS:]]),
+                                      int(done[5:7]), daily_slot(done), mci_params))
+            if math.isfinite(v):
+                mci[done] = v
+                if len(mci) > MCI_KEEP_DAYS:
+                    for old in sorted(mci)[:-MCI_KEEP_DAYS]:
+                        del mci[old]
+    out = {**new, "pd": pd, "pe": pe}
+    if mci:
+        out["mci"] = mci
     return out
 
 
@@ -207,6 +263,15 @@ def station_quantities(st: State, *, api_decay: float = 0.85, ground_offset_c: f
     for short, name in (("vis", "visibility"), ("wind", "wind_now"), ("rh", "rh_now")):
         if short in st["now"]:
             q[name] = st["now"][short]
+    mci = st.get("mci")
+    if mci:
+        last = max(mci)
+        q["mci_day"] = mci[last]
+        run, d = 0, last
+        while (v := mci.get(d)) is not None and v <= DROUGHT_LIGHT:
+            run += 1
+            d = _day(d, -1)
+        q["drought_run_days"] = float(run)
     if t95 is not None and ehf85 and "m" in st:
         ehf = station_ehf(st["m"], t95)
         if ehf is not None:

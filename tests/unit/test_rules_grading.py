@@ -16,7 +16,8 @@ R, O, Y, B = WarningLevel.RED, WarningLevel.ORANGE, WarningLevel.YELLOW, Warning
 
 
 def test_rules_table_holds_every_hazard_with_cma_codes() -> None:
-    assert set(RULES) == {"rainstorm", "flash_flood", "heat", "frost", "cold_wave", "gale", "sandstorm", "heat_health"}
+    assert set(RULES) == {"rainstorm", "flash_flood", "heat", "frost", "cold_wave", "gale", "sandstorm", "heat_health",
+                          "drought"}
     assert {h: r.cma_code for h, r in RULES.items()}["heat"] == "11B09"
     assert [lv.level for lv in RULES["rainstorm"].levels] == [R, O, Y, B]
     assert [lv.level for lv in RULES["sandstorm"].levels] == [R, O, Y]
@@ -264,3 +265,52 @@ def test_heat_health_from_the_excess_heat_factor_with_station_climatology() -> N
     assert sig["level"] == "red"
     assert run_station("52889", 23.0) == []  # below t95: EHF < 0
     assert run_station("52418", 30.0) == []  # no climatology for this station: not judged
+
+
+def test_drought_from_daily_mci_with_the_process_rule() -> None:
+    """30 years of synthetic daily rain fit the MCI parameters; then a spring with no rain at all: the daily MCI
+    falls, and the drought warning comes only once 15 days of at least light drought have passed."""
+    import numpy as np
+
+    from indices.drought import mci_fit
+    from warning.pipeline import StationGrader
+    from warning.regions import RegionTree, StationRegistry
+
+    rng = np.random.default_rng(3)
+    hist_days = np.arange(np.datetime64("1981-01-01"), np.datetime64("2011-01-01"))
+    rain = np.where(rng.random(hist_days.size) < 0.3, rng.gamma(0.8, 6.0, hist_days.size), 0.0)
+    params = mci_fit(rain, hist_days)
+
+    class Clim:
+        def t95(self, sid: str) -> None:
+            return None
+
+        def ehf85(self, sid: str) -> None:
+            return None
+
+        def mci_params(self, sid: str) -> Any:
+            return params if sid == "52889" else None
+
+    grader = StationGrader(RULES, StationRegistry.load(), RegionTree.load(), Clim())
+    states: dict[str, Any] = {}
+    levels: dict[str, str] = {}
+    runs: dict[str, float] = {}
+    day = np.datetime64("2026-01-01")
+    while day <= np.datetime64("2026-07-31"):
+        # one report a day at 14:00 Beijing: a normal wet winter, then no rain from March on
+        wet = day < np.datetime64("2026-03-01")
+        obs = {"station_id": "52889", "time": f"{day}T06:00:00Z", "tmax_c": 25.0, "tmin_c": 10.0,
+               "precip_mm": 2.0 if wet else 0.0, "precip_period_h": 24}
+        for sig in grader.observe_batch(states, [obs])[2]:
+            if sig["hazard"] == "drought" and sig["region_level"] == "county":
+                levels[str(day)] = sig["level"]
+        st = states["52889"]
+        if st.get("mci"):
+            runs[str(day)] = max(st["mci"].values())
+        day += np.timedelta64(1, "D")
+    assert "mci" in states["52889"] and min(states["52889"]["mci"].values()) <= -1.5
+    first = min(levels)
+    assert levels[first] in ("orange", "red") and levels[max(levels)] == "red"
+    mci = states["52889"]["mci"]
+    assert all(v <= -0.5 for v in mci.values())  # the run behind the warning
+    assert first >= "2026-06-01"  # 150 days of records (from Jan 1) are needed before the first MCI

@@ -172,7 +172,7 @@ def test_grid_files_are_refused_per_file(tmp_path: Path) -> None:
     run = ingest(str(grid), str(good), "--dry-run", "--json-summary")
     assert run.code == EXIT_USAGE
     assert len(run.records) == 1
-    assert "forecast grids" in run.summary["files"][0]["error"]
+    assert "forecast grid" in run.summary["files"][0]["error"] and "--format grid" in run.summary["files"][0]["error"]
 
 
 def test_gzip_and_explicit_format(tmp_path: Path) -> None:
