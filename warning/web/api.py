@@ -25,6 +25,7 @@ from ingest.validate import ObservationError, format_time, parse_time, validate_
 from warning import metrics
 from warning.app import WarningService, level_at_least
 from warning.cap import atom_feed, render_cap
+from warning.drought_products import spi_product
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SVC = web.AppKey("svc", WarningService)
@@ -325,6 +326,17 @@ async def cap_feed(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
 
 
+async def drought_spi(request: web.Request) -> web.Response:
+    """Monthly SPI drought monitoring (information product) from this worker's station states."""
+    svc = request.app[SVC]
+    states: dict[str, Any] = {}
+    for _, part in list(svc.station_state.items()):
+        if isinstance(part, dict):
+            states.update(part)
+    names = {s.station_id: s.name_zh or s.name for s in svc.registry}
+    return _json(spi_product(states, svc.climatology, names))
+
+
 async def list_stations(request: web.Request) -> web.Response:
     return _json([s.to_dict() for s in request.app[SVC].registry])
 
@@ -356,6 +368,7 @@ def make_web_app(svc: WarningService, token: str) -> web.Application:
     app.router.add_post("/api/v1/warnings/{id}/cancel", cancel_warning)
     app.router.add_post("/api/v1/forecasts", post_forecasts)
     app.router.add_get("/api/v1/stations", list_stations)
+    app.router.add_get("/api/v1/drought/spi", drought_spi)
     from warning.web.dashboard import add_dashboard_routes
 
     add_dashboard_routes(app)
