@@ -36,6 +36,7 @@ from warning.pipeline import StationGrader
 from warning.records import WarningLevel
 from warning.regions import RegionTree, StationRegistry
 from warning.rules import Rules
+from warning.shapes import region_polygon
 from warning.topics import partition_for
 
 log = logging.getLogger(__name__)
@@ -531,7 +532,8 @@ class WarningService:
         if sub.format == "cap":
             earlier = [e for e in self.warning_history.get(event.get("warning_id", ""), [])
                        if e["seq"] < event.get("seq", 0)]
-            body, ctype = render_cap(event, referenced=earlier), "application/cap+xml"
+            polygon = region_polygon(event.get("region_code", ""))
+            body, ctype = render_cap(event, referenced=earlier, polygon=polygon), "application/cap+xml"
         else:
             body, ctype = webhook_body(d["type"], event), "application/json"
         outcome = await deliver_webhook(self._session(), sub.url, sub.signing_secrets(time.time()), d["webhook_id"],

@@ -102,6 +102,7 @@ async def test_raising_the_level_sends_update(ews: EwsProcess, receiver: Receive
     xsd = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cap" / "CAP-v1.2.xsd"
     assert validate_cap(cap, xsd if xsd.exists() else None) == []
     assert b"<msgType>Update</msgType>" in cap and b"11B0904" in cap and b"+08:00" in cap
+    assert b"<polygon>" in cap  # the county outline (warning/shapes.py)
     assert f"/api/v1/warnings/{update_id}.cap" in feed
     msgs = [orjson.loads(g["body"]) for g in got]
     assert [(m["type"], m["data"]["level"]) for m in msgs] == [("warning.alert", "orange"),

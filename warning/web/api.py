@@ -26,6 +26,7 @@ from warning import metrics
 from warning.app import WarningService, level_at_least
 from warning.cap import atom_feed, render_cap
 from warning.drought_products import spi_product
+from warning.shapes import region_polygon
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SVC = web.AppKey("svc", WarningService)
@@ -313,7 +314,8 @@ async def get_warning_cap(request: web.Request) -> web.Response:
     if found is None:
         return _error(404, "no such warning or event")
     event, earlier = found
-    return web.Response(body=render_cap(event, referenced=earlier), content_type="application/cap+xml",
+    body = render_cap(event, referenced=earlier, polygon=region_polygon(event["region_code"]))
+    return web.Response(body=body, content_type="application/cap+xml",
                         charset="utf-8")
 
 
