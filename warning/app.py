@@ -232,6 +232,7 @@ class WarningService:
         # recovered pattern); reassigned once per batch.
         self.station_state = app.Table("station_state", default=None, partitions=self.settings.partitions)
         self.qc_state = app.Table("qc_state", default=None, partitions=self.settings.partitions)
+        self.daily_state = app.Table("daily_state", default=None, partitions=self.settings.partitions)
         self.region_state = app.Table("region_state", default=None, partitions=self.settings.partitions)
         self.receivers = app.Table("receivers", default=None, partitions=self.settings.partitions)
 
@@ -271,7 +272,8 @@ class WarningService:
                 await self.reject(value if isinstance(value, bytes) else b"", f"batch: malformed ({exc})",
                                   "obs-topic")
                 continue
-            states: dict[str, Any] = dict(self.station_state.get(part) or {})
+            fast: dict[str, Any] = dict(self.station_state.get(part) or {})
+            daily: dict[str, Any] = dict(self.daily_state.get(part) or {})
             qc_context: dict[str, Any] = dict(self.qc_state.get(part) or {})
             signals: list[dict[str, Any]] = []
             batch = await self._quality_control(batch, qc_context)
@@ -283,8 +285,11 @@ class WarningService:
                                       "obs-topic")
                     continue
                 valid.append(obs)
+            touched = {o["station_id"] for o in valid}
+            states = {sid: {**fast[sid], **daily.get(sid, {})} for sid in touched if sid in fast}
+            before = {sid: states[sid].get("pd") for sid in states}
             try:  # the fast path: the whole batch graded at once
-                trial = {sid: states[sid] for sid in {o["station_id"] for o in valid} if sid in states}
+                trial = dict(states)
                 applied, stale, sigs = self.grader.observe_batch(trial, valid, accepted_at=accepted_at)
                 states.update(trial)
                 signals.extend(sigs)
@@ -308,8 +313,21 @@ class WarningService:
             metrics.OBS_STALE.inc(stale)
             if valid:
                 self._advance_clock(max(o["time"] for o in valid))
+            daily_changed = False
+            for sid in touched:
+                st = states.get(sid)
+                if st is None:
+                    continue
+                fast[sid] = {k: st[k] for k in ("t", "d", "h", "now")}
+                if sid not in before or st.get("pd") is not before[sid]:  # complete_day made new daily inputs
+                    daily[sid] = {k: st[k] for k in quantities.DAILY_KEYS if k in st}
+                    daily_changed = True
             try:
-                self.station_state[part] = states  # one changelog record per batch: must reassign
+                # one changelog record per batch for the per-report part (must reassign); the once-a-day part
+                # (150 days of rain, PET, EHF means, MCI) only when a station completed a day
+                self.station_state[part] = fast
+                if daily_changed:
+                    self.daily_state[part] = daily
                 self.qc_state[part] = qc_context
             except (TypeError, ValueError) as exc:  # a state that cannot be serialised must not kill the agent
                 log.exception("observations: cannot store partition state")

@@ -151,7 +151,7 @@ class StationGrader:
         if prev is None or not prev["d"] or not new["d"] or max(new["d"]) <= max(prev["d"]):
             return new  # the common case: same day, nothing to complete
         station = self.registry.get(sid)
-        lookup = getattr(self.climatology, "mci_params", None)
+        lookup = getattr(self.climatology, "mci_params", None) if self.climatology is not None else None
         params = lookup(sid) if lookup is not None else None
         return quantities.complete_day(prev, new, station.latitude if station else 36.0, params)
 

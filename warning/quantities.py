@@ -20,6 +20,7 @@ BEIJING = timedelta(hours=8)
 KEEP_DAYS = 10  # daily extremes per station: 3-day heat, 48 h cold wave, 10-day antecedent rain
 KEEP_HOURS = 24  # hourly rain buckets: the longest rolling window
 EHF_DAYS = 33  # 3-day window + 30-day acclimatisation period (Nairn & Fawcett 2015)
+DAILY_KEYS = ("m", "pd", "pe", "mci")  # parts of a station state that change once a day (complete_day)
 MCI_PRECIP_DAYS = 150  # SPI150, the longest MCI term (GB/T 20481-2017)
 MCI_PET_DAYS = 30  # MI30
 MCI_KEEP_DAYS = 40  # MCI history for the drought-process run length
@@ -149,28 +150,20 @@ def update_station(state: State | None, obs: dict[str, Any]) -> State | None:
                 del hours[old]
         today["rain"] = today.get("rain", 0.0) + amount
     days[day] = today
-    means = st.get("m", {})
-    if "tmax" in today and "tmin" in today:  # daily mean temperature (tmax + tmin) / 2, for EHF
-        means = dict(means)
-        means[day] = (today["tmax"] + today["tmin"]) / 2
-        if len(means) > EHF_DAYS:
-            for old in sorted(means)[:-EHF_DAYS]:
-                del means[old]
     if len(days) > KEEP_DAYS:
         for old in sorted(days)[:-KEEP_DAYS]:
             del days[old]
     now = {**st["now"], **{short: float(obs[el]) for el, short in _NOW.items() if obs.get(el) is not None}}
     out = {"t": obs["time"], "d": days, "h": hours, "now": now}
-    if means:
-        out["m"] = means
-    for key in ("pd", "pe", "mci"):  # drought inputs, advanced by complete_day
+    for key in DAILY_KEYS:  # daily inputs (EHF, MCI), advanced only by complete_day: the same objects
         if key in st:
             out[key] = st[key]
     return out
 
 
 def complete_day(prev: State | None, new: State, latitude_deg: float, mci_params: Any | None) -> State:
-    """When ``new`` starts a Beijing day, fold the day just completed into the MCI inputs: its precipitation
+    """When ``new`` starts a Beijing day, fold the day just completed into the daily inputs: its mean
+    temperature (for EHF), its precipitation
     total (a day without any precipitation report is missing, not dry), its Hargreaves PET from Tmin/Tmax
     (FAO-56 eq. 52) and, with the station's MCI parameters, its MCI (GB/T 20481-2017). Once a day per station."""
     if prev is None or not prev["d"] or not new["d"]:
@@ -180,6 +173,9 @@ def complete_day(prev: State | None, new: State, latitude_deg: float, mci_params
         return new
     day = prev["d"][done]
     pd, pe, mci = dict(prev.get("pd", {})), dict(prev.get("pe", {})), dict(prev.get("mci", {}))
+    means = dict(prev.get("m", {}))
+    if "tmax" in day and "tmin" in day:  # daily mean temperature (Tmax + Tmin) / 2 of the day, for EHF
+        means[done] = (day["tmax"] + day["tmin"]) / 2
     if "rain" in day:
         pd[done] = day["rain"]
     if "tmax" in day and "tmin" in day:
@@ -187,7 +183,7 @@ def complete_day(prev: State | None, new: State, latitude_deg: float, mci_params
 
         pe[done] = float(np.asarray(pet_hargreaves(np.array([day["tmin"]]), np.array([day["tmax"]]),
                                                    latitude_deg, np.array([done], dtype="datetime64[D]")))[0])
-    for store, keep in ((pd, MCI_PRECIP_DAYS), (pe, MCI_PET_DAYS)):
+    for store, keep in ((pd, MCI_PRECIP_DAYS), (pe, MCI_PET_DAYS), (means, EHF_DAYS)):
         if len(store) > keep:
             for old in sorted(store)[:-keep]:
                 del store[old]
@@ -204,7 +200,7 @@ def complete_day(prev: State | None, new: State, latitude_deg: float, mci_params
                 if len(mci) > MCI_KEEP_DAYS:
                     for old in sorted(mci)[:-MCI_KEEP_DAYS]:
                         del mci[old]
-    out = {**new, "pd": pd, "pe": pe}
+    out = {**new, "pd": pd, "pe": pe, "m": means}
     if mci:
         out["mci"] = mci
     return out

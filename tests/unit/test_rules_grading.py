@@ -251,8 +251,8 @@ def test_heat_health_from_the_excess_heat_factor_with_station_climatology() -> N
     def run_station(sid: str, hot_mean: float) -> list[dict[str, Any]]:
         states: dict[str, Any] = {}
         sigs: list[dict[str, Any]] = []
-        for k in range(33):
-            mean = 20.0 if k < 30 else hot_mean
+        for k in range(34):  # the 34th report starts a new day and so completes day 33
+            mean = hot_mean if 30 <= k < 33 else 20.0
             obs = {"station_id": sid, "time": (day0 + td(days=k)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                    "tmax_c": mean + 5.0, "tmin_c": mean - 5.0}
             sigs = grader.observe_batch(states, [obs])[2]

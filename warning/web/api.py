@@ -332,7 +332,7 @@ async def drought_spi(request: web.Request) -> web.Response:
     """Monthly SPI drought monitoring (information product) from this worker's station states."""
     svc = request.app[SVC]
     states: dict[str, Any] = {}
-    for _, part in list(svc.station_state.items()):
+    for _, part in list(svc.daily_state.items()):
         if isinstance(part, dict):
             states.update(part)
     names = {s.station_id: s.name_zh or s.name for s in svc.registry}
