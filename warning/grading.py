@@ -281,6 +281,29 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
             "region": region, "suppress_accepted_before": suppressed_before}, event
 
 
+def catch_up(state: dict[str, Any] | None, t: str, rule: HazardRule, now: datetime | None = None
+             ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Apply, in time order, the expiries (and their hold times) that fall before ``t``, so a region's chain is
+    right even when reports arrive faster than the wall-clock ticks (a replayed file, a backlog after an outage).
+    Call before folding a signal of time ``t``."""
+    events: list[dict[str, Any]] = []
+    if not state or not (state.get("warning") or state.get("pending")):
+        return state, events
+    expiries = sorted({i["expires"] for s in state["stations"].values() for i in s["levels"].values()
+                       if i["expires"] <= t})
+    region = state.get("region", {})
+    for te in expiries[:8]:
+        hold = max(rule.downgrade_hold_h, rule.cancel_hold_h)
+        for at in (te, _plus_hours(te, rule.downgrade_hold_h), _plus_hours(te, hold)):
+            if at > t:
+                break
+            tick = {"kind": "tick", "time": at, "hazard": rule.hazard, **region}
+            state, ev = apply_signal(state, tick, rule, now)
+            if ev is not None:
+                events.append(ev)
+    return state, events
+
+
 def _event(warning_id: str, msg_type: str, change: str, level: WarningLevel, region: dict[str, Any],
            rule: HazardRule, stations: list[dict[str, Any]], sent: str, onset: str, expires: str,
            references: list[str], seq: int) -> dict[str, Any]:
