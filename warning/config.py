@@ -47,6 +47,7 @@ class Settings:
     endpoint_concurrency: int = 4
     tansu_compat: bool = False  # apply the tansu ListOffsets workaround to an external broker too
     json_logs: bool | None = None  # None: JSON lines when stderr is not a terminal
+    rules_path: Path | None = None  # a bureau's own rules.toml instead of the packaged one
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -67,6 +68,7 @@ class Settings:
             "log_level": e.get("EWS_LOG_LEVEL", "info"),
             "tansu_compat": e.get("EWS_TANSU_COMPAT", "0").lower() in ("1", "true", "yes"),
             "json_logs": _tristate(e.get("EWS_JSON_LOGS", "")),
+            "rules_path": Path(e["EWS_RULES"]) if e.get("EWS_RULES") else None,
             "retry_tiers_s": tuple(float(x) for x in e.get("EWS_RETRY_TIERS", "10,60,300,1800,7200,21600").split(",")),
             "retry_horizon_s": float(e.get("EWS_RETRY_HORIZON", 24 * 3600)),
             "unhealthy_after_s": float(e.get("EWS_UNHEALTHY_AFTER", 300)),

@@ -19,7 +19,7 @@ from warning.broker import EmbeddedBroker
 from warning.config import Settings, ensure_token
 from warning.logs import logging_config
 from warning.regions import RegionTree, StationRegistry
-from warning.rules import load_rules
+from warning.rules import RulesError, load_rules
 from warning.topics import ensure_topics
 from warning.web.api import make_web_app
 
@@ -100,7 +100,11 @@ class EwsWorker(faust.Worker):  # type: ignore[misc]
 
 def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | None = None,
         replay_speed: float | None = None) -> int:
-    rules = load_rules()  # refuse a malformed table before anything starts
+    try:  # refuse a malformed table before anything starts
+        rules = load_rules(settings.rules_path)
+    except RulesError as exc:
+        print(f"ews run: the warning rules are invalid: {exc}", file=sys.stderr, flush=True)
+        return 2
     registry = StationRegistry.load()
     regions = RegionTree.load()
     token, created = ensure_token(settings)
@@ -116,7 +120,12 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
     elif settings.tansu_compat:
         tansu_compat.install()  # an external tansu (tests, demos): same workaround
     try:
-        ensure_topics(bootstrap, settings.partitions, len(settings.retry_tiers_s))
+        try:
+            ensure_topics(bootstrap, settings.partitions, len(settings.retry_tiers_s))
+        except Exception as exc:  # NoBrokersAvailable, KafkaTimeoutError, ...
+            print(f"ews run: cannot reach Kafka at {bootstrap} ({type(exc).__name__}); check KAFKA_BOOTSTRAP",
+                  file=sys.stderr, flush=True)
+            return 2
         svc = WarningService(settings, bootstrap, registry, regions, rules)
         svc.demo_label = _demo_label() if demo else None
         http = HttpServer(svc, token)

@@ -42,6 +42,10 @@ def retry_tier(i: int) -> str:
 
 def ensure_topics(bootstrap: str, partitions: int, retry_tiers: int = 6) -> list[str]:
     """Create missing topics; existing ones are left as they are. Returns the names created."""
+    from warning.broker import metadata_ok
+
+    if not any(metadata_ok(server.strip(), timeout_s=3.0) for server in bootstrap.split(",") if server.strip()):
+        raise ConnectionError(f"no broker answers a metadata request at {bootstrap}")
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ews-admin", request_timeout_ms=10000)
     try:
         existing = set(admin.list_topics())
