@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean chromium
+.PHONY: run test lint bench chaos clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Fault runs (not in `make test`). moto's S3 server (for tansu's s3:// storage) goes into its own directory:
+# its dependency set is large and must not shadow the service's (only the runner and moto_server see it).
+CHAOSDEPS := $(VENV)/chaosdeps
+$(CHAOSDEPS)/.installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet --target $(CHAOSDEPS) 'moto[server]>=5.0' 'boto3>=1.34'
+	touch $@
+
+chaos: $(CHAOSDEPS)/.installed
+	CHAOS_EXTRA_PATH=$(CHAOSDEPS) $(BIN)/python -m chaos
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -30,6 +30,7 @@ GROSS_LIMITS: dict[str, tuple[float, float]] = {
     "pressure_hpa": (300.0, 1100.0),
 }
 MAX_FUTURE = timedelta(hours=1)  # clock skew allowance for station reports
+MIN_YEAR, MAX_YEAR = 1800, 2200  # outside: no station record, and datetime arithmetic would overflow
 _ALLOWED = set(OBSERVATION_ELEMENTS) | {"station_id", "time", "source", "qc"}
 
 
@@ -46,6 +47,8 @@ def parse_time(value: Any, field: str = "time") -> datetime:
         raise ObservationError(f"{field}: not an ISO-8601 time: {value[:40]!r}") from None
     if t.tzinfo is None:
         raise ObservationError(f"{field}: time must carry a UTC offset (e.g. 'Z' or '+08:00')")
+    if not MIN_YEAR <= t.year <= MAX_YEAR:
+        raise ObservationError(f"{field}: year {t.year} outside {MIN_YEAR}-{MAX_YEAR}")
     return t.astimezone(UTC)
 
 
@@ -65,6 +68,8 @@ def validate_observation(raw: Any, *, known_station: Callable[[str], bool] | Non
     if not isinstance(sid, str | int) or isinstance(sid, bool) or not str(sid).strip():
         raise ObservationError("station_id: required string")
     sid = str(sid).strip()
+    if len(sid) > 32:
+        raise ObservationError("station_id: longer than 32 characters")
     if known_station is not None and not known_station(sid):
         raise ObservationError(f"station_id: unknown station {sid[:20]!r}")
     if "time" not in raw:

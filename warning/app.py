@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import reprlib
 import time
 import uuid
 from collections import deque
@@ -28,6 +29,7 @@ from alerts.routing import route
 from alerts.subscriptions import Subscription, SubscriptionStore, paused_subscription
 from ingest.qc import QualityControl
 from ingest.qc import load_models as _load_models
+from ingest.validate import ObservationError, validate_observation
 from warning import grading, metrics, quantities, topics
 from warning.cap import render_cap
 from warning.config import Settings
@@ -42,6 +44,17 @@ from warning.topics import partition_for
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 30.0
+
+
+def safe_dump(value: Any, limit: int = 65536) -> bytes:
+    """Bytes of any decoded record for a dead letter: JSON when orjson can (it refuses > 254 levels of nesting
+    and odd types), else a truncated repr; never raises."""
+    try:
+        return orjson.dumps(value, default=str)[:limit]
+    except (TypeError, ValueError, RecursionError, OverflowError):
+        shortened = reprlib.Repr()
+        shortened.maxlevel, shortened.maxlist, shortened.maxdict, shortened.maxstring = 40, 200, 200, 4000
+        return shortened.repr(value)[:limit].encode("utf-8", "replace")
 
 
 def load_qc_models(directory: Path) -> dict[str, Any]:
@@ -102,6 +115,7 @@ class WarningService:
         self.data_clock_at = time.time()
         self.climatology = load_station_climatology(settings.data_dir / "climatology")
         self.grader = StationGrader(rules, registry, regions, self.climatology)
+        self._known_station = lambda sid: sid in registry
         self._elevations = {s.station_id: s.elevation_m for s in registry}
         self.qc_models = load_qc_models(settings.data_dir / "climatology" / "qc")
         st = settings.session_timeout_s
@@ -118,6 +132,7 @@ class WarningService:
             broker_heartbeat_interval=max(0.3, st / 5),
             consumer_auto_offset_reset="earliest",
             producer_linger=0.005,
+            broker_commit_interval=1.0,  # fewer re-deliveries after a crash (faust default 2.8 s)
             table_standby_replicas=0,
             web_enabled=False,  # the operator API is our own aiohttp server (warning.web.api)
             web_bind="127.0.0.1",
@@ -201,9 +216,9 @@ class WarningService:
 
     async def reject(self, raw: bytes, reason: str, source: str, key: str = "?") -> None:
         metrics.OBS_REJECTED.labels(reason.split(":", 1)[0][:40]).inc()
-        record = {"reason": reason, "source": source, "time": now_iso(),
+        record = {"reason": reason[:1000], "source": source[:200], "time": now_iso(),
                   "raw": raw[:65536].decode("utf-8", "replace")}
-        await self.rejected_topic.send(key=key.encode(), value=orjson.dumps(record))
+        await self.rejected_topic.send(key=key[:64].encode("utf-8", "replace"), value=orjson.dumps(record))
 
     async def put_subscription(self, sub: Subscription | None, sub_id: str) -> None:
         value = orjson.dumps(sub.to_dict()) if sub else None
@@ -247,6 +262,7 @@ class WarningService:
             app.agent(topic, name=f"redeliver-{i}", concurrency=4)(self._redeliver_agent(i))
 
     def _advance_clock(self, t: str) -> None:
+        """Only validated report times reach here (at most 1 h ahead of the wall clock)."""
         if t > self.data_clock:
             self.data_clock = t
             self.data_clock_at = time.time()
@@ -256,7 +272,9 @@ class WarningService:
         Replays of old data expire their warnings in data time, live data in (almost) wall time."""
         if not self.data_clock:
             return now_iso()
-        t = quantities.parse_utc(self.data_clock).timestamp() + (time.time() - self.data_clock_at)
+        # never ahead of the wall clock by more than validation allows (1 h)
+        t = min(quantities.parse_utc(self.data_clock).timestamp() + (time.time() - self.data_clock_at),
+                time.time() + 3600)
         return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     async def _observations(self, stream: Any) -> None:
@@ -276,15 +294,19 @@ class WarningService:
             daily: dict[str, Any] = dict(self.daily_state.get(part) or {})
             qc_context: dict[str, Any] = dict(self.qc_state.get(part) or {})
             signals: list[dict[str, Any]] = []
-            batch = await self._quality_control(batch, qc_context)
-            valid = []
+            checked_batch = []
             for obs in batch:
-                sid = obs.get("station_id")
-                if not isinstance(sid, str) or sid not in self.registry or not isinstance(obs.get("time"), str):
-                    await self.reject(orjson.dumps(obs, default=str), "station_id/time: unknown station or bad time",
-                                      "obs-topic")
+                try:  # the topic is open to any producer: the same checks as the push API
+                    checked = validate_observation(obs, known_station=self._known_station)
+                except ObservationError as exc:
+                    sid = obs.get("station_id", "?") if isinstance(obs, dict) else "?"
+                    await self.reject(safe_dump(obs), str(exc), "obs-topic", str(sid)[:64])
                     continue
-                valid.append(obs)
+                clean = checked.to_dict()
+                if isinstance(obs.get("qc"), dict):
+                    clean["qc"] = obs["qc"]
+                checked_batch.append(clean)
+            valid = await self._quality_control(checked_batch, qc_context)
             touched = {o["station_id"] for o in valid}
             states = {sid: {**fast[sid], **daily.get(sid, {})} for sid in touched if sid in fast}
             before = {sid: states[sid].get("pd") for sid in states}
@@ -300,8 +322,7 @@ class WarningService:
                     try:
                         new, sigs = self.grader.observe(states.get(obs["station_id"]), obs, accepted_at=accepted_at)
                     except Exception as exc:  # one bad record never stops the batch or the worker
-                        await self.reject(orjson.dumps(obs, default=str), f"record: {type(exc).__name__}: {exc}",
-                                          "obs-topic")
+                        await self.reject(safe_dump(obs), f"record: {type(exc).__name__}: {exc}"[:500], "obs-topic")
                         continue
                     if new is None:
                         stale += 1
@@ -343,7 +364,7 @@ class WarningService:
         good = [o for o in batch if isinstance(o, dict)]
         for o in batch:
             if not isinstance(o, dict):
-                await self.reject(orjson.dumps(o, default=str), "observation: not an object", "obs-topic")
+                await self.reject(safe_dump(o), "observation: not an object", "obs-topic")
         if not good:
             return []
         qc = QualityControl(elevations=self._elevations, models=self.qc_models, context=context)
@@ -351,8 +372,7 @@ class WarningService:
         out = []
         for obs, res in zip(good, results, strict=True):
             if res.hard_fail:
-                await self.reject(orjson.dumps(obs, default=str), f"qc: {res.hard_fail}", "obs-topic",
-                                  str(obs.get("station_id", "?")))
+                await self.reject(safe_dump(obs), f"qc: {res.hard_fail}", "obs-topic", str(obs.get("station_id", "?")))
                 continue
             if res.flags:
                 metrics.QC_FLAGGED.inc(len(res.flags))
@@ -374,8 +394,7 @@ class WarningService:
                     await self._forecast_point(p)
                 except Exception as exc:
                     log.exception("forecast: cannot apply point")
-                    await self.reject(orjson.dumps(p, default=str), f"forecast: {type(exc).__name__}: {exc}",
-                                      "forecast-topic")
+                    await self.reject(safe_dump(p), f"forecast: {type(exc).__name__}: {exc}"[:500], "forecast-topic")
 
     async def _forecast_point(self, p: dict[str, Any]) -> None:
         for sig in self.grader.forecast(p):
@@ -423,13 +442,16 @@ class WarningService:
     async def _tick(self) -> None:
         """Expiry and hysteresis run on time, not only on new reports: tick every region with a live warning or
         a pending change (through the signals topic, so the grade agent stays the only writer of its table)."""
-        t = self.now_data_time()
-        for key, state in list(self.region_state.items()):
-            if not state or not (state.get("warning") or state.get("pending")):
-                continue
-            region_code, hazard = key.rsplit(":", 1)
-            sig = {"kind": "tick", "region_code": region_code, "hazard": hazard, "time": t}
-            await self.signals_topic.send(key=region_code.encode(), value=orjson.dumps(sig))
+        try:
+            t = self.now_data_time()
+            for key, state in list(self.region_state.items()):
+                if not state or not (state.get("warning") or state.get("pending")):
+                    continue
+                region_code, hazard = key.rsplit(":", 1)
+                sig = {"kind": "tick", "region_code": region_code, "hazard": hazard, "time": t}
+                await self.signals_topic.send(key=region_code.encode(), value=orjson.dumps(sig))
+        except Exception:  # a timer that raises would stop the app: log and try again next tick
+            log.exception("tick failed")
 
     async def _measure_lag(self) -> None:
         """Consumer lag per source topic: the fetch high watermark (right on tansu, unlike ListOffsets) minus
@@ -553,7 +575,10 @@ class WarningService:
             await self.schedule_retry(d, sub.id)  # not dropped: the retry attempt probes the endpoint
             return
         slot = self._endpoint_slot(sub.id)
-        if slot.locked():  # per-endpoint concurrency limit: a slow endpoint never holds up the others
+        if first and slot.locked():
+            # per-endpoint concurrency limit: a first attempt to a busy endpoint moves to the retry tier rather
+            # than hold a deliver slot, so a slow endpoint never holds up the others; a retry waits its turn
+            # (re-queueing retries would multiply records, and their copies after a crash)
             await self.schedule_retry(d, sub.id)
             return
         async with slot:

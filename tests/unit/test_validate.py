@@ -40,3 +40,24 @@ def test_rejections_name_the_field(raw: object, field: str) -> None:
 def test_nan_is_rejected() -> None:
     with pytest.raises(ObservationError, match="tmax_c"):
         validate_observation(ok(tmax_c=float("nan")), now=NOW)
+
+
+def test_times_at_the_edge_of_the_calendar_are_rejected_not_crashing() -> None:
+    for t in ("9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+08:00", "1700-01-01T00:00:00Z"):
+        with pytest.raises(ObservationError, match=r"^time: year"):
+            validate_observation(ok(time=t), now=NOW)
+
+
+def test_huge_station_id_is_rejected() -> None:
+    with pytest.raises(ObservationError, match="station_id: longer"):
+        validate_observation(ok(station_id="5" * 10**6), now=NOW)
+
+
+def test_safe_dump_never_raises() -> None:
+    from warning.app import safe_dump
+
+    deep: object = []
+    for _ in range(1000):
+        deep = [deep]
+    assert safe_dump(deep).startswith(b"[[[")
+    assert safe_dump({"x": float("nan"), "y": object()})  # odd values still give bytes

@@ -4,7 +4,6 @@ departments' endpoints); every write needs ``Authorization: Bearer <EWS_TOKEN>``
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ from alerts.subscriptions import (
 )
 from ingest.validate import ObservationError, format_time, parse_time, validate_forecast, validate_observation
 from warning import metrics
-from warning.app import WarningService, level_at_least
+from warning.app import WarningService, level_at_least, safe_dump
 from warning.cap import atom_feed, render_cap
 from warning.drought_products import spi_product
 from warning.shapes import region_polygon
@@ -101,8 +100,7 @@ async def post_observations(request: web.Request) -> web.Response:
         except ObservationError as exc:
             rejected.append({"index": i, "reason": str(exc)})
             sid = item.get("station_id") if isinstance(item, dict) else None
-            await svc.reject(json.dumps(item, default=str).encode(), str(exc), f"push from {request.remote}",
-                             str(sid) if sid else "?")
+            await svc.reject(safe_dump(item), str(exc), f"push from {request.remote}", str(sid)[:64] if sid else "?")
             continue
         accepted.append(obs.to_dict())
     if accepted:
@@ -122,7 +120,7 @@ async def post_forecasts(request: web.Request) -> web.Response:
             accepted.append(validate_forecast(item, known_station=lambda s: s in svc.registry))
         except ObservationError as exc:
             rejected.append({"index": i, "reason": str(exc)})
-            await svc.reject(json.dumps(item, default=str).encode(), str(exc), f"push-forecast from {request.remote}")
+            await svc.reject(safe_dump(item), str(exc), f"push-forecast from {request.remote}")
     if accepted:
         await svc.publish_forecasts(accepted)
     return _json({"accepted": len(accepted), "rejected": rejected}, 202)
