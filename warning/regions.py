@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal, cast
 
 PROVINCE_CODE = "620000"
@@ -151,6 +153,11 @@ class StationRegistry:
 
 @lru_cache(maxsize=1)
 def _default_registry() -> StationRegistry:
+    """The packaged registry, or the CSV named by EWS_STATIONS_FILE (same columns): a bureau's full station
+    list, or the benchmarks' 2,400 synthetic stations."""
+    path = os.environ.get("EWS_STATIONS_FILE")
+    if path:
+        return StationRegistry.from_csv(Path(path).read_text(encoding="utf-8"))
     return StationRegistry.from_csv(_read_data(STATIONS_FILE))
 
 

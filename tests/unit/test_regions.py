@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -216,3 +217,14 @@ def test_registry_rejects_duplicates() -> None:
                 "Jiuquan")
     with pytest.raises(ValueError, match="duplicate"):
         StationRegistry([s, s])
+
+
+def test_a_bureau_station_file_replaces_the_packaged_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from warning import regions as r
+
+    src = r._read_data(r.STATIONS_FILE).splitlines()
+    own = tmp_path / "stations.csv"
+    own.write_text("\n".join([src[0], *[line for line in src[1:] if line.startswith("52418,")]]) + "\n")
+    monkeypatch.setenv("EWS_STATIONS_FILE", str(own))
+    reg = r._default_registry.__wrapped__()  # type: ignore[attr-defined]
+    assert [s.station_id for s in reg] == ["52418"]
