@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 BEIJING = timedelta(hours=8)
-KEEP_DAYS = 10  # daily extremes per station: 3-day heat, 48 h cold wave, 10-day antecedent rain
+KEEP_DAYS = 3  # daily extremes per station: 3-day heat, 48 h cold wave (older days live in the daily part)
+API_DAYS = 10  # antecedent precipitation index window: completed days from "pd" plus today
 KEEP_HOURS = 24  # hourly rain buckets: the longest rolling window
 EHF_DAYS = 33  # 3-day window + 30-day acclimatisation period (Nairn & Fawcett 2015)
 DAILY_KEYS = ("m", "pd", "pe", "mci")  # parts of a station state that change once a day (complete_day)
@@ -252,10 +253,17 @@ def station_quantities(st: State, *, api_decay: float = 0.85, ground_offset_c: f
                 total += hours.get(str(end - i), 0.0)
                 i += 1
             q[f"rain_{n}h"] = total
-    rain_days = [(d, v["rain"]) for d, v in days.items() if "rain" in v]
-    if rain_days:
-        o = _ordinal(today)
-        q["api_mm"] = sum(api_decay ** (o - _ordinal(d)) * r for d, r in rain_days if d <= today)
+    if "rain" in cur or st.get("pd"):
+        # API_t = sum_i k^i P_(t-i): today's rain so far plus completed days (Kohler & Linsley 1951)
+        api = cur.get("rain", 0.0)
+        pd = st.get("pd", {})
+        for i in range(1, API_DAYS):
+            r = pd.get(_day(today, -i))
+            if r is None:
+                r = days.get(_day(today, -i), {}).get("rain")
+            if r:
+                api += api_decay ** i * r
+        q["api_mm"] = api
     for short, name in (("vis", "visibility"), ("wind", "wind_now"), ("rh", "rh_now")):
         if short in st["now"]:
             q[name] = st["now"][short]
