@@ -88,42 +88,46 @@ async def metrics_view(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-@require_token
-async def post_observations(request: web.Request) -> web.Response:
+async def _accept_items(request: web.Request, validate: Callable[[Any], dict[str, Any]],
+                        publish: Callable[[list[dict[str, Any]]], Awaitable[None]], source: str) -> web.Response:
+    """One object or a list: valid items are published, invalid ones answered with a reason naming the field
+    and kept in obs.rejected (with the HTTP peer); 202 either way."""
     svc = request.app[SVC]
     _, body = await _body_json(request)
     items = body if isinstance(body, list) else [body]
     accepted, rejected = [], []
     for i, item in enumerate(items):
         try:
-            obs = validate_observation(item, known_station=lambda s: s in svc.registry)
+            accepted.append(validate(item))
         except ObservationError as exc:
             rejected.append({"index": i, "reason": str(exc)})
             sid = item.get("station_id") if isinstance(item, dict) else None
-            await svc.reject(safe_dump(item), str(exc), f"push from {request.remote}", str(sid)[:64] if sid else "?")
-            continue
-        accepted.append(obs.to_dict())
+            key = str(sid)[:64] if sid else "?"
+            await svc.reject(safe_dump(item), str(exc), f"{source} from {request.remote}", key)
     if accepted:
+        await publish(accepted)
+    return _json({"accepted": len(accepted), "rejected": rejected}, 202)
+
+
+@require_token
+async def post_observations(request: web.Request) -> web.Response:
+    svc = request.app[SVC]
+
+    def validate(item: Any) -> dict[str, Any]:
+        return validate_observation(item, known_station=svc.registry.__contains__).to_dict()
+
+    async def publish(accepted: list[dict[str, Any]]) -> None:
         await svc.publish_observations(accepted)
         metrics.OBS_IN.labels("push").inc(len(accepted))
-    return _json({"accepted": len(accepted), "rejected": rejected}, 202)
+
+    return await _accept_items(request, validate, publish, "push")
 
 
 @require_token
 async def post_forecasts(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    _, body = await _body_json(request)
-    items = body if isinstance(body, list) else [body]
-    accepted, rejected = [], []
-    for i, item in enumerate(items):
-        try:
-            accepted.append(validate_forecast(item, known_station=lambda s: s in svc.registry))
-        except ObservationError as exc:
-            rejected.append({"index": i, "reason": str(exc)})
-            await svc.reject(safe_dump(item), str(exc), f"push-forecast from {request.remote}")
-    if accepted:
-        await svc.publish_forecasts(accepted)
-    return _json({"accepted": len(accepted), "rejected": rejected}, 202)
+    return await _accept_items(request, lambda item: validate_forecast(item, known_station=svc.registry.__contains__),
+                               svc.publish_forecasts, "push-forecast")
 
 
 @require_token
