@@ -144,6 +144,21 @@ def clip(raw: bytes) -> bytes:
     return raw[:RAW_KEEP_BYTES]
 
 
+def decoded_lines(lines: Iterator[tuple[int, bytes, str | None]], encoding: str
+                  ) -> Iterator[tuple[int, bytes, str] | RowError]:
+    """The readers' common first step: (line number, raw bytes, text) per line, or a RowError for a line that was
+    too long or does not decode."""
+    for line_no, raw, problem in lines:
+        if problem is not None:
+            yield RowError(line_no, problem, clip(raw))
+            continue
+        text, problem = decode_line(raw, encoding)
+        if text is None:
+            yield RowError(line_no, problem or "undecodable", clip(raw))
+            continue
+        yield line_no, raw, text
+
+
 # --------------------------------------------------------------------------------------------- stations
 _WMO_RE = re.compile(r"\d{5}")
 # GHCN-Daily readme.txt section IV: chars 1-2 FIPS country, char 3 network code ("M" = WMO id), 4-11 id.

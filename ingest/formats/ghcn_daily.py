@@ -48,6 +48,7 @@ from ingest.formats import (
     add_qc,
     clip,
     decode_line,
+    decoded_lines,
     iter_lines,
     open_binary,
 )
@@ -172,14 +173,11 @@ def _dly_rows(
             vals, qc = days[d]
             yield _observation(station, f"{key[1]:04d}-{key[2]:02d}-{d:02d}T00:00:00Z", vals, qc, source)
 
-    for line_no, raw, problem in lines:
-        if problem is not None:
-            yield RowError(line_no, problem, clip(raw))
+    for item in decoded_lines(lines, "ascii"):
+        if isinstance(item, RowError):
+            yield item
             continue
-        text, problem = decode_line(raw, "ascii")
-        if text is None:
-            yield RowError(line_no, problem or "undecodable", clip(raw))
-            continue
+        line_no, raw, text = item
         body = text.rstrip()
         if not body:
             continue
@@ -280,14 +278,11 @@ def _csv_rows(
     columns: list[tuple[str, int, int | None]],
 ) -> Iterator[ParsedRow]:
     prev: tuple[str, str] | None = None
-    for line_no, raw, problem in lines:
-        if problem is not None:
-            yield RowError(line_no, problem, clip(raw))
+    for item in decoded_lines(lines, "utf-8"):
+        if isinstance(item, RowError):
+            yield item
             continue
-        text, problem = decode_line(raw, "utf-8")
-        if text is None:
-            yield RowError(line_no, problem or "undecodable", clip(raw))
-            continue
+        line_no, raw, text = item
         if not text.strip():
             continue
         try:

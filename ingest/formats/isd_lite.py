@@ -47,7 +47,7 @@ from ingest.formats import (
     StationResolver,
     add_qc,
     clip,
-    decode_line,
+    decoded_lines,
     isd_id_from_filename,
     iter_lines,
     open_binary,
@@ -90,14 +90,11 @@ def _rows(
 ) -> Iterator[ParsedRow]:
     station, station_problem = mapper(raw_id)
     prev_time: str | None = None
-    for line_no, raw, problem in lines:
-        if problem is not None:
-            yield RowError(line_no, problem, clip(raw))
+    for item in decoded_lines(lines, "ascii"):
+        if isinstance(item, RowError):
+            yield item
             continue
-        text, problem = decode_line(raw, "ascii")
-        if text is None:
-            yield RowError(line_no, problem or "undecodable", clip(raw))
-            continue
+        line_no, raw, text = item
         if not text.strip():
             continue
         m = _LINE_RE.fullmatch(text)

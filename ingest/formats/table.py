@@ -54,7 +54,7 @@ from ingest.formats import (
     StationResolver,
     UnreadableFileError,
     clip,
-    decode_line,
+    decoded_lines,
     iter_lines,
     open_binary,
 )
@@ -308,14 +308,11 @@ def _csv_rows(
 ) -> Iterator[ParsedRow]:
     header: list[str] | None = None
     keys: dict[str, str] = {}
-    for line_no, raw, problem in lines:
-        if problem is not None:
-            yield RowError(line_no, problem, clip(raw))
+    for item in decoded_lines(lines, "utf-8"):
+        if isinstance(item, RowError):
+            yield item
             continue
-        text, problem = decode_line(raw, "utf-8")
-        if text is None:
-            yield RowError(line_no, problem or "undecodable", clip(raw))
-            continue
+        line_no, raw, text = item
         if header is None:
             text = text.lstrip("\ufeff")
         if not text.strip() or text.startswith("#"):
@@ -363,14 +360,11 @@ def _object(obj: Any, conv: _Converter) -> Observation:
 
 
 def _jsonl_rows(lines: Iterator[tuple[int, bytes, str | None]], conv: _Converter) -> Iterator[ParsedRow]:
-    for line_no, raw, problem in lines:
-        if problem is not None:
-            yield RowError(line_no, problem, clip(raw))
+    for item in decoded_lines(lines, "utf-8"):
+        if isinstance(item, RowError):
+            yield item
             continue
-        text, problem = decode_line(raw, "utf-8")
-        if text is None:
-            yield RowError(line_no, problem or "undecodable", clip(raw))
-            continue
+        line_no, raw, text = item
         text = text.lstrip("\ufeff").strip()
         if not text:
             continue
