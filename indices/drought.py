@@ -385,6 +385,23 @@ def _check_scale(scale: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------ SPI / SPEI
+def _spi_accumulations(precip: ArrayLike, scale: int, distribution: str, start_year: int | None,
+                       calibration: tuple[int, int], periodicity: str) -> tuple[Any, Any, FloatArray, slice]:
+    """The checks and accumulation :func:`spi` and :func:`spi_fit` share: (DataArray template or None, calendar
+    layout, ``scale``-step sums folded to (..., years, steps), calibration rows)."""
+    if distribution not in SPI_DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {SPI_DISTRIBUTIONS}, got {distribution!r}")
+    _steps(periodicity)  # validates periodicity early
+    precip = time_last(precip)
+    like = first_dataarray(precip)
+    p = quantity(precip, "mm", "precipitation", "precip")
+    require_time_axis(p, "precip")
+    _check_scale(scale)
+    lay = _Layout(like, start_year, periodicity, p.shape[-1])
+    folded = lay.fold(rolling_sum(p, scale))
+    return like, lay, folded, calibration_rows(lay.start_year, lay.n_years, calibration)
+
+
 def spi(
     precip: ArrayLike,
     scale: int,
@@ -412,17 +429,8 @@ def spi(
 
     References: McKee et al. (1993); WMO-No. 1090 (2012); Thom (1958); Hosking (1990); climate_indices.
     """
-    if distribution not in SPI_DISTRIBUTIONS:
-        raise ValueError(f"distribution must be one of {SPI_DISTRIBUTIONS}, got {distribution!r}")
-    _steps(periodicity)  # validates periodicity early
-    precip = time_last(precip)
-    like = first_dataarray(precip)
-    p = quantity(precip, "mm", "precipitation", "precip")
-    require_time_axis(p, "precip")
-    _check_scale(scale)
-    lay = _Layout(like, start_year, periodicity, p.shape[-1])
-    folded = lay.fold(rolling_sum(p, scale))
-    rows = calibration_rows(lay.start_year, lay.n_years, calibration)
+    like, lay, folded, rows = _spi_accumulations(precip, scale, distribution, start_year, calibration,
+                                                 periodicity)
     out = lay.unfold(_standardize(folded, rows, distribution))
     return wrap_like(out, like, units="1", long_name=f"SPI-{scale} ({distribution})", references=SPI_REF,
                      name=f"spi_{scale}")
@@ -447,16 +455,8 @@ def spi_fit(
 
     References: as :func:`spi`.
     """
-    if distribution not in SPI_DISTRIBUTIONS:
-        raise ValueError(f"distribution must be one of {SPI_DISTRIBUTIONS}, got {distribution!r}")
-    _steps(periodicity)  # validates periodicity early
-    precip = time_last(precip)
-    p = quantity(precip, "mm", "precipitation", "precip")
-    require_time_axis(p, "precip")
-    _check_scale(scale)
-    lay = _Layout(first_dataarray(precip), start_year, periodicity, p.shape[-1])
-    folded = lay.fold(rolling_sum(p, scale))
-    cal = folded[..., calibration_rows(lay.start_year, lay.n_years, calibration), :]
+    _, _, folded, rows = _spi_accumulations(precip, scale, distribution, start_year, calibration, periodicity)
+    cal = folded[..., rows, :]
     if distribution == "gamma":
         alpha, beta, q = gamma_fit(cal)
         return {"alpha": alpha, "beta": beta, "prob_zero": q}
