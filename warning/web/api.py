@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from alerts.ssrf import DestinationRefused, check_destination
 from alerts.subscriptions import (
     DEFAULT_GRACE_S,
+    Subscription,
     SubscriptionError,
     new_subscription,
     patched_subscription,
@@ -162,8 +163,23 @@ async def list_subscriptions(request: web.Request) -> web.Response:
 
 @require_token
 async def get_subscription(request: web.Request) -> web.Response:
+    return _json(_subscription(request).public())
+
+
+def _subscription(request: web.Request) -> Subscription:
+    """The subscription named in the path, or a 404 answer."""
     sub = request.app[SVC].subscriptions.get(request.match_info["id"])
-    return _json(sub.public()) if sub else _error(404, "no such subscription")
+    if sub is None:
+        raise web.HTTPNotFound(body=orjson.dumps({"error": "no such subscription"}), content_type="application/json")
+    return sub
+
+
+async def _optional_body(request: web.Request) -> Any:
+    """A JSON body when one was sent, else {}."""
+    if not request.can_read_body:
+        return {}
+    _, body = await _body_json(request)
+    return body
 
 
 def _known(svc: WarningService) -> dict[str, Any]:
@@ -173,9 +189,7 @@ def _known(svc: WarningService) -> dict[str, Any]:
 @require_token
 async def patch_subscription(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    sub = svc.subscriptions.get(request.match_info["id"])
-    if sub is None:
-        return _error(404, "no such subscription")
+    sub = _subscription(request)
     _, body = await _body_json(request)
     try:
         new = patched_subscription(sub, body, **_known(svc))
@@ -193,9 +207,7 @@ def _set_active(active: bool) -> Handler:
     @require_token
     async def handler(request: web.Request) -> web.Response:
         svc = request.app[SVC]
-        sub = svc.subscriptions.get(request.match_info["id"])
-        if sub is None:
-            return _error(404, "no such subscription")
+        sub = _subscription(request)
         new = paused_subscription(sub, active, None if active else "paused by operator")
         await svc.put_subscription(new, new.id)
         return _json(new.public())
@@ -205,12 +217,8 @@ def _set_active(active: bool) -> Handler:
 @require_token
 async def rotate_secret(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    sub = svc.subscriptions.get(request.match_info["id"])
-    if sub is None:
-        return _error(404, "no such subscription")
-    body: Any = {}
-    if request.can_read_body:
-        _, body = await _body_json(request)
+    sub = _subscription(request)
+    body = await _optional_body(request)
     grace = body.get("grace_s", DEFAULT_GRACE_S) if isinstance(body, dict) else None
     if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 30 * 86400:
         return _error(400, "grace_s: seconds in [0, 2592000]")
@@ -222,9 +230,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
 @require_token
 async def subscription_deliveries(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    sub_id = request.match_info["id"]
-    if svc.subscriptions.get(sub_id) is None:
-        return _error(404, "no such subscription")
+    sub_id = _subscription(request).id
     try:
         limit = max(1, min(1000, int(request.query.get("limit", "100"))))
     except ValueError:
@@ -244,9 +250,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 @require_token
 async def redrive_dead_letters(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    body: Any = {}
-    if request.can_read_body:
-        _, body = await _body_json(request)
+    body = await _optional_body(request)
     sub_id = body.get("subscription_id") if isinstance(body, dict) else None
     if sub_id is not None and not isinstance(sub_id, str):
         return _error(400, "subscription_id: a string")
@@ -256,9 +260,7 @@ async def redrive_dead_letters(request: web.Request) -> web.Response:
 @require_token
 async def delete_subscription(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    sub_id = request.match_info["id"]
-    if svc.subscriptions.get(sub_id) is None:
-        return _error(404, "no such subscription")
+    sub_id = _subscription(request).id
     await svc.put_subscription(None, sub_id)
     return web.Response(status=204)
 
