@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -384,6 +386,8 @@ def stop_profile(spy: subprocess.Popen[bytes], path: Path) -> dict[str, Any]:
         spy.wait(timeout=30)
     except subprocess.TimeoutExpired:
         spy.kill()
+    if path.exists() and os.environ.get("BENCH_KEEP_PROFILE"):  # the raw stacks, for a closer look
+        shutil.copy(path, os.environ["BENCH_KEEP_PROFILE"])
     return summarise_profile(path)
 
 

@@ -152,7 +152,7 @@ def observation_columns(batch: Sequence[Any], *, known_station: Callable[[str], 
         except ObservationError as exc:
             rejected.append((i, str(exc)))
             continue
-        except Exception as exc:  # noqa: BLE001 - hostile input must never stop the batch
+        except Exception as exc:  # hostile input must never stop the batch
             rejected.append((i, f"observation: {type(exc).__name__}: {str(exc)[:200]}"))
             continue
         keep[i] = True  # the fast checks were too strict (e.g. an integer station id): take the validated form

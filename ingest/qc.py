@@ -48,13 +48,25 @@ stations or the forecast corroborate it. Scoring uses the fitted location/precis
 formula as ``EllipticEnvelope.mahalanobis``) so a batch is scored in one vectorised pass. Models are saved
 with joblib (one file per station, pickles: load only from your own climatology directory).
 
-Context (per station, plain dicts/lists so that it can live in a faust table and round-trip through JSON)::
+Context (per station): :class:`QCState` keeps it in columns -- station id -> slot, ``t[slot]`` the time of
+the last report and ``e[slot, element]`` six numbers per element (last value, last time, previous value,
+previous time, last jumped 0/1, run length; NaN/0 when none) -- so that a batch gathers and scatters it with
+numpy fancy indexing instead of per-station Python; it grows by doubling as stations appear, caches each
+station's elevation, and ``to_bytes``/``from_bytes`` store it as a small header (element names, station
+ids) plus the raw float64 buffers. The plain-dict form, which :func:`check_batch` still accepts (JSON, faust
+tables, stored contexts), holds the same numbers::
 
     {station_id: {"t": last_time_epoch_s,
                   "e": {element: [last_value, last_time_s, previous_value, previous_time_s, last_jumped, run]}}}
 
-:func:`check_batch` is vectorised with numpy across the batch (all stations at once); ``QualityControl.check``
-is the same code on a batch of one, so both give identical results.
+and ``QCState.from_dict``/``to_dict`` convert between the two.
+
+:func:`check_columns` runs the checks on parsed columns (station ids, epoch seconds, one float array per
+element) against a QCState, vectorised across the batch (all stations at once). :func:`check_batch` parses
+report dicts/Observations into those columns and runs the same code; with a dict context it converts the
+batch's stations in and writes the updated entries back. With a dict context, batches of at most
+:data:`SMALL_BATCH` reports go through a scalar implementation (``QualityControl.check`` is a batch of one);
+all paths give identical results.
 """
 
 from __future__ import annotations
@@ -63,9 +75,11 @@ import json
 import math
 import os
 import re
+import struct
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +96,10 @@ __all__ = [
     "STEP_LIMITS",
     "AnomalyModel",
     "QCResult",
+    "QCState",
     "QualityControl",
     "check_batch",
+    "check_columns",
     "fit_anomaly_model",
     "fit_anomaly_models",
     "load_models",
@@ -428,9 +444,250 @@ def load_models(directory: str | os.PathLike[str]) -> dict[str, AnomalyModel]:
     return out
 
 
+# --------------------------------------------------------------------------------------------- columnar context
+_NO_CTX = (math.nan, math.nan, math.nan, math.nan, 0.0, 0.0)
+_NF = len(_NO_CTX)  # per element: last value, last time, previous value, previous time, last jumped, run
+_EIDX: dict[str, int] = {e: k for k, e in enumerate(ELEMENTS)}
+_SERIES: tuple[int, ...] = tuple(k for k, e in enumerate(ELEMENTS) if e in STEP_LIMITS or e in PERSISTENCE)
+_MAGIC = b"QCS1"
+_HEAD = struct.Struct("<4sHHII")  # magic, bytes of the element names, fields, stations, bytes of the ids
+
+
+class QCState:
+    """Columnar QC context of a set of stations (see the module doc): one slot per station.
+
+    ``t[slot]``: last report time (epoch s, -inf if none); ``e[slot, k]``: the six context values of
+    ``ELEMENTS[k]`` (NaN/0 if none). ``t`` and ``e`` are views of the first ``len(self)`` slots of buffers
+    that grow by doubling. Elevations are cached per slot on first use (a changed elevation table is not
+    seen by stations already in the state; :meth:`forget_elevations` resets the cache).
+    """
+
+    __slots__ = ("_e", "_elev", "_enc", "_has_elev", "_t", "slot_of", "station_ids")
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.slot_of: dict[str, int] = {}
+        self.station_ids: list[str] = []
+        self._enc: list[bytes] = []  # station ids encoded for to_bytes
+        self._t, self._e, self._elev, self._has_elev = self._buffers(max(capacity, 1))
+
+    @staticmethod
+    def _buffers(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        e = np.empty((cap, len(ELEMENTS), _NF))
+        e[:] = _NO_CTX
+        return np.full(cap, -np.inf), e, np.zeros(cap), np.zeros(cap, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.station_ids)
+
+    @property
+    def t(self) -> np.ndarray:
+        return self._t[:len(self.station_ids)]
+
+    @property
+    def e(self) -> np.ndarray:
+        return self._e[:len(self.station_ids)]
+
+    def __eq__(self, other: object) -> bool:
+        """Same stations with the same values (slot order and NaN payloads aside)."""
+        if not isinstance(other, QCState):
+            return NotImplemented
+        if len(self) != len(other) or other.slot_of.keys() != self.slot_of.keys():
+            return False
+        idx = np.array([other.slot_of[s] for s in self.station_ids], dtype=np.intp)
+        return (np.array_equal(self.t, other._t[idx], equal_nan=True)
+                and np.array_equal(self.e, other._e[idx], equal_nan=True))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"QCState({len(self)} stations)"
+
+    def _add_slots(self, ids: Sequence[str]) -> None:
+        if len(set(ids)) != len(ids) or not self.slot_of.keys().isdisjoint(ids):
+            raise ValueError("duplicate station ids")
+        n0 = len(self.station_ids)
+        n1 = n0 + len(ids)
+        if n1 > self._t.size:  # amortised doubling; new slots start empty
+            bufs = self._buffers(max(n1, 2 * self._t.size))
+            for new, old in zip(bufs, (self._t, self._e, self._elev, self._has_elev), strict=True):
+                new[:n0] = old[:n0]
+            self._t, self._e, self._elev, self._has_elev = bufs
+        self.station_ids.extend(ids)
+        self.slot_of.update(zip(ids, range(n0, n1), strict=True))
+
+    def slots_for(self, sids: Sequence[str], create: np.ndarray | None = None) -> np.ndarray:
+        """Slot per station id (-1 if unknown); ids of unknown stations where ``create`` is True get a slot."""
+        get = self.slot_of.get
+        try:  # the usual case: all known
+            slot = np.fromiter(map(get, sids), dtype=np.intp, count=len(sids))
+        except TypeError:  # None for an unknown id
+            slot = np.array([get(s, -1) for s in sids], dtype=np.intp)
+        if create is None:
+            return slot
+        miss = (slot < 0) & create
+        if miss.any():
+            rows = np.flatnonzero(miss).tolist()
+            self._add_slots(list(dict.fromkeys(str(sids[i]) for i in rows)))
+            slot[rows] = [self.slot_of[sids[i]] for i in rows]
+        return slot
+
+    def elevation_km(self, slot: np.ndarray, elevations: Mapping[str, float] | None) -> np.ndarray:
+        """Elevation (km) per slot; looked up in ``elevations`` once per slot (0 m without a table)."""
+        if elevations is None:
+            return np.zeros(slot.size)
+        return self._elevation_m(slot, elevations) / 1000.0
+
+    def _elevation_m(self, slot: np.ndarray, elevations: Mapping[str, float]) -> np.ndarray:
+        need = np.unique(slot[~self._has_elev[slot]])
+        if need.size:
+            ids = self.station_ids
+            self._elev[need] = [float(elevations.get(ids[s], 0.0) or 0.0) for s in need.tolist()]
+            self._has_elev[need] = True
+        return self._elev[slot]
+
+    def forget_elevations(self) -> None:
+        self._has_elev[:] = False
+
+    # ----------------------------------------------------------------------------- conversions
+    @classmethod
+    def from_dict(cls, context: Mapping[str, Any]) -> QCState:
+        """From the dict context (stored contexts, tests); malformed entries count as empty, as in check_batch."""
+        ids: list[str] = []
+        ts: list[float] = []
+        cells: list[int] = []  # slot * len(ELEMENTS) + element index
+        raw: list[list[Any]] = []  # entries converted in one numpy call
+        odd: list[tuple[int, tuple[float, ...]]] = []  # anything else, one by one
+        nk, eidx = len(ELEMENTS), _EIDX
+        for sid, st in context.items():
+            if not isinstance(sid, str):
+                continue  # never matched by a (string) station id
+            base = len(ids) * nk
+            ids.append(sid)
+            ts.append(_ctx_time(st))
+            ev = st.get("e") if isinstance(st, dict) else None  # check_batch replaces other types by {}
+            if isinstance(ev, dict):
+                for e, v in ev.items():
+                    k = eidx.get(e)
+                    if k is None:
+                        continue
+                    if type(v) is list and len(v) == _NF:
+                        raw.append(v)
+                        cells.append(base + k)
+                    else:
+                        odd.append((base + k, _ctx_entry(v)))
+        s = cls(len(ids))
+        s._add_slots(ids)
+        t = np.array(ts, dtype="float64")
+        s._t[:len(ids)] = np.where(np.isnan(t), -np.inf, t)  # as the vectorised path always read it
+        flat = s._e.reshape(-1, _NF)  # a view: row = slot * len(ELEMENTS) + element
+        if raw:
+            rows = _ctx_rows(raw) if len(raw) > 16 else None  # numpy pays off from a few stations on
+            if rows is None:
+                odd += zip(cells, map(_ctx_entry, raw), strict=True)
+            else:
+                flat[cells] = rows
+        for c, r in odd:
+            flat[c] = r
+        return s
+
+    def _present(self, slots: np.ndarray | None = None) -> np.ndarray:
+        """[slot, element]: the element has a context (not all NaN/0)."""
+        e = self.e if slots is None else self._e[slots]
+        f = e.reshape(-1, _NF).T  # column ops: reductions over a length-6 axis are slow
+        empty = np.isnan(f[0]) & np.isnan(f[1]) & np.isnan(f[2]) & np.isnan(f[3]) & (f[4] == 0) & (f[5] == 0)
+        return ~empty.reshape(e.shape[0], len(ELEMENTS))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dict context (as check_batch writes it); slots that never had a report are left out."""
+        return self._dicts(np.arange(len(self)))
+
+    def _dicts(self, slots: np.ndarray) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        present = self._present(slots).tolist()
+        ids = [self.station_ids[s] for s in slots.tolist()]
+        for sid, tv, rows, pres in zip(ids, self._t[slots].tolist(), self._e[slots].tolist(), present, strict=True):
+            ev = {ELEMENTS[k]: _ctx_list(rows[k]) for k, p in enumerate(pres) if p}
+            if tv == -math.inf and not ev:
+                continue
+            out[sid] = {"t": None if tv == -math.inf or tv != tv else tv, "e": ev}
+        return out
+
+    def to_bytes(self) -> bytes:
+        """Header, element names, station ids, then the raw little-endian float64 ``t`` and ``e`` buffers
+        (element columns that no station uses are left out)."""
+        n = len(self)
+        used = np.flatnonzero(self._present().any(axis=0)).tolist() if n else []
+        names = ",".join(ELEMENTS[k] for k in used).encode("ascii")
+        enc = self._enc  # ids only ever get appended: encode each once
+        enc += [s.encode("utf-8", "surrogatepass") for s in self.station_ids[len(enc):]]
+        lens = np.array([len(b) for b in enc], dtype="<u4")
+        blob = b"".join(enc)
+        head = _HEAD.pack(_MAGIC, len(names), _NF, n, len(blob))
+        e = np.ascontiguousarray(self._e[:n, used], dtype="<f8")
+        return b"".join((head, names, lens.tobytes(), blob, self.t.astype("<f8").tobytes(), e.tobytes()))
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> QCState:
+        """Inverse of :meth:`to_bytes`; ValueError on anything else (element columns unknown here are dropped)."""
+        if not isinstance(data, bytes | bytearray | memoryview):  # bytes(n) would allocate n zero bytes
+            raise TypeError(f"QCState.from_bytes: bytes expected, not {type(data).__name__}")
+        b = bytes(data)
+        if len(b) < _HEAD.size:
+            raise ValueError("QCState: truncated header")
+        magic, names_len, nf, n, ids_len = _HEAD.unpack_from(b)
+        if magic != _MAGIC or nf != _NF:
+            raise ValueError("QCState: not a serialised QC state")
+        off = _HEAD.size
+        names = b[off:off + names_len].decode("ascii").split(",") if names_len else []
+        if len(set(names)) != len(names):
+            raise ValueError("QCState: duplicate element names")
+        off += names_len
+        size = off + 4 * n + ids_len + 8 * n * (1 + _NF * len(names))
+        if len(b) != size:
+            raise ValueError(f"QCState: {len(b)} bytes, header says {size}")
+        lens = np.frombuffer(b, "<u4", n, off).astype(np.int64)
+        off += 4 * n
+        if int(lens.sum()) != ids_len:
+            raise ValueError("QCState: station id lengths do not add up")
+        bounds = (np.concatenate(([0], np.cumsum(lens))) + off).tolist()
+        ids = [b[i:j].decode("utf-8", "surrogatepass") for i, j in pairwise(bounds)]
+        off += ids_len
+        s = cls(n)
+        s._add_slots(ids)  # ValueError on duplicates
+        s._t[:n] = np.frombuffer(b, "<f8", n, off)
+        e = np.frombuffer(b, "<f8", n * _NF * len(names), off + 8 * n).reshape(n, len(names), _NF)
+        keep = [(j, _EIDX[nm]) for j, nm in enumerate(names) if nm in _EIDX]
+        if keep and n:
+            s._e[:n, [k for _, k in keep]] = e[:, [j for j, _ in keep]]
+        return s
+
+
+def _ctx_list(r: list[float]) -> list[Any]:
+    """One element's context as the dict context stores it (NaN -> None)."""
+    x, t, px, pt, j, run = r
+    return [x if x == x else None, t if t == t else None, px if px == px else None, pt if pt == pt else None,
+            int(j), int(run)]
+
+
+def _ctx_rows(raw: list[list[Any]]) -> np.ndarray | None:
+    """Stored element contexts (lists of 6 plain numbers/None) as an (n, 6) array, exactly as _ctx_entry
+    reads each one; None if some entry holds anything else."""
+    items = list(chain.from_iterable(raw))
+    if not _PLAIN_TYPES.issuperset(map(type, items)):
+        return None
+    try:
+        a = np.array(items, dtype="float64").reshape(-1, _NF)  # None -> NaN
+    except OverflowError:
+        return None
+    a[:, 4] = a[:, 4] > 0
+    a[:, 5] = np.where(np.isfinite(a[:, 5]), a[:, 5], 0.0)
+    return a
+
+
 # --------------------------------------------------------------------------------------------- the checks
 class QualityControl:
-    """QC with per-station rolling context (plain dicts, see the module doc), station elevations and models.
+    """QC with per-station rolling context (dict or :class:`QCState`, see the module doc), station
+    elevations and models.
 
     ``elevations``: station_id -> metres (default: the station registry; unknown stations count as 0 m).
     """
@@ -440,13 +697,13 @@ class QualityControl:
         *,
         elevations: Mapping[str, float] | None = None,
         models: Mapping[str, AnomalyModel] | None = None,
-        context: MutableMapping[str, Any] | None = None,
+        context: MutableMapping[str, Any] | QCState | None = None,
     ) -> None:
         if elevations is None:
             elevations = _registry_elevations()
         self.elevations: dict[str, float] = dict(elevations)
         self.models: dict[str, AnomalyModel] = dict(models or {})
-        self.context: MutableMapping[str, Any] = context if context is not None else {}
+        self.context: MutableMapping[str, Any] | QCState = context if context is not None else {}
 
     def check(self, obs: Observation | Mapping[str, Any]) -> QCResult:
         """QC one report and update the context (same code path as :meth:`check_batch`)."""
@@ -480,78 +737,197 @@ def _registry_elevations() -> dict[str, float]:
 
 def check_batch(
     batch: Sequence[Observation | Mapping[str, Any]],
-    context: QualityControl | MutableMapping[str, Any] | None = None,
+    context: QualityControl | MutableMapping[str, Any] | QCState | None = None,
     *,
     small_batch: int = SMALL_BATCH,
 ) -> list[QCResult]:
     """QC a batch (reports of any stations, each station's reports in time order); update the context.
 
-    ``context`` is a :class:`QualityControl` (state, elevations, models) or just the state dict (then
-    elevation 0 m and no anomaly model). Never raises on bad input: unusable reports come back with
-    ``hard_fail``. Batches of at most ``small_batch`` reports run through the scalar implementation.
+    ``context`` is a :class:`QualityControl` (state, elevations, models) or just the state (dict or
+    :class:`QCState`; then elevation 0 m and no anomaly model). Never raises on bad input: unusable reports
+    come back with ``hard_fail``. Batches of at most ``small_batch`` reports run through the scalar
+    implementation, larger ones through the vectorised one (:func:`check_columns`).
     """
+    elevations: Mapping[str, float] | None
     if isinstance(context, QualityControl):
         state, elevations, models = context.context, context.elevations, context.models
     else:
         state = context if context is not None else {}
-        elevations, models = {}, {}
+        elevations, models = None, {}
     n = len(batch)
     results = [QCResult() for _ in range(n)]
     if n == 0:
         return results
     rows = [_as_dict(o) for o in batch]
-    if n <= small_batch:  # numpy's per-call overhead dominates tiny batches: same checks, scalar code
-        for i, r in enumerate(rows):
-            _check_one(r, results[i], state, elevations, models)
+    if n <= small_batch:  # numpy overhead dominates: same checks, scalar
+        if isinstance(state, QCState):
+            _check_small(rows, results, state, elevations, models)
+        else:
+            for i, r in enumerate(rows):
+                _check_one(r, results[i], state, elevations or {}, models)
         return results
-    hard: list[str | None] = [None] * n
+    sids, t, vals, hard, bad = _parse_rows(rows)
+    # a dict state: the batch's stations go into a QCState and the updated entries come back out
+    cs = state if isinstance(state, QCState) else QCState.from_dict(
+        {s: st for s in dict.fromkeys(sids) if (st := state.get(s)) is not None})
+    invalid = np.array([h is not None for h in hard], dtype=bool)
+    flags, fresh, updated = _check_core(sids, t, vals, cs, elevations, models, hard, invalid, bad)
+    if not isinstance(state, QCState):
+        _write_back(cs, fresh, updated, state)
+    for i, h in enumerate(hard):
+        results[i].hard_fail = h
+    for i, f in flags.items():
+        results[i].flags = f
+    return results
 
-    # identity and time
+
+def check_columns(
+    sids: Sequence[str],
+    t: np.ndarray,
+    vals: Mapping[str, np.ndarray],
+    state: QCState,
+    *,
+    elevations: Mapping[str, float] | None = None,
+    models: Mapping[str, AnomalyModel] | None = None,
+) -> tuple[list[str | None], dict[int, dict[str, str]]]:
+    """The checks of :func:`check_batch` on parsed columns; updates ``state`` in place.
+
+    ``sids``: station ids (clean strings); ``t``: epoch seconds; ``vals[element]``: float64 per element of
+    :data:`ELEMENTS` with NaN for missing (a missing key is all-NaN). Returns the ``hard_fail`` reason per
+    row (None if accepted) and ``{row: {element: reason}}`` for the flagged rows only.
+    """
+    t = np.asarray(t, dtype="float64")
+    n = t.size
+    if t.ndim != 1:
+        raise ValueError(f"check_columns: times have shape {t.shape}, expected one dimension")
+    cols: dict[str, np.ndarray] = {}
+    for e in ELEMENTS:
+        cols[e] = np.asarray(vals[e], dtype="float64") if e in vals else np.full(n, np.nan)
+        if cols[e].shape != (n,):
+            raise ValueError(f"check_columns: {e} has shape {cols[e].shape}, expected ({n},)")
+    if len(sids) != n:
+        raise ValueError(f"check_columns: {len(sids)} station ids for {n} times")
+    hard: list[str | None] = [None] * n
+    invalid = ~np.isfinite(t)
+    for i in np.flatnonzero(invalid).tolist():
+        hard[i] = "time: missing or not an ISO-8601 time with UTC offset"
+    if "" in sids:
+        for i in (i for i, s in enumerate(sids) if not s):
+            hard[i] = "station_id: missing or not a string"
+            invalid[i] = True
+    flags, _, _ = _check_core(sids, t, cols, state, elevations, models or {}, hard, invalid)
+    return hard, flags
+
+
+def _check_small(rows: list[Mapping[str, Any]], results: list[QCResult], state: QCState,
+                 elevations: Mapping[str, float] | None, models: Mapping[str, AnomalyModel]) -> None:
+    """A small batch on a QCState: the scalar code on a dict copy of the batch's stations, copied back."""
+    ids = list(dict.fromkeys(s for r in rows if (s := _station_id(r.get("station_id")))))
+    slot = state.slots_for(ids)
+    known = slot[slot >= 0]
+    ctx = state._dicts(known)
+    elev: dict[str, float] = {}
+    if elevations is not None:  # the cached elevation of known stations, as the vectorised path uses
+        elev = {s: float(elevations.get(s, 0.0) or 0.0) for s in ids}
+        elev.update(zip([state.station_ids[s] for s in known.tolist()],
+                        state._elevation_m(known, elevations).tolist(), strict=True))
+    for i, r in enumerate(rows):
+        _check_one(r, results[i], ctx, elev, models)
+    if ctx:
+        tmp = QCState.from_dict(ctx)
+        back = state.slots_for(tmp.station_ids, create=np.ones(len(tmp), dtype=bool))
+        state._t[back], state._e[back] = tmp.t, tmp.e
+
+
+def _station_id(v: Any) -> str | None:
+    """The station id of a report (ints accepted, whitespace stripped); None if missing or unusable."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)
+    return (v.strip() or None) if isinstance(v, str) else None
+
+
+def _parse_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[
+        list[str], np.ndarray, dict[str, np.ndarray], list[str | None], dict[str, dict[int, str]]]:
+    """Columns of dict rows: station ids, times, values (NaN = missing), identity/time hard fails and, per
+    element, the reasons of present-but-unusable values."""
+    n = len(rows)
+    hard: list[str | None] = [None] * n
     sids: list[str] = []
     for i, r in enumerate(rows):
-        sid = r.get("station_id")
-        if isinstance(sid, int) and not isinstance(sid, bool):
-            sid = str(sid)
-        if not isinstance(sid, str) or not sid.strip():
+        sid = _station_id(r.get("station_id"))
+        if sid is None:
             hard[i] = "station_id: missing or not a string"
-            sids.append("")
-        else:
-            sids.append(sid.strip())
+        sids.append(sid or "")
     t = _times([r.get("time") for r in rows])
     for i in np.flatnonzero(~np.isfinite(t)).tolist():
         hard[i] = hard[i] or "time: missing or not an ISO-8601 time with UTC offset"
-
-    # values, hard limits
     vals: dict[str, np.ndarray] = {}
+    bad: dict[str, dict[int, str]] = {}
     for e in ELEMENTS:
-        arr, bad = _column(rows, e)
+        vals[e], b = _column(rows, e)
+        if b.any():
+            bad[e] = {i: f"{e}: not a finite number ({str(rows[i].get(e))[:20]!r})" for i in np.flatnonzero(b).tolist()}
+    return sids, t, vals, hard, bad
+
+
+def _write_back(cs: QCState, fresh: np.ndarray, updated: dict[int, np.ndarray],
+                state: MutableMapping[str, Any]) -> None:
+    """Write the updated stations/elements of ``cs`` into the dict context (untouched entries stay as they are)."""
+    ids = cs.station_ids
+    sts = {s: _station_state(state, ids[s]) for s in sorted(fresh.tolist(), key=ids.__getitem__)}
+    for k, slots in updated.items():
+        e = ELEMENTS[k]
+        c = cs._e[slots, k]
+        cols = (slots.tolist(), c[:, 0].tolist(), c[:, 1].tolist(), _nan_to_none(c[:, 2]), _nan_to_none(c[:, 3]),
+                c[:, 4].astype("int64").tolist(),
+                c[:, 5].astype("int64").tolist())
+        for s, x, t, a, b, j, r in zip(*cols, strict=True):
+            sts[s]["e"][e] = [x, t, a, b, j, r]
+    for s, st in sts.items():
+        st["t"] = float(cs._t[s])
+
+
+def _nan_to_none(a: np.ndarray) -> list[float | None]:
+    o = a.astype(object)  # Python floats
+    o[np.isnan(a)] = None
+    return o.tolist()
+
+
+@np.errstate(all="ignore")  # NaN = missing; rejected rows (any value) are computed too, then masked
+def _check_core(sids: Sequence[str], t: np.ndarray, vals: dict[str, np.ndarray], state: QCState,
+                elevations: Mapping[str, float] | None, models: Mapping[str, AnomalyModel],
+                hard: list[str | None], invalid: np.ndarray, bad: Mapping[str, dict[int, str]] | None = None,
+                ) -> tuple[dict[int, dict[str, str]], np.ndarray, dict[int, np.ndarray]]:
+    """All checks on columns; fills ``hard`` (and its mask ``invalid``) in place. Returns the flags of flagged
+    rows, the slots whose time advanced and, per element index, the slots whose element context was rewritten."""
+    n = t.size
+    flags: dict[int, dict[str, str]] = {}
+    # hard limits: the first unusable element (in ELEMENTS order) names the rejection
+    for e in ELEMENTS:
+        arr = vals[e]
         lo, hi = HARD_LIMITS[e]
-        with np.errstate(invalid="ignore"):
-            out = (arr < lo) | (arr > hi)
-        for i in np.flatnonzero(bad).tolist():
-            hard[i] = hard[i] or f"{e}: not a finite number ({str(rows[i].get(e))[:20]!r})"
+        bad_e = (bad or {}).get(e, {})
+        for i, why in bad_e.items():
+            hard[i] = hard[i] or why
+        invalid[list(bad_e)] = True
+        out = (arr < lo) | (arr > hi)
+        invalid |= out
         for i in np.flatnonzero(out).tolist():
             hard[i] = hard[i] or f"{e}: {arr[i]:g} beyond the physical limits [{lo:g}, {hi:g}]"
-        vals[e] = arr
     period = vals["precip_period_h"]
     pr = vals["precip_mm"]
     dur = np.where(np.isfinite(period) & (period > 0), period, DEFAULT_PRECIP_PERIOD_H)
     envelope = JENNINGS_MM * np.power(np.maximum(dur, 1.0 / 60.0), JENNINGS_EXP)
-    with np.errstate(invalid="ignore"):
-        over = pr > envelope
+    over = pr > envelope
+    invalid |= over
     for i in np.flatnonzero(over).tolist():
         hard[i] = hard[i] or f"precip_mm: {pr[i]:g} mm above the world-record envelope ({envelope[i]:.0f} mm " \
                              f"in {dur[i]:g} h)"
-    valid = np.array([h is None for h in hard])
-    for i in np.flatnonzero(~valid).tolist():
-        results[i].hard_fail = hard[i]
-    flags: list[dict[str, str]] = [res.flags for res in results]
-
-    # station grouping (stable: arrival order kept within a station)
-    uniq, inv = np.unique(np.array(sids, dtype=object), return_inverse=True)
-    uniq_list = [str(u) for u in uniq]
-    elev_u = np.array([float(elevations.get(s, 0.0) or 0.0) for s in uniq_list])
-    elev = elev_u[inv] / 1000.0  # km
+    valid = ~invalid
+    vidx = np.flatnonzero(valid)
+    slot = state.slots_for(sids, create=valid)  # only accepted reports create stations
+    elev = np.zeros(n)
+    elev[vidx] = state.elevation_km(slot[vidx], elevations)
 
     # soft range
     for e, (lo, hi) in RANGE_LIMITS.items():
@@ -564,87 +940,80 @@ def check_batch(
         else:
             lo_a = np.full(n, lo)
             hi_a = hi + RANGE_LAPSE_PER_KM.get(e, 0.0) * elev
-        with np.errstate(invalid="ignore"):
-            bad_lo, bad_hi = valid & (x < lo_a), valid & (x > hi_a)
+        bad_lo, bad_hi = valid & (x < lo_a), valid & (x > hi_a)
         for i in np.flatnonzero(bad_lo | bad_hi).tolist():
-            _add(flags[i], e, f"range: {x[i]:g} outside [{lo_a[i]:.1f}, {hi_a[i]:.1f}]")
-    with np.errstate(invalid="ignore"):
-        soft_pr = valid & (pr > PRECIP_SOFT_FRACTION * envelope)
+            _add(flags.setdefault(i, {}), e, f"range: {x[i]:g} outside [{lo_a[i]:.1f}, {hi_a[i]:.1f}]")
+    soft_pr = valid & (pr > PRECIP_SOFT_FRACTION * envelope)
     for i in np.flatnonzero(soft_pr).tolist():
         soft = PRECIP_SOFT_FRACTION * envelope[i]
-        _add(flags[i], "precip_mm", f"range: {pr[i]:g} mm > {soft:.0f} mm in {dur[i]:g} h")
+        _add(flags.setdefault(i, {}), "precip_mm", f"range: {pr[i]:g} mm > {soft:.0f} mm in {dur[i]:g} h")
 
     # internal consistency
-    with np.errstate(invalid="ignore"):
-        tt, td, tx, tn = vals["air_temp_c"], vals["dewpoint_c"], vals["tmax_c"], vals["tmin_c"]
-        for i in np.flatnonzero(valid & (tn > tx + MINMAX_TOLERANCE_C)).tolist():
-            _add(flags[i], "tmin_c", f"consistency: tmin {tn[i]:g} > tmax {tx[i]:g}")
-            _add(flags[i], "tmax_c", f"consistency: tmax {tx[i]:g} < tmin {tn[i]:g}")
-        for i in np.flatnonzero(valid & (td > tt + DEWPOINT_TOLERANCE_C)).tolist():
-            _add(flags[i], "dewpoint_c", f"consistency: dew point {td[i]:g} > air temperature {tt[i]:g}")
-        w, g = vals["wind_ms"], vals["gust_ms"]
-        for i in np.flatnonzero(valid & (g < w - GUST_TOLERANCE_MS)).tolist():
-            _add(flags[i], "gust_ms", f"consistency: gust {g[i]:g} < mean wind {w[i]:g}")
-        rh = vals["rh_pct"]
-        a, b = 17.625, 243.04  # Magnus, Alduchov & Eskridge (1996), as ingest.formats.rh_from_dewpoint
-        rh_calc = 100.0 * np.exp(a * td / (b + td) - a * tt / (b + tt))
-        for i in np.flatnonzero(valid & (np.abs(rh - rh_calc) > RH_TOLERANCE_PCT)).tolist():
-            _add(flags[i], "rh_pct", f"consistency: RH {rh[i]:g} % vs {rh_calc[i]:.0f} % from T/Td")
+    tt, td, tx, tn = vals["air_temp_c"], vals["dewpoint_c"], vals["tmax_c"], vals["tmin_c"]
+    for i in np.flatnonzero(valid & (tn > tx + MINMAX_TOLERANCE_C)).tolist():
+        _add(flags.setdefault(i, {}), "tmin_c", f"consistency: tmin {tn[i]:g} > tmax {tx[i]:g}")
+        _add(flags[i], "tmax_c", f"consistency: tmax {tx[i]:g} < tmin {tn[i]:g}")
+    for i in np.flatnonzero(valid & (td > tt + DEWPOINT_TOLERANCE_C)).tolist():
+        _add(flags.setdefault(i, {}), "dewpoint_c", f"consistency: dew point {td[i]:g} > air temperature {tt[i]:g}")
+    w, g = vals["wind_ms"], vals["gust_ms"]
+    for i in np.flatnonzero(valid & (g < w - GUST_TOLERANCE_MS)).tolist():
+        _add(flags.setdefault(i, {}), "gust_ms", f"consistency: gust {g[i]:g} < mean wind {w[i]:g}")
+    rh = vals["rh_pct"]
+    a, b = 17.625, 243.04  # Magnus, Alduchov & Eskridge (1996), as ingest.formats.rh_from_dewpoint
+    rh_calc = 100.0 * np.exp(a * td / (b + td) - a * tt / (b + tt))
+    for i in np.flatnonzero(valid & (np.abs(rh - rh_calc) > RH_TOLERANCE_PCT)).tolist():
+        _add(flags.setdefault(i, {}), "rh_pct", f"consistency: RH {rh[i]:g} % vs {rh_calc[i]:.0f} % from T/Td")
 
-    # time order per station: reports not newer than the station's previous one skip step/persistence
-    order = np.argsort(inv, kind="stable")
-    g_sorted = inv[order]
-    first_in_group = np.ones(n, dtype=bool)
-    first_in_group[1:] = g_sorted[1:] != g_sorted[:-1]
-    ts = t[order]
-    valid_s = valid[order]
-    ctx_t = np.array([_ctx_time(state.get(s)) for s in uniq_list])
-    prev_max = _prev_max(g_sorted, first_in_group, np.where(valid_s, ts, np.nan), ctx_t)
-    fresh_s = valid_s & (ts > prev_max)
-
-    states = {gi: _station_state(state, uniq_list[gi]) for gi in set(g_sorted[fresh_s].tolist())}
-    for e in ELEMENTS:
-        if e not in STEP_LIMITS and e not in PERSISTENCE:
-            continue
-        xs = vals[e][order]
-        use = fresh_s & np.isfinite(xs)
-        if not use.any():
-            continue
-        idx = np.flatnonzero(use)  # positions in sorted order
-        _series_checks(e, idx, xs[idx], ts[idx], g_sorted[idx], states, order, flags)
-
-    # context times (fresh times increase within a station, so the last one is the newest)
-    for gi, tv in dict(zip(g_sorted[fresh_s].tolist(), ts[fresh_s].tolist(), strict=True)).items():
-        states[gi]["t"] = float(tv)
-
-    # anomaly model
-    if models:
-        _anomaly(models, uniq_list, inv, t, vals, valid, flags)
-    return results
+    fresh_slots = np.zeros(0, dtype=np.intp)
+    updated: dict[int, np.ndarray] = {}
+    if vidx.size:
+        # accepted reports grouped by station (arrival order kept); only reports newer than everything seen
+        # before from their station get step/persistence checks and move the context on
+        order = vidx[np.argsort(slot[vidx], kind="stable")]
+        gs, ts = slot[order], t[order]
+        fresh = _fresh(gs, ts, state._t[gs])
+        for k in _SERIES:
+            e = ELEMENTS[k]
+            xs = vals[e][order]
+            use = fresh & np.isfinite(xs)
+            if not use.any():
+                continue
+            pos = np.flatnonzero(use) if not use.all() else np.arange(use.size)
+            updated[k] = _series_checks(e, k, order[pos], xs[pos], ts[pos], gs[pos], state._e, flags)
+        # station times: the last fresh report of each station is its newest
+        fg = gs[fresh]
+        if fg.size:
+            lastf = np.append(fg[1:] != fg[:-1], True)
+            fresh_slots = fg[lastf]
+            state._t[fresh_slots] = ts[fresh][lastf]
+        if models:
+            uniq, inv_v = np.unique(slot[vidx], return_inverse=True)
+            inv = np.zeros(n, dtype=np.intp)
+            inv[vidx] = inv_v
+            _anomaly(models, [state.station_ids[s] for s in uniq.tolist()], inv, t, vals, valid, flags)
+    return flags, fresh_slots, updated
 
 
-_OFF = 1 << 39  # epoch seconds are shifted into [1, 2^40) inside one station's key range
-_GROUP = 1 << 41
-
-
-def _prev_max(g: np.ndarray, first: np.ndarray, t: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    """Per position (stations contiguous): max of the station's context time and its earlier times; -inf if none.
-
-    One cumulative maximum over int64 keys ``group * 2^41 + 2^39 + t`` (groups never overlap)."""
-    def key(v: np.ndarray) -> np.ndarray:
-        ok = np.isfinite(v)
-        k = np.where(ok, np.clip(np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0), -_OFF + 2, _OFF - 2), -_OFF + 1)
-        return (np.floor(k) + _OFF).astype("int64")
-
-    gk = g.astype("int64") * _GROUP
-    k = gk + key(t)
-    seed_k = gk + key(seed[g])
-    prefix = np.maximum.accumulate(k)
-    prev = np.empty_like(k)
-    prev[0] = seed_k[0]
-    prev[1:] = np.where(first[1:], seed_k[1:], np.maximum(prefix[:-1], seed_k[1:]))
-    out = (prev - gk - _OFF).astype("float64")
-    return np.where(out <= -_OFF + 1, -np.inf, out)
+def _fresh(g: np.ndarray, t: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """Per position (stations contiguous, ``seed`` = the station's context time): newer than the context
+    time and than every earlier time of the station."""
+    first = np.ones(g.size, dtype=bool)
+    first[1:] = g[1:] != g[:-1]
+    prev = np.empty_like(t)
+    prev[0] = seed[0]
+    prev[1:] = np.where(first[1:], seed[1:], t[:-1])
+    fresh = t > prev
+    if fresh.all():  # the usual case: times increase, so the previous one is the maximum
+        return fresh
+    # segmented running maximum on dense ranks (exact for any float times): group keys never overlap
+    _, r = np.unique(np.concatenate((t, seed)), return_inverse=True)
+    r = r.reshape(-1).astype(np.int64)
+    rt, rs = r[:t.size], r[t.size:]
+    gk = (np.cumsum(first) - 1) * (int(r.max()) + 1)
+    prefix = np.maximum.accumulate(gk + rt)
+    before = rs.copy()
+    before[1:] = np.where(first[1:], rs[1:], np.maximum(prefix[:-1] - gk[1:], rs[1:]))
+    return rt > before
 
 
 def _station_state(state: MutableMapping[str, Any], sid: str) -> dict[str, Any]:
@@ -665,15 +1034,17 @@ def _ctx_time(st: Any) -> float:
         return -np.inf
 
 
-_NO_CTX = (math.nan, math.nan, math.nan, math.nan, 0.0, 0.0)
-
-
-def _ctx_values(st: Any, e: str) -> tuple[float, float, float, float, float, float]:
+def _ctx_values(st: Any, e: str) -> tuple[float, ...]:
     """(last value, last time, previous value, previous time, last jumped 0/1, run) of an element; NaN/0 if none."""
     try:
         v = st["e"][e]
     except (KeyError, TypeError, IndexError):
         return _NO_CTX
+    return _ctx_entry(v)
+
+
+def _ctx_entry(v: Any) -> tuple[float, ...]:
+    """One stored element context (list of 6) as floats; NaN/0 if malformed."""
     if not isinstance(v, list | tuple) or len(v) != 6:
         return _NO_CTX
     if type(v[0]) is float and type(v[1]) is float and type(v[4]) is int and type(v[5]) is int:  # as written
@@ -692,50 +1063,42 @@ def _step_limit(e: str, dt_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return allowed, checked
 
 
-def _series_checks(e: str, idx: np.ndarray, x: np.ndarray, t: np.ndarray, g: np.ndarray,
-                   states: dict[int, dict[str, Any]], order: np.ndarray, flags: list[dict[str, str]]) -> None:
+def _series_checks(e: str, k: int, rows: np.ndarray, x: np.ndarray, t: np.ndarray, g: np.ndarray,
+                   ctx: np.ndarray, flags: dict[int, dict[str, str]]) -> np.ndarray:
+    """Step and persistence checks of element ``e`` (index ``k``) on fresh reports grouped by slot ``g``
+    (``rows``: their row numbers); reads and writes ``ctx`` = QCState._e; returns the slots written."""
     m = x.size
     first = np.ones(m, dtype=bool)
     first[1:] = g[1:] != g[:-1]
     last = np.ones(m, dtype=bool)
-    last[:-1] = g[1:] != g[:-1]
+    last[:-1] = first[1:]
     second = np.zeros(m, dtype=bool)
     second[1:] = first[:-1] & ~first[1:]
-    # context of each station's first report: last value/time, previous value/time, jumped, run length
-    fpos = np.flatnonzero(first)
-    ctx = np.array([_ctx_values(states[gi], e) for gi in g[fpos].tolist()], dtype="float64").reshape(-1, 6)
-    cl_x, cl_t, cp_x, cp_t = (np.full(m, np.nan) for _ in range(4))
-    ctx_run = np.zeros(m)
-    ctx_jump = np.zeros(m, dtype=bool)
-    cl_x[fpos], cl_t[fpos], cp_x[fpos], cp_t[fpos] = ctx[:, 0], ctx[:, 1], ctx[:, 2], ctx[:, 3]
-    ctx_jump[fpos] = ctx[:, 4] > 0
-    ctx_run[fpos] = ctx[:, 5]
+    c = ctx[g, k]  # gathered context of each report's station (used at the station's first report)
     # previous and second previous value/time: in the batch, else from the context
     p1x, p1t = np.full(m, np.nan), np.full(m, np.nan)
     p1x[1:], p1t[1:] = x[:-1], t[:-1]
-    p1x[first], p1t[first] = cl_x[first], cl_t[first]
+    p1x, p1t = np.where(first, c[:, 0], p1x), np.where(first, c[:, 1], p1t)
     p2x, p2t = np.full(m, np.nan), np.full(m, np.nan)
     p2x[2:], p2t[2:] = x[:-2], t[:-2]
-    sec = np.flatnonzero(second)
-    p2x[sec], p2t[sec] = cl_x[sec - 1], cl_t[sec - 1]
-    p2x[first], p2t[first] = cp_x[first], cp_t[first]
+    p2x, p2t = np.where(second, c[:, 0], p2x), np.where(second, c[:, 1], p2t)
+    p2x, p2t = np.where(first, c[:, 2], p2x), np.where(first, c[:, 3], p2t)
     # step
     jump = np.zeros(m, dtype=bool)
     if e in STEP_LIMITS:
-        with np.errstate(invalid="ignore"):
-            dt1 = (t - p1t) / 3600.0
-            lim1, chk1 = _step_limit(e, np.nan_to_num(dt1, nan=-1.0))
-            d1 = np.abs(x - p1x)
-            jump = chk1 & (d1 > lim1)
-            prev_jump = np.zeros(m, dtype=bool)
-            prev_jump[1:] = jump[:-1]
-            prev_jump = np.where(first, ctx_jump, prev_jump)
-            dt2 = (t - p2t) / 3600.0
-            lim2, chk2 = _step_limit(e, np.nan_to_num(dt2, nan=-1.0))
-            back = prev_jump & chk2 & (np.abs(x - p2x) <= lim2)
-            flagged = jump & ~back
+        dt1 = (t - p1t) / 3600.0
+        lim1, chk1 = _step_limit(e, np.where(np.isnan(dt1), -1.0, dt1))
+        jump = chk1 & (np.abs(x - p1x) > lim1)
+        prev_jump = np.zeros(m, dtype=bool)
+        prev_jump[1:] = jump[:-1]
+        prev_jump = np.where(first, c[:, 4] > 0, prev_jump)
+        dt2 = (t - p2t) / 3600.0
+        lim2, chk2 = _step_limit(e, np.where(np.isnan(dt2), -1.0, dt2))
+        back = prev_jump & chk2 & (np.abs(x - p2x) <= lim2)
+        flagged = jump & ~back
         for i in np.flatnonzero(flagged).tolist():
-            _add(flags[order[idx[i]]], e, f"step: {x[i] - p1x[i]:+.1f} in {dt1[i]:.1f} h (limit {lim1[i]:.1f})")
+            _add(flags.setdefault(int(rows[i]), {}), e,
+                 f"step: {x[i] - p1x[i]:+.1f} in {dt1[i]:.1f} h (limit {lim1[i]:.1f})")
     # persistence
     run: np.ndarray = np.zeros(m)
     if e in PERSISTENCE:
@@ -745,17 +1108,18 @@ def _series_checks(e: str, idx: np.ndarray, x: np.ndarray, t: np.ndarray, g: np.
         seg_start = ~same | first
         pos_idx = np.arange(m)
         seg_first = np.maximum.accumulate(np.where(seg_start, pos_idx, 0))
-        extra = np.where(first[seg_first] & same[seg_first], ctx_run[seg_first], 0.0)
+        extra = np.where(first[seg_first] & same[seg_first], c[seg_first, 5], 0.0)
         run = (pos_idx - seg_first).astype("float64") + 1.0 + extra
         run = np.where(ignored, 0.0, run)
         for i in np.flatnonzero(run >= n_max).tolist():
-            _add(flags[order[idx[i]]], e, f"persistence: same value {x[i]:g} in {int(run[i])} consecutive reports")
-    # context update (last report of each station in this batch)
+            _add(flags.setdefault(int(rows[i]), {}), e,
+                 f"persistence: same value {x[i]:g} in {int(run[i])} consecutive reports")
+    # context update: each station's last report
     lpos = np.flatnonzero(last)
-    cols = (g[lpos].tolist(), x[lpos].tolist(), t[lpos].tolist(), p1x[lpos].tolist(), p1t[lpos].tolist(),
-            jump[lpos].tolist(), run[lpos].astype("int64").tolist())
-    for gi, xv, tv, px, pt, jv, rv in zip(*cols, strict=True):
-        states[gi]["e"][e] = [xv, tv, px if px == px else None, pt if pt == pt else None, int(jv), rv]
+    gl = g[lpos]
+    ctx[gl, k] = np.stack((x[lpos], t[lpos], p1x[lpos], p1t[lpos], jump[lpos].astype("float64"),
+                           run[lpos].astype("int64").astype("float64")), axis=1)
+    return gl
 
 
 def _f(v: Any) -> float:
@@ -770,7 +1134,7 @@ def _nan_none(v: float) -> float | None:
 
 
 def _anomaly(models: Mapping[str, AnomalyModel], uniq: list[str], inv: np.ndarray, t: np.ndarray,
-             vals: dict[str, np.ndarray], valid: np.ndarray, flags: list[dict[str, str]]) -> None:
+             vals: dict[str, np.ndarray], valid: np.ndarray, flags: dict[int, dict[str, str]]) -> None:
     """Score every report with its station's model, vectorised over stations (parameters gathered per row)."""
     n = t.size
     station_models = [models.get(s) for s in uniq]
@@ -809,7 +1173,7 @@ def _anomaly(models: Mapping[str, AnomalyModel], uniq: list[str], inv: np.ndarra
                 z = np.abs(resid[j] / scale[j])
                 k = int(np.argmax(z))
                 i = int(rows[j])
-                _add(flags[i], fs[k], f"anomaly: Mahalanobis d2 {d2[j]:.1f} > {thr[j]:.1f} "
+                _add(flags.setdefault(i, {}), fs[k], f"anomaly: Mahalanobis d2 {d2[j]:.1f} > {thr[j]:.1f} "
                                       f"({fs[k]} {vals[fs[k]][i]:g}, {resid[j][k]:+.1f} from climatology)")
 
 
@@ -831,13 +1195,9 @@ def _check_one(r: Mapping[str, Any], res: QCResult, state: MutableMapping[str, A
                elevations: Mapping[str, float], models: Mapping[str, AnomalyModel]) -> None:
     """The checks of :func:`check_batch` for one report, in plain Python (kept equal by the tests)."""
     hard: str | None = None
-    sid = r.get("station_id")
-    if isinstance(sid, int) and not isinstance(sid, bool):
-        sid = str(sid)
-    if not isinstance(sid, str) or not sid.strip():
+    sid = _station_id(r.get("station_id")) or ""
+    if not sid:
         hard = "station_id: missing or not a string"
-        sid = ""
-    sid = sid.strip()
     t = _times([r.get("time")])[0]
     if not math.isfinite(t):
         hard = hard or "time: missing or not an ISO-8601 time with UTC offset"

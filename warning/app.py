@@ -14,6 +14,7 @@ import random
 import reprlib
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,15 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import numpy as np
 import orjson
 
 from alerts.delivery import deliver_webhook, new_session, webhook_body
 from alerts.health import HealthTracker
 from alerts.routing import route
 from alerts.subscriptions import Subscription, SubscriptionStore, paused_subscription
-from ingest.qc import QualityControl
+from ingest.columns import ObservationColumns, observation_columns
+from ingest.qc import QCState, check_columns
 from ingest.qc import load_models as _load_models
-from ingest.validate import ObservationError, validate_observation
 from warning import grading, metrics, quantities, topics
 from warning.cap import render_cap
 from warning.config import Settings
@@ -39,11 +41,13 @@ from warning.records import WarningLevel
 from warning.regions import RegionTree, StationRegistry
 from warning.rules import Rules
 from warning.shapes import region_polygon
+from warning.station_columns import BLOCK, SlotInfo, StationColumns
 from warning.topics import partition_for
 
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 30.0
+MAX_WARNING_HISTORIES = 5000  # warnings (with all their events) the in-memory API views keep
 
 
 def safe_dump(value: Any, limit: int = 65536) -> bytes:
@@ -81,6 +85,19 @@ def load_station_climatology(directory: Path) -> Any:
         return None
 
 
+def pack(blob: bytes) -> bytes:
+    """State blocks are mostly NaN and zeros: zlib level 1 shrinks them ~10-20x for ~0.5 ms per 200 KB, which
+    the broker (that never compacts on tansu), the socket and recovery all gain."""
+    return zlib.compress(blob, 1)
+
+
+def unpack(blob: bytes) -> bytes:
+    try:
+        return zlib.decompress(blob)
+    except zlib.error as exc:
+        raise ValueError(f"not a compressed state block: {exc}") from None
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -115,6 +132,10 @@ class WarningService:
         self.data_clock_at = time.time()
         self.climatology = load_station_climatology(settings.data_dir / "climatology")
         self.grader = StationGrader(rules, registry, regions, self.climatology)
+        self._columns: dict[int, StationColumns] = {}  # obs partition -> its stations' state (cache of the table)
+        self._qc: dict[int, QCState] = {}
+        self._written: dict[str, bytes | None] = {}  # table key -> the blob this worker wrote last
+        self._gauge_at = 0.0
         self._known_station = lambda sid: sid in registry
         self._elevations = {s.station_id: s.elevation_m for s in registry}
         self.qc_models = load_qc_models(settings.data_dir / "climatology" / "qc")
@@ -161,16 +182,35 @@ class WarningService:
         if key is None or value is None:
             return
         event = orjson.loads(value)
+        is_new = event["id"] not in self.events_by_id
         self.events_by_id[event["id"]] = event
-        history = self.warning_history.setdefault(event["warning_id"], [])
-        if all(e["id"] != event["id"] for e in history):
+        history = self.warning_history.pop(event["warning_id"], [])  # re-inserted last: most recently updated
+        self.warning_history[event["warning_id"]] = history
+        if is_new:
             history.append(event)
-            history.sort(key=lambda e: e["seq"])
+            if len(history) > 1 and history[-2]["seq"] > event["seq"]:
+                history.sort(key=lambda e: e["seq"])
         latest = self.warnings.get(key.decode())
         if latest is None or latest["warning_id"] != event["warning_id"] or latest["seq"] <= event["seq"]:
             self.warnings[key.decode()] = event
+        if len(self.warning_history) > MAX_WARNING_HISTORIES + MAX_WARNING_HISTORIES // 10:
+            self._prune_views()
         self._refresh_active_gauge()
         self._notify("warning", event)
+
+    def _prune_views(self) -> None:
+        """Bound the API's memory: keep the MAX_WARNING_HISTORIES most recently updated warnings (and every one
+        that is still the latest of its region and hazard); the warnings topic keeps them all."""
+        current = {e["warning_id"] for e in self.warnings.values()}
+        excess = len(self.warning_history) - MAX_WARNING_HISTORIES
+        for wid in list(self.warning_history):
+            if excess <= 0:
+                break
+            if wid in current:
+                continue
+            for e in self.warning_history.pop(wid):
+                self.events_by_id.pop(e["id"], None)
+            excess -= 1
 
     def _notify(self, kind: str, record: dict[str, Any]) -> None:
         for listener in list(self.listeners):
@@ -179,7 +219,11 @@ class WarningService:
             except Exception:  # a broken listener must not stop the pipeline
                 log.exception("listener failed")
 
-    def _refresh_active_gauge(self) -> None:
+    def _refresh_active_gauge(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._gauge_at < 1.0:  # at most once a second under an event storm
+            return
+        self._gauge_at = now
         metrics.WARNINGS_ACTIVE.clear()
         for e in self.active_warnings():
             metrics.WARNINGS_ACTIVE.labels(e["hazard"], e["level"]).inc()
@@ -244,9 +288,15 @@ class WarningService:
         self.receipts_topic = raw(topics.RECEIPTS)
         # One entry per obs partition holding that partition's station states (BROKER.md: the fast, exactly
         # recovered pattern); reassigned once per batch.
-        self.station_state = app.Table("station_state", default=None, partitions=self.settings.partitions)
-        self.qc_state = app.Table("qc_state", default=None, partitions=self.settings.partitions)
-        self.daily_state = app.Table("daily_state", default=None, partitions=self.settings.partitions)
+        # Columnar station state in blocks of raw bytes, keyed "partition:block" (warning.station_columns): the
+        # per-report part after every batch that touched the block, the once-a-day part when a day completed.
+        # value_type=bytes makes faust use the raw codec for writes *and* for changelog recovery
+        def blocks(name: str) -> Any:
+            return app.Table(name, default=None, partitions=self.settings.partitions, key_type=str, value_type=bytes)
+
+        self.station_table = blocks("station_columns")
+        self.daily_table = blocks("station_daily")
+        self.qc_table = blocks("qc_columns")
         self.region_state = app.Table("region_state", default=None, partitions=self.settings.partitions)
         self.receivers = app.Table("receivers", default=None, partitions=self.settings.partitions)
 
@@ -289,96 +339,158 @@ class WarningService:
                 await self.reject(value if isinstance(value, bytes) else b"", f"batch: malformed ({exc})",
                                   "obs-topic")
                 continue
-            fast: dict[str, Any] = dict(self.station_state.get(part) or {})
-            daily: dict[str, Any] = dict(self.daily_state.get(part) or {})
-            qc_context: dict[str, Any] = dict(self.qc_state.get(part) or {})
-            signals: list[dict[str, Any]] = []
-            checked_batch = []
-            for obs in batch:
-                try:  # the topic is open to any producer: the same checks as the push API
-                    checked = validate_observation(obs, known_station=self._known_station)
-                except ObservationError as exc:
-                    sid = obs.get("station_id", "?") if isinstance(obs, dict) else "?"
-                    await self.reject(safe_dump(obs), str(exc), "obs-topic", str(sid)[:64])
-                    continue
-                clean = checked.to_dict()
-                if isinstance(obs.get("qc"), dict):
-                    clean["qc"] = obs["qc"]
-                checked_batch.append(clean)
-            valid = await self._quality_control(checked_batch, qc_context)
-            touched = {o["station_id"] for o in valid}
-            states = {sid: {**fast[sid], **daily.get(sid, {})} for sid in touched if sid in fast}
-            before = {sid: states[sid].get("pd") for sid in states}
-            try:  # the fast path: the whole batch graded at once
-                trial = dict(states)
-                applied, stale, sigs = self.grader.observe_batch(trial, valid, accepted_at=accepted_at)
-                states.update(trial)
-                signals.extend(sigs)
-            except Exception:  # a bad value somewhere: grade one by one so only the bad record is rejected
-                log.warning("observations: batch path failed; grading record by record", exc_info=True)
-                applied, stale = 0, 0
-                for obs in valid:
-                    try:
-                        new, sigs = self.grader.observe(states.get(obs["station_id"]), obs, accepted_at=accepted_at)
-                    except Exception as exc:  # one bad record never stops the batch or the worker
-                        await self.reject(safe_dump(obs), f"record: {type(exc).__name__}: {exc}"[:500], "obs-topic")
-                        continue
-                    if new is None:
-                        stale += 1
-                        continue
-                    applied += 1
-                    states[obs["station_id"]] = new
-                    signals.extend(sigs)
-            metrics.OBS_PROCESSED.inc(applied)
-            metrics.OBS_STALE.inc(stale)
-            if valid:
-                self._advance_clock(max(o["time"] for o in valid))
-            daily_changed = False
-            for sid in touched:
-                st = states.get(sid)
-                if st is None:
-                    continue
-                fast[sid] = {k: st[k] for k in ("t", "d", "h", "now")}
-                if sid not in before or st.get("pd") is not before[sid]:  # complete_day made new daily inputs
-                    daily[sid] = {k: st[k] for k in quantities.DAILY_KEYS if k in st}
-                    daily_changed = True
-            try:
-                # one changelog record per batch for the per-report part (must reassign); the once-a-day part
-                # (150 days of rain, PET, EHF means, MCI) only when a station completed a day
-                self.station_state[part] = fast
-                if daily_changed:
-                    self.daily_state[part] = daily
-                self.qc_state[part] = qc_context
-            except (TypeError, ValueError) as exc:  # a state that cannot be serialised must not kill the agent
-                log.exception("observations: cannot store partition state")
-                await self.reject(value, f"state: cannot store ({exc})", "obs-topic")
-                continue
-            for sig in signals:
-                await self.signals_topic.send(key=sig["region_code"].encode(), value=orjson.dumps(sig))
+            await self._observe_batch(part, batch, accepted_at)
 
-    async def _quality_control(self, batch: list[Any], context: dict[str, Any]) -> list[dict[str, Any]]:
-        """WMO-style QC (ingest.qc) with the partition's rolling context. Hard failures go to obs.rejected;
-        flagged values stay on the record (``qc``) but are removed from what grading reads, so a flagged value
-        never triggers a warning on its own."""
-        good = [o for o in batch if isinstance(o, dict)]
-        for o in batch:
-            if not isinstance(o, dict):
-                await self.reject(safe_dump(o), "observation: not an object", "obs-topic")
-        if not good:
-            return []
-        qc = QualityControl(elevations=self._elevations, models=self.qc_models, context=context)
-        results = qc.check_batch(good)
-        out = []
-        for obs, res in zip(good, results, strict=True):
-            if res.hard_fail:
-                await self.reject(safe_dump(obs), f"qc: {res.hard_fail}", "obs-topic", str(obs.get("station_id", "?")))
-                continue
-            if res.flags:
-                metrics.QC_FLAGGED.inc(len(res.flags))
-                obs = {k: v for k, v in obs.items() if k not in res.flags}
-                obs["qc"] = {**obs.get("qc", {}), **{k: f"qc: {v}" for k, v in res.flags.items()}}
-            out.append(obs)
+    async def _observe_batch(self, part: int, batch: list[Any], accepted_at: float) -> None:
+        """Validate, QC, fold into the partition's columnar station state and grade one batch message; then
+        store the touched state blocks (one changelog record each) and send the signals, one message per
+        signals partition."""
+        cols, rejected = observation_columns(batch, known_station=self._known_station)
+        for i, reason in rejected:  # the topic is open to any producer: the same checks as the push API
+            obs = batch[i]
+            sid = obs.get("station_id", "?") if isinstance(obs, dict) else "?"
+            await self.reject(safe_dump(obs), reason, "obs-topic", str(sid)[:64])
+        if not len(cols):
+            return
+        cols = await self._quality_control(part, cols, batch)
+        if not len(cols):
+            return
+        state = self._station_columns(part)
+        try:  # the fast path: the whole batch at once
+            applied, stale, signals, completed = self.grader.observe_columns(state, cols, accepted_at=accepted_at)
+            slots = state.slots(cols.station_ids)
+        except Exception:  # a bug or an odd value: start again from the stored state, one report at a time
+            log.warning("observations: batch path failed; grading record by record", exc_info=True)
+            self._columns.pop(part, None)
+            state = self._station_columns(part)
+            applied, stale, signals, parts_done, slot_list = 0, 0, [], [], []
+            for i in range(len(cols)):
+                one = cols.take(np.arange(len(cols)) == i)
+                try:
+                    a, st_, sigs, done = self.grader.observe_columns(state, one, accepted_at=accepted_at)
+                except Exception as exc:  # one bad record never stops the batch or the worker
+                    await self.reject(safe_dump(one.record(0)), f"record: {type(exc).__name__}: {exc}"[:500],
+                                      "obs-topic")
+                    self._columns.pop(part, None)
+                    state = self._station_columns(part)  # drop what the failed record half-applied
+                    continue
+                applied, stale = applied + a, stale + st_
+                signals.extend(sigs)
+                parts_done.append(done)
+                slot_list.append(state.slots(one.station_ids))
+            completed = np.concatenate(parts_done) if parts_done else np.zeros(0, dtype=np.int64)
+            slots = np.concatenate(slot_list) if slot_list else np.zeros(0, dtype=np.int64)
+        metrics.OBS_PROCESSED.inc(applied)
+        metrics.OBS_STALE.inc(stale)
+        self._advance_clock(max(cols.times))
+        try:
+            self._store_columns(part, state, slots, completed)
+        except Exception as exc:  # a state that cannot be stored must not kill the agent
+            log.exception("observations: cannot store partition state")
+            await self.reject(orjson.dumps({"observations": batch}, default=str)[:65536],
+                              f"state: cannot store ({exc})", "obs-topic")
+            return
+        await self.send_signals(signals)
+
+    async def send_signals(self, signals: list[dict[str, Any]]) -> None:
+        """One ``signals`` message per partition (the region's, as the key would pick), in emission order."""
+        if not signals:
+            return
+        n = self.settings.partitions
+        by_part: dict[int, list[dict[str, Any]]] = {}
+        for sig in signals:
+            by_part.setdefault(partition_for(sig["region_code"], n), []).append(sig)
+        for p, sigs in by_part.items():
+            await self.signals_topic.send(key=sigs[0]["region_code"].encode(), value=orjson.dumps({"signals": sigs}),
+                                          partition=p)
+
+    # ---- columnar station and QC state, stored in blocks -------------------------------------------------
+    def _slot_info(self, sid: str) -> SlotInfo:
+        station = self.registry.get(sid)
+        c = self.climatology
+        return SlotInfo(station.latitude if station else 36.0, c.t95(sid) if c is not None else None,
+                        c.ehf85(sid) if c is not None else None)
+
+    def _new_columns(self) -> StationColumns:
+        lookup = getattr(self.climatology, "mci_params", None) if self.climatology is not None else None
+        return StationColumns(self._slot_info, lookup)
+
+    def _station_columns(self, part: int) -> StationColumns:
+        """The partition's state: cached while this worker is the only writer of its blocks (the table still
+        holds what this worker wrote last), else restored from the table (after a rebalance or recovery)."""
+        state = self._columns.get(part)
+        if state is not None:
+            keys = [f"{part}:{b}" for b in range(state.blocks())]
+            fresh = all(self.station_table.get(k) is self._written.get(k) for k in keys)
+            if fresh and self.station_table.get(f"{part}:{state.blocks()}") is None:
+                return state
+        state = self._new_columns()
+        b = 0
+        try:
+            while (fast := self.station_table.get(f"{part}:{b}")) is not None:
+                state.load_block(b, unpack(fast))
+                daily = self.daily_table.get(f"{part}:{b}")
+                if daily is not None:
+                    state.load_block(b, unpack(daily))
+                self._written[f"{part}:{b}"] = fast
+                b += 1
+        except ValueError:
+            log.exception("observations: stored state of partition %d block %d is unreadable; starting it afresh",
+                          part, b)
+            state = self._new_columns()
+        self._columns[part] = state
+        return state
+
+    def _store_columns(self, part: int, state: StationColumns, slots: np.ndarray, completed: np.ndarray) -> None:
+        for b in np.unique(slots // BLOCK).tolist():
+            blob = pack(state.encode_block(b, "fast"))
+            self.station_table[f"{part}:{b}"] = blob
+            self._written[f"{part}:{b}"] = blob
+        for b in np.unique(completed // BLOCK).tolist():
+            self.daily_table[f"{part}:{b}"] = pack(state.encode_block(b, "daily"))
+
+    def daily_precip_states(self) -> dict[str, dict[str, Any]]:
+        """{station: {"pd": daily precipitation}} of this worker's partitions (the SPI product's input)."""
+        out: dict[str, dict[str, Any]] = {}
+        for part in list(self._columns):
+            state = self._station_columns(part)
+            for sid in state.station_ids:
+                out[sid] = {"pd": state.daily_precip(sid)}
         return out
+
+    async def _quality_control(self, part: int, cols: ObservationColumns, batch: list[Any]) -> ObservationColumns:
+        """WMO-style QC (ingest.qc) with the partition's columnar context. Hard failures go to obs.rejected;
+        flagged values are removed from what grading reads (NaN), so a flagged value never triggers a warning
+        on its own."""
+        context = self._qc_columns(part)
+        hard, flags = check_columns(cols.station_ids, cols.t, cols.values, context, elevations=self._elevations,
+                                    models=self.qc_models)
+        keep = np.ones(len(cols), dtype=bool)
+        for i in [i for i, h in enumerate(hard) if h]:
+            keep[i] = False
+            await self.reject(safe_dump(batch[int(cols.rows[i])]), f"qc: {hard[i]}", "obs-topic", cols.station_ids[i])
+        for i, flagged in flags.items():
+            metrics.QC_FLAGGED.inc(len(flagged))
+            for el in flagged:
+                cols.values[el][i] = np.nan
+        blob = pack(context.to_bytes())
+        self.qc_table[str(part)] = blob
+        self._written[f"qc:{part}"] = blob
+        return cols if keep.all() else cols.take(keep)
+
+    def _qc_columns(self, part: int) -> QCState:
+        context = self._qc.get(part)
+        if context is not None and self.qc_table.get(str(part)) is self._written.get(f"qc:{part}"):
+            return context
+        stored = self.qc_table.get(str(part))
+        try:
+            context = QCState.from_bytes(unpack(stored)) if stored is not None else QCState()
+        except ValueError:
+            log.exception("observations: stored QC context of partition %d is unreadable; starting it afresh", part)
+            context = QCState()
+        self._qc[part] = context
+        self._written[f"qc:{part}"] = stored
+        return context
 
     async def _forecasts(self, stream: Any) -> None:
         async for value in stream:
@@ -388,27 +500,49 @@ class WarningService:
                 await self.reject(value if isinstance(value, bytes) else b"", f"forecast batch: malformed ({exc})",
                                   "forecast-topic")
                 continue
+            if not isinstance(points, list):
+                await self.reject(value, "forecast batch: points is not a list", "forecast-topic")
+                continue
+            signals: list[dict[str, Any]] = []
             for p in points:
                 try:
-                    await self._forecast_point(p)
+                    signals.extend(self.grader.forecast(p))
                 except Exception as exc:
                     log.exception("forecast: cannot apply point")
                     await self.reject(safe_dump(p), f"forecast: {type(exc).__name__}: {exc}"[:500], "forecast-topic")
-
-    async def _forecast_point(self, p: dict[str, Any]) -> None:
-        for sig in self.grader.forecast(p):
-            await self.signals_topic.send(key=sig["region_code"].encode(), value=orjson.dumps(sig))
+            await self.send_signals(signals)
 
     async def _grade(self, stream: Any) -> None:
         async for value in stream:
             try:
-                sig = orjson.loads(value)
-                rule = self.rules[sig["hazard"]]
-                key = f"{sig['region_code']}:{sig['hazard']}"
+                msg = orjson.loads(value)
+                signals = msg["signals"] if isinstance(msg, dict) and "signals" in msg else [msg]
+                if not isinstance(signals, list):
+                    raise TypeError("signals is not a list")
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                log.warning("grade: dropping malformed signal: %s", exc)
+                log.warning("grade: dropping malformed signal message: %s", exc)
                 continue
-            prev = self.region_state.get(key)
+            # one table write per region and hazard per message; signals of a key are applied in order
+            by_key: dict[str, list[dict[str, Any]]] = {}
+            for sig in signals:
+                try:
+                    by_key.setdefault(f"{sig['region_code']}:{sig['hazard']}", []).append(sig)
+                except (KeyError, TypeError) as exc:
+                    log.warning("grade: dropping malformed signal: %s", exc)
+            for key, sigs in by_key.items():
+                await self._grade_key(key, sigs)
+
+    async def _grade_key(self, key: str, signals: list[dict[str, Any]]) -> None:
+        hazard = key.rsplit(":", 1)[1]
+        rule = self.rules.get(hazard)
+        if rule is None:
+            log.warning("grade: dropping signals for unknown hazard %r", hazard[:40])
+            return
+        first = self.region_state.get(key)
+        state = first
+        events: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for sig in signals:
+            prev = state
             if sig.get("kind") == "tick":
                 if prev is None:
                     continue
@@ -418,25 +552,28 @@ class WarningService:
                 if seen:
                     own_t = quantities.parse_utc(seen[0]).timestamp() + (time.time() - seen[1])
                     sig["time"] = min(sig["time"], grading.iso(datetime.fromtimestamp(own_t, UTC)))
-            state, events = grading.catch_up(prev, sig["time"], rule)
+            state, caught = grading.catch_up(prev, sig["time"], rule)
             state, own = grading.apply_signal(state, sig, rule)
             if sig.get("kind", "station") == "station":
                 state["seen"] = [max(sig["time"], (prev or {}).get("seen", [""])[0]), time.time()]
             elif prev and "seen" in prev:
                 state["seen"] = prev["seen"]
-            self.region_state[key] = state
-            for event in [*events, own]:
-                if event is None:
-                    continue
-                metrics.WARNING_EVENTS.labels(event["hazard"], event["level"], event["msg_type"]).inc()
-                if event is own and "accepted_at" in sig:
+            events.extend((e, sig) for e in caught)
+            if own is not None:
+                events.append((own, sig))
+                if "accepted_at" in sig:
                     metrics.PROCESSING_LATENCY.observe(max(0.0, time.time() - sig["accepted_at"]))
-                event["emitted_at"] = time.time()
-                await self.warnings_topic.send(key=key.encode(), value=orjson.dumps(event))
-                log.info("warning %s %s %s %s", event["msg_type"], event["hazard"], event["level"],
-                         event["region_code"],
-                         extra={k: event[k] for k in ("warning_id", "hazard", "level", "region_code")}
-                         | {"event_id": event["id"]})
+        if state is first:
+            return
+        self.region_state[key] = state
+        for event, _ in events:
+            metrics.WARNING_EVENTS.labels(event["hazard"], event["level"], event["msg_type"]).inc()
+            event["emitted_at"] = time.time()
+            await self.warnings_topic.send(key=key.encode(), value=orjson.dumps(event))
+            log.info("warning %s %s %s %s", event["msg_type"], event["hazard"], event["level"],
+                     event["region_code"],
+                     extra={k: event[k] for k in ("warning_id", "hazard", "level", "region_code")}
+                     | {"event_id": event["id"]})
 
     async def _tick(self) -> None:
         """Expiry and hysteresis run on time, not only on new reports: tick every region with a live warning or
@@ -455,6 +592,7 @@ class WarningService:
     async def _measure_lag(self) -> None:
         """Consumer lag per source topic: the fetch high watermark (right on tansu, unlike ListOffsets) minus
         the next offset to process, summed over this worker's partitions."""
+        self._refresh_active_gauge(force=True)  # warnings also expire without new events
         consumer = self.app.consumer
         lag: dict[str, int] = {}
         for tp in consumer.assignment():

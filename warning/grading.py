@@ -21,6 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,15 @@ from warning.rules import CAP_SEVERITY, CMA_LEVEL_CODE, LEVEL_ZH, OPS, Condition
 
 NAMESPACE = uuid.UUID("6f1c2b8e-5d0a-4e7b-9a55-2f0c7e1d4a90")  # stable ids for replay-safe deduplication
 Series = Callable[[str], dict[str, float]]
+
+
+_LEVELS = {lv.colour: lv for lv in WarningLevel}
+
+
+def _level(colour: str) -> WarningLevel:
+    """WarningLevel of a stored colour (a dict lookup: this runs for every station entry of every signal)."""
+    lv = _LEVELS.get(colour)
+    return lv if lv is not None else WarningLevel.parse(colour)
 
 
 def iso(t: datetime) -> str:
@@ -153,7 +163,7 @@ def _effective(entry: dict[str, Any], t: str) -> tuple[WarningLevel, dict[str, A
     best = None
     for colour, info in entry["levels"].items():
         if info["expires"] > t:
-            lv = WarningLevel.parse(colour)
+            lv = _level(colour)
             if best is None or lv > best[0]:
                 best = (lv, info)
     return best
@@ -173,13 +183,15 @@ def _station_list(stations: dict[str, dict[str, Any]], t: str) -> list[dict[str,
             out.append({"station_id": s["station_id"], "station_name": s["station_name"], "level": lv.colour,
                         "quantity": info.get("quantity"), "value": info.get("value"), "time": info["time"],
                         "basis": info.get("basis", "observed")})
-    return sorted(out, key=lambda s: (-WarningLevel.parse(s["level"]), s["station_id"]))
+    return sorted(out, key=lambda s: (-_level(s["level"]), s["station_id"]))
 
 
+@lru_cache(maxsize=65536)  # report times repeat across stations and signals
 def _plus_hours(t: str, hours: float) -> str:
     return iso(parse_utc(t) + timedelta(hours=hours))
 
 
+@lru_cache(maxsize=65536)
 def _hours_between(a: str, b: str) -> float:
     return (parse_utc(b) - parse_utc(a)).total_seconds() / 3600
 
@@ -194,7 +206,7 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
     before it (``accepted_at``, the API's clock) are ignored, so a report still in flight does not re-issue it.
     """
     st = state or {"stations": {}, "warning": None, "seq": 0, "pending": None, "region": {}}
-    stations = {k: {**v, "levels": dict(v["levels"])} for k, v in st["stations"].items()}
+    stations = dict(st["stations"])  # entries are replaced, never changed in place: the old state stays intact
     kind = signal.get("kind", "station")
     t = signal["time"]
     region: dict[str, Any] = {k: signal[k] for k in ("region_code", "region_name", "region_name_zh",
@@ -211,9 +223,10 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
         basis = signal.get("basis", "observed")
         key = f"{signal['station_id']}|{basis}"
         expires = signal.get("valid_to") or _plus_hours(t, rule.valid_hours)
-        entry = stations.get(key) or {"station_id": signal["station_id"], "station_name": signal["station_name"],
-                                      "levels": {}}
-        top = WarningLevel.parse(signal["level"])
+        old_entry = stations.get(key)
+        entry = {**old_entry, "levels": dict(old_entry["levels"])} if old_entry else {
+            "station_id": signal["station_id"], "station_name": signal["station_name"], "levels": {}}
+        top = _level(signal["level"])
         for lv in WarningLevel:
             if lv <= top:
                 old = entry["levels"].get(lv.colour)
@@ -228,20 +241,19 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
     # prune entries whose every level has expired
     stations = {k: v for k, v in stations.items() if any(i["expires"] > t for i in v["levels"].values())}
     new_level = region_level(stations, t)
-    cur_level = WarningLevel.parse(current["level"]) if current else None
+    cur_level = _level(current["level"]) if current else None
     pending = st.get("pending")
     event: dict[str, Any] | None = None
-    listed = _station_list(stations, t)
 
     def make(msg_type: str, change: str, level: WarningLevel, onset: str, expires: str) -> dict[str, Any]:
         wid = current["warning_id"] if current else str(
             uuid.uuid5(NAMESPACE, f"{region.get('region_code')}:{rule.hazard}:{t}"))
         refs = (current["references"] + [current["id"]]) if current else []
-        return _event(wid, msg_type, change, level, region, rule, listed, sent, onset, expires, refs,
-                      st["seq"] + 1)
+        return _event(wid, msg_type, change, level, region, rule, _station_list(stations, t), sent, onset, expires,
+                      refs, st["seq"] + 1)
 
     warn_expiry = max((s_exp for s in stations.values() for c, i in s["levels"].items()
-                       if new_level and WarningLevel.parse(c) >= new_level and (s_exp := i["expires"]) > t),
+                       if new_level and _level(c) >= new_level and (s_exp := i["expires"]) > t),
                       default=None)
     if kind == "operator_cancel" and current is not None:
         event = make("cancel", "operator_cancel", cur_level, current["onset"], t)  # type: ignore[arg-type]
@@ -269,16 +281,16 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
         pending = None
         if warn_expiry and _hours_between(current["expires"], warn_expiry) >= rule.extend_step_h - 1e-9:
             event = make("update", "extend", cur_level, current["onset"], warn_expiry)  # type: ignore[arg-type]
-        else:
-            current = {**current, "stations": listed}
+        # (no event: the stored warning keeps the station list it was issued with; events list the live ones)
+    latest = max(t, st.get("t", ""))  # the time this state has been brought to (catch_up starts after it)
     if event is None:
         return {"stations": stations, "warning": current, "seq": st["seq"], "pending": pending,
-                "region": region, "suppress_accepted_before": suppressed_before}, None
+                "region": region, "suppress_accepted_before": suppressed_before, "t": latest}, None
     if event["msg_type"] == "cancel":
         stations = {} if kind == "operator_cancel" else stations
     warning = None if event["msg_type"] == "cancel" else event
     return {"stations": stations, "warning": warning, "seq": event["seq"], "pending": pending,
-            "region": region, "suppress_accepted_before": suppressed_before}, event
+            "region": region, "suppress_accepted_before": suppressed_before, "t": latest}, event
 
 
 def catch_up(state: dict[str, Any] | None, t: str, rule: HazardRule, now: datetime | None = None
@@ -289,14 +301,19 @@ def catch_up(state: dict[str, Any] | None, t: str, rule: HazardRule, now: dateti
     events: list[dict[str, Any]] = []
     if not state or not (state.get("warning") or state.get("pending")):
         return state, events
+    # only the ticks after the last time this state was brought to: earlier ones were applied then
+    since = state.get("t", "")
+    hold = max(rule.downgrade_hold_h, rule.cancel_hold_h)
+    recent = _plus_hours(since, -hold) if since else ""
     expiries = sorted({i["expires"] for s in state["stations"].values() for i in s["levels"].values()
-                       if i["expires"] <= t})
+                       if recent < i["expires"] <= t})
     region = state.get("region", {})
     for te in expiries[:8]:
-        hold = max(rule.downgrade_hold_h, rule.cancel_hold_h)
         for at in (te, _plus_hours(te, rule.downgrade_hold_h), _plus_hours(te, hold)):
             if at > t:
                 break
+            if at <= since:
+                continue
             tick = {"kind": "tick", "time": at, "hazard": rule.hazard, **region}
             state, ev = apply_signal(state, tick, rule, now)
             if ev is not None:

@@ -335,10 +335,7 @@ async def cap_feed(request: web.Request) -> web.Response:
 async def drought_spi(request: web.Request) -> web.Response:
     """Monthly SPI drought monitoring (information product) from this worker's station states."""
     svc = request.app[SVC]
-    states: dict[str, Any] = {}
-    for _, part in list(svc.daily_state.items()):
-        if isinstance(part, dict):
-            states.update(part)
+    states = svc.daily_precip_states()
     names = {s.station_id: s.name_zh or s.name for s in svc.registry}
     return _json(spi_product(states, svc.climatology, names))
 
