@@ -136,7 +136,7 @@ class WarningService:
         self._qc: dict[int, QCState] = {}
         self._written: dict[str, bytes | None] = {}  # table key -> the blob this worker wrote last
         self._gauge_at = 0.0
-        self._known_station = lambda sid: sid in registry
+        self._known_station = frozenset(s.station_id for s in registry).__contains__  # ids as the registry spells them
         self._elevations = {s.station_id: s.elevation_m for s in registry}
         self.qc_models = load_qc_models(settings.data_dir / "climatology" / "qc")
         st = settings.session_timeout_s
@@ -335,6 +335,9 @@ class WarningService:
                 accepted_at = float(msg.get("accepted_at", time.time()))
                 if not isinstance(batch, list):
                     raise TypeError("observations is not a list")
+                extra = sorted(set(msg) - {"accepted_at", "observations"})
+                if extra:  # the envelope is a schema too: the whole record goes to obs.rejected, with its context
+                    raise ValueError(f"unknown field {extra[0][:40]!r}")
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 await self.reject(value if isinstance(value, bytes) else b"", f"batch: malformed ({exc})",
                                   "obs-topic")
@@ -631,6 +634,8 @@ class WarningService:
                 continue  # roll-ups are for the dashboard and API; counties issue the signals departments get
             received = list(self.receivers.get(wid) or [])
             targets = route(event, self.subscriptions, self.regions.covers, received)
+            if not targets:
+                continue  # nothing to send and nothing new to remember: no table write
             for sub, msg_type in targets:
                 delivery = {
                     "webhook_id": "msg_" + uuid.uuid5(grading.NAMESPACE, f"{event['id']}:{sub.id}").hex,
