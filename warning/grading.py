@@ -18,6 +18,7 @@ signals:
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +42,12 @@ def _level(colour: str) -> WarningLevel:
     """WarningLevel of a stored colour (a dict lookup: this runs for every station entry of every signal)."""
     lv = _LEVELS.get(colour)
     return lv if lv is not None else WarningLevel.parse(colour)
+
+
+@lru_cache(maxsize=4)
+def _wall_clock_iso(second: int) -> str:
+    """The current second as ISO text, formatted once per second rather than once per signal."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
 
 
 def iso(t: datetime) -> str:
@@ -214,7 +221,7 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
     if "region_name" not in region:  # ticks and operator actions carry only the code
         region = {**st.get("region", {}), **region}
     current = st["warning"]
-    sent = iso(now or datetime.now(UTC))
+    sent = iso(now) if now is not None else _wall_clock_iso(int(time.time()))
 
     # reports accepted before an operator cancel do not re-issue what the operator withdrew
     suppressed_before = st.get("suppress_accepted_before", 0.0)

@@ -319,12 +319,14 @@ class StationColumns:
         api_on = ~np.isnan(today_rain) | pd_any
         if api_on.any():
             api = np.nan_to_num(today_rain)
+            past = _ring_window(a["pd"], a["pd_end"], s, today - 1, API_DAYS - 1)[:, ::-1]  # column i-1: day today-i
             for i in range(1, API_DAYS):
-                r = _ring_read(a["pd"], a["pd_end"], s, today - i)
+                r = past[:, i - 1]
                 if i < KEEP_DAYS:
                     r = np.where(np.isnan(r), _ring_read(ring[:, :, RAIN], a["day_end"], s, today - i), r)
                 add = ~np.isnan(r) & (r != 0)
-                api = np.where(add, api + api_decay ** i * np.nan_to_num(r), api)
+                if add.any():  # in the same order as the reference's sum, so the floats agree exactly
+                    api = np.where(add, api + api_decay ** i * np.nan_to_num(r), api)
             q["api_mm"][rows] = np.where(api_on, api, np.nan)
         for k, name in enumerate(("visibility", "wind_now", "rh_now")):
             q[name][rows] = a["now"][s, k]
