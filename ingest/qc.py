@@ -531,6 +531,19 @@ class QCState:
             slot[rows] = [self.slot_of[sids[i]] for i in rows]
         return slot
 
+    def subset(self, slots: np.ndarray) -> QCState:
+        """A QCState of just these slots (in this order): what a caller stores in blocks."""
+        out = QCState(capacity=max(1, int(slots.size)))
+        ids = [self.station_ids[i] for i in slots.tolist()]
+        back = out.slots_for(ids, create=np.ones(len(ids), dtype=bool))
+        out._t[back], out._e[back] = self._t[slots], self._e[slots]
+        return out
+
+    def merge(self, other: QCState) -> None:
+        """Take over ``other``'s stations (new ones get the next slots, in ``other``'s order)."""
+        back = self.slots_for(other.station_ids, create=np.ones(len(other), dtype=bool))
+        self._t[back], self._e[back] = other.t, other.e
+
     def elevation_km(self, slot: np.ndarray, elevations: Mapping[str, float] | None) -> np.ndarray:
         """Elevation (km) per slot; looked up in ``elevations`` once per slot (0 m without a table)."""
         if elevations is None:

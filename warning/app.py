@@ -30,7 +30,7 @@ from alerts.health import HealthTracker
 from alerts.routing import route
 from alerts.subscriptions import Subscription, SubscriptionStore, paused_subscription
 from ingest.columns import ObservationColumns, observation_columns
-from ingest.qc import QCState, check_columns
+from ingest.qc import SMALL_BATCH, QCState, QualityControl, check_batch, check_columns
 from ingest.qc import load_models as _load_models
 from warning import grading, metrics, quantities, topics
 from warning.cap import render_cap
@@ -423,11 +423,8 @@ class WarningService:
         """The partition's state: cached while this worker is the only writer of its blocks (the table still
         holds what this worker wrote last), else restored from the table (after a rebalance or recovery)."""
         state = self._columns.get(part)
-        if state is not None:
-            keys = [f"{part}:{b}" for b in range(state.blocks())]
-            fresh = all(self.station_table.get(k) is self._written.get(k) for k in keys)
-            if fresh and self.station_table.get(f"{part}:{state.blocks()}") is None:
-                return state
+        if state is not None and self._fresh(self.station_table, "", part, state.blocks()):
+            return state
         state = self._new_columns()
         b = 0
         try:
@@ -467,8 +464,14 @@ class WarningService:
         flagged values are removed from what grading reads (NaN), so a flagged value never triggers a warning
         on its own."""
         context = self._qc_columns(part)
-        hard, flags = check_columns(cols.station_ids, cols.t, cols.values, context, elevations=self._elevations,
-                                    models=self.qc_models)
+        if len(cols) <= SMALL_BATCH:  # a handful of reports (single pushes): the scalar checks, same results
+            results = check_batch([cols.record(i) for i in range(len(cols))],
+                                  QualityControl(elevations=self._elevations, models=self.qc_models, context=context))
+            hard = [r.hard_fail for r in results]
+            flags = {i: r.flags for i, r in enumerate(results) if r.flags}
+        else:
+            hard, flags = check_columns(cols.station_ids, cols.t, cols.values, context,
+                                        elevations=self._elevations, models=self.qc_models)
         keep = np.ones(len(cols), dtype=bool)
         for i in [i for i, h in enumerate(hard) if h]:
             keep[i] = False
@@ -477,24 +480,38 @@ class WarningService:
             metrics.QC_FLAGGED.inc(len(flagged))
             for el in flagged:
                 cols.values[el][i] = np.nan
-        blob = pack(context.to_bytes())
-        self.qc_table[str(part)] = blob
-        self._written[f"qc:{part}"] = blob
+        # only the blocks of stations this batch reported (a single report writes one block, not the partition)
+        slots = context.slots_for(cols.station_ids)
+        for b in np.unique(slots[slots >= 0] // BLOCK).tolist():
+            lo, hi = b * BLOCK, min((b + 1) * BLOCK, len(context))
+            blob = pack(context.subset(np.arange(lo, hi)).to_bytes())
+            self.qc_table[f"{part}:{b}"] = blob
+            self._written[f"qc:{part}:{b}"] = blob
         return cols if keep.all() else cols.take(keep)
 
     def _qc_columns(self, part: int) -> QCState:
         context = self._qc.get(part)
-        if context is not None and self.qc_table.get(str(part)) is self._written.get(f"qc:{part}"):
+        blocks = (len(context) + BLOCK - 1) // BLOCK if context is not None else 0
+        if context is not None and self._fresh(self.qc_table, "qc:", part, blocks):
             return context
-        stored = self.qc_table.get(str(part))
+        context, b = QCState(), 0
         try:
-            context = QCState.from_bytes(unpack(stored)) if stored is not None else QCState()
+            while (stored := self.qc_table.get(f"{part}:{b}")) is not None:
+                context.merge(QCState.from_bytes(unpack(stored)))
+                self._written[f"qc:{part}:{b}"] = stored
+                b += 1
         except ValueError:
-            log.exception("observations: stored QC context of partition %d is unreadable; starting it afresh", part)
+            log.exception("observations: stored QC context of partition %d block %d is unreadable; starting it "
+                          "afresh", part, b)
             context = QCState()
         self._qc[part] = context
-        self._written[f"qc:{part}"] = stored
         return context
+
+    def _fresh(self, table: Any, prefix: str, part: int, blocks: int) -> bool:
+        """True while the table still holds exactly the blocks this worker wrote last (no other writer since,
+        e.g. after a rebalance), so the cached arrays are the partition's state."""
+        return (all(table.get(f"{part}:{b}") is self._written.get(f"{prefix}{part}:{b}") for b in range(blocks))
+                and table.get(f"{part}:{blocks}") is None)
 
     async def _forecasts(self, stream: Any) -> None:
         async for value in stream:

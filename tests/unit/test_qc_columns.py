@@ -354,3 +354,17 @@ def test_state_api() -> None:
     with pytest.raises(ValueError):
         s._add_slots(["a"])
     assert QCState() != s and s != object()
+
+
+def test_state_in_blocks_round_trips() -> None:
+    """The worker stores the context in blocks of slots (subset) and rebuilds it block by block (merge)."""
+    s = QCState()
+    ids = [f"S{i}" for i in range(300)]
+    t = np.full(300, 1.789e9)
+    vals = {"air_temp_c": np.linspace(-5, 30, 300), "rh_pct": np.full(300, 40.0)}
+    check_columns(ids, t, vals, s)
+    check_columns(ids, t + 3600, {k: v + 1 for k, v in vals.items()}, s)
+    back = QCState()
+    for lo in range(0, 300, 128):
+        back.merge(QCState.from_bytes(s.subset(np.arange(lo, min(lo + 128, 300))).to_bytes()))
+    assert back == s and back.station_ids == s.station_ids
