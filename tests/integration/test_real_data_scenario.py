@@ -55,10 +55,13 @@ async def test_isd_june_2017_as_lanzhou(broker: EmbeddedBroker, tmp_path: Path, 
         assert ews.stop() == 0, ews.output()[-3000:]
     events = [orjson.loads(g["body"])["data"] for g in got]
 
-    def per_hazard(evs: list[dict]) -> dict[str, list[tuple[str, str, str, str]]]:
-        out: dict[str, list[tuple[str, str, str, str]]] = {}
-        for e in evs:
-            out.setdefault(e["hazard"], []).append((e["msg_type"], e["change"], e["level"], e["id"]))
+    def per_hazard(evs: list[dict]) -> dict[str, list[tuple[str, str, str, str, str]]]:
+        """Each hazard's events in chain order. Webhooks to one endpoint run concurrently (as Standard Webhooks
+        allows), so arrival order is not the chain order: receivers order by the event's sent time and seq."""
+        out: dict[str, list[tuple[str, str, str, str, str]]] = {}
+        for e in sorted(evs, key=lambda e: (e["onset"], e["warning_id"], e["seq"])):
+            out.setdefault(e["hazard"], []).append((e["warning_id"], e["msg_type"], e["change"], e["level"], e["id"]))
         return out
 
+    assert len({e["id"] for e in events}) == len(events)  # no duplicates
     assert per_hazard(events) == per_hazard(expected)  # same events, same deterministic ids
