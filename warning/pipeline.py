@@ -15,6 +15,8 @@ from warning.records import WarningLevel
 from warning.regions import RegionTree, Station, StationRegistry
 from warning.rules import Rules
 
+SCALAR_GRADING_MAX = 2  # batches up to this many reports are graded per report (identical results)
+
 
 @lru_cache(maxsize=4096)
 def _month(ordinal: int) -> int:
@@ -164,7 +166,10 @@ class StationGrader:
                 county_scale = np.array([ff.counties.get(c, 1.0) for c in counties])
                 scale = np.where(np.nan_to_num(arrays.get("api_mm", np.zeros(n)), nan=0.0) >= ff.wet_api_mm,
                                  county_scale * ff.wet_factor, county_scale)
-            codes = grading.grade_arrays(rule, arrays, n, scale, series_at)
+            if n <= SCALAR_GRADING_MAX:  # a report or two: numpy's per-call overhead would dominate
+                codes = self._grade_scalar(rule, arrays, n, scale, series_at)
+            else:
+                codes = grading.grade_arrays(rule, arrays, n, scale, series_at)
             codes[~informed] = -1
             level_codes[hazard] = codes
             scales[hazard] = scale
@@ -181,6 +186,21 @@ class StationGrader:
                 signals.extend(self.station_signals(station, hazard, level, c, q.get(c) if c else None,
                                                     times[i], **extra))
         return signals
+
+    @staticmethod
+    def _grade_scalar(rule: Any, arrays: dict[str, np.ndarray], n: int, scale: np.ndarray | float,
+                      series_at: Any) -> np.ndarray:
+        """``grading.grade_arrays`` codes from the per-report ``grading.grade`` (the same criteria, tested equal)."""
+        codes = np.zeros(n, dtype=np.int8)
+        for i in range(n):
+            q = {name: float(v[i]) for name, v in arrays.items() if v[i] == v[i]}
+            sc = float(scale[i]) if isinstance(scale, np.ndarray) else scale
+            def series(name: str, i: int = i) -> dict[str, float]:
+                return dict(series_at(i, name))
+
+            g = grading.grade(rule, q, series, sc)
+            codes[i] = -1 if g is None else (int(g[0]) if g[0] is not None else 0)
+        return codes
 
     def _complete_day(self, sid: str, prev: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
         if prev is None or not prev["d"] or not new["d"] or max(new["d"]) <= max(prev["d"]):
