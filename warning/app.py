@@ -29,13 +29,21 @@ from alerts.delivery import deliver_webhook, new_session, webhook_body
 from alerts.health import HealthTracker
 from alerts.routing import route
 from alerts.subscriptions import Subscription, SubscriptionStore, paused_subscription
-from ingest.columns import ObservationColumns, observation_columns
+from ingest.columns import ELEMENTS, ObservationColumns, observation_columns
 from ingest.qc import SMALL_BATCH, QCState, QualityControl, check_batch, check_columns
 from ingest.qc import load_models as _load_models
 from warning import grading, metrics, quantities, topics
 from warning.cap import render_cap
 from warning.config import Settings
 from warning.mirror import TopicMirror
+from warning.partition_state import (
+    SNAPSHOT_EVERY,
+    PartitionState,
+    copy_columns,
+    encode_delta,
+    restore,
+    stamp,
+)
 from warning.pipeline import StationGrader
 from warning.records import WarningLevel
 from warning.regions import RegionTree, StationRegistry
@@ -133,9 +141,7 @@ class WarningService:
         self.data_clock_at = time.time()
         self.climatology = load_station_climatology(settings.data_dir / "climatology")
         self.grader = StationGrader(rules, registry, regions, self.climatology)
-        self._columns: dict[int, StationColumns] = {}  # obs partition -> its stations' state (cache of the table)
-        self._qc: dict[int, QCState] = {}
-        self._written: dict[str, bytes | None] = {}  # table key -> the blob this worker wrote last
+        self._partitions: dict[int, PartitionState] = {}  # obs partition -> its stations' state (cached)
         self._gauge_at = 0.0
         self._known_station = frozenset(s.station_id for s in registry).__contains__  # ids as the registry spells them
         self._elevations = {s.station_id: s.elevation_m for s in registry}
@@ -298,6 +304,7 @@ class WarningService:
         self.station_table = blocks("station_columns")
         self.daily_table = blocks("station_daily")
         self.qc_table = blocks("qc_columns")
+        self.obs_log = blocks("obs_log")  # the ring of batch deltas since the last snapshot
         self.region_state = app.Table("region_state", default=None, partitions=self.settings.partitions)
         self.receivers = app.Table("receivers", default=None, partitions=self.settings.partitions)
 
@@ -346,9 +353,9 @@ class WarningService:
             await self._observe_batch(part, batch, accepted_at)
 
     async def _observe_batch(self, part: int, batch: list[Any], accepted_at: float) -> None:
-        """Validate, QC, fold into the partition's columnar station state and grade one batch message; then
-        store the touched state blocks (one changelog record each) and send the signals, one message per
-        signals partition."""
+        """Validate, QC, fold into the partition's columnar state and grade one batch message; then log the
+        batch's delta (and, now and then, a snapshot of the state) and send the signals, one message per signals
+        partition."""
         cols, rejected = observation_columns(batch, known_station=self._known_station)
         for i, reason in rejected:  # the topic is open to any producer: the same checks as the push API
             obs = batch[i]
@@ -356,39 +363,38 @@ class WarningService:
             await self.reject(safe_dump(obs), reason, "obs-topic", str(sid)[:64])
         if not len(cols):
             return
-        cols = await self._quality_control(part, cols, batch)
-        if not len(cols):
-            return
-        state = self._station_columns(part)
+        ps = self._partition(part)
+        raw_cols = copy_columns(cols)  # before QC: what the delta records and a replay folds in again
+        hard, cols = self._quality_control(ps.qc, cols)
+        for i, reason in hard:
+            await self.reject(safe_dump(batch[int(raw_cols.rows[i])]), f"qc: {reason}", "obs-topic",
+                              raw_cols.station_ids[i])
+        signals: list[dict[str, Any]] = []
         try:  # the fast path: the whole batch at once
-            applied, stale, signals, completed = self.grader.observe_columns(state, cols, accepted_at=accepted_at)
-            slots = state.slots(cols.station_ids)
+            applied, stale, signals, _ = self.grader.observe_columns(ps.columns, cols, accepted_at=accepted_at)
         except Exception:  # a bug or an odd value: start again from the stored state, one report at a time
             log.warning("observations: batch path failed; grading record by record", exc_info=True)
-            self._columns.pop(part, None)
-            state = self._station_columns(part)
-            applied, stale, signals, parts_done, slot_list = 0, 0, [], [], []
+            ps = self._partition(part, reload=True)
+            _, cols = self._quality_control(ps.qc, copy_columns(raw_cols))
+            applied, stale = 0, 0
             for i in range(len(cols)):
                 one = cols.take(np.arange(len(cols)) == i)
+                before = ps.columns.copy()
                 try:
-                    a, st_, sigs, done = self.grader.observe_columns(state, one, accepted_at=accepted_at)
+                    a, st_, sigs, _ = self.grader.observe_columns(ps.columns, one, accepted_at=accepted_at)
                 except Exception as exc:  # one bad record never stops the batch or the worker
+                    ps.columns = before  # drop what the failed record half-applied
                     await self.reject(safe_dump(one.record(0)), f"record: {type(exc).__name__}: {exc}"[:500],
                                       "obs-topic")
-                    self._columns.pop(part, None)
-                    state = self._station_columns(part)  # drop what the failed record half-applied
                     continue
                 applied, stale = applied + a, stale + st_
                 signals.extend(sigs)
-                parts_done.append(done)
-                slot_list.append(state.slots(one.station_ids))
-            completed = np.concatenate(parts_done) if parts_done else np.zeros(0, dtype=np.int64)
-            slots = np.concatenate(slot_list) if slot_list else np.zeros(0, dtype=np.int64)
         metrics.OBS_PROCESSED.inc(applied)
         metrics.OBS_STALE.inc(stale)
-        self._advance_clock(max(cols.times))
+        if len(cols):
+            self._advance_clock(max(cols.times))
         try:
-            self._store_columns(part, state, slots, completed)
+            self._store(part, ps, raw_cols)
         except Exception as exc:  # a state that cannot be stored must not kill the agent
             log.exception("observations: cannot store partition state")
             await self.reject(orjson.dumps({"observations": batch}, default=str)[:65536],
@@ -408,7 +414,7 @@ class WarningService:
             await self.signals_topic.send(key=sigs[0]["region_code"].encode(), value=orjson.dumps({"signals": sigs}),
                                           partition=p)
 
-    # ---- columnar station and QC state, stored in blocks -------------------------------------------------
+    # ---- columnar station and QC state: snapshots plus a ring of batch deltas (warning.partition_state) ----
     def _slot_info(self, sid: str) -> SlotInfo:
         station = self.registry.get(sid)
         c = self.climatology
@@ -419,51 +425,87 @@ class WarningService:
         lookup = getattr(self.climatology, "mci_params", None) if self.climatology is not None else None
         return StationColumns(self._slot_info, lookup)
 
-    def _station_columns(self, part: int) -> StationColumns:
-        """The partition's state: cached while this worker is the only writer of its blocks (the table still
-        holds what this worker wrote last), else restored from the table (after a rebalance or recovery)."""
-        state = self._columns.get(part)
-        if state is not None and self._fresh(self.station_table, "", part, state.blocks()):
-            return state
-        state = self._new_columns()
-        b = 0
+    def _partition(self, part: int, reload: bool = False) -> PartitionState:
+        """The partition's state: cached while this worker is the only writer (the tables still hold what it
+        wrote last), else restored from the stored snapshot and deltas (after a rebalance, recovery or error)."""
+        ps = self._partitions.get(part)
+        if ps is not None and not reload and all(
+                self._table_of(key).get(key.split("|", 1)[1]) is blob for key, blob in ps.written.items()):
+            return ps
+        blocks: dict[str, list[bytes]] = {}
         try:
-            while (fast := self.station_table.get(f"{part}:{b}")) is not None:
-                state.load_block(b, unpack(fast))
-                daily = self.daily_table.get(f"{part}:{b}")
-                if daily is not None:
-                    state.load_block(b, unpack(daily))
-                self._written[f"{part}:{b}"] = fast
-                b += 1
+            for name, table in (("fast", self.station_table), ("daily", self.daily_table), ("qc", self.qc_table)):
+                b, found = 0, []
+                while (blob := table.get(f"{part}:{b}")) is not None:
+                    found.append(unpack(blob))
+                    b += 1
+                blocks[name] = found
+            deltas = [unpack(d) for i in range(SNAPSHOT_EVERY)
+                      if (d := self.obs_log.get(f"{part}:{i}")) is not None]
+            ps = restore(blocks, deltas, self._new_columns(), QCState(), ELEMENTS, self._fold)
         except ValueError:
-            log.exception("observations: stored state of partition %d block %d is unreadable; starting it afresh",
-                          part, b)
-            state = self._new_columns()
-        self._columns[part] = state
-        return state
+            log.exception("observations: stored state of partition %d is unreadable; starting it afresh", part)
+            ps = PartitionState(self._new_columns(), QCState(), snapshot_due=True)
+        self._partitions[part] = ps
+        return ps
 
-    def _store_columns(self, part: int, state: StationColumns, slots: np.ndarray, completed: np.ndarray) -> None:
-        for b in np.unique(slots // BLOCK).tolist():
-            blob = pack(state.encode_block(b, "fast"))
-            self.station_table[f"{part}:{b}"] = blob
-            self._written[f"{part}:{b}"] = blob
-        for b in np.unique(completed // BLOCK).tolist():
-            self.daily_table[f"{part}:{b}"] = pack(state.encode_block(b, "daily"))
+    def _fold(self, ps: PartitionState, cols: ObservationColumns) -> None:
+        """A replayed batch: QC and the station state, as live, without grading or rejects."""
+        _, cols = self._quality_control(ps.qc, cols)
+        try:
+            ps.columns.apply(cols.station_ids, cols.t, cols.values, api_decay=self.rules.flash_flood.api_decay,
+                             ground_offset_c=self.rules.frost.air_to_ground_offset_c)
+        except Exception:  # as live: a batch that cannot be folded at once goes report by report
+            for i in range(len(cols)):
+                before = ps.columns.copy()
+                one = cols.take(np.arange(len(cols)) == i)
+                try:
+                    ps.columns.apply(one.station_ids, one.t, one.values, api_decay=self.rules.flash_flood.api_decay,
+                                     ground_offset_c=self.rules.frost.air_to_ground_offset_c)
+                except Exception:
+                    ps.columns = before
+
+    def _table_of(self, key: str) -> Any:
+        return {"fast": self.station_table, "daily": self.daily_table, "qc": self.qc_table,
+                "log": self.obs_log}[key.split("|", 1)[0]]
+
+    def _store(self, part: int, ps: PartitionState, raw_cols: ObservationColumns) -> None:
+        """The batch's delta into its ring slot; every SNAPSHOT_EVERY - 1 batches (and after a recovery) every
+        block of the state, stamped with the batch sequence number."""
+        ps.seq += 1
+        key = f"{part}:{ps.seq % SNAPSHOT_EVERY}"
+        blob = pack(encode_delta(ps.seq, raw_cols))
+        self.obs_log[key] = blob
+        ps.written[f"log|{key}"] = blob
+        if not ps.needs_snapshot():
+            return
+        columns, qc = ps.columns, ps.qc
+        for b in range(columns.blocks()):
+            for name, table in (("fast", self.station_table), ("daily", self.daily_table)):
+                blob = pack(stamp(ps.seq, columns.encode_block(b, name)))
+                table[f"{part}:{b}"] = blob
+                ps.written[f"{name}|{part}:{b}"] = blob
+        for b in range((len(qc) + BLOCK - 1) // BLOCK):
+            lo, hi = b * BLOCK, min((b + 1) * BLOCK, len(qc))
+            blob = pack(stamp(ps.seq, qc.subset(np.arange(lo, hi)).to_bytes()))
+            self.qc_table[f"{part}:{b}"] = blob
+            ps.written[f"qc|{part}:{b}"] = blob
+        ps.snapshot_seq, ps.snapshot_due = ps.seq, False
 
     def daily_precip_states(self) -> dict[str, dict[str, Any]]:
         """{station: {"pd": daily precipitation}} of this worker's partitions (the SPI product's input)."""
         out: dict[str, dict[str, Any]] = {}
-        for part in list(self._columns):
-            state = self._station_columns(part)
-            for sid in state.station_ids:
-                out[sid] = {"pd": state.daily_precip(sid)}
+        for part in list(self._partitions):
+            columns = self._partition(part).columns
+            for sid in columns.station_ids:
+                out[sid] = {"pd": columns.daily_precip(sid)}
         return out
 
-    async def _quality_control(self, part: int, cols: ObservationColumns, batch: list[Any]) -> ObservationColumns:
-        """WMO-style QC (ingest.qc) with the partition's columnar context. Hard failures go to obs.rejected;
-        flagged values are removed from what grading reads (NaN), so a flagged value never triggers a warning
-        on its own."""
-        context = self._qc_columns(part)
+    def _quality_control(self, context: QCState, cols: ObservationColumns
+                         ) -> tuple[list[tuple[int, str]], ObservationColumns]:
+        """WMO-style QC (ingest.qc) with the partition's columnar context: (hard failures as (row, reason), the
+        rows that pass). Flagged values are removed from what grading reads (NaN), so a flagged value never
+        triggers a warning on its own."""
         if len(cols) <= SMALL_BATCH:  # a handful of reports (single pushes): the scalar checks, same results
             results = check_batch([cols.record(i) for i in range(len(cols))],
                                   QualityControl(elevations=self._elevations, models=self.qc_models, context=context))
@@ -472,46 +514,13 @@ class WarningService:
         else:
             hard, flags = check_columns(cols.station_ids, cols.t, cols.values, context,
                                         elevations=self._elevations, models=self.qc_models)
-        keep = np.ones(len(cols), dtype=bool)
-        for i in [i for i, h in enumerate(hard) if h]:
-            keep[i] = False
-            await self.reject(safe_dump(batch[int(cols.rows[i])]), f"qc: {hard[i]}", "obs-topic", cols.station_ids[i])
+        keep = np.array([h is None for h in hard], dtype=bool)
         for i, flagged in flags.items():
             metrics.QC_FLAGGED.inc(len(flagged))
             for el in flagged:
                 cols.values[el][i] = np.nan
-        # only the blocks of stations this batch reported (a single report writes one block, not the partition)
-        slots = context.slots_for(cols.station_ids)
-        for b in np.unique(slots[slots >= 0] // BLOCK).tolist():
-            lo, hi = b * BLOCK, min((b + 1) * BLOCK, len(context))
-            blob = pack(context.subset(np.arange(lo, hi)).to_bytes())
-            self.qc_table[f"{part}:{b}"] = blob
-            self._written[f"qc:{part}:{b}"] = blob
-        return cols if keep.all() else cols.take(keep)
-
-    def _qc_columns(self, part: int) -> QCState:
-        context = self._qc.get(part)
-        blocks = (len(context) + BLOCK - 1) // BLOCK if context is not None else 0
-        if context is not None and self._fresh(self.qc_table, "qc:", part, blocks):
-            return context
-        context, b = QCState(), 0
-        try:
-            while (stored := self.qc_table.get(f"{part}:{b}")) is not None:
-                context.merge(QCState.from_bytes(unpack(stored)))
-                self._written[f"qc:{part}:{b}"] = stored
-                b += 1
-        except ValueError:
-            log.exception("observations: stored QC context of partition %d block %d is unreadable; starting it "
-                          "afresh", part, b)
-            context = QCState()
-        self._qc[part] = context
-        return context
-
-    def _fresh(self, table: Any, prefix: str, part: int, blocks: int) -> bool:
-        """True while the table still holds exactly the blocks this worker wrote last (no other writer since,
-        e.g. after a rebalance), so the cached arrays are the partition's state."""
-        return (all(table.get(f"{part}:{b}") is self._written.get(f"{prefix}{part}:{b}") for b in range(blocks))
-                and table.get(f"{part}:{blocks}") is None)
+        failed = [(i, str(h)) for i, h in enumerate(hard) if h]
+        return failed, (cols if keep.all() else cols.take(keep))
 
     async def _forecasts(self, stream: Any) -> None:
         async for value in stream:

@@ -150,6 +150,14 @@ class StationColumns:
     def __len__(self) -> int:
         return len(self.station_ids)
 
+    def copy(self) -> StationColumns:
+        """An independent copy (the per-report fallback keeps one to undo a report that failed half-way)."""
+        out = StationColumns(self.info, self.mci_params)
+        out.station_ids, out.slot_of = list(self.station_ids), dict(self.slot_of)
+        out.arrays = {k: v.copy() for k, v in self.arrays.items()}
+        out.latitude, out.t95, out.ehf85 = self.latitude.copy(), self.t95.copy(), self.ehf85.copy()
+        return out
+
     # ---- slots ------------------------------------------------------------------------------------------
     def slots(self, station_ids: Iterable[str]) -> np.ndarray:
         """Slot of each station, adding new ones."""
