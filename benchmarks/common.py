@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import math
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +19,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from warning.broker import EmbeddedBroker, free_port
+from warning import launch
+from warning.broker import EmbeddedBroker
 from warning.topics import partition_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,54 +173,17 @@ async def bare_consume(bootstrap: str, expected: int, timeout_s: float = 120.0) 
 
 # --------------------------------------------------------------------------------------------- workers
 @dataclass
-class Worker:
-    """One `ews run` (benchmarks.worker) subprocess against an external broker."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-    started: float
+class Worker(launch.EwsProcess):
     ready_at: float | None = None
     rss_samples: list[tuple[float, int]] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def start_worker(bootstrap: str, app_id: str, workdir: Path, *, stations: int, name: str = "w",
                  extra_env: dict[str, str] | None = None) -> Worker:
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / f"{name}-{port}.log"
-    env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": app_id,
-           "EWS_SESSION_TIMEOUT": "2", "EWS_HTTP_PORT": str(port), "EWS_TOKEN": TOKEN,
-           "EWS_DATA_DIR": str(workdir / f"data-{name}"), "EWS_WEBHOOK_ALLOW_NETS": "127.0.0.0/8",
-           "BENCH_STATIONS": str(stations), "PYTHONPATH": str(ROOT), **(extra_env or {})}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.worker"], stdout=out, stderr=subprocess.STDOUT,
-                                env=env, cwd=str(ROOT))
-    return Worker(proc, port, log, time.monotonic())
+    env = {"KAFKA_BOOTSTRAP": bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": app_id,
+           "BENCH_STATIONS": str(stations), **(extra_env or {})}
+    return launch.start_ews(workdir, token=TOKEN, env_extra=env, module="benchmarks.worker",
+                            data_dir=workdir / f"data-{name}", log_name=name, cls=Worker)
 
 
 async def wait_ready(s: aiohttp.ClientSession, w: Worker, timeout_s: float = 120.0) -> float:

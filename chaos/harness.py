@@ -11,7 +11,6 @@ import random
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,9 @@ import orjson
 from aiohttp import web
 
 from alerts.signing import SignatureError, verify
+from warning import launch
 from warning.broker import free_port, metadata_ok
+from warning.launch import EwsProcess
 from warning.regions import StationRegistry
 
 TOKEN = "chaos-token-0123456789abcdef"
@@ -56,56 +57,9 @@ def hot(stations: list[str], t: datetime) -> list[dict[str, Any]]:
             for sid in stations]
 
 
-@dataclass
-class EwsProcess:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-    env: dict[str, str]
-    token: str = TOKEN
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self, timeout_s: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
 def start_ews(workdir: Path, env_extra: dict[str, str] | None = None, port: int | None = None) -> EwsProcess:
     """`python -m warning.cli run` with its own data dir and HTTP port; output appended to ews-<port>.log."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    log = workdir / f"ews-{port}.log"
-    env = {**os.environ, "EWS_TOKEN": TOKEN, "EWS_DATA_DIR": str(workdir / "data"), "EWS_HTTP_PORT": str(port),
-           "EWS_WEBHOOK_ALLOW_NETS": "127.0.0.0/8", "EWS_SESSION_TIMEOUT": "2", **(env_extra or {})}
-    pythonpath = [str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(pythonpath)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "warning.cli", "run"], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, cwd=workdir)
-    return EwsProcess(proc, port, log, env)
+    return launch.start_ews(workdir, token=TOKEN, env_extra=env_extra, port=port)
 
 
 async def wait_ready(ews: EwsProcess, timeout_s: float = 90.0) -> float:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from warning import launch
 from warning.broker import EmbeddedBroker, free_port
+from warning.launch import EwsProcess
 
 TOKEN = "test-token-0123456789"
 
@@ -31,43 +29,8 @@ def broker() -> Iterator[EmbeddedBroker]:
         yield b
 
 
-@dataclass
-class EwsProcess:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-    token: str = TOKEN
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
 def start_ews(tmp: Path, env_extra: dict[str, str] | None = None) -> EwsProcess:
-    port = free_port()
-    log = tmp / f"ews-{port}.log"
-    env = {**os.environ, "EWS_TOKEN": TOKEN, "EWS_DATA_DIR": str(tmp / "data"), "EWS_HTTP_PORT": str(port),
-           "EWS_WEBHOOK_ALLOW_NETS": "127.0.0.0/8", "EWS_SESSION_TIMEOUT": "2", **(env_extra or {})}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "warning.cli", "run"], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, cwd=tmp)
-    return EwsProcess(proc, port, log)
+    return launch.start_ews(tmp, token=TOKEN, env_extra=env_extra)
 
 
 async def wait_ready(ews: EwsProcess, timeout_s: float = 90.0) -> float:
