@@ -293,11 +293,9 @@ class WarningService:
         self.retry_topics = [raw(topics.retry_tier(i)) for i in range(len(self.settings.retry_tiers_s))]
         self.dead_topic = raw(topics.DEAD)
         self.receipts_topic = raw(topics.RECEIPTS)
-        # One entry per obs partition holding that partition's station states (BROKER.md: the fast, exactly
-        # recovered pattern); reassigned once per batch.
-        # Columnar station state in blocks of raw bytes, keyed "partition:block" (warning.station_columns): the
-        # per-report part after every batch that touched the block, the once-a-day part when a day completed.
-        # value_type=bytes makes faust use the raw codec for writes *and* for changelog recovery
+        # Each obs partition's state (warning.partition_state): snapshots of the columnar station state and QC
+        # context in LZ4 blocks keyed "partition:block", and a ring of batch deltas keyed "partition:slot".
+        # value_type=bytes makes faust use the raw codec for writes *and* for changelog recovery.
         def blocks(name: str) -> Any:
             return app.Table(name, default=None, partitions=self.settings.partitions, key_type=str, value_type=bytes)
 
@@ -376,19 +374,12 @@ class WarningService:
             log.warning("observations: batch path failed; grading record by record", exc_info=True)
             ps = self._partition(part, reload=True)
             _, cols = self._quality_control(ps.qc, copy_columns(raw_cols))
-            applied, stale = 0, 0
-            for i in range(len(cols)):
-                one = cols.take(np.arange(len(cols)) == i)
-                before = ps.columns.copy()
-                try:
-                    a, st_, sigs, _ = self.grader.observe_columns(ps.columns, one, accepted_at=accepted_at)
-                except Exception as exc:  # one bad record never stops the batch or the worker
-                    ps.columns = before  # drop what the failed record half-applied
-                    await self.reject(safe_dump(one.record(0)), f"record: {type(exc).__name__}: {exc}"[:500],
-                                      "obs-topic")
-                    continue
-                applied, stale = applied + a, stale + st_
-                signals.extend(sigs)
+            done, failed = self._report_by_report(
+                ps, cols, lambda one: self.grader.observe_columns(ps.columns, one, accepted_at=accepted_at))
+            for one, exc in failed:  # one bad record never stops the batch or the worker
+                await self.reject(safe_dump(one.record(0)), f"record: {type(exc).__name__}: {exc}"[:500], "obs-topic")
+            applied, stale = sum(d[0] for d in done), sum(d[1] for d in done)
+            signals = [sig for d in done for sig in d[2]]
         metrics.OBS_PROCESSED.inc(applied)
         metrics.OBS_STALE.inc(stale)
         if len(cols):
@@ -430,7 +421,7 @@ class WarningService:
         wrote last), else restored from the stored snapshot and deltas (after a rebalance, recovery or error)."""
         ps = self._partitions.get(part)
         if ps is not None and not reload and all(
-                self._table_of(key).get(key.split("|", 1)[1]) is blob for key, blob in ps.written.items()):
+                self._table(name).get(key) is blob for (name, key), blob in ps.written.items()):
             return ps
         blocks: dict[str, list[bytes]] = {}
         try:
@@ -452,22 +443,34 @@ class WarningService:
     def _fold(self, ps: PartitionState, cols: ObservationColumns) -> None:
         """A replayed batch: QC and the station state, as live, without grading or rejects."""
         _, cols = self._quality_control(ps.qc, cols)
-        try:
-            ps.columns.apply(cols.station_ids, cols.t, cols.values, api_decay=self.rules.flash_flood.api_decay,
-                             ground_offset_c=self.rules.frost.air_to_ground_offset_c)
-        except Exception:  # as live: a batch that cannot be folded at once goes report by report
-            for i in range(len(cols)):
-                before = ps.columns.copy()
-                one = cols.take(np.arange(len(cols)) == i)
-                try:
-                    ps.columns.apply(one.station_ids, one.t, one.values, api_decay=self.rules.flash_flood.api_decay,
-                                     ground_offset_c=self.rules.frost.air_to_ground_offset_c)
-                except Exception:
-                    ps.columns = before
 
-    def _table_of(self, key: str) -> Any:
-        return {"fast": self.station_table, "daily": self.daily_table, "qc": self.qc_table,
-                "log": self.obs_log}[key.split("|", 1)[0]]
+        def apply(batch: ObservationColumns) -> Any:
+            return ps.columns.apply(batch.station_ids, batch.t, batch.values,
+                                    api_decay=self.rules.flash_flood.api_decay,
+                                    ground_offset_c=self.rules.frost.air_to_ground_offset_c)
+        try:
+            apply(cols)
+        except Exception:  # as live: a batch that cannot be folded at once goes report by report
+            self._report_by_report(ps, cols, apply)
+
+    @staticmethod
+    def _report_by_report(ps: PartitionState, cols: ObservationColumns, step: Callable[[ObservationColumns], Any]
+                          ) -> tuple[list[Any], list[tuple[ObservationColumns, Exception]]]:
+        """``step`` on each report alone; a report that raises is undone (what it half-applied is dropped) and
+        returned with its exception."""
+        done, failed = [], []
+        for i in range(len(cols)):
+            one = cols.take(np.arange(len(cols)) == i)
+            before = ps.columns.copy()
+            try:
+                done.append(step(one))
+            except Exception as exc:
+                ps.columns = before
+                failed.append((one, exc))
+        return done, failed
+
+    def _table(self, name: str) -> Any:
+        return {"fast": self.station_table, "daily": self.daily_table, "qc": self.qc_table, "log": self.obs_log}[name]
 
     def _store(self, part: int, ps: PartitionState, raw_cols: ObservationColumns) -> None:
         """The batch's delta into its ring slot; every SNAPSHOT_EVERY - 1 batches (and after a recovery) every
@@ -476,7 +479,7 @@ class WarningService:
         key = f"{part}:{ps.seq % SNAPSHOT_EVERY}"
         blob = pack(encode_delta(ps.seq, raw_cols))
         self.obs_log[key] = blob
-        ps.written[f"log|{key}"] = blob
+        ps.written["log", key] = blob
         if not ps.needs_snapshot():
             return
         columns, qc = ps.columns, ps.qc
@@ -484,12 +487,12 @@ class WarningService:
             for name, table in (("fast", self.station_table), ("daily", self.daily_table)):
                 blob = pack(stamp(ps.seq, columns.encode_block(b, name)))
                 table[f"{part}:{b}"] = blob
-                ps.written[f"{name}|{part}:{b}"] = blob
+                ps.written[name, f"{part}:{b}"] = blob
         for b in range((len(qc) + BLOCK - 1) // BLOCK):
             lo, hi = b * BLOCK, min((b + 1) * BLOCK, len(qc))
             blob = pack(stamp(ps.seq, qc.subset(np.arange(lo, hi)).to_bytes()))
             self.qc_table[f"{part}:{b}"] = blob
-            ps.written[f"qc|{part}:{b}"] = blob
+            ps.written["qc", f"{part}:{b}"] = blob
         ps.snapshot_seq, ps.snapshot_due = ps.seq, False
 
     def daily_precip_states(self) -> dict[str, dict[str, Any]]:

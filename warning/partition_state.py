@@ -39,7 +39,7 @@ class PartitionState:
     seq: int = 0  # sequence number of the last batch folded in
     snapshot_seq: int = 0  # every stored block includes at least the batches up to here
     snapshot_due: bool = False  # set after a recovery: the stored blocks may be of different ages
-    written: dict[str, bytes] = field(default_factory=dict)  # table key -> the blob this worker wrote last
+    written: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (table, key) -> the blob written last
 
     def needs_snapshot(self) -> bool:
         return self.snapshot_due or self.seq - self.snapshot_seq >= SNAPSHOT_EVERY - 1

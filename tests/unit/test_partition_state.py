@@ -106,3 +106,23 @@ def test_delta_and_stamp_round_trip_and_reject_garbage() -> None:
             decode_delta(junk, ELEMENTS)
     with pytest.raises(ValueError):
         unstamp(b"\x01")
+
+
+def test_report_by_report_undoes_a_failing_report() -> None:
+    """The worker's fallback: a report that raises after changing the state leaves no trace; the others stay."""
+    from warning.app import WarningService
+
+    ps = PartitionState(StationColumns(), QCState())
+    rows = [{"station_id": sid, "time": "2026-07-01T06:00:00Z", "air_temp_c": 30.0} for sid in IDS[:3]]
+    cols, _ = observation_columns(rows, known_station=REGISTRY.__contains__)
+
+    def step(one: ObservationColumns) -> int:
+        ps.columns.apply(one.station_ids, one.t, one.values)  # changes the state first ...
+        if one.station_ids[0] == IDS[1]:
+            raise ValueError("bad report")  # ... then fails
+        return 1
+
+    done, failed = WarningService._report_by_report(ps, cols, step)
+    assert done == [1, 1] and [(o.station_ids[0], str(e)) for o, e in failed] == [(IDS[1], "bad report")]
+    t = {sid: ps.columns.arrays["t"][ps.columns.slot_of[sid]] for sid in IDS[:3] if sid in ps.columns.slot_of}
+    assert t[IDS[0]] > 0 and t[IDS[2]] > 0 and IDS[1] not in t
