@@ -369,7 +369,7 @@ class WarningService:
                               raw_cols.station_ids[i])
         signals: list[dict[str, Any]] = []
         try:  # the fast path: the whole batch at once
-            applied, stale, signals, _ = self.grader.observe_columns(ps.columns, cols, accepted_at=accepted_at)
+            applied, stale, signals = self.grader.observe_columns(ps.columns, cols, accepted_at=accepted_at)
         except Exception:  # a bug or an odd value: start again from the stored state, one report at a time
             log.warning("observations: batch path failed; grading record by record", exc_info=True)
             ps = self._partition(part, reload=True)

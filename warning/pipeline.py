@@ -123,10 +123,10 @@ class StationGrader:
                                      [obs["time"] for obs, _ in kept], series_at, **extra)
         return n, stale, signals
 
-    def observe_columns(self, state: Any, cols: Any, **extra: Any) -> tuple[int, int, list[dict[str, Any]], Any]:
+    def observe_columns(self, state: Any, cols: Any, **extra: Any) -> tuple[int, int, list[dict[str, Any]]]:
         """``observe_batch`` on columns (ingest.columns.ObservationColumns) with the columnar state
-        (warning.station_columns.StationColumns): the worker's hot path. Returns (applied, stale, signals,
-        slots whose daily part changed). Same results as ``observe_batch`` (property-tested)."""
+        (warning.station_columns.StationColumns): the worker's hot path. Returns (applied, stale, signals), the
+        same as ``observe_batch`` (property-tested)."""
         rules = self.rules
         done = state.apply(cols.station_ids, cols.t, cols.values, api_decay=rules.flash_flood.api_decay,
                            ground_offset_c=rules.frost.air_to_ground_offset_c)
@@ -134,7 +134,7 @@ class StationGrader:
         n = int(kept.size)
         stale = len(cols) - n
         if n == 0:
-            return 0, stale, [], done.completed
+            return 0, stale, []
         arrays = {name: v[kept] for name, v in done.quantities.items()}
         present = {el: ~np.isnan(cols.values[el][kept]) for el in OBS_ELEMENTS}
         months = np.array([_month(d) for d in done.day[kept].tolist()])
@@ -142,7 +142,7 @@ class StationGrader:
         signals = self.grade_reports(arrays, present, months, [cols.station_ids[i] for i in pick],
                                      [cols.times[i] for i in pick], lambda i, name: done.series(pick[i], name),
                                      **extra)
-        return n, stale, signals, done.completed
+        return n, stale, signals
 
     def grade_reports(self, arrays: dict[str, np.ndarray], present: dict[str, np.ndarray], months: np.ndarray,
                       station_ids: list[str], times: list[str], series_at: Any, **extra: Any) -> list[dict[str, Any]]:

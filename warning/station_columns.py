@@ -12,9 +12,9 @@ is folded in with a few vectorised operations instead of per-report dict copies:
   temperature 33 (EHF), MCI 40.
 
 A station that reports twice in one batch is handled in rounds (its k-th report in round k), so every report is
-graded on the state as of that report, exactly as one-by-one. State is stored in blocks of ``BLOCK`` slots
-(``encode_block``), the fast part after every batch that touched the block, the daily part only when a day was
-completed: a few hundred bytes per station instead of JSON dicts with date keys.
+graded on the state as of that report, exactly as one-by-one. State is encoded in blocks of ``BLOCK`` slots
+(``encode_block``): a few hundred bytes per station (the per-report part) and ~2 KB (the daily part) instead of
+JSON dicts with date keys; ``warning.partition_state`` decides when they are written.
 """
 
 from __future__ import annotations
@@ -198,7 +198,6 @@ class StationColumns:
         q = {name: np.full(n, np.nan) for name in QUANTITY_NAMES}
         applied = np.zeros(n, dtype=bool)
         day_rings = np.full((n, KEEP_DAYS, len(DAY_FIELDS)), np.nan)
-        completed: list[np.ndarray] = []
         for rows in _rounds(slots):
             s = slots[rows]
             fresh = t[rows] > self.arrays["t"][s]
@@ -206,14 +205,13 @@ class StationColumns:
             if rows.size == 0:
                 continue
             applied[rows] = True
-            completed.append(self._update(rows, s, t, hour, day, values))
+            self._update(rows, s, t, hour, day, values)
             self._quantities(rows, s, hour[rows], day[rows], q, api_decay, ground_offset_c)
             day_rings[rows] = self.arrays["day"][s]
-        done = np.unique(np.concatenate(completed)) if completed else np.zeros(0, dtype=np.int64)
-        return Applied(slots, applied, q, day, day_rings, done, ground_offset_c)
+        return Applied(slots, applied, q, day, day_rings, ground_offset_c)
 
     def _update(self, rows: np.ndarray, s: np.ndarray, t: np.ndarray, hour: np.ndarray, day: np.ndarray,
-                values: dict[str, np.ndarray]) -> np.ndarray:
+                values: dict[str, np.ndarray]) -> None:
         a = self.arrays
         d = day[rows]
         day_end = a["day_end"]
@@ -252,7 +250,6 @@ class StationColumns:
             if ok.any():
                 a["now"][s[ok], k] = x[ok]
         a["t"][s] = t[rows]
-        return s[completing]
 
     def _complete_days(self, s: np.ndarray, done: np.ndarray) -> None:
         """quantities.complete_day for many stations: fold each station's last day into the daily rings."""
@@ -440,7 +437,6 @@ class Applied:
     quantities: dict[str, np.ndarray]  # per report, as of that report (NaN = not available)
     day: np.ndarray  # Beijing day ordinal per report
     day_rings: np.ndarray  # [reports, KEEP_DAYS, fields]: the 3-day ring as of each report
-    completed: np.ndarray  # slots that completed a day in this batch (their daily part changed)
     ground_offset_c: float
 
     def series(self, i: int, quantity: str) -> dict[str, float]:

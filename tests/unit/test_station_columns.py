@@ -122,7 +122,7 @@ def compare(batches: list[list[dict[str, Any]]], g: StationGrader) -> int:
     for batch in batches:
         _, _, expected = g.observe_batch(states2, batch)
         cols, _ = observation_columns(batch, known_station=REGISTRY.__contains__)
-        applied, stale, got, _ = g.observe_columns(cstate2, cols)
+        applied, stale, got = g.observe_columns(cstate2, cols)
         assert [key(s) for s in got] == [key(s) for s in expected]
         assert applied + stale == len(batch)
     return signals
