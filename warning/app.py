@@ -30,7 +30,7 @@ from alerts.health import HealthTracker
 from alerts.routing import route
 from alerts.subscriptions import Subscription, SubscriptionStore, paused_subscription
 from ingest.columns import ELEMENTS, ObservationColumns, observation_columns
-from ingest.qc import SMALL_BATCH, QCState, QualityControl, check_batch, check_columns
+from ingest.qc import QCState, check_columns
 from ingest.qc import load_models as _load_models
 from warning import grading, metrics, quantities, topics
 from warning.cap import render_cap
@@ -509,14 +509,8 @@ class WarningService:
         """WMO-style QC (ingest.qc) with the partition's columnar context: (hard failures as (row, reason), the
         rows that pass). Flagged values are removed from what grading reads (NaN), so a flagged value never
         triggers a warning on its own."""
-        if len(cols) <= SMALL_BATCH:  # a handful of reports (single pushes): the scalar checks, same results
-            results = check_batch([cols.record(i) for i in range(len(cols))],
-                                  QualityControl(elevations=self._elevations, models=self.qc_models, context=context))
-            hard = [r.hard_fail for r in results]
-            flags = {i: r.flags for i, r in enumerate(results) if r.flags}
-        else:
-            hard, flags = check_columns(cols.station_ids, cols.t, cols.values, context,
-                                        elevations=self._elevations, models=self.qc_models)
+        hard, flags = check_columns(cols.station_ids, cols.t, cols.values, context, elevations=self._elevations,
+                                    models=self.qc_models)
         keep = np.array([h is None for h in hard], dtype=bool)
         for i, flagged in flags.items():
             metrics.QC_FLAGGED.inc(len(flagged))
