@@ -34,7 +34,6 @@ from warning.regions import StationRegistry
 TOKEN = "chaos-token-0123456789abcdef"
 # Short retry tiers and webhook timeout so a scenario finishes in seconds (as tests/integration/test_delivery.py).
 FAST = {"EWS_RETRY_TIERS": "0.3,0.6,1.2,2.4", "EWS_WEBHOOK_TIMEOUT": "1", "EWS_UNHEALTHY_AFTER": "3600"}
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def one_station_per_county(n: int, skip: int = 0) -> list[str]:

@@ -116,6 +116,18 @@ def _worker_problems(res: Result, *ews: EwsProcess) -> None:
         res.crash_log = excerpt
 
 
+async def _tear_down(res: Result, procs: list[EwsProcess], services: list[Any], receivers: list[Any]) -> None:
+    """Stop the workers, then what they used (brokers, the S3 server), keep the workers' log problems, stop the
+    receivers."""
+    for p in procs:
+        p.stop()
+    for service in services:
+        service.stop()
+    _worker_problems(res, *procs)
+    for r in receivers:
+        await r.stop()
+
+
 # ---- 1. flaky receivers -------------------------------------------------------------------------------------
 async def flaky_receivers(work: Path, res: Result) -> None:
     rng = random.Random(1)
@@ -187,12 +199,7 @@ async def worker_sigkill(work: Path, res: Result) -> None:
         res.figures["healthz_readyz"] = await probe(ews)
         res.ok = done and res.lost == 0 and at_kill < total and ews.alive()
     finally:
-        for p in procs:
-            p.stop()
-        broker.stop()
-        _worker_problems(res, *procs)
-        for r in receivers:
-            await r.stop()
+        await _tear_down(res, procs, [broker], receivers)
 
 
 # ---- 3. broker (tansu on S3/moto) SIGKILLed and restarted mid-stream -----------------------------------------
@@ -290,14 +297,7 @@ async def broker_restart(work: Path, res: Result) -> None:
         res.figures["healthz_readyz"] = await probe(ews)
         res.ok = done and res.lost == 0 and ews.alive()
     finally:
-        for p in procs:
-            p.stop()
-        for b in brokers:
-            b.stop()
-        moto.stop()
-        _worker_problems(res, *procs)
-        for r in receivers:
-            await r.stop()
+        await _tear_down(res, procs, [*brokers, moto], receivers)
 
 
 def _rejected_figures(res: Result, records: list[tuple[bytes | None, bytes | None]], markers: set[str],
@@ -492,12 +492,7 @@ async def hostile_inputs(work: Path, res: Result, n_obs: int = 4000, n_fc: int =
                   and still and not missing and http_rej >= push_rejected
                   and not accepted_bad and health_before_valid == (200, 200))
     finally:
-        for p in procs:
-            p.stop()
-        broker.stop()
-        _worker_problems(res, *procs)
-        for r in receivers:
-            await r.stop()
+        await _tear_down(res, procs, [broker], receivers)
 
 
 SCENARIOS: dict[str, tuple[str, Callable[[Path, Result], Awaitable[None]]]] = {
