@@ -726,6 +726,15 @@ MCI_REF = ("GB/T 20481-2017 气象干旱等级 (MCI = Ka (a SPIW60 + b MI30 + c 
            "the SPIW decay are UNCONFIRMED (third-party implementations)")
 
 
+def _dates_or_time_axis(dates: Any, like: xr.DataArray | None) -> Any:
+    """The dates given, else the time coordinate (last dim) of the DataArray input; numpy input needs dates."""
+    if dates is not None:
+        return dates
+    if like is None:
+        raise ValueError("dates is required for numpy input")
+    return like[like.dims[-1]].values
+
+
 def _daily_slots(dates: Any, n: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Year row and 366-day slot (leap-year calendar, Feb 29 = slot 59) of each date; returns the start year."""
     d = np.asarray(dates.values if isinstance(dates, xr.DataArray) else dates).astype("datetime64[D]")
@@ -763,10 +772,7 @@ def standardize_daily(
     like = first_dataarray(values)
     x = as_array(values, "values")
     require_time_axis(x, "values")
-    if dates is None:
-        if like is None:
-            raise ValueError("dates is required for numpy input")
-        dates = like[like.dims[-1]].values
+    dates = _dates_or_time_axis(dates, like)
     yr, slot, y0 = _daily_slots(dates, x.shape[-1])
     n_years = int(yr[-1]) + 1
     folded = np.full((*x.shape[:-1], n_years, 366), np.nan)
@@ -819,10 +825,7 @@ def mci(
     if p.shape != e.shape:
         raise ValueError(f"precip_daily shape {p.shape} != pet_daily shape {e.shape}")
     require_time_axis(p, "precip_daily")
-    if dates is None:
-        if like is None:
-            raise ValueError("dates is required for numpy input")
-        dates = like[like.dims[-1]].values
+    dates = _dates_or_time_axis(dates, like)
     d = np.asarray(dates.values if isinstance(dates, xr.DataArray) else dates).astype("datetime64[D]")
     a, b, c, dd = weights
     wap = trailing_weighted_sum_days(p, decay, MCI_WINDOWS["spiw"])
@@ -891,10 +894,7 @@ def mci_fit(precip_daily: ArrayLike, dates: Any = None, *, calibration: tuple[in
     like = first_dataarray(precip_daily)
     p = quantity(precip_daily, "mm", "precipitation", "precip_daily")
     require_time_axis(p, "precip_daily")
-    if dates is None:
-        if like is None:
-            raise ValueError("dates is required for numpy input")
-        dates = like[like.dims[-1]].values
+    dates = _dates_or_time_axis(dates, like)
     yr, slot, y0 = _daily_slots(dates, p.shape[-1])
     n_years = int(yr[-1]) + 1
     rows = calibration_rows(y0, n_years, calibration)
