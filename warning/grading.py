@@ -33,6 +33,10 @@ from warning.rules import CAP_SEVERITY, CMA_LEVEL_CODE, LEVEL_ZH, OPS, Condition
 
 NAMESPACE = uuid.UUID("6f1c2b8e-5d0a-4e7b-9a55-2f0c7e1d4a90")  # stable ids for replay-safe deduplication
 Series = Callable[[str], dict[str, float]]
+# What a region's state keeps of its current warning: what the next event needs (chain, level, times). The
+# whole event (texts, station list) is on the warnings topic; keeping it here made every region_state write
+# (one per signal, changelogged) ~5 KB.
+CURRENT_WARNING_FIELDS = ("id", "warning_id", "seq", "msg_type", "level", "onset", "expires", "references")
 
 
 _LEVELS = {lv.colour: lv for lv in WarningLevel}
@@ -295,7 +299,7 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
                 "region": region, "suppress_accepted_before": suppressed_before, "t": latest}, None
     if event["msg_type"] == "cancel":
         stations = {} if kind == "operator_cancel" else stations
-    warning = None if event["msg_type"] == "cancel" else event
+    warning = None if event["msg_type"] == "cancel" else {k: event[k] for k in CURRENT_WARNING_FIELDS}
     return {"stations": stations, "warning": warning, "seq": event["seq"], "pending": pending,
             "region": region, "suppress_accepted_before": suppressed_before, "t": latest}, event
 
