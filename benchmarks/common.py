@@ -163,8 +163,8 @@ async def bare_consume(bootstrap: str, expected: int, timeout_s: float = 120.0) 
             batches = await c.getmany(timeout_ms=500, max_records=50000)
             for records in batches.values():
                 for r in records:
-                    msg = orjson.loads(r.value)
-                    n += len(msg["observations"]) if isinstance(msg, dict) else 1
+                    msg = orjson.loads(r.value)  # either batch form (ingest.columns.decode_batch)
+                    n += len(msg["columns"]["station_id"] if "columns" in msg else msg["observations"])
         dt = time.perf_counter() - t0
         return n / dt, (time.process_time() - c0) / n * 1e6
     finally:

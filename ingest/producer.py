@@ -3,7 +3,8 @@
 Each row of each file (``ingest.formats.read_observations``) is checked by
 :func:`ingest.validate.validate_observation` against the station registry; the accepted observations are
 grouped by ``warning.topics.partition_for`` into one buffer per ``obs`` partition and sent as the worker's batch
-message: orjson ``{"accepted_at": unix_seconds, "observations": [Observation.to_dict(), ...]}`` with at most
+message in column form (``ingest.columns.encode_batch``: ``{"accepted_at": unix_seconds, "columns": {field:
+[value per observation]}}``; the worker also takes the row form ``{"observations": [...]}``) with at most
 :data:`MAX_BATCH` observations, all of that partition, sent with an explicit ``partition=`` and the first
 station id as key. A buffer is sent when full, when it has waited :data:`FLUSH_INTERVAL_S`, before every
 replay pause and at the end. Rejected rows go to ``obs.rejected`` as orjson
@@ -44,6 +45,7 @@ from typing import IO, Any, Protocol
 
 import orjson
 
+from ingest.columns import encode_batch
 from ingest.formats import FORMATS, ParsedRow, RowError, UnreadableFileError, read_observations
 from ingest.validate import ObservationError, validate_observation
 from warning.records import Observation
@@ -396,7 +398,7 @@ class KafkaSink:
             self._send_batch(p, batch, time.time())
 
     def _send_batch(self, p: int, batch: list[dict[str, Any]], accepted_at: float) -> None:
-        value = orjson.dumps({"accepted_at": accepted_at, "observations": batch})
+        value = encode_batch(batch, accepted_at)
         if len(value) > self.max_bytes and len(batch) > 1:
             half = len(batch) // 2
             self._send_batch(p, batch[:half], accepted_at)

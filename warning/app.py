@@ -29,7 +29,14 @@ from alerts.delivery import deliver_webhook, new_session, webhook_body
 from alerts.health import HealthTracker
 from alerts.routing import route
 from alerts.subscriptions import Subscription, SubscriptionStore, paused_subscription
-from ingest.columns import ELEMENTS, ObservationColumns, observation_columns
+from ingest.columns import (
+    ELEMENTS,
+    BatchError,
+    ObservationBatch,
+    ObservationColumns,
+    decode_batch,
+    encode_batch,
+)
 from ingest.qc import QCState, check_columns
 from ingest.qc import load_models as _load_models
 from warning import grading, metrics, quantities, topics
@@ -250,9 +257,8 @@ class WarningService:
         for p, batch in parts.items():
             for i in range(0, len(batch), 1000):
                 chunk = batch[i:i + 1000]
-                msg = {"accepted_at": accepted_at, "observations": chunk}
-                await self.obs_topic.send(key=chunk[0]["station_id"].encode(), value=orjson.dumps(msg),
-                                          partition=p)
+                await self.obs_topic.send(key=chunk[0]["station_id"].encode(),
+                                          value=encode_batch(chunk, accepted_at), partition=p)
 
     async def publish_forecasts(self, points: list[dict[str, Any]]) -> None:
         parts: dict[int, list[dict[str, Any]]] = {}
@@ -336,27 +342,25 @@ class WarningService:
         async for value in stream:
             part = stream.current_event.message.partition
             try:
-                msg = orjson.loads(value)
-                batch = msg["observations"]
-                accepted_at = float(msg.get("accepted_at", time.time()))
-                if not isinstance(batch, list):
-                    raise TypeError("observations is not a list")
-                extra = sorted(set(msg) - {"accepted_at", "observations"})
-                if extra:  # the envelope is a schema too: the whole record goes to obs.rejected, with its context
-                    raise ValueError(f"unknown field {extra[0][:40]!r}")
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                await self.reject(value if isinstance(value, bytes) else b"", f"batch: malformed ({exc})",
-                                  "obs-topic")
+                batch = decode_batch(value, known_station=self._known_station)
+            except BatchError as exc:  # the envelope is a schema too: the whole record goes to obs.rejected
+                await self.reject(value if isinstance(value, bytes) else b"", f"batch: {exc}", "obs-topic")
                 continue
-            await self._observe_batch(part, batch, accepted_at)
+            except Exception as exc:  # a bug must not stop the agent: the record is kept with the reason
+                log.exception("observations: cannot decode a batch")
+                await self.reject(value if isinstance(value, bytes) else b"",
+                                  f"batch: {type(exc).__name__}: {exc}"[:500], "obs-topic")
+                continue
+            await self._observe_batch(part, batch, value)
 
-    async def _observe_batch(self, part: int, batch: list[Any], accepted_at: float) -> None:
-        """Validate, QC, fold into the partition's columnar state and grade one batch message; then log the
+    async def _observe_batch(self, part: int, batch: ObservationBatch, raw: bytes) -> None:
+        """QC, fold into the partition's columnar state and grade one decoded batch message; then log the
         batch's delta (and, now and then, a snapshot of the state) and send the signals, one message per signals
         partition."""
-        cols, rejected = observation_columns(batch, known_station=self._known_station)
-        for i, reason in rejected:  # the topic is open to any producer: the same checks as the push API
-            obs = batch[i]
+        cols = batch.columns
+        accepted_at = batch.accepted_at if batch.accepted_at is not None else time.time()
+        for i, reason in batch.rejected:  # the topic is open to any producer: the same checks as the push API
+            obs = batch.record(i)
             sid = obs.get("station_id", "?") if isinstance(obs, dict) else "?"
             await self.reject(safe_dump(obs), reason, "obs-topic", str(sid)[:64])
         if not len(cols):
@@ -365,7 +369,7 @@ class WarningService:
         raw_cols = copy_columns(cols)  # before QC: what the delta records and a replay folds in again
         hard, cols = self._quality_control(ps.qc, cols)
         for i, reason in hard:
-            await self.reject(safe_dump(batch[int(raw_cols.rows[i])]), f"qc: {reason}", "obs-topic",
+            await self.reject(safe_dump(batch.record(int(raw_cols.rows[i]))), f"qc: {reason}", "obs-topic",
                               raw_cols.station_ids[i])
         signals: list[dict[str, Any]] = []
         try:  # the fast path: the whole batch at once
@@ -388,8 +392,7 @@ class WarningService:
             self._store(part, ps, raw_cols)
         except Exception as exc:  # a state that cannot be stored must not kill the agent
             log.exception("observations: cannot store partition state")
-            await self.reject(orjson.dumps({"observations": batch}, default=str)[:65536],
-                              f"state: cannot store ({exc})", "obs-topic")
+            await self.reject(raw[:65536], f"state: cannot store ({exc})", "obs-topic")
             return
         await self.send_signals(signals)
 

@@ -28,6 +28,9 @@ async def test_hostile_records_on_the_obs_topic(broker: EmbeddedBroker, tmp_path
         {"observations": [{"station_id": "52418", "time": "2100-01-01T00:00:00Z", "tmax_c": 41.0}]},
         {"observations": [deep]},
         {"observations": [{"station_id": ["52418"], "time": 5}]},
+        {"observations": [{"station_id": "52418", "time": ["2026-07-01T08:00:00Z"], "tmax_c": 41.0}]},  # unhashable
+        {"columns": {"station_id": ["52418", "52418"], "time": ["2026-07-01T08:00:00Z"]}},  # ragged columns
+        {"columns": {"station_id": ["52418"], "time": [[1]], "tmax_c": ["hot"]}},
         {"observations": "not a list"},
         {"nothing": True},
     ]

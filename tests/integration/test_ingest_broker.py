@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from ingest.columns import batch_rows
 from ingest.producer import EXIT_OK, MAX_BATCH, add_ingest_parser, run_ingest
 from warning.app import partition_for
 from warning.regions import StationRegistry
@@ -79,7 +80,7 @@ def read_topic(bootstrap: str, topic: str, partitions: int, expected: int, count
 
 
 def obs_count(msgs: list[Any]) -> int:
-    return sum(len(orjson.loads(m.value)["observations"]) for m in msgs)
+    return sum(len(batch_rows(orjson.loads(m.value))) for m in msgs)
 
 
 def table_file(path: Path, stations: list[str], hours: int, extra: str = "") -> list[tuple[str, str]]:
@@ -109,14 +110,15 @@ def test_every_observation_once_in_partition_batches(bootstrap: str, tmp_path: P
     arrived: list[tuple[str, str]] = []
     for m in msgs:
         body = orjson.loads(m.value)
-        batch = body["observations"]
+        batch = batch_rows(body)
+        assert "columns" in body  # ingest writes the column form
         assert 1 <= len(batch) <= MAX_BATCH
         assert isinstance(body["accepted_at"], float)
         assert m.key == batch[0]["station_id"].encode()
         assert {partition_for(o["station_id"], PARTITIONS) for o in batch} == {m.partition}
         arrived += [(o["station_id"], o["time"]) for o in batch]
     assert Counter(arrived) == Counter(keys)  # each exactly once
-    assert any(len(orjson.loads(m.value)["observations"]) == MAX_BATCH for m in msgs)  # full batches happen
+    assert any(len(batch_rows(orjson.loads(m.value))) == MAX_BATCH for m in msgs)  # full batches happen
     # per station, in time order across the partition's messages
     by_station: dict[str, list[str]] = {}
     for sid, t in arrived:
@@ -142,7 +144,7 @@ def test_real_isd_slice_as_lanzhou(bootstrap: str) -> None:
     assert code == EXIT_OK, err
     assert summary["published"] == 7 * 24 and summary["rejected"] == 0 and summary["filtered"] == 8733 - 168
     msgs = read_topic(bootstrap, "obs", PARTITIONS, 168, count=obs_count)
-    obs = [o for m in msgs for o in orjson.loads(m.value)["observations"]]
+    obs = [o for m in msgs for o in batch_rows(orjson.loads(m.value))]
     assert len(obs) == 168
     assert {m.partition for m in msgs} == {partition_for("52889", PARTITIONS)}
     assert [o["time"] for o in obs] == sorted(o["time"] for o in obs)
@@ -188,10 +190,10 @@ def test_replay_speed_order_and_proportional_pauses(bootstrap: str, tmp_path: Pa
     assert clock.sleeps == pytest.approx([0.5, 0.5, 1.0, 1.0, 0.5, 0.5, 1.0])
     msgs = read_topic(bootstrap, "obs", PARTITIONS, summary["published"], count=obs_count)
     obs = [o for m in sorted(msgs, key=lambda m: (m.partition, m.offset))
-           for o in orjson.loads(m.value)["observations"]]
+           for o in batch_rows(orjson.loads(m.value))]
     assert len(obs) == summary["published"]
     # everything due before a pause was sent before it: no message mixes data times
-    assert all(len({o["time"] for o in orjson.loads(m.value)["observations"]}) == 1 for m in msgs)
+    assert all(len({o["time"] for o in batch_rows(orjson.loads(m.value))}) == 1 for m in msgs)
     for sid in ("52889", "52533", "52681"):
         ts = [o["time"] for o in obs if o["station_id"] == sid]
         assert ts == sorted(ts) and len(ts) == (2 if sid == "52681" else 6)
@@ -215,4 +217,4 @@ def test_existing_obs_topic_partition_count_wins(bootstrap: str, tmp_path: Path)
     msgs = read_topic(bootstrap, "obs", 2, len(keys), count=obs_count)
     assert obs_count(msgs) == len(keys)
     for m in msgs:
-        assert {partition_for(o["station_id"], 2) for o in orjson.loads(m.value)["observations"]} == {m.partition}
+        assert {partition_for(o["station_id"], 2) for o in batch_rows(orjson.loads(m.value))} == {m.partition}

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ingest.columns import batch_rows
 from ingest.producer import (
     EXIT_BROKER,
     EXIT_OK,
@@ -351,14 +352,14 @@ def test_sink_batches_by_partition_at_most_1000_with_first_station_key() -> None
     assert (published, failed, error) == (len(rows), 0, None)
     seen = []
     for m in prod.sent:
-        batch = m["value"]["observations"]
+        batch = batch_rows(m["value"])
         assert m["topic"] == "obs" and 1 <= len(batch) <= MAX_BATCH
         assert {partition_for(o["station_id"], 4) for o in batch} == {m["partition"]}
         assert m["key"] == batch[0]["station_id"].encode()
         assert isinstance(m["value"]["accepted_at"], float)
         seen += batch
-    assert sorted(map(json.dumps, seen)) == sorted(map(json.dumps, rows))
-    assert any(len(m["value"]["observations"]) == MAX_BATCH for m in prod.sent)
+    assert sorted(json.dumps(o, sort_keys=True) for o in seen) == sorted(json.dumps(o, sort_keys=True) for o in rows)
+    assert any(len(batch_rows(m["value"])) == MAX_BATCH for m in prod.sent)
 
 
 def test_sink_time_flush_and_size_split() -> None:
@@ -373,7 +374,7 @@ def test_sink_time_flush_and_size_split() -> None:
     for r in obs_rows(["52889"], 60):  # ~80 B each: 60 rows > 2000 B -> split into messages under the limit
         sink.add(r)
     sink.flush()
-    sizes = [len(m["value"]["observations"]) for m in prod.sent[1:]]
+    sizes = [len(batch_rows(m["value"])) for m in prod.sent[1:]]
     assert sum(sizes) == 60 and len(sizes) > 1
     assert all(len(json.dumps(m["value"])) <= 2000 for m in prod.sent[1:])
 
