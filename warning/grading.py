@@ -40,6 +40,9 @@ CURRENT_WARNING_FIELDS = ("id", "warning_id", "seq", "msg_type", "level", "onset
 
 
 _LEVELS = {lv.colour: lv for lv in WarningLevel}
+_RANK = {lv.colour: int(lv) for lv in WarningLevel}
+# a station at a level also holds every level below it
+_UP_TO = {lv: tuple(lower.colour for lower in WarningLevel if lower <= lv) for lv in WarningLevel}
 
 
 def _level(colour: str) -> WarningLevel:
@@ -181,8 +184,29 @@ def _effective(entry: dict[str, Any], t: str) -> tuple[WarningLevel, dict[str, A
 
 
 def region_level(stations: dict[str, dict[str, Any]], t: str) -> WarningLevel | None:
-    levels = [e[0] for s in stations.values() if (e := _effective(s, t))]
-    return max(levels) if levels else None
+    return _live(stations, t)[1]
+
+
+def _live(stations: dict[str, dict[str, Any]], t: str
+          ) -> tuple[dict[str, dict[str, Any]], WarningLevel | None, str | None]:
+    """One pass over a region's station entries at time ``t``: (the entries with a level still live, the region's
+    level = the highest live station level, the warning's expiry = the latest expiry of a live level at or above
+    it). A signal folds in once per region and this runs for each, so it is written as a single loop."""
+    live: dict[str, dict[str, Any]] = {}
+    latest = ["", "", "", "", ""]  # by WarningLevel value: the latest live expiry
+    for key, entry in stations.items():
+        alive = False
+        for colour, info in entry["levels"].items():
+            expires = info["expires"]
+            if expires > t:
+                alive = True
+                rank = _RANK.get(colour) or int(_level(colour))
+                if expires > latest[rank]:
+                    latest[rank] = expires
+        if alive:
+            live[key] = entry
+    top = next((r for r in (4, 3, 2, 1) if latest[r]), 0)
+    return live, (WarningLevel(top) if top else None), (max(latest[top:]) if top else None)
 
 
 def _station_list(stations: dict[str, dict[str, Any]], t: str) -> list[dict[str, Any]]:
@@ -237,21 +261,17 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
         old_entry = stations.get(key)
         entry = {**old_entry, "levels": dict(old_entry["levels"])} if old_entry else {
             "station_id": signal["station_id"], "station_name": signal["station_name"], "levels": {}}
-        top = _level(signal["level"])
-        for lv in WarningLevel:
-            if lv <= top:
-                old = entry["levels"].get(lv.colour)
-                if old is None or old["expires"] <= expires:
-                    entry["levels"][lv.colour] = {"time": t, "expires": expires, "value": signal.get("value"),
-                                                  "quantity": signal.get("quantity"), "basis": basis,
-                                                  "onset": signal.get("onset", t)}
+        for colour in _UP_TO[_level(signal["level"])]:
+            old = entry["levels"].get(colour)
+            if old is None or old["expires"] <= expires:
+                entry["levels"][colour] = {"time": t, "expires": expires, "value": signal.get("value"),
+                                           "quantity": signal.get("quantity"), "basis": basis,
+                                           "onset": signal.get("onset", t)}
         stations[key] = entry
     if kind == "operator_cancel":
         stations = {}
         suppressed_before = max(suppressed_before, float(signal.get("accepted_at", 0.0)))
-    # prune entries whose every level has expired
-    stations = {k: v for k, v in stations.items() if any(i["expires"] > t for i in v["levels"].values())}
-    new_level = region_level(stations, t)
+    stations, new_level, warn_expiry = _live(stations, t)
     cur_level = _level(current["level"]) if current else None
     pending = st.get("pending")
     event: dict[str, Any] | None = None
@@ -263,9 +283,6 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
         return _event(wid, msg_type, change, level, region, rule, _station_list(stations, t), sent, onset, expires,
                       refs, st["seq"] + 1)
 
-    warn_expiry = max((s_exp for s in stations.values() for c, i in s["levels"].items()
-                       if new_level and _level(c) >= new_level and (s_exp := i["expires"]) > t),
-                      default=None)
     if kind == "operator_cancel" and current is not None:
         event = make("cancel", "operator_cancel", cur_level, current["onset"], t)  # type: ignore[arg-type]
         pending = None
@@ -314,6 +331,8 @@ def catch_up(state: dict[str, Any] | None, t: str, rule: HazardRule, now: dateti
         return state, events
     # only the ticks after the last time this state was brought to: earlier ones were applied then
     since = state.get("t", "")
+    if t <= since:
+        return state, events
     hold = max(rule.downgrade_hold_h, rule.cancel_hold_h)
     recent = _plus_hours(since, -hold) if since else ""
     expiries = sorted({i["expires"] for s in state["stations"].values() for i in s["levels"].values()
