@@ -62,6 +62,8 @@ from warning.topics import partition_for
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 30.0
+GRADE_TAKE = 32  # signals messages the grade agent folds together (one region_state write per key per take)
+GRADE_WITHIN_S = 0.02  # ... or what arrived within this long: the most a signal waits for company
 MAX_WARNING_HISTORIES = 5000  # warnings (with all their events) the in-memory API views keep
 
 
@@ -543,23 +545,32 @@ class WarningService:
             await self.send_signals(signals)
 
     async def _grade(self, stream: Any) -> None:
-        async for value in stream:
-            try:
-                msg = orjson.loads(value)
-                signals = msg["signals"] if isinstance(msg, dict) and "signals" in msg else [msg]
-                if not isinstance(signals, list):
-                    raise TypeError("signals is not a list")
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                log.warning("grade: dropping malformed signal message: %s", exc)
-                continue
-            # one table write per region and hazard per message; signals of a key are applied in order
-            by_key: dict[str, list[dict[str, Any]]] = {}
-            for sig in signals:
+        """Signals messages are taken GRADE_TAKE at a time (or what came within GRADE_WITHIN_S) and folded per
+        region and hazard, in order, with one region_state write per key per take: under load that is ~5x fewer
+        changelog records than one write per key per message. Events are acked after the whole take."""
+        async for events in stream.take_events(GRADE_TAKE, within=GRADE_WITHIN_S):
+            by_key: dict[str, tuple[list[dict[str, Any]], Any]] = {}
+            for event in events:
                 try:
-                    by_key.setdefault(f"{sig['region_code']}:{sig['hazard']}", []).append(sig)
-                except (KeyError, TypeError) as exc:
-                    log.warning("grade: dropping malformed signal: %s", exc)
-            for key, sigs in by_key.items():
+                    msg = orjson.loads(event.value)
+                    signals = msg["signals"] if isinstance(msg, dict) and "signals" in msg else [msg]
+                    if not isinstance(signals, list):
+                        raise TypeError("signals is not a list")
+                except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                    log.warning("grade: dropping malformed signal message: %s", exc)
+                    continue
+                for sig in signals:
+                    try:
+                        key = f"{sig['region_code']}:{sig['hazard']}"
+                    except (KeyError, TypeError) as exc:
+                        log.warning("grade: dropping malformed signal: %s", exc)
+                        continue
+                    sigs, _ = by_key.get(key) or ([], None)
+                    sigs.append(sig)
+                    by_key[key] = (sigs, event)  # a key's signals all come from its one partition
+            for key, (sigs, event) in by_key.items():
+                # faust writes a table's changelog to the partition of the current event: the key's own
+                stream._set_current_event(event)
                 await self._grade_key(key, sigs)
 
     async def _grade_key(self, key: str, signals: list[dict[str, Any]]) -> None:
