@@ -80,6 +80,7 @@ from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain, pairwise
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -518,9 +519,10 @@ class QCState:
     def slots_for(self, sids: Sequence[str], create: np.ndarray | None = None) -> np.ndarray:
         """Slot per station id (-1 if unknown); ids of unknown stations where ``create`` is True get a slot."""
         get = self.slot_of.get
-        try:  # the usual case: all known
-            slot = np.fromiter(map(get, sids), dtype=np.intp, count=len(sids))
-        except TypeError:  # None for an unknown id
+        try:  # the usual case: all known; itemgetter looks them all up in one call (a tuple from 2 ids on)
+            found = itemgetter(*sids)(self.slot_of) if len(sids) > 1 else tuple(self.slot_of[s] for s in sids)
+            slot = np.fromiter(found, dtype=np.intp, count=len(sids))
+        except KeyError:  # an unknown id
             slot = np.array([get(s, -1) for s in sids], dtype=np.intp)
         if create is None:
             return slot
@@ -551,8 +553,9 @@ class QCState:
         return self._elevation_m(slot, elevations) / 1000.0
 
     def _elevation_m(self, slot: np.ndarray, elevations: Mapping[str, float]) -> np.ndarray:
-        need = np.unique(slot[~self._has_elev[slot]])
-        if need.size:
+        miss = ~self._has_elev[slot]
+        if miss.any():  # stations not seen before (np.unique costs even on nothing)
+            need = np.unique(slot[miss])
             ids = self.station_ids
             self._elev[need] = [float(elevations.get(ids[s], 0.0) or 0.0) for s in need.tolist()]
             self._has_elev[need] = True
@@ -920,6 +923,17 @@ def _nan_to_none(a: np.ndarray) -> list[float | None]:
     return o.tolist()
 
 
+# the limit tables as columns, for checking all elements at once
+_HARD_LO = np.array([[HARD_LIMITS[e][0]] for e in ELEMENTS])
+_HARD_HI = np.array([[HARD_LIMITS[e][1]] for e in ELEMENTS])
+_RANGE_NAMES = tuple(e for e in RANGE_LIMITS if e not in ("precip_mm", "precip_period_h"))  # precip: own bound
+_RANGE_ROWS = np.array([ELEMENTS.index(e) for e in _RANGE_NAMES])
+_RANGE_LO = np.array([[RANGE_LIMITS[e][0]] for e in _RANGE_NAMES])
+_RANGE_HI = np.array([[RANGE_LIMITS[e][1]] for e in _RANGE_NAMES])
+_RANGE_LAPSE = np.array([[RANGE_LAPSE_PER_KM.get(e, 0.0)] for e in _RANGE_NAMES])
+_RANGE_PRESSURE = _RANGE_NAMES.index("pressure_hpa")
+
+
 @np.errstate(all="ignore")  # NaN = missing; rejected rows (any value) are computed too, then masked
 def _check_core(sids: Sequence[str], t: np.ndarray, vals: dict[str, np.ndarray], state: QCState,
                 elevations: Mapping[str, float] | None, models: Mapping[str, AnomalyModel],
@@ -929,18 +943,18 @@ def _check_core(sids: Sequence[str], t: np.ndarray, vals: dict[str, np.ndarray],
     rows, the slots whose time advanced and, per element index, the slots whose element context was rewritten."""
     n = t.size
     flags: dict[int, dict[str, str]] = {}
-    # hard limits: the first unusable element (in ELEMENTS order) names the rejection
-    for e in ELEMENTS:
-        arr = vals[e]
-        lo, hi = HARD_LIMITS[e]
-        bad_e = (bad or {}).get(e, {})
-        for i, why in bad_e.items():
-            hard[i] = hard[i] or why
-        invalid[list(bad_e)] = True
-        out = (arr < lo) | (arr > hi)
-        invalid |= out
-        for i in np.flatnonzero(out).tolist():
-            hard[i] = hard[i] or f"{e}: {arr[i]:g} beyond the physical limits [{lo:g}, {hi:g}]"
+    # hard limits, all elements at once: the first unusable element (in ELEMENTS order) names the rejection
+    x_all = np.array([vals[e] for e in ELEMENTS])  # (element, report); np.array is faster than np.stack here
+    out_all = (x_all < _HARD_LO) | (x_all > _HARD_HI)
+    if bad or out_all.any():  # rare
+        for j, e in enumerate(ELEMENTS):
+            for i, why in (bad or {}).get(e, {}).items():
+                hard[i] = hard[i] or why
+                invalid[i] = True
+            lo, hi = HARD_LIMITS[e]
+            for i in np.flatnonzero(out_all[j]).tolist():
+                hard[i] = hard[i] or f"{e}: {x_all[j, i]:g} beyond the physical limits [{lo:g}, {hi:g}]"
+        invalid |= out_all.any(axis=0)
     period = vals["precip_period_h"]
     pr = vals["precip_mm"]
     dur = np.where(np.isfinite(period) & (period > 0), period, DEFAULT_PRECIP_PERIOD_H)
@@ -953,43 +967,57 @@ def _check_core(sids: Sequence[str], t: np.ndarray, vals: dict[str, np.ndarray],
     valid = ~invalid
     vidx = np.flatnonzero(valid)
     slot = state.slots_for(sids, create=valid)  # only accepted reports create stations
-    elev = np.zeros(n)
-    elev[vidx] = state.elevation_km(slot[vidx], elevations)
+    if vidx.size == n:
+        elev = state.elevation_km(slot, elevations)
+    else:
+        elev = np.zeros(n)
+        elev[vidx] = state.elevation_km(slot[vidx], elevations)
 
-    # soft range
-    for e, (lo, hi) in RANGE_LIMITS.items():
-        if e in ("precip_mm", "precip_period_h"):
-            continue
-        x = vals[e]
-        if e == "pressure_hpa":  # station-level or sea-level pressure: lower bound follows the elevation
-            lo_a = lo * _pressure_ratio(elev * 1000.0) - 10.0
-            hi_a = np.full(n, hi)
-        else:
-            lo_a = np.full(n, lo)
-            hi_a = hi + RANGE_LAPSE_PER_KM.get(e, 0.0) * elev
-        bad_lo, bad_hi = valid & (x < lo_a), valid & (x > hi_a)
-        for i in np.flatnonzero(bad_lo | bad_hi).tolist():
-            _add(flags.setdefault(i, {}), e, f"range: {x[i]:g} outside [{lo_a[i]:.1f}, {hi_a[i]:.1f}]")
+    # soft range, all elements at once (rows: _RANGE_NAMES); the upper bound of temperatures follows the elevation
+    x_rng = x_all[_RANGE_ROWS]
+    lo_a = np.broadcast_to(_RANGE_LO, x_rng.shape)
+    hi_a = _RANGE_HI + _RANGE_LAPSE * elev
+    out_rng = (x_rng < lo_a) | (x_rng > hi_a)
+    j = _RANGE_PRESSURE
+    if not np.isnan(x_rng[j]).all():  # station-level or sea-level pressure: the lower bound follows the elevation
+        lo_a = lo_a.copy()
+        lo_a[j] = RANGE_LIMITS["pressure_hpa"][0] * _pressure_ratio(elev * 1000.0) - 10.0
+        hi_a[j] = RANGE_LIMITS["pressure_hpa"][1]
+        out_rng[j] = (x_rng[j] < lo_a[j]) | (x_rng[j] > hi_a[j])
+    out_rng &= valid
+    if out_rng.any():
+        for j, e in enumerate(_RANGE_NAMES):
+            for i in np.flatnonzero(out_rng[j]).tolist():
+                _add(flags.setdefault(i, {}), e,
+                     f"range: {x_rng[j, i]:g} outside [{lo_a[j, i]:.1f}, {hi_a[j, i]:.1f}]")
     soft_pr = valid & (pr > PRECIP_SOFT_FRACTION * envelope)
     for i in np.flatnonzero(soft_pr).tolist():
         soft = PRECIP_SOFT_FRACTION * envelope[i]
         _add(flags.setdefault(i, {}), "precip_mm", f"range: {pr[i]:g} mm > {soft:.0f} mm in {dur[i]:g} h")
 
-    # internal consistency
+    # internal consistency (one test for all four checks; each flags in turn)
     tt, td, tx, tn = vals["air_temp_c"], vals["dewpoint_c"], vals["tmax_c"], vals["tmin_c"]
-    for i in np.flatnonzero(valid & (tn > tx + MINMAX_TOLERANCE_C)).tolist():
-        _add(flags.setdefault(i, {}), "tmin_c", f"consistency: tmin {tn[i]:g} > tmax {tx[i]:g}")
-        _add(flags[i], "tmax_c", f"consistency: tmax {tx[i]:g} < tmin {tn[i]:g}")
-    for i in np.flatnonzero(valid & (td > tt + DEWPOINT_TOLERANCE_C)).tolist():
-        _add(flags.setdefault(i, {}), "dewpoint_c", f"consistency: dew point {td[i]:g} > air temperature {tt[i]:g}")
     w, g = vals["wind_ms"], vals["gust_ms"]
-    for i in np.flatnonzero(valid & (g < w - GUST_TOLERANCE_MS)).tolist():
-        _add(flags.setdefault(i, {}), "gust_ms", f"consistency: gust {g[i]:g} < mean wind {w[i]:g}")
     rh = vals["rh_pct"]
     a, b = 17.625, 243.04  # Magnus, Alduchov & Eskridge (1996), as ingest.formats.rh_from_dewpoint
-    rh_calc = 100.0 * np.exp(a * td / (b + td) - a * tt / (b + tt))
-    for i in np.flatnonzero(valid & (np.abs(rh - rh_calc) > RH_TOLERANCE_PCT)).tolist():
-        _add(flags.setdefault(i, {}), "rh_pct", f"consistency: RH {rh[i]:g} % vs {rh_calc[i]:.0f} % from T/Td")
+    if np.isnan(td).all():  # no dew point (RH from T/Td all NaN): skip the exp
+        rh_out = np.zeros(n, dtype=bool)
+    else:
+        rh_calc = 100.0 * np.exp(a * td / (b + td) - a * tt / (b + tt))
+        rh_out = np.abs(rh - rh_calc) > RH_TOLERANCE_PCT
+    cons = np.array([tn > tx + MINMAX_TOLERANCE_C, td > tt + DEWPOINT_TOLERANCE_C, g < w - GUST_TOLERANCE_MS,
+                     rh_out]) & valid
+    if cons.any():
+        for i in np.flatnonzero(cons[0]).tolist():
+            _add(flags.setdefault(i, {}), "tmin_c", f"consistency: tmin {tn[i]:g} > tmax {tx[i]:g}")
+            _add(flags[i], "tmax_c", f"consistency: tmax {tx[i]:g} < tmin {tn[i]:g}")
+        for i in np.flatnonzero(cons[1]).tolist():
+            _add(flags.setdefault(i, {}), "dewpoint_c",
+                 f"consistency: dew point {td[i]:g} > air temperature {tt[i]:g}")
+        for i in np.flatnonzero(cons[2]).tolist():
+            _add(flags.setdefault(i, {}), "gust_ms", f"consistency: gust {g[i]:g} < mean wind {w[i]:g}")
+        for i in np.flatnonzero(cons[3]).tolist():
+            _add(flags.setdefault(i, {}), "rh_pct", f"consistency: RH {rh[i]:g} % vs {rh_calc[i]:.0f} % from T/Td")
 
     fresh_slots = np.zeros(0, dtype=np.intp)
     updated: dict[int, np.ndarray] = {}
@@ -999,20 +1027,33 @@ def _check_core(sids: Sequence[str], t: np.ndarray, vals: dict[str, np.ndarray],
         order = vidx[np.argsort(slot[vidx], kind="stable")]
         gs, ts = slot[order], t[order]
         fresh = _fresh(gs, ts, state._t[gs])
-        for k in _SERIES:
-            e = ELEMENTS[k]
-            xs = vals[e][order]
-            use = fresh & np.isfinite(xs)
-            if not use.any():
-                continue
-            pos = np.flatnonzero(use) if not use.all() else np.arange(use.size)
-            updated[k] = _series_checks(e, k, order[pos], xs[pos], ts[pos], gs[pos], state._e, flags)
+        if not fresh.all():
+            order, gs, ts = order[fresh], gs[fresh], ts[fresh]
+        xs = x_all[_S_K][:, order]  # (series element, fresh report)
+        fin = np.isfinite(xs)
+        # elements present in the same reports are checked together (usually: all in every report)
+        groups: dict[bytes, list[int]] = {}
+        for j in np.flatnonzero(fin.any(axis=1)).tolist():
+            groups.setdefault(fin[j].tobytes(), []).append(j)
+        events: list[tuple[int, int, int, str]] = []
+        written: dict[int, np.ndarray] = {}
+        for js in groups.values():
+            use = fin[js[0]]
+            if use.all():
+                gl = _series_checks(js, order, xs[js], ts, gs, state._e, events)
+            else:
+                pos = np.flatnonzero(use)
+                gl = _series_checks(js, order[pos], xs[js][:, pos], ts[pos], gs[pos], state._e, events)
+            written.update(dict.fromkeys((_SERIES[j] for j in js), gl))
+        updated = {k: written[k] for k in _SERIES if k in written}
+        # flags in the order of the per-element checks: by element, steps before persistence, then by position
+        for k, _, i, why in sorted(events, key=lambda ev: ev[:2]):
+            _add(flags.setdefault(i, {}), ELEMENTS[k], why)
         # station times: the last fresh report of each station is its newest
-        fg = gs[fresh]
-        if fg.size:
-            lastf = np.append(fg[1:] != fg[:-1], True)
-            fresh_slots = fg[lastf]
-            state._t[fresh_slots] = ts[fresh][lastf]
+        if gs.size:
+            lastf = np.append(gs[1:] != gs[:-1], True)
+            fresh_slots = gs[lastf]
+            state._t[fresh_slots] = ts[lastf]
         if models:
             uniq, inv_v = np.unique(slot[vidx], return_inverse=True)
             inv = np.zeros(n, dtype=np.intp)
@@ -1083,69 +1124,112 @@ def _ctx_entry(v: Any) -> tuple[float, ...]:
     return _f(v[0]), _f(v[1]), _f(v[2]), _f(v[3]), jumped, run if math.isfinite(run) else 0.0
 
 
-def _step_limit(e: str, dt_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lim, ref, cap, max_gap = STEP_LIMITS[e]
-    allowed = np.minimum(lim * np.sqrt(np.maximum(dt_h, ref) / ref), cap)
-    checked = (dt_h > 0) & (dt_h <= max_gap)
-    return allowed, checked
+# Step/persistence parameters of the elements of _SERIES (rows in that order), so that several elements are checked
+# in one pass: step (limit at the reference gap, reference gap, cap, max gap; limit inf: no step check, never a
+# jump), the run length flagged (inf: none), the ignored values (NaN-padded) and "no persistence check" (run 0).
+_S_NAMES = tuple(ELEMENTS[k] for k in _SERIES)
+_S_K = np.array(_SERIES)  # their element indices (= rows in an (ELEMENTS, report) array)
+_S_STEP = np.array([STEP_LIMITS.get(e, (math.inf, 1.0, math.inf, -math.inf)) for e in _S_NAMES]).reshape(-1, 4)
+#: the lowest step limit of any gap, min(limit, cap) (the gap factor sqrt(max(gap, ref) / ref) is >= 1)
+_S_STEP_LOW = np.array([min(lim, cap) if ref > 0 and lim >= 0 else -math.inf for lim, ref, cap, _ in _S_STEP])
+_S_RUN = np.array([float(PERSISTENCE[e][0]) if e in PERSISTENCE else math.inf for e in _S_NAMES])
+_S_NO_RUN = np.array([e not in PERSISTENCE for e in _S_NAMES])
+_S_IGNORE = np.full((len(_S_NAMES), max([1] + [len(v[1]) for v in PERSISTENCE.values()])), math.nan)
+for _j, _e in enumerate(_S_NAMES):
+    _ign = PERSISTENCE.get(_e, (0, ()))[1]
+    _S_IGNORE[_j, :len(_ign)] = _ign
 
 
-def _series_checks(e: str, k: int, rows: np.ndarray, x: np.ndarray, t: np.ndarray, g: np.ndarray,
-                   ctx: np.ndarray, flags: dict[int, dict[str, str]]) -> np.ndarray:
-    """Step and persistence checks of element ``e`` (index ``k``) on fresh reports grouped by slot ``g``
-    (``rows``: their row numbers); reads and writes ``ctx`` = QCState._e; returns the slots written."""
-    m = x.size
+def _series_checks(js: list[int], rows: np.ndarray, x: np.ndarray, t: np.ndarray, g: np.ndarray,
+                   ctx: np.ndarray, events: list[tuple[int, int, int, str]]) -> np.ndarray:
+    """Step and persistence checks of the elements ``_SERIES[j]`` (j in ``js``) on fresh reports grouped by slot
+    ``g`` (``rows``: their row numbers), all elements at once: ``x[a]`` holds the values of element ``js[a]``,
+    present in every one of these reports. Reads and writes ``ctx`` = QCState._e; appends the flags as (element
+    index, 0 step / 1 persistence, row, reason) to ``events``; returns the slots written."""
+    sel = np.array(js)
+    ks = _S_K[sel]
+    n_el, m = x.shape
     first = np.ones(m, dtype=bool)
     first[1:] = g[1:] != g[:-1]
-    last = np.ones(m, dtype=bool)
-    last[:-1] = first[1:]
-    second = np.zeros(m, dtype=bool)
-    second[1:] = first[:-1] & ~first[1:]
-    c = ctx[g, k]  # gathered context of each report's station (used at the station's first report)
-    # previous and second previous value/time: in the batch, else from the context
-    p1x, p1t = np.full(m, np.nan), np.full(m, np.nan)
-    p1x[1:], p1t[1:] = x[:-1], t[:-1]
-    p1x, p1t = np.where(first, c[:, 0], p1x), np.where(first, c[:, 1], p1t)
-    p2x, p2t = np.full(m, np.nan), np.full(m, np.nan)
-    p2x[2:], p2t[2:] = x[:-2], t[:-2]
-    p2x, p2t = np.where(second, c[:, 0], p2x), np.where(second, c[:, 1], p2t)
-    p2x, p2t = np.where(first, c[:, 2], p2x), np.where(first, c[:, 3], p2t)
-    # step
-    jump = np.zeros(m, dtype=bool)
-    if e in STEP_LIMITS:
+    fpos = np.flatnonzero(first)  # each station's first report
+    lpos = np.append(fpos[1:] - 1, m - 1)  # and its last
+    nk = ctx.shape[1]
+    # one 48-byte record per (slot, element), a view (QCState._e is C-contiguous): take/put move whole contexts
+    # (numpy's fast 1-D paths, ~4x faster than fancy indexing of the 3-D array)
+    cells = ctx.reshape(-1, _NF).view(f"V{8 * _NF}").reshape(-1)
+    # (element, station, 6): the context, read at the station's first report
+    c = cells.take(ks[:, None] + nk * g[fpos]).view(np.float64).reshape(n_el, fpos.size, _NF)
+    # previous value/time: in the batch, else from the context
+    p1x = np.empty((n_el, m))
+    p1x[:, 1:] = x[:, :-1]
+    p1x[:, fpos] = c[..., 0]
+    p1t = np.empty((n_el, m))
+    p1t[:, 1:] = t[:-1]
+    p1t[:, fpos] = c[..., 1]
+    # step: a change above the lowest possible limit makes a candidate (usually none: no gap-dependent limits);
+    # a NaN gap (no previous time) gives a NaN limit and fails the gap test, as no check
+    diff = np.abs(x - p1x)
+    jump = diff > _S_STEP_LOW[sel][:, None]
+    if jump.any():
+        lim, ref, cap, max_gap = (p[:, None] for p in _S_STEP[sel].T)
         dt1 = (t - p1t) / 3600.0
-        lim1, chk1 = _step_limit(e, np.where(np.isnan(dt1), -1.0, dt1))
-        jump = chk1 & (np.abs(x - p1x) > lim1)
-        prev_jump = np.zeros(m, dtype=bool)
-        prev_jump[1:] = jump[:-1]
-        prev_jump = np.where(first, c[:, 4] > 0, prev_jump)
+        lim1 = np.minimum(lim * np.sqrt(np.maximum(dt1, ref) / ref), cap)
+        jump = (dt1 > 0) & (dt1 <= max_gap) & (diff > lim1)
+    if jump.any():  # rare: a jump is flagged unless it is the return from a flagged jump (second previous report)
+        second = np.zeros(m, dtype=bool)
+        second[1:] = first[:-1] & ~first[1:]
+        spos = np.flatnonzero(second)
+        sst = np.cumsum(first)[spos] - 1  # their station (index into fpos)
+        p2x = np.empty((n_el, m))
+        p2t = np.empty((n_el, m))
+        p2x[:, 2:], p2t[:, 2:] = x[:, :-2], t[:-2]
+        p2x[:, spos], p2t[:, spos] = c[:, sst, 0], c[:, sst, 1]
+        p2x[:, fpos], p2t[:, fpos] = c[..., 2], c[..., 3]
+        prev_jump = np.empty((n_el, m), dtype=bool)
+        prev_jump[:, 1:] = jump[:, :-1]
+        prev_jump[:, fpos] = c[..., 4] > 0
         dt2 = (t - p2t) / 3600.0
-        lim2, chk2 = _step_limit(e, np.where(np.isnan(dt2), -1.0, dt2))
-        back = prev_jump & chk2 & (np.abs(x - p2x) <= lim2)
-        flagged = jump & ~back
-        for i in np.flatnonzero(flagged).tolist():
-            _add(flags.setdefault(int(rows[i]), {}), e,
-                 f"step: {x[i] - p1x[i]:+.1f} in {dt1[i]:.1f} h (limit {lim1[i]:.1f})")
-    # persistence
-    run: np.ndarray = np.zeros(m)
-    if e in PERSISTENCE:
-        n_max, ignore = PERSISTENCE[e]
-        ignored = np.isin(x, np.array(ignore)) if ignore else np.zeros(m, dtype=bool)
-        same = (x == p1x) & ~ignored
-        seg_start = ~same | first
-        pos_idx = np.arange(m)
-        seg_first = np.maximum.accumulate(np.where(seg_start, pos_idx, 0))
-        extra = np.where(first[seg_first] & same[seg_first], c[seg_first, 5], 0.0)
-        run = (pos_idx - seg_first).astype("float64") + 1.0 + extra
-        run = np.where(ignored, 0.0, run)
-        for i in np.flatnonzero(run >= n_max).tolist():
-            _add(flags.setdefault(int(rows[i]), {}), e,
-                 f"persistence: same value {x[i]:g} in {int(run[i])} consecutive reports")
+        lim2 = np.minimum(lim * np.sqrt(np.maximum(dt2, ref) / ref), cap)
+        back = prev_jump & (dt2 > 0) & (dt2 <= max_gap) & (np.abs(x - p2x) <= lim2)
+        for a, i in zip(*np.nonzero(jump & ~back), strict=True):
+            events.append((int(ks[a]), 0, int(rows[i]),
+                           f"step: {x[a, i] - p1x[a, i]:+.1f} in {dt1[a, i]:.1f} h (limit {lim1[a, i]:.1f})"))
+    # persistence: run of identical values, continuing the context's run at a station's first report
+    ign = _S_IGNORE[sel]
+    ignored = x == ign[:, :1]
+    for col in range(1, ign.shape[1]):
+        ignored |= x == ign[:, col:col + 1]
+    if _S_NO_RUN[sel].any():
+        ignored |= _S_NO_RUN[sel][:, None]
+    same = (x == p1x) & ~ignored
+    seg_start = ~same
+    seg_start[:, fpos] = True
+    # flat positions: each element's row starts a segment (position 0 is a first report), so one running maximum
+    # per row gives the flat start of each report's segment
+    pos_idx = np.arange(n_el * m).reshape(n_el, m)
+    seg_first = np.maximum.accumulate(np.where(seg_start, pos_idx, 0), axis=1)
+    run = (pos_idx - seg_first).astype("float64") + 1.0
+    cont = same[:, fpos]
+    if cont.any():
+        extra = np.zeros((n_el, m))
+        extra[:, fpos] = np.where(cont, c[..., 5], 0.0)
+        run += extra.take(seg_first)
+    run[ignored] = 0.0
+    hit = run >= _S_RUN[sel][:, None]
+    if hit.any():
+        for a, i in zip(*np.nonzero(hit), strict=True):
+            events.append((int(ks[a]), 1, int(rows[i]),
+                           f"persistence: same value {x[a, i]:g} in {int(run[a, i])} consecutive reports"))
     # context update: each station's last report
-    lpos = np.flatnonzero(last)
     gl = g[lpos]
-    ctx[gl, k] = np.stack((x[lpos], t[lpos], p1x[lpos], p1t[lpos], jump[lpos].astype("float64"),
-                           run[lpos].astype("int64").astype("float64")), axis=1)
+    new = np.empty((n_el, lpos.size, _NF))
+    new[..., 0] = x[:, lpos]
+    new[..., 1] = t[lpos]
+    new[..., 2] = p1x[:, lpos]
+    new[..., 3] = p1t[:, lpos]
+    new[..., 4] = jump[:, lpos]
+    new[..., 5] = run[:, lpos].astype("int64")  # stored as a whole number, as the dict context does
+    np.put(cells, ks[:, None] + nk * gl, new.reshape(-1, _NF).view(cells.dtype))
     return gl
 
 

@@ -116,6 +116,30 @@ def batch_sequences(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
     return out
 
 
+@st.composite
+def dense_batch_sequences(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
+    """Batches where each element is in every report or in none, except the daily ones, which may share a subset
+    of the reports: check_columns then runs the step/persistence checks of several elements in one pass."""
+    clock = dict.fromkeys(STATIONS, 0.0)
+    out = []
+    for _ in range(draw(st.integers(1, 5))):
+        always = draw(st.sets(st.sampled_from(ELEMENTS)))
+        daily = draw(st.sets(st.sampled_from(("tmax_c", "tmin_c", "ground_tmin_c")))) - always
+        rows = []
+        for _ in range(draw(st.sampled_from([SMALL_BATCH + 1, 40]))):
+            s = draw(st.sampled_from(STATIONS))
+            clock[s] += draw(st.sampled_from([3600.0, 3600.0, 3600.0, 1800.0, 0.0, -7200.0, 0.5, 18000.0, 54000.0]))
+            r: dict[str, Any] = {"station_id": s, "time": iso(BASE + clock[s])}
+            stuck, with_daily = draw(st.booleans()), draw(st.booleans())
+            for e in ELEMENTS:
+                if e in always or (with_daily and e in daily):
+                    v = STUCK.get(e) if stuck else None
+                    r[e] = v if v is not None else draw(st.sampled_from([v for v in VALUES[e] if v is not None]))
+            rows.append(r)
+        out.append(rows)
+    return out
+
+
 # --------------------------------------------------------------------------------------------- equivalence
 def run_all_paths(batches: list[list[dict[str, Any]]], with_models: bool) -> None:
     mdl = models() if with_models else {}
@@ -146,6 +170,13 @@ def run_all_paths(batches: list[list[dict[str, Any]]], with_models: bool) -> Non
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(batch_sequences(), st.booleans())
 def test_check_columns_equals_scalar_check_batch(batches: list[list[dict[str, Any]]], with_models: bool) -> None:
+    run_all_paths(batches, with_models)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(dense_batch_sequences(), st.booleans())
+def test_check_columns_elements_checked_together(batches: list[list[dict[str, Any]]], with_models: bool) -> None:
+    """Elements present in the same reports share one vectorised pass: same results as element by element."""
     run_all_paths(batches, with_models)
 
 
