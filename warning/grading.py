@@ -125,15 +125,25 @@ def grade_arrays(rule: HazardRule, q: dict[str, np.ndarray], n: int, scale: np.n
     report: -1 no judgement possible, 0 no level, else the WarningLevel value. ``series_at(i, quantity)`` gives
     report i's daily series for multi-day conditions (called only where the single-day condition holds)."""
     nan = np.full(n, np.nan)
-    out = np.full(n, -1, dtype=np.int8)
-    unassigned = np.ones(n, dtype=bool)
-    judged = np.zeros(n, dtype=bool)
+    # each input's present mask once; counted, so that the usual cases (an input reported by every report or
+    # by none) skip the missing-input bookkeeping
+    ok: dict[str, np.ndarray] = {}
+    count: dict[str, int] = {}
+    for c in (c for lr in rule.levels for c in lr.conditions):
+        if c.quantity not in ok:
+            ok[c.quantity] = present = ~np.isnan(q.get(c.quantity, nan))
+            count[c.quantity] = int(np.count_nonzero(present))
+    if not any(count.values()):  # no input at all: nothing can be judged
+        return np.full(n, -1, dtype=np.int8)
+    every = all(k == n for k in count.values())  # every input present: every level is judged
+    judged = None if every else np.zeros(n, dtype=bool)
+    holds_at_level: list[tuple[int, np.ndarray]] = []
     with np.errstate(invalid="ignore"):
         for lr in rule.levels:
-            def cond(c: Condition) -> tuple[np.ndarray, np.ndarray]:
+            def cond(c: Condition) -> np.ndarray:
                 x = q.get(c.quantity, nan)
                 thr = c.value * scale if c.op in (">=", ">") else c.value
-                res = ARRAY_OPS[c.op](x, thr) & ~np.isnan(x)
+                res = ARRAY_OPS[c.op](x, thr)  # False where x is NaN (missing)
                 if c.days > 1:
                     for i in np.flatnonzero(res).tolist():
                         if series_at is None:
@@ -145,29 +155,38 @@ def grade_arrays(rule: HazardRule, q: dict[str, np.ndarray], n: int, scale: np.n
                         def holds_at(v: float, t: float = t_i, op: Callable[[float, float], bool] = op) -> bool:
                             return op(v, t)
                         res[i] = _consecutive(series_at(i, c.quantity), holds_at) >= c.days
-                return res, np.isnan(x)
-            all_false = np.zeros(n, dtype=bool)
-            all_missing = np.zeros(n, dtype=bool)
-            for c in lr.all:
-                res, miss = cond(c)
-                all_false |= ~res & ~miss
-                all_missing |= miss
-            if lr.any:
-                any_true = np.zeros(n, dtype=bool)
-                any_all_missing = np.ones(n, dtype=bool)
-                for c in lr.any:
-                    res, miss = cond(c)
-                    any_true |= res
-                    any_all_missing &= miss
-                holds = ~all_false & ~all_missing & any_true
-                judged |= all_false | (~all_missing & ~any_all_missing)
-            else:
-                holds = ~all_false & ~all_missing
-                judged |= all_false | ~all_missing
-            take = holds & unassigned
-            out[take] = int(lr.level)
-            unassigned &= ~take
-    out[unassigned & judged] = 0
+                return res
+            all_res = [cond(c) for c in lr.all]
+            any_res = [cond(c) for c in lr.any]
+            # the level holds where every 'all' and some 'any' condition holds (none holds on a missing input)
+            holds: np.ndarray | None = None
+            for res in all_res:
+                holds = res if holds is None else holds & res
+            if any_res:
+                some = any_res[0]
+                for res in any_res[1:]:
+                    some = some | res
+                holds = some if holds is None else holds & some
+            assert holds is not None  # a level has conditions (warning.rules)
+            holds_at_level.append((int(lr.level), holds))
+            if judged is not None:  # judged: an 'all' condition false on its input, or every input needed present
+                all_false = np.zeros(n, dtype=bool)
+                all_present = np.ones(n, dtype=bool)
+                for c, res in zip(lr.all, all_res, strict=True):
+                    all_false |= ok[c.quantity] > res  # present and false
+                    all_present &= ok[c.quantity]
+                if lr.any:
+                    some_present = np.zeros(n, dtype=bool)
+                    for c in lr.any:
+                        some_present |= ok[c.quantity]
+                    judged |= all_false | (all_present & some_present)
+                else:
+                    judged |= all_false | all_present
+    out = np.full(n, 0 if judged is None else -1, dtype=np.int8)
+    if judged is not None:
+        out[judged] = 0
+    for level, holds in reversed(holds_at_level):  # the first level (in rule order) that holds
+        out[holds] = level
     return out
 
 

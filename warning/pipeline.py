@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -13,7 +14,7 @@ from warning import grading, quantities
 from warning.records import OBSERVATION_ELEMENTS as OBS_ELEMENTS
 from warning.records import WarningLevel
 from warning.regions import RegionTree, Station, StationRegistry
-from warning.rules import Rules
+from warning.rules import LevelRule, Rules
 
 SCALAR_GRADING_MAX = 2  # batches up to this many reports are graded per report (identical results)
 
@@ -21,6 +22,19 @@ SCALAR_GRADING_MAX = 2  # batches up to this many reports are graded per report 
 @lru_cache(maxsize=4096)
 def _month(ordinal: int) -> int:
     return date.fromordinal(ordinal).month
+
+
+def _necessary(rule: Any) -> tuple[tuple[str, str, float, bool], ...]:
+    """Comparisons (quantity, op, value, threshold scaled) of which one holds wherever a level of ``rule``
+    holds: per level its first 'all' condition, else its 'any' conditions; per quantity and direction the
+    loosest value (>= the smallest of > / >=, whose thresholds grading scales; <= the largest of < / <=)."""
+    loosest: dict[tuple[str, bool], float] = {}
+    for lr in rule.levels:
+        for c in lr.all[:1] if lr.all else lr.any:
+            up = c.op in (">=", ">")
+            old = loosest.get((c.quantity, up))
+            loosest[(c.quantity, up)] = c.value if old is None else (min(old, c.value) if up else max(old, c.value))
+    return tuple((quantity, ">=" if up else "<=", value, up) for (quantity, up), value in loosest.items())
 
 
 class StationGrader:
@@ -34,6 +48,14 @@ class StationGrader:
         self.regions = regions
         self.hazard_quantities = {h: r.quantities for h, r in rules.items()}
         self._county_of = {s.station_id: s.county_code for s in registry}
+        # per-batch grading constants: the elements that inform each hazard, the frost months by month number,
+        # (level, level rule) by (hazard, code), the region part of a station's signals
+        self._hazard_elements = {h: frozenset(el for name in qs for el in quantities.QUANTITY_ELEMENTS[name])
+                                 for h, qs in self.hazard_quantities.items()}
+        self._frost_months = np.isin(np.arange(13), rules.frost.season_months)
+        self._necessary = {h: _necessary(r) for h, r in rules.items()}
+        self._level_rules: dict[tuple[str, int], tuple[WarningLevel, LevelRule]] = {}
+        self._signal_base: dict[str, tuple[Station, tuple[dict[str, Any], ...]]] = {}
 
     def hazard_scale(self, hazard: str, county_code: str, q: dict[str, float]) -> float:
         """Threshold scale: flash-flood county critical-rainfall factor, lowered on wet ground (API)."""
@@ -72,6 +94,16 @@ class StationGrader:
     def station_signals(self, station: Station, hazard: str, level: Any, quantity: str | None, value: float | None,
                         time_: str, basis: str = "observed", **extra: Any) -> list[dict[str, Any]]:
         """One signal for the county (the unit that issues signals) and one for the prefecture roll-up."""
+        county, prefecture = self._signal_bases(station)
+        fields = {"hazard": hazard, "level": level.colour, "quantity": quantity, "value": value, "time": time_,
+                  "basis": basis, **extra}
+        return [{**county, **fields}, {**prefecture, **fields}]
+
+    def _signal_bases(self, station: Station) -> tuple[dict[str, Any], ...]:
+        """The station and region fields of a station's county and prefecture signals (once per station)."""
+        have = self._signal_base.get(station.station_id)
+        if have is not None and (have[0] is station or have[0] == station):
+            return have[1]
         out = []
         for code, region_level in ((station.county_code, "county"), (station.prefecture_code, "prefecture")):
             region = self.regions.region(code)
@@ -79,9 +111,10 @@ class StationGrader:
                         "region_name": region.name if region else code,
                         "region_name_zh": region.name_zh if region else code,
                         "prefecture_code": station.prefecture_code, "station_id": station.station_id,
-                        "station_name": station.name_zh or station.name, "hazard": hazard, "level": level.colour,
-                        "quantity": quantity, "value": value, "time": time_, "basis": basis, **extra})
-        return out
+                        "station_name": station.name_zh or station.name})
+        bases = tuple(out)
+        self._signal_base[station.station_id] = (station, bases)
+        return bases
 
     def observe_batch(self, states: dict[str, Any], batch: list[dict[str, Any]], **extra: Any
                       ) -> tuple[int, int, list[dict[str, Any]]]:
@@ -130,62 +163,171 @@ class StationGrader:
         rules = self.rules
         done = state.apply(cols.station_ids, cols.t, cols.values, api_decay=rules.flash_flood.api_decay,
                            ground_offset_c=rules.frost.air_to_ground_offset_c)
-        kept = np.flatnonzero(done.applied)
-        n = int(kept.size)
-        stale = len(cols) - n
-        if n == 0:
-            return 0, stale, []
-        arrays = {name: v[kept] for name, v in done.quantities.items()}
-        present = {el: ~np.isnan(cols.values[el][kept]) for el in OBS_ELEMENTS}
-        months = np.array([_month(d) for d in done.day[kept].tolist()])
-        pick = kept.tolist()
-        signals = self.grade_reports(arrays, present, months, [cols.station_ids[i] for i in pick],
-                                     [cols.times[i] for i in pick], lambda i, name: done.series(pick[i], name),
-                                     **extra)
-        return n, stale, signals
+        elements = {el for els in self._hazard_elements.values() for el in els}
+        if done.applied.all():  # the usual batch, nothing stale: the columns as they are
+            n = len(cols)
+            if n == 0:
+                return 0, 0, []
+            arrays = done.quantities
+            present = {el: ~np.isnan(cols.values[el]) for el in elements}
+            days, slots = done.day, done.slots
+            station_ids, times, series_at = cols.station_ids, cols.times, done.series
+        else:
+            kept = np.flatnonzero(done.applied)
+            n = int(kept.size)
+            if n == 0:
+                return 0, len(cols), []
+            arrays = {name: v[kept] for name, v in done.quantities.items()}
+            present = {el: ~np.isnan(cols.values[el][kept]) for el in elements}
+            days, slots = done.day[kept], done.slots[kept]
+            pick = kept.tolist()
+            station_ids, times = [cols.station_ids[i] for i in pick], [cols.times[i] for i in pick]
+
+            def series_at(i: int, name: str) -> dict[str, float]:
+                return done.series(pick[i], name)
+        first, last = int(days.min()), int(days.max())
+        if first == last:  # a batch is mostly within one Beijing day
+            months = np.full(n, _month(first))
+        else:
+            distinct, which = np.unique(days, return_inverse=True)
+            months = np.array([_month(d) for d in distinct.tolist()])[which]
+        # the stations' county threshold scales, kept by the state per slot
+        county_scale = state.per_slot((self, "flash_flood_county_scale"), self._county_scale)[slots]
+        signals = self._grade(arrays, present, months, station_ids, times, series_at, county_scale, extra)
+        return n, len(cols) - n, signals
+
+    def _county_scale(self, station_id: str) -> float:
+        return float(self.rules.flash_flood.counties.get(self._county_of.get(station_id, ""), 1.0))
 
     def grade_reports(self, arrays: dict[str, np.ndarray], present: dict[str, np.ndarray], months: np.ndarray,
                       station_ids: list[str], times: list[str], series_at: Any, **extra: Any) -> list[dict[str, Any]]:
         """Every hazard's level criteria as numpy comparisons over a batch of reports (quantities as of each
         report, NaN = missing) -> station signals, per hazard in report order."""
+        return self._grade(arrays, present, months, station_ids, times, series_at, None, extra)
+
+    def _grade(self, arrays: dict[str, np.ndarray], present: dict[str, np.ndarray], months: np.ndarray,
+               station_ids: list[str], times: list[str], series_at: Any, county_scale: np.ndarray | None,
+               extra: dict[str, Any]) -> list[dict[str, Any]]:
+        """``grade_reports``; ``county_scale``: the flash-flood county scale per report, if known."""
         rules = self.rules
         n = len(station_ids)
-        counties = [self._county_of.get(sid, "") for sid in station_ids]
-        level_codes: dict[str, np.ndarray] = {}
-        scales: dict[str, np.ndarray | float] = {}
+        seen: dict[str, tuple[bool, bool]] = {}  # element -> (in every report, in some report)
+
+        def informed_by(hazard: str) -> np.ndarray | bool:
+            """Reports that carry an element of the hazard (True: all of them, False: none)."""
+            some: list[np.ndarray] = []
+            for el in self._hazard_elements[hazard]:
+                if el not in seen:
+                    k = int(np.count_nonzero(present[el]))
+                    seen[el] = (k == n, k > 0)
+                every, any_ = seen[el]
+                if every:
+                    return True
+                if any_:
+                    some.append(present[el])
+            if not some:
+                return False
+            out = some[0]
+            for p in some[1:]:
+                out = out | p
+            return out
+
+        graded: list[tuple[str, list[int], list[int], np.ndarray | float]] = []  # hazard, reports, codes, scale
         for hazard, rule in rules.items():
-            informed = np.zeros(n, dtype=bool)
-            for name in self.hazard_quantities[hazard]:
-                for el in quantities.QUANTITY_ELEMENTS[name]:
-                    informed |= present[el]
+            informed = informed_by(hazard)
             if hazard == "frost":
-                informed &= np.isin(months, rules.frost.season_months)
+                informed = informed & self._frost_months[months]
+            if informed is False or (isinstance(informed, np.ndarray) and not informed.any()):
+                continue  # a hazard no report informs gives no signal
             scale: np.ndarray | float = 1.0
             if hazard == "flash_flood":
                 ff = rules.flash_flood
-                county_scale = np.array([ff.counties.get(c, 1.0) for c in counties])
-                scale = np.where(np.nan_to_num(arrays.get("api_mm", np.zeros(n)), nan=0.0) >= ff.wet_api_mm,
-                                 county_scale * ff.wet_factor, county_scale)
+                if county_scale is None:
+                    county_scale = np.array([ff.counties.get(self._county_of.get(sid, ""), 1.0)
+                                             for sid in station_ids])
+                api = arrays.get("api_mm")
+                wet = (np.where(np.isnan(api), 0.0, api) if api is not None else np.zeros(n)) >= ff.wet_api_mm
+                scale = np.where(wet, county_scale * ff.wet_factor, county_scale)
             if n <= SCALAR_GRADING_MAX:  # a report or two: numpy's per-call overhead would dominate
                 codes = self._grade_scalar(rule, arrays, n, scale, series_at)
             else:
+                # most reports meet no level: grade only the candidates, those that meet a condition necessary
+                # for some level (the codes of the others are not signals)
+                cand = self._candidates(hazard, arrays, n, scale)
+                if cand is not None:
+                    if informed is not True:
+                        cand &= informed
+                    idx = np.flatnonzero(cand)
+                    if idx.size == 0:
+                        continue
+                    if idx.size < n:
+                        pick = idx.tolist()
+
+                        def sub_series(i: int, name: str, pick: list[int] = pick) -> dict[str, float]:
+                            return series_at(pick[i], name)
+                        sub = {name: arrays[name][idx] for name in self.hazard_quantities[hazard] if name in arrays}
+                        sub_codes = grading.grade_arrays(rule, sub, idx.size, scale[idx] if isinstance(
+                            scale, np.ndarray) else scale, sub_series)
+                        hit = np.flatnonzero(sub_codes > 0)
+                        if hit.size:
+                            graded.append((hazard, idx[hit].tolist(), sub_codes[hit].tolist(), scale))
+                        continue
                 codes = grading.grade_arrays(rule, arrays, n, scale, series_at)
-            codes[~informed] = -1
-            level_codes[hazard] = codes
-            scales[hazard] = scale
+            hits = codes > 0
+            if informed is not True:
+                hits &= informed
+            rows = np.flatnonzero(hits)
+            if rows.size:
+                graded.append((hazard, rows.tolist(), codes[rows].tolist(), scale))
         signals: list[dict[str, Any]] = []
-        for hazard, codes in level_codes.items():
-            rule = rules[hazard]
-            for i in np.flatnonzero(codes > 0).tolist():
-                level = WarningLevel(int(codes[i]))
-                sc = scales[hazard]
-                q = {name: float(v[i]) for name, v in arrays.items() if v[i] == v[i]}
-                c = self._decider(rule.level_rule(level), q, float(sc[i]) if isinstance(sc, np.ndarray) else sc)
+        for hazard, rows_, codes_, sc in graded:
+            for i, code in zip(rows_, codes_, strict=True):
+                level, lr = self._level_rule(hazard, code)
+                c, value = self._decide(lr, arrays, i, float(sc[i]) if isinstance(sc, np.ndarray) else sc)
                 station = self.registry.get(station_ids[i])
                 assert station is not None
-                signals.extend(self.station_signals(station, hazard, level, c, q.get(c) if c else None,
-                                                    times[i], **extra))
+                signals.extend(self.station_signals(station, hazard, level, c, value, times[i], **extra))
         return signals
+
+    def _candidates(self, hazard: str, arrays: dict[str, np.ndarray], n: int, scale: np.ndarray | float
+                    ) -> np.ndarray | None:
+        """Reports that meet one of the hazard's necessary comparisons (``_necessary``), or None when the
+        threshold scale is not >= 0 everywhere (then the loosest scaled threshold is not the smallest)."""
+        if not (bool((scale >= 0).all()) if isinstance(scale, np.ndarray) else scale >= 0):
+            return None
+        cand: np.ndarray | None = None
+        for quantity, op, value, scaled in self._necessary[hazard]:
+            x = arrays.get(quantity)
+            if x is None:
+                continue
+            with np.errstate(invalid="ignore"):
+                hit = grading.ARRAY_OPS[op](x, value * scale if scaled else value)  # False where x is NaN
+            cand = hit if cand is None else cand | hit
+        return cand if cand is not None else np.zeros(n, dtype=bool)
+
+    def _level_rule(self, hazard: str, code: int) -> tuple[WarningLevel, LevelRule]:
+        key = (hazard, code)
+        got = self._level_rules.get(key)
+        if got is None:
+            level = WarningLevel(code)
+            got = self._level_rules[key] = (level, self.rules[hazard].level_rule(level))
+        return got
+
+    @staticmethod
+    def _decide(lr: LevelRule, arrays: dict[str, np.ndarray], i: int, scale: float) -> tuple[str | None, float | None]:
+        """``_decider`` and the deciding quantity's value for report i, reading only the level's quantities."""
+        for c in lr.conditions:
+            v = arrays.get(c.quantity)
+            if v is not None:
+                x = float(v[i])
+                if x == x and grading.condition_holds(c, x, scale):
+                    return str(c.quantity), x
+        if not lr.conditions:
+            return None, None
+        first = str(lr.conditions[0].quantity)
+        v = arrays.get(first)
+        x = float(v[i]) if v is not None else math.nan
+        return first, (x if x == x else None)
 
     @staticmethod
     def _grade_scalar(rule: Any, arrays: dict[str, np.ndarray], n: int, scale: np.ndarray | float,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -68,6 +68,20 @@ DAILY: tuple[tuple[str, str, tuple[int, ...], float], ...] = (
 QUANTITY_NAMES = (*(f"rain_{n}h" for n in RAIN_WINDOWS_H), "api_mm", "tmax_day", "tmin_day", "ground_tmin_day",
                   "tmin_drop_24h", "tmin_drop_48h", "wind_max_day", "gust_max_day", "visibility", "wind_now", "rh_now",
                   "mci_day", "drought_run_days", "ehf_severity")
+_Q = {name: k for k, name in enumerate(QUANTITY_NAMES)}
+Q_RAIN = slice(_Q["rain_1h"], _Q["rain_1h"] + len(RAIN_WINDOWS_H))
+Q_NOW = slice(_Q["visibility"], _Q["visibility"] + len(NOW_FIELDS))  # visibility, wind_now, rh_now
+Q_API, Q_TMAX, Q_TMIN, Q_GTMIN = _Q["api_mm"], _Q["tmax_day"], _Q["tmin_day"], _Q["ground_tmin_day"]
+Q_DROP24, Q_DROP48, Q_WMAX, Q_GMAX = _Q["tmin_drop_24h"], _Q["tmin_drop_48h"], _Q["wind_max_day"], _Q["gust_max_day"]
+Q_MCI, Q_DROUGHT, Q_EHF = _Q["mci_day"], _Q["drought_run_days"], _Q["ehf_severity"]
+assert QUANTITY_NAMES[Q_RAIN] == tuple(f"rain_{n}h" for n in RAIN_WINDOWS_H)
+assert QUANTITY_NAMES[Q_NOW] == ("visibility", "wind_now", "rh_now")
+# the observation elements a batch update reads
+UPDATE_ELEMENTS = ("tmax_c", "tmin_c", "air_temp_c", "ground_tmin_c", "wind_ms", "gust_ms", "precip_mm",
+                   "precip_period_h", *NOW_FIELDS)
+_HOURS_BACK = (np.arange(KEEP_HOURS)[None, :] - np.arange(KEEP_HOURS)[:, None]) % KEEP_HOURS  # [k, end % 24] -> pos
+_WINDOW_ROWS = np.array(RAIN_WINDOWS_H) - 1
+_API_BACK = np.arange(1, API_DAYS)
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,12 @@ def iso_day(ordinal: int) -> str:
     return date.fromordinal(ordinal).isoformat()
 
 
+@lru_cache(maxsize=8)
+def _api_weights(api_decay: float) -> np.ndarray:
+    """k^i for the completed days i = 1 .. API_DAYS - 1 (Python powers, as the reference)."""
+    return np.array([api_decay ** i for i in range(1, API_DAYS)])
+
+
 @lru_cache(maxsize=8192)
 def month_of(ordinal: int) -> int:
     return date.fromordinal(ordinal).month
@@ -93,14 +113,17 @@ def _ring_advance(ring: np.ndarray, end: np.ndarray, slots: np.ndarray, new_end:
     """Move the rings of ``slots`` forward to ``new_end`` (>= their end): positions of the skipped and new
     days/hours are cleared, so a ring always holds exactly (end - size, end]."""
     size = ring.shape[1]
-    old = end[slots]
-    pos = np.arange(size)
-    unit_of_pos = new_end[:, None] - ((new_end[:, None] - pos) % size)  # the day/hour each position now stands for
-    clear = unit_of_pos > old[:, None]
-    if clear.any():
-        sub = ring[slots]
-        sub[clear] = fill
-        ring[slots] = sub
+    # the units old+1 .. new_end (at most a whole ring) are cleared: usually one per station, so index them
+    # rather than build a [stations, size] mask
+    k = new_end - end[slots]
+    top = int(k.max()) if k.size else 0
+    if top == 1:
+        one = k == 1
+        ring[slots[one], new_end[one] % size] = fill
+    elif top > 1:
+        k = np.minimum(np.maximum(k, 0), size)
+        back = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)  # 0 .. k-1 per station
+        ring[np.repeat(slots, k), (np.repeat(new_end, k) - back) % size] = fill
     end[slots] = new_end
 
 
@@ -146,6 +169,8 @@ class StationColumns:
         self.latitude = np.zeros(0)
         self.t95 = np.zeros(0)
         self.ehf85 = np.zeros(0)
+        self.ehf_stations = False  # any slot with EHF thresholds (t95 and ehf85)
+        self._per_slot: dict[Any, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.station_ids)
@@ -156,17 +181,26 @@ class StationColumns:
         out.station_ids, out.slot_of = list(self.station_ids), dict(self.slot_of)
         out.arrays = {k: v.copy() for k, v in self.arrays.items()}
         out.latitude, out.t95, out.ehf85 = self.latitude.copy(), self.t95.copy(), self.ehf85.copy()
+        out.ehf_stations = self.ehf_stations
         return out
 
     # ---- slots ------------------------------------------------------------------------------------------
     def slots(self, station_ids: Iterable[str]) -> np.ndarray:
         """Slot of each station, adding new ones."""
         ids = station_ids if isinstance(station_ids, list) else list(station_ids)
-        get = self.slot_of.get
-        out = [get(s) for s in ids]
-        if None in out:
-            out = [self.slot_of[s] if s in self.slot_of else self._add(s) for s in ids]
-        return np.array(out, dtype=np.int64)
+        try:
+            return np.fromiter(map(self.slot_of.__getitem__, ids), dtype=np.int64, count=len(ids))
+        except KeyError:
+            return np.array([self.slot_of[s] if s in self.slot_of else self._add(s) for s in ids], dtype=np.int64)
+
+    def per_slot(self, key: Any, value: Callable[[str], float]) -> np.ndarray:
+        """``value(station_id)`` of every slot (float64, by slot), computed once per station and ``key``: a
+        caller's per-station constants (e.g. a threshold scale) as an array that a batch's slots index."""
+        have = self._per_slot.get(key)
+        if have is None or have.size < len(self.station_ids):
+            more = np.array([value(sid) for sid in self.station_ids[0 if have is None else have.size:]], dtype=float)
+            have = self._per_slot[key] = more if have is None else np.concatenate([have, more])
+        return have
 
     def _add(self, sid: str) -> int:
         slot = len(self.station_ids)
@@ -184,6 +218,7 @@ class StationColumns:
         self.latitude[slot] = info.latitude
         self.t95[slot] = np.nan if info.t95 is None else info.t95
         self.ehf85[slot] = np.nan if not info.ehf85 else info.ehf85  # 0 or None: no EHF product (as the reference)
+        self.ehf_stations = self.ehf_stations or not (math.isnan(self.t95[slot]) or math.isnan(self.ehf85[slot]))
         return slot
 
     # ---- one batch --------------------------------------------------------------------------------------
@@ -195,35 +230,52 @@ class StationColumns:
         slots = self.slots(station_ids)
         hour = np.floor_divide(t, 3600).astype(np.int64)
         day = (np.floor_divide(t + BEIJING_S, 86400).astype(np.int64) + EPOCH_ORDINAL)
-        q = {name: np.full(n, np.nan) for name in QUANTITY_NAMES}
+        q = np.full((len(QUANTITY_NAMES), n), np.nan)
         applied = np.zeros(n, dtype=bool)
-        day_rings = np.full((n, KEEP_DAYS, len(DAY_FIELDS)), np.nan)
-        for rows in _rounds(slots):
-            s = slots[rows]
-            fresh = t[rows] > self.arrays["t"][s]
-            rows, s = rows[fresh], s[fresh]
-            if rows.size == 0:
-                continue
+        rings: list[tuple[slice | np.ndarray, np.ndarray]] = []  # (reports, their 3-day rings) per round
+        # Reports reordered round by round (a station's k-th report in round k, arrival order within a round),
+        # so that every round is a slice of the reordered columns: views instead of a gather per column.
+        order, bounds = _round_order(slots)
+        rv = {e: values[e] for e in UPDATE_ELEMENTS}
+        rv["now"] = np.stack([values[el] for el in NOW_FIELDS], axis=1)  # [reports, NOW_FIELDS]
+        if order is None:
+            rs, rt, rh, rd = slots, t, hour, day
+        else:
+            rs, rt, rh, rd = slots[order], t[order], hour[order], day[order]
+            rv = {e: v[order] for e, v in rv.items()}
+        for lo, hi in bounds:
+            s = rs[lo:hi]
+            fresh = rt[lo:hi] > self.arrays["t"][s]
+            rows: slice | np.ndarray = slice(lo, hi)
+            if not fresh.all():
+                rows, s = np.flatnonzero(fresh) + lo, s[fresh]
+                if s.size == 0:
+                    continue
             applied[rows] = True
-            self._update(rows, s, t, hour, day, values)
-            self._quantities(rows, s, hour[rows], day[rows], q, api_decay, ground_offset_c)
-            day_rings[rows] = self.arrays["day"][s]
-        return Applied(slots, applied, q, day, day_rings, ground_offset_c)
+            self._update(s, rt[rows], rh[rows], rd[rows], {e: v[rows] for e, v in rv.items()})
+            out = q[:, rows]  # a view when rows is a slice, else a copy written back below
+            ring = self._quantities(s, rh[rows], rd[rows], out, api_decay, ground_offset_c)
+            rings.append((rows if order is None else order[rows], ring))
+            if not isinstance(rows, slice):
+                q[:, rows] = out
+        if order is not None:  # back to arrival order
+            q[:, order], applied[order] = q.copy(), applied.copy()
+        return Applied(slots, applied, dict(zip(QUANTITY_NAMES, q, strict=True)), day, ground_offset_c, rings)
 
-    def _update(self, rows: np.ndarray, s: np.ndarray, t: np.ndarray, hour: np.ndarray, day: np.ndarray,
-                values: dict[str, np.ndarray]) -> None:
+    def _update(self, s: np.ndarray, t: np.ndarray, hour: np.ndarray, d: np.ndarray,
+                v: dict[str, np.ndarray]) -> None:
+        """Fold one round (each station at most once; every argument per report of the round) into the state."""
         a = self.arrays
-        d = day[rows]
         day_end = a["day_end"]
-        new_day = d > day_end[s]
-        completing = new_day & (day_end[s] != NONE)
-        if completing.any():
-            self._complete_days(s[completing], day_end[s[completing]])
+        old_end = day_end[s]
+        new_day = d > old_end
         if new_day.any():
+            completing = new_day & (old_end != NONE)
+            if completing.any():
+                self._complete_days(s[completing], old_end[completing])
             _ring_advance(a["day"], day_end, s[new_day], d[new_day], math.nan)
         pos = d % KEEP_DAYS
         cur = a["day"][s, pos]  # [rows, fields]
-        v = {e: values[e][rows] for e in values}
         with np.errstate(invalid="ignore"):
             cur[:, TMAX] = np.fmax(np.fmax(cur[:, TMAX], v["tmax_c"]), v["air_temp_c"])
             cur[:, TMIN] = np.fmin(np.fmin(cur[:, TMIN], v["tmin_c"]), v["air_temp_c"])
@@ -232,24 +284,27 @@ class StationColumns:
             cur[:, GMAX] = np.fmax(cur[:, GMAX], v["gust_ms"])
         rain = v["precip_mm"]
         wet = ~np.isnan(rain)
-        cur[:, RAIN] = np.where(wet, np.nan_to_num(cur[:, RAIN]) + np.nan_to_num(rain), cur[:, RAIN])
+        day_rain = cur[:, RAIN]
+        # (values are finite, ingest checks them: NaN -> 0 is all np.nan_to_num would do, at a fifth of the cost)
+        cur[:, RAIN] = np.where(wet, np.where(np.isnan(day_rain), 0.0, day_rain) + rain, day_rain)
         a["day"][s, pos] = cur
         if wet.any():  # rain spread evenly over the p hours ending at the report (quantities.update_station)
-            ws, wh, amount = s[wet], hour[rows][wet], rain[wet]
-            ph = v["precip_period_h"][wet]
-            period = np.maximum(1.0, np.round(np.where(np.isnan(ph) | (ph == 0), 1.0, ph)))
-            _ring_advance(a["rain_h"], a["hour_end"], ws, np.maximum(wh, a["hour_end"][ws]), 0.0)
+            all_wet = bool(wet.all())
+            ws, wh, amount = (s, hour, rain) if all_wet else (s[wet], hour[wet], rain[wet])
+            ph = v["precip_period_h"] if all_wet else v["precip_period_h"][wet]
+            # (np.rint: np.round to whole numbers, half to even, without np.round's Python overhead)
+            period = np.maximum(1.0, np.rint(np.where(np.isnan(ph) | (ph == 0), 1.0, ph)))
+            hour_end = a["hour_end"]
+            _ring_advance(a["rain_h"], hour_end, ws, np.maximum(wh, hour_end[ws]), 0.0)
             share = amount / period
-            for i in range(int(min(period.max(), KEEP_HOURS))):
+            a["rain_h"][ws, wh % KEEP_HOURS] += share  # the report's own hour (period >= 1)
+            for i in range(1, int(min(period.max(), KEEP_HOURS))):
                 m = period > i
                 a["rain_h"][ws[m], (wh[m] - i) % KEEP_HOURS] += share[m]
             a["has_hours"][ws] = 1
-        for k, el in enumerate(NOW_FIELDS):
-            x = v[el]
-            ok = ~np.isnan(x)
-            if ok.any():
-                a["now"][s[ok], k] = x[ok]
-        a["t"][s] = t[rows]
+        x = v["now"]  # [rows, NOW_FIELDS]: a missing value keeps the last one
+        a["now"][s] = np.where(np.isnan(x), a["now"][s], x)
+        a["t"][s] = t
 
     def _complete_days(self, s: np.ndarray, done: np.ndarray) -> None:
         """quantities.complete_day for many stations: fold each station's last day into the daily rings."""
@@ -282,10 +337,14 @@ class StationColumns:
         from indices.drought import daily_slot, mci_from_params
 
         rs, rd = s[ready], done[ready]
+        # the rain ring ends on the day just done, so its window is the whole ring: full where it has no gap
+        full = ~np.isnan(a["pd"][rs]).any(axis=1)
+        if not full.any():
+            return
+        rs, rd = rs[full], rd[full]
         p = _ring_window(a["pd"], a["pd_end"], rs, rd, MCI_PRECIP_DAYS)
         e = _ring_window(a["pe"], a["pe_end"], rs, rd, MCI_PET_DAYS)
-        full = ~np.isnan(p).any(axis=1)
-        for i in np.flatnonzero(full).tolist():
+        for i in range(rs.size):
             slot, ordinal = int(rs[i]), int(rd[i])
             assert self.mci_params is not None
             params = self.mci_params(self.station_ids[slot])
@@ -296,64 +355,116 @@ class StationColumns:
             if math.isfinite(v):
                 _ring_write(a["mci"], a["mci_end"], np.array([slot]), np.array([ordinal]), np.array([v]))
 
-    def _quantities(self, rows: np.ndarray, s: np.ndarray, hour: np.ndarray, today: np.ndarray,
-                    q: dict[str, np.ndarray], api_decay: float, ground_offset_c: float) -> None:
-        """quantities.station_quantities for the reports of one round (each its station's latest)."""
+    def _quantities(self, s: np.ndarray, hour: np.ndarray, today: np.ndarray, q: np.ndarray, api_decay: float,
+                    ground_offset_c: float) -> np.ndarray:
+        """quantities.station_quantities for the reports of one round (each its station's latest), into
+        ``q`` [QUANTITY_NAMES, rows] (left NaN where not available). Returns the 3-day rings of ``s``
+        [rows, days, fields] as of these reports."""
         a = self.arrays
-        ring = a["day"]
-        cur = ring[s, today % KEEP_DAYS]
-        q["tmax_day"][rows] = cur[:, TMAX]
-        q["tmin_day"][rows] = cur[:, TMIN]
-        q["wind_max_day"][rows] = cur[:, WMAX]
-        q["gust_max_day"][rows] = cur[:, GMAX]
-        q["ground_tmin_day"][rows] = np.where(np.isnan(cur[:, GTMIN]), cur[:, TMIN] - ground_offset_c, cur[:, GTMIN])
-        y1 = _ring_read(ring[:, :, TMIN], a["day_end"], s, today - 1)
-        y2 = _ring_read(ring[:, :, TMIN], a["day_end"], s, today - 2)
-        q["tmin_drop_24h"][rows] = y1 - cur[:, TMIN]
-        prev = np.fmax(y1, y2)
-        q["tmin_drop_48h"][rows] = prev - cur[:, TMIN]
+        rows = s.size
+        ring = a["day"][s]  # [rows, days, fields], one gather for every daily read below
+        day_end = a["day_end"][s]
+        d0 = int(today[0])
+        one_day = bool((today == d0).all() and (day_end == d0).all())
+        if one_day:  # the usual round: one day, and each ring ends on it
+            cur, y1, y2 = ring[:, d0 % KEEP_DAYS], ring[:, (d0 - 1) % KEEP_DAYS], ring[:, (d0 - 2) % KEEP_DAYS]
+        else:
+            at = np.arange(rows)
+            cur = ring[at, today % KEEP_DAYS]
+            y1, y2 = (np.where((today - k <= day_end) & (today - k > day_end - KEEP_DAYS),
+                               ring[at, (today - k) % KEEP_DAYS].T, np.nan).T for k in (1, 2))
+        tmin = cur[:, TMIN]
+        q[Q_TMAX] = cur[:, TMAX]
+        q[Q_TMIN] = tmin
+        q[Q_WMAX] = cur[:, WMAX]
+        q[Q_GMAX] = cur[:, GMAX]
+        q[Q_GTMIN] = np.where(np.isnan(cur[:, GTMIN]), tmin - ground_offset_c, cur[:, GTMIN])
+        q[Q_DROP24] = y1[:, TMIN] - tmin
+        q[Q_DROP48] = np.fmax(y1[:, TMIN], y2[:, TMIN]) - tmin
         has = a["has_hours"][s].astype(bool)
-        if has.any():
-            hs = s[has]
-            window = _ring_window(a["rain_h"], a["hour_end"], hs, hour[has], KEEP_HOURS, 0.0)[:, ::-1]  # newest first
-            sums = np.cumsum(window, axis=1)
-            for n in RAIN_WINDOWS_H:
-                q[f"rain_{n}h"][rows[has]] = sums[:, n - 1]
-        pd_any = a["pd_end"][s] != NONE
-        today_rain = cur[:, RAIN]
-        api_on = ~np.isnan(today_rain) | pd_any
-        if api_on.any():
-            api = np.nan_to_num(today_rain)
-            past = _ring_window(a["pd"], a["pd_end"], s, today - 1, API_DAYS - 1)[:, ::-1]  # column i-1: day today-i
-            for i in range(1, API_DAYS):
-                r = past[:, i - 1]
-                if i < KEEP_DAYS:
-                    r = np.where(np.isnan(r), _ring_read(ring[:, :, RAIN], a["day_end"], s, today - i), r)
-                add = ~np.isnan(r) & (r != 0)
-                if add.any():  # in the same order as the reference's sum, so the floats agree exactly
-                    api = np.where(add, api + api_decay ** i * np.nan_to_num(r), api)
-            q["api_mm"][rows] = np.where(api_on, api, np.nan)
-        for k, name in enumerate(("visibility", "wind_now", "rh_now")):
-            q[name][rows] = a["now"][s, k]
+        if has.all():
+            q[Q_RAIN] = self._rain_windows(s, hour)
+        elif has.any():
+            q[Q_RAIN][:, has] = self._rain_windows(s[has], hour[has])
+        self._api(s, today, d0 if one_day else None, cur[:, RAIN], y1[:, RAIN], y2[:, RAIN], q, api_decay)
+        q[Q_NOW] = a["now"][s].T
         mci_end = a["mci_end"][s]
         has_mci = mci_end != NONE
         if has_mci.any():
             ms, me = s[has_mci], mci_end[has_mci]
             hist = _ring_window(a["mci"], a["mci_end"], ms, me, MCI_KEEP_DAYS)[:, ::-1]  # latest first
-            q["mci_day"][rows[has_mci]] = hist[:, 0]
+            q[Q_MCI, has_mci] = hist[:, 0]
             dry = hist <= DROUGHT_LIGHT  # NaN (missing day) ends the run
-            q["drought_run_days"][rows[has_mci]] = np.where(dry.all(axis=1), MCI_KEEP_DAYS, np.argmin(dry, axis=1))
-        ehf_on = ~np.isnan(self.t95[s]) & ~np.isnan(self.ehf85[s]) & (a["m_end"][s] != NONE)
-        if ehf_on.any():
-            from indices.heat import excess_heat_factor
+            q[Q_DROUGHT, has_mci] = np.where(dry.all(axis=1), MCI_KEEP_DAYS, np.argmin(dry, axis=1))
+        if self.ehf_stations:  # only with thresholds for some station of the partition
+            ehf_on = ~np.isnan(self.t95[s]) & ~np.isnan(self.ehf85[s]) & (a["m_end"][s] != NONE)
+            if ehf_on.any():
+                from indices.heat import excess_heat_factor
 
-            es = s[ehf_on]
-            means = _ring_window(a["m"], a["m_end"], es, a["m_end"][es], EHF_DAYS)
-            full = ~np.isnan(means).any(axis=1)
-            if full.any():
-                ehf = np.asarray(excess_heat_factor(means[full], self.t95[es[full]], align="end"))[:, -1]
-                target = rows[ehf_on][full]
-                q["ehf_severity"][target] = np.where(np.isfinite(ehf), ehf / self.ehf85[es[full]], np.nan)
+                es = s[ehf_on]
+                means = _ring_window(a["m"], a["m_end"], es, a["m_end"][es], EHF_DAYS)
+                full = ~np.isnan(means).any(axis=1)
+                if full.any():
+                    ehf = np.asarray(excess_heat_factor(means[full], self.t95[es[full]], align="end"))[:, -1]
+                    target = np.flatnonzero(ehf_on)[full]
+                    q[Q_EHF, target] = np.where(np.isfinite(ehf), ehf / self.ehf85[es[full]], np.nan)
+        return ring
+
+    def _rain_windows(self, s: np.ndarray, hour: np.ndarray) -> np.ndarray:
+        """[RAIN_WINDOWS_H, rows] rolling rain sums ending at ``hour``, summed newest hour first as the reference."""
+        a = self.arrays
+        hour_end = a["hour_end"][s]
+        lag = hour - hour_end  # hours since the ring's newest hour: those newest hours of a window are 0
+        if lag.min() < 0:  # (never from reports in time order) the general window
+            window = _ring_window(a["rain_h"], a["hour_end"], s, hour, KEEP_HOURS, 0.0)[:, ::-1]  # newest first
+            return np.cumsum(window, axis=1)[:, np.array(RAIN_WINDOWS_H) - 1].T
+        # [hours back from the ring's end, rows]: one flat gather, then running sums newest first (adding the
+        # rows of the transposed layout is sequential, as the reference's loop, and much faster than cumsum)
+        end = hour_end % KEEP_HOURS
+        back = _HOURS_BACK[:, end[0], None] if (end == end[0]).all() else _HOURS_BACK[:, end]  # [k, 1 or rows]
+        ring = a["rain_h"].reshape(-1).take(s * KEEP_HOURS + back)
+        sums = np.empty((KEEP_HOURS, s.size))
+        total = sums[0] = ring[0]
+        for k in range(1, KEEP_HOURS):
+            total = sums[k] = total + ring[k]
+        if not lag.any():
+            return sums[_WINDOW_ROWS]
+        # a window of n hours has n - lag hours of the ring (0 when none)
+        back = _WINDOW_ROWS[:, None] - lag
+        return np.where(back >= 0, sums[np.maximum(back, 0), np.arange(s.size)], 0.0)
+
+    def _api(self, s: np.ndarray, today: np.ndarray, one_day: int | None, rain0: np.ndarray, rain1: np.ndarray,
+             rain2: np.ndarray, q: np.ndarray, api_decay: float) -> None:
+        """API = today's rain + sum_i k^i P_(today-i), P from the daily rain ring, else (for the last 2 days)
+        the 3-day ring; added term by term in the reference's order, so the floats agree exactly. ``one_day``:
+        the day of every report, if they share one."""
+        a = self.arrays
+        pd_end = a["pd_end"][s]
+        pd_any = pd_end != NONE
+        api_on = ~np.isnan(rain0) | pd_any
+        if not api_on.any():
+            return
+        terms = np.empty((API_DAYS, s.size))  # [today - i, rows]
+        terms[0] = rain0
+        if pd_any.any():
+            # day today - i is in the ring when 0 <= end - (today - i) < size, i.e. lag <= i < lag + size
+            pos = ((one_day - _API_BACK) % MCI_PRECIP_DAYS)[:, None] if one_day is not None else \
+                (today - _API_BACK[:, None]) % MCI_PRECIP_DAYS
+            terms[1:] = a["pd"].reshape(-1).take(s * MCI_PRECIP_DAYS + pos)
+            lag = today - pd_end
+            if not (lag == 1).all():  # (all there when every ring ends yesterday, the usual case)
+                back = _API_BACK[:, None]
+                terms[1:] = np.where((back >= lag) & (back < lag + MCI_PRECIP_DAYS), terms[1:], np.nan)
+        else:
+            terms[1:] = np.nan
+        for i, r in ((1, rain1), (2, rain2)):
+            terms[i] = np.where(np.isnan(terms[i]), r, terms[i])
+        terms[np.isnan(terms)] = 0.0  # missing or no rain: adding 0 * k^i leaves the sum as it is
+        terms[1:] *= _api_weights(api_decay)[:, None]
+        api = terms[0]
+        for i in range(1, API_DAYS):
+            api = api + terms[i]
+        q[Q_API] = np.where(api_on, api, np.nan)
 
     # ---- views ------------------------------------------------------------------------------------------
     def daily_precip(self, station_id: str) -> dict[str, float]:
@@ -410,22 +521,27 @@ class StationColumns:
             off += size
 
 
-def _rounds(slots: np.ndarray) -> list[np.ndarray]:
-    """Row indices split so that no station appears twice in a round; its k-th report is in round k."""
+def _round_order(slots: np.ndarray) -> tuple[np.ndarray | None, list[tuple[int, int]]]:
+    """Rounds so that no station appears twice in a round (its k-th report in round k): the row order that
+    puts round after round, arrival order within each (None: no station repeats, one round), and each
+    round's [lo, hi) in that order."""
     n = slots.size
     if n == 0:
-        return []
-    order = np.argsort(slots, kind="stable")
+        return None, []
+    # (int16 keys, when slots fit, for numpy's radix sort)
+    order = np.argsort(slots.astype(np.int16) if slots.max() < 1 << 15 else slots, kind="stable")
     ss = slots[order]
     start = np.ones(n, dtype=bool)
     start[1:] = ss[1:] != ss[:-1]
+    if start.all():
+        return None, [(0, n)]
     idx = np.arange(n)
-    occ_sorted = idx - np.maximum.accumulate(np.where(start, idx, 0))
-    if not occ_sorted.any():
-        return [idx]
     occ = np.empty(n, dtype=np.int64)
-    occ[order] = occ_sorted
-    return [np.flatnonzero(occ == k) for k in range(int(occ_sorted.max()) + 1)]
+    occ[order] = idx - np.maximum.accumulate(np.where(start, idx, 0))
+    ends = np.cumsum(np.bincount(occ))
+    by_round = np.concatenate([np.flatnonzero(occ == k) for k in range(ends.size)]) if ends.size <= 4 else \
+        np.argsort(occ, kind="stable")
+    return by_round, list(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True))
 
 
 @dataclass
@@ -436,8 +552,19 @@ class Applied:
     applied: np.ndarray  # bool per report: False = not newer than the station's last report (stale)
     quantities: dict[str, np.ndarray]  # per report, as of that report (NaN = not available)
     day: np.ndarray  # Beijing day ordinal per report
-    day_rings: np.ndarray  # [reports, KEEP_DAYS, fields]: the 3-day ring as of each report
     ground_offset_c: float
+    rings: list[tuple[slice | np.ndarray, np.ndarray]] = field(default_factory=list)  # (reports, rings) per round
+    _day_rings: np.ndarray | None = None
+
+    @property
+    def day_rings(self) -> np.ndarray:
+        """[reports, KEEP_DAYS, fields]: the 3-day ring as of each report (NaN if not applied); assembled when
+        first needed (a multi-day condition), which few batches are."""
+        if self._day_rings is None:
+            self._day_rings = np.full((self.day.size, KEEP_DAYS, len(DAY_FIELDS)), np.nan)
+            for reports, ring in self.rings:
+                self._day_rings[reports] = ring
+        return self._day_rings
 
     def series(self, i: int, quantity: str) -> dict[str, float]:
         """Per-day values of a daily quantity as of report i (quantities.daily_series)."""

@@ -203,3 +203,19 @@ def test_many_stations_span_blocks() -> None:
     for b in range(2):
         restored.load_block(b, cstate.encode_block(b, "fast"))
     assert restored.arrays["day"][BLOCK + 5, :, 0].tolist().count(float(BLOCK + 5) / 10) == 1
+
+
+def test_per_slot_constants_follow_new_stations() -> None:
+    cstate = StationColumns()
+    calls: list[str] = []
+
+    def scale(sid: str) -> float:
+        calls.append(sid)
+        return float(len(sid))
+
+    cstate.slots(["A", "BB"])
+    assert cstate.per_slot("k", scale).tolist() == [1.0, 2.0]
+    cstate.slots(["BB", "CCC"])
+    assert cstate.per_slot("k", scale).tolist() == [1.0, 2.0, 3.0]
+    assert calls == ["A", "BB", "CCC"]  # once per station
+    assert StationColumns().per_slot("k", scale).size == 0
