@@ -200,8 +200,8 @@ async def wait_ready(s: aiohttp.ClientSession, w: Worker, timeout_s: float = 120
     raise TimeoutError(f"worker not ready after {timeout_s} s:\n{w.output()[-3000:]}")
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text -> {name: value summed over label sets}."""
+def parse_metrics(text: str, labelled: bool = False) -> dict[str, float]:
+    """Prometheus text -> {name: value summed over label sets}; with ``labelled`` also {name{labels}: value}."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line[0] == "#":
@@ -210,13 +210,15 @@ def parse_metrics(text: str) -> dict[str, float]:
         name = name_labels.split("{", 1)[0]
         with contextlib.suppress(ValueError):
             out[name] = out.get(name, 0.0) + float(value)
+            if labelled and name_labels != name:
+                out[name_labels] = float(value)
     return out
 
 
-async def metrics(s: aiohttp.ClientSession, w: Worker) -> dict[str, float]:
+async def metrics(s: aiohttp.ClientSession, w: Worker, labelled: bool = False) -> dict[str, float]:
     try:
         async with s.get(w.url + "/metrics", timeout=aiohttp.ClientTimeout(total=5)) as r:
-            return parse_metrics(await r.text())
+            return parse_metrics(await r.text(), labelled)
     except (TimeoutError, aiohttp.ClientError):
         return {}
 
@@ -234,6 +236,7 @@ class Progress:
     t_first: float = 0.0
     c_first: float = 0.0
     t_done: float = 0.0
+    t_obs_done: float = 0.0  # when the obs agents had the backlog (the grade agents may still be folding signals)
     done: float = 0.0
     rejected: float = 0.0
     samples: list[tuple[float, float]] = field(default_factory=list)  # (t, consumed)
@@ -245,10 +248,16 @@ class Progress:
         return (self.done - self.c_first) / dt if dt > 0 else 0.0
 
 
+def signals_pending(m: dict[str, float]) -> float:
+    """Signals sent to the signals topic and not yet graded (``ews_signals_total`` by stage)."""
+    return m.get('ews_signals_total{stage="sent"}', 0.0) - m.get('ews_signals_total{stage="graded"}', 0.0)
+
+
 async def follow(s: aiohttp.ClientSession, workers: list[Worker], n: int, timeout_s: float,
                  poll_s: float = 0.1, rss_every_s: float = 0.0) -> Progress:
-    """Poll the workers' counters until their sum reaches ``n`` (observations processed + stale + rejected), or
-    ``timeout_s`` passed (``timed_out``; the rate is then the rate so far).
+    """Poll the workers' counters until their sum reaches ``n`` (observations processed + stale + rejected) and
+    every signal those produced has been graded (the whole path, region lifecycle included), or ``timeout_s``
+    passed (``timed_out``; the rate is then the rate so far).
     Rate = (consumed at the end - consumed at the first poll that saw any) / (t_done - t_first)."""
     p = Progress(n)
     t0 = time.monotonic()
@@ -258,7 +267,7 @@ async def follow(s: aiohttp.ClientSession, workers: list[Worker], n: int, timeou
         if now - t0 > timeout_s:  # bounded run: report the rate so far
             p.t_done, p.timed_out = now, True
             return p
-        ms = await asyncio.gather(*(metrics(s, w) for w in workers))
+        ms = await asyncio.gather(*(metrics(s, w, labelled=True) for w in workers))
         now = time.monotonic()
         total = sum(consumed(m) for m in ms)
         rej = sum(m.get("ews_observations_rejected_total", 0.0) for m in ms)
@@ -271,8 +280,10 @@ async def follow(s: aiohttp.ClientSession, workers: list[Worker], n: int, timeou
         p.samples.append((now, total))
         p.done, p.rejected = total, rej
         if total + rej >= n:
-            p.t_done = now
-            return p
+            p.t_obs_done = p.t_obs_done or now
+            if sum(signals_pending(m) for m in ms) <= 0:
+                p.t_done = now
+                return p
         for w in workers:
             if w.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {w.proc.returncode}:\n{w.output()[-3000:]}")

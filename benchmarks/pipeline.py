@@ -2,7 +2,8 @@
 
 * throughput (+ memory): ``obs`` pre-loaded with N observations from 2,400 stations by the real producer
   (ingest.producer.KafkaSink, batches of 1000 per partition); baseline = a bare aiokafka consumer that only
-  reads and orjson-decodes the same messages; then one worker consumes the backlog (rate from its /metrics).
+  reads and orjson-decodes the same messages; then one worker consumes the backlog (rate from its /metrics; the run
+  ends when the observations are processed and every signal they produced is graded: the whole path).
   The same run samples the worker's RSS and reads its peak (VmHWM).
 * per-event: the same observations sent one per message (KafkaSink with max_batch=1).
 * scale-out: 1 vs 2 workers of one group consuming the same backlog; rebalance time when a worker joins and
@@ -102,6 +103,7 @@ async def throughput(n: int, profile_s: float = 0.0, pyspy: str | None = None) -
                 out.update(
                     pipeline_obs_s=round(p.rate), consumed=int(p.done), rejected=int(p.rejected), timed_out=p.timed_out,
                     run_s=round(dt_run, 2),
+                    grade_drain_s=round(p.t_done - p.t_obs_done, 2),  # after the obs agent: signals still to grade
                     worker_cpu_s=round(c.cpu_seconds(w.pid) - cpu0, 2),
                     tansu_cpu_s=round(c.cpu_seconds(b.pid or 0) - tansu0, 2),
                     peak_rss_mb=round(c.proc_status_kb(w.pid, "VmHWM") / 1024, 1),

@@ -278,10 +278,16 @@ def encode_batch(batch: Sequence[dict[str, Any]], accepted_at: float) -> bytes:
     return orjson.dumps({"accepted_at": accepted_at, "columns": {k: [o.get(k) for o in batch] for k in keys}})
 
 
-def batch_rows(msg: dict[str, Any]) -> list[Any]:
-    """The rows of a decoded ``obs`` message in either form (tools and tests that read the topic)."""
-    if "columns" in msg:
+def batch_rows(msg: Any) -> list[Any]:
+    """The rows of a decoded ``obs`` message in either form (tools and tests that read the topic). Raises
+    BatchError when it is neither."""
+    if isinstance(msg, dict) and "columns" in msg:
         columns = msg["columns"]
+        if type(columns) is not dict or not all(type(v) is list for v in columns.values()) \
+                or len({len(v) for v in columns.values()}) > 1:
+            raise BatchError("columns is not an object of lists of one length")
         return [column_row(columns, i) for i in range(len(next(iter(columns.values()), [])))]
-    rows: list[Any] = msg["observations"]
+    rows = msg.get("observations") if isinstance(msg, dict) else None
+    if type(rows) is not list:
+        raise BatchError("neither observations nor columns")
     return rows

@@ -14,6 +14,7 @@ import random
 import reprlib
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ import faust
 import lz4.frame
 import numpy as np
 import orjson
+from faust.streams import _current_event as faust_current_event
 
 from alerts.delivery import deliver_webhook, new_session, webhook_body
 from alerts.health import HealthTracker
@@ -407,6 +409,7 @@ class WarningService:
         for sig in signals:
             by_part.setdefault(partition_for(sig["region_code"], n), []).append(sig)
         for p, sigs in by_part.items():
+            metrics.SIGNALS.labels("sent").inc(len(sigs))
             await self.signals_topic.send(key=sigs[0]["region_code"].encode(), value=orjson.dumps({"signals": sigs}),
                                           partition=p)
 
@@ -550,6 +553,7 @@ class WarningService:
         changelog records than one write per key per message. Events are acked after the whole take."""
         async for events in stream.take_events(GRADE_TAKE, within=GRADE_WITHIN_S):
             by_key: dict[str, tuple[list[dict[str, Any]], Any]] = {}
+            taken = 0
             for event in events:
                 try:
                     msg = orjson.loads(event.value)
@@ -559,6 +563,7 @@ class WarningService:
                 except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                     log.warning("grade: dropping malformed signal message: %s", exc)
                     continue
+                taken += len(signals)
                 for sig in signals:
                     try:
                         key = f"{sig['region_code']}:{sig['hazard']}"
@@ -569,9 +574,15 @@ class WarningService:
                     sigs.append(sig)
                     by_key[key] = (sigs, event)  # a key's signals all come from its one partition
             for key, (sigs, event) in by_key.items():
-                # faust writes a table's changelog to the partition of the current event: the key's own
-                stream._set_current_event(event)
-                await self._grade_key(key, sigs)
+                # faust writes a table's changelog to the partition of the current event (a context variable of
+                # this task): make it the key's own message. Not Stream._set_current_event: that also sets
+                # stream.current_event, which take_events' buffer reads to know which event to ack.
+                token = faust_current_event.set(weakref.ref(event))
+                try:
+                    await self._grade_key(key, sigs)
+                finally:
+                    faust_current_event.reset(token)
+            metrics.SIGNALS.labels("graded").inc(taken)  # folded (or dropped as malformed)
 
     async def _grade_key(self, key: str, signals: list[dict[str, Any]]) -> None:
         hazard = key.rsplit(":", 1)[1]
@@ -626,6 +637,7 @@ class WarningService:
                     continue
                 region_code, hazard = key.rsplit(":", 1)
                 sig = {"kind": "tick", "region_code": region_code, "hazard": hazard, "time": t}
+                metrics.SIGNALS.labels("sent").inc()
                 await self.signals_topic.send(key=region_code.encode(), value=orjson.dumps(sig))
         except Exception:  # a timer that raises would stop the app: log and try again next tick
             log.exception("tick failed")
@@ -657,6 +669,7 @@ class WarningService:
         last = history[-1]
         sig = {"kind": "operator_cancel", "region_code": last["region_code"], "hazard": last["hazard"],
                "time": self.now_data_time(), "accepted_at": time.time()}
+        metrics.SIGNALS.labels("sent").inc()
         await self.signals_topic.send(key=last["region_code"].encode(), value=orjson.dumps(sig))
         return last
 

@@ -25,4 +25,6 @@ ATTEMPTS = Counter("ews_delivery_attempts_total", "Webhook POST attempts", ["res
 UNHEALTHY = Gauge("ews_unhealthy_endpoints", "Subscriptions whose endpoint is marked unhealthy")
 SUBSCRIPTIONS = Gauge("ews_subscriptions", "Subscriptions known to this worker")
 QC_FLAGGED = Counter("ews_qc_flagged_values_total", "Observation values flagged by quality control (kept, not graded)")
+SIGNALS = Counter("ews_signals_total", "Signals (station levels, ticks, operator actions) sent to and graded from "
+                  "the signals topic", ["stage"])
 CONSUMER_LAG = Gauge("ews_consumer_lag_records", "Records not yet processed on this worker's partitions", ["topic"])

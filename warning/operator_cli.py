@@ -554,6 +554,8 @@ async def read_obs_topic(bootstrap: str, *, topic: str = "obs", idle_s: float = 
     from aiokafka.errors import KafkaError
     from aiokafka.structs import TopicPartition
 
+    from ingest.columns import BatchError, batch_rows
+
     stats = stats if stats is not None else ReplayStats()
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=100, request_timeout_ms=15000,
@@ -586,11 +588,8 @@ async def read_obs_topic(bootstrap: str, *, topic: str = "obs", idle_s: float = 
                     got = True
                     stats.records += 1
                     try:
-                        msg = orjson.loads(rec.value) if rec.value is not None else None
-                        batch = msg["observations"] if isinstance(msg, dict) else None
-                        if not isinstance(batch, list):
-                            raise TypeError("no observations list")
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        batch = batch_rows(orjson.loads(rec.value) if rec.value is not None else None)
+                    except (orjson.JSONDecodeError, BatchError):  # either batch form (ingest.columns)
                         stats.malformed += 1
                         continue
                     out.extend(o for o in batch if isinstance(o, dict))
