@@ -254,7 +254,7 @@ def signals_pending(m: dict[str, float]) -> float:
 
 
 async def follow(s: aiohttp.ClientSession, workers: list[Worker], n: int, timeout_s: float,
-                 poll_s: float = 0.1, rss_every_s: float = 0.0) -> Progress:
+                 poll_s: float = 0.25, rss_every_s: float = 0.0) -> Progress:
     """Poll the workers' counters until their sum reaches ``n`` (observations processed + stale + rejected) and
     every signal those produced has been graded (the whole path, region lifecycle included), or ``timeout_s``
     passed (``timed_out``; the rate is then the rate so far).
