@@ -1,9 +1,11 @@
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from warning import grading
 from warning.grading import apply_signal, grade
 from warning.quantities import beijing_date, daily_series, forecast_quantities, station_quantities, update_station
 from warning.records import WarningLevel
@@ -314,3 +316,41 @@ def test_drought_from_daily_mci_with_the_process_rule() -> None:
     mci = states["52889"]["mci"]
     assert all(v <= -0.5 for v in mci.values())  # the run behind the warning
     assert first >= "2026-06-01"  # 150 days of records (from Jan 1) are needed before the first MCI
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_summary_fast_path_equals_the_full_pass(seed: int) -> None:
+    """apply_signal skips the pass over a region's stations while nothing can have expired (the state's
+    "summary"); with the summary removed before every signal (always the full pass) the events and states are
+    the same, for station signals in and out of time order, stale forecasts, ticks and operator cancels."""
+    rules = load_rules()
+    rng = random.Random(seed)
+    now = datetime(2026, 7, 1, tzinfo=UTC)
+    fast_hits = 0
+    for _ in range(60):
+        hazard = rng.choice(list(rules))
+        rule = rules[hazard]
+        fast: dict[str, Any] | None = None
+        full: dict[str, Any] | None = None
+        h = 0
+        for k in range(rng.randint(1, 40)):
+            h = max(0, h + rng.choice([0, 0, 1, 1, 2, 5, 13, -1, -3]))
+            t = f"2026-07-{1 + h // 24:02d}T{h % 24:02d}:00:00Z"
+            kind = rng.choice(["station"] * 8 + ["tick", "operator_cancel"])
+            sig: dict[str, Any] = {"kind": kind, "region_code": "620102", "hazard": hazard, "time": t,
+                                   "accepted_at": 1.0 + k}
+            if kind == "station":
+                sig.update(station_id=rng.choice("ABCDE"), station_name="x", region_name="R", quantity="q",
+                           value=1.0, level=rng.choice([""] + [lr.level.colour for lr in rule.levels]),
+                           basis=rng.choice(["observed", "observed", "forecast"]))
+                if sig["basis"] == "forecast":
+                    end = h + rng.choice([-2, 6, 30])
+                    sig["valid_to"] = f"2026-07-{1 + max(0, end) // 24:02d}T{max(0, end) % 24:02d}:00:00Z"
+            fast_hits += bool(fast and grading._live_since(fast["summary"], fast["stations"], None, t))
+            fast, ev_fast = grading.apply_signal(fast, dict(sig), rule, now)
+            stripped = {k2: v for k2, v in full.items() if k2 != "summary"} if full else None
+            full, ev_full = grading.apply_signal(stripped, dict(sig), rule, now)
+            assert ev_fast == ev_full
+            assert {k2: v for k2, v in fast.items() if k2 != "summary"} == \
+                {k2: v for k2, v in full.items() if k2 != "summary"}
+    assert fast_hits > 50  # the fast path is exercised, not only the full pass
