@@ -624,8 +624,9 @@ class WarningService:
             await self.warnings_topic.send(key=key.encode(), value=orjson.dumps(event))
             log.info("warning %s %s %s %s", event["msg_type"], event["hazard"], event["level"],
                      event["region_code"],
-                     extra={k: event[k] for k in ("warning_id", "hazard", "level", "region_code")}
-                     | {"event_id": event["id"]})
+                     extra={"warning_id": event["warning_id"], "hazard": event["hazard"],
+                            "warning_level": event["level"], "region_code": event["region_code"],
+                            "event_id": event["id"]})  # not "level": the JSON line's level is the log level
 
     async def _tick(self) -> None:
         """Expiry and hysteresis run on time, not only on new reports: tick every region with a live warning or

@@ -16,3 +16,10 @@ def test_json_off_a_terminal_text_on_one() -> None:
     assert logging_config("info", json_logs=False) is None
     cfg = logging_config("info", json_logs=True)
     assert cfg is not None and cfg["formatters"]["json"]["()"] == "warning.logs.JsonFormatter"
+
+
+def test_a_warning_level_field_does_not_replace_the_log_level() -> None:
+    rec = logging.LogRecord("warning.app", logging.INFO, __file__, 1, "warning alert", (), None)
+    rec.__dict__.update(warning_level="red", hazard="heat")
+    out = json.loads(JsonFormatter().format(rec))
+    assert (out["level"], out["warning_level"], out["hazard"]) == ("info", "red", "heat")
