@@ -96,7 +96,9 @@ def validate_observation(raw: Any, *, known_station: Callable[[str], bool] | Non
         raise ObservationError("observation: no measured element (e.g. tmax_c, precip_mm)")
     if "precip_mm" in values and "precip_period_h" not in values:
         raise ObservationError("precip_period_h: required with precip_mm")
-    src = raw.get("source", source or "push")
+    src = raw.get("source")
+    if src is None:  # null is "not given", as for the elements (and as the column form of a batch writes it)
+        src = source or "push"
     if not isinstance(src, str):
         raise ObservationError("source: expected a string")
     return Observation(station_id=sid, time=format_time(t), source=src[:64], **values)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ingest.columns import BatchError, batch_rows, decode_batch, encode_batch
@@ -45,6 +45,7 @@ def _same(a: Any, b: Any) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(rows)
+@example([{"station_id": 52889, "time": "2026-07-01T08:00:00Z", "source": None, "air_temp_c": 0.0}])  # null source
 def test_columns_and_rows_decode_alike(batch: list[dict[str, Any]]) -> None:
     as_rows = decode_batch(_dumps({"accepted_at": 1.7e9, "observations": batch}), known_station=KNOWN, now=NOW)
     as_cols = decode_batch(_dumps({"accepted_at": 1.7e9, "columns": _columns(batch)}), known_station=KNOWN, now=NOW)
