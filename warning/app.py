@@ -178,7 +178,7 @@ class WarningService:
         self._wire()
         self._mirrors = [
             TopicMirror(bootstrap, topics.SUBSCRIPTIONS, self._apply_subscription),
-            TopicMirror(bootstrap, topics.WARNINGS, self._apply_warning),
+            TopicMirror(bootstrap, topics.WARNINGS, self._apply_warning, fetch_max_wait_ms=50),  # CAP links
             TopicMirror(bootstrap, topics.RECEIPTS, self._mirror_receipt),
             TopicMirror(bootstrap, topics.DEAD, self._mirror_dead),
         ]

@@ -15,14 +15,16 @@ from aiokafka.structs import TopicPartition
 
 log = logging.getLogger(__name__)
 
-# How long an idle fetch waits at the broker. These are views (dashboard, API, routing table): a quarter of a
-# second is soon enough, and each idle mirror at 50 ms cost ~2 % of a core in fetch round trips (4 per worker).
+# How long an idle fetch waits at the broker, by default: each idle mirror at 50 ms cost ~2 % of a core in fetch
+# round trips (4 per worker). The warnings view keeps 50 ms: a receiver may fetch the CAP of a webhook at once.
 FETCH_MAX_WAIT_MS = 250
 
 
 class TopicMirror:
-    def __init__(self, bootstrap: str, topic: str, apply: Callable[[bytes | None, bytes | None], None]) -> None:
+    def __init__(self, bootstrap: str, topic: str, apply: Callable[[bytes | None, bytes | None], None],
+                 fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
         self.bootstrap = bootstrap
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.topic = topic
         self.apply = apply
         self._task: asyncio.Task[Any] | None = None
@@ -40,7 +42,8 @@ class TopicMirror:
     async def _run(self) -> None:
         while True:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                        auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+                                        auto_offset_reset="earliest",
+                                        fetch_max_wait_ms=self.fetch_max_wait_ms)
             try:
                 await consumer.start()
                 parts = consumer.partitions_for_topic(self.topic)
