@@ -262,13 +262,18 @@ def decode_batch(value: bytes | None, *, known_station: Callable[[str], bool] | 
             raise BatchError("malformed (observations is not a list)")
         cols, rejected = observation_columns(rows, known_station=known_station, now=now)
         return ObservationBatch(cols, rejected, rows.__getitem__, accepted_at)
-    columns = msg["columns"]
+    columns = _column_lists(msg["columns"])
+    cols, rejected = column_observations(columns, known_station=known_station, now=now)
+    return ObservationBatch(cols, rejected, partial(column_row, columns), accepted_at)
+
+
+def _column_lists(columns: Any) -> dict[str, list[Any]]:
+    """``columns`` if it is the column form's body (an object of lists of one length), else BatchError."""
     if type(columns) is not dict or not all(type(v) is list for v in columns.values()):
         raise BatchError("malformed (columns is not an object of lists)")
     if len({len(v) for v in columns.values()}) > 1:
         raise BatchError("malformed (columns of different lengths)")
-    cols, rejected = column_observations(columns, known_station=known_station, now=now)
-    return ObservationBatch(cols, rejected, partial(column_row, columns), accepted_at)
+    return columns
 
 
 def encode_batch(batch: Sequence[dict[str, Any]], accepted_at: float) -> bytes:
@@ -282,10 +287,7 @@ def batch_rows(msg: Any) -> list[Any]:
     """The rows of a decoded ``obs`` message in either form (tools and tests that read the topic). Raises
     BatchError when it is neither."""
     if isinstance(msg, dict) and "columns" in msg:
-        columns = msg["columns"]
-        if type(columns) is not dict or not all(type(v) is list for v in columns.values()) \
-                or len({len(v) for v in columns.values()}) > 1:
-            raise BatchError("columns is not an object of lists of one length")
+        columns = _column_lists(msg["columns"])
         return [column_row(columns, i) for i in range(len(next(iter(columns.values()), [])))]
     rows = msg.get("observations") if isinstance(msg, dict) else None
     if type(rows) is not list:

@@ -202,10 +202,6 @@ def _effective(entry: dict[str, Any], t: str) -> tuple[WarningLevel, dict[str, A
     return best
 
 
-def region_level(stations: dict[str, dict[str, Any]], t: str) -> WarningLevel | None:
-    return _live(stations, t)[1]
-
-
 def _live(stations: dict[str, dict[str, Any]], t: str
           ) -> tuple[dict[str, dict[str, Any]], WarningLevel | None, str | None, list[Any]]:
     """One pass over a region's station entries at time ``t``: (the entries with a level still live, the region's
