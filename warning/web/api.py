@@ -3,9 +3,10 @@ departments' endpoints); every write needs ``Authorization: Bearer <EWS_TOKEN>``
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -27,6 +28,8 @@ from warning.app import WarningService, level_at_least, safe_dump
 from warning.cap import atom_feed, render_cap
 from warning.drought_products import spi_product
 from warning.shapes import region_polygon
+
+T = TypeVar("T")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SVC = web.AppKey("svc", WarningService)
@@ -292,9 +295,24 @@ async def list_warnings(request: web.Request) -> web.Response:
     return _json(events)
 
 
+VIEW_CATCH_UP_S = 1.0  # how long a lookup of an unknown warning waits for this worker's view to catch up
+
+
+async def in_view(lookup: Callable[[], T | None], timeout_s: float = VIEW_CATCH_UP_S, poll_s: float = 0.05
+                  ) -> T | None:
+    """``lookup()``, waiting up to ``timeout_s`` while it finds nothing: a receiver may fetch a warning (or its
+    CAP) the moment the webhook announcing it arrives, before the warnings mirror of the worker it asks has read
+    the event (it fetches every 50 ms); an id that is not there after that is a 404."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while (found := lookup()) is None and loop.time() < deadline:
+        await asyncio.sleep(poll_s)
+    return found
+
+
 async def get_warning(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    history = svc.warning_history.get(request.match_info["id"])
+    history = await in_view(lambda: svc.warning_history.get(request.match_info["id"]) or None)
     if not history:
         return _error(404, "no such warning")
     receipts = [r for r in svc.recent_receipts if r["warning_id"] == request.match_info["id"]]
@@ -314,7 +332,7 @@ def _find_event(svc: WarningService, ident: str) -> tuple[dict[str, Any], list[d
 
 
 async def get_warning_cap(request: web.Request) -> web.Response:
-    found = _find_event(request.app[SVC], request.match_info["id"])
+    found = await in_view(lambda: _find_event(request.app[SVC], request.match_info["id"]))
     if found is None:
         return _error(404, "no such warning or event")
     event, earlier = found
