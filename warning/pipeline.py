@@ -52,6 +52,7 @@ class StationGrader:
         # (level, level rule) by (hazard, code), the region part of a station's signals
         self._hazard_elements = {h: frozenset(el for name in qs for el in quantities.QUANTITY_ELEMENTS[name])
                                  for h, qs in self.hazard_quantities.items()}
+        self._graded_elements = frozenset(el for els in self._hazard_elements.values() for el in els)
         self._frost_months = np.isin(np.arange(13), rules.frost.season_months)
         self._necessary = {h: _necessary(r) for h, r in rules.items()}
         self._level_rules: dict[tuple[str, int], tuple[WarningLevel, LevelRule]] = {}
@@ -163,7 +164,7 @@ class StationGrader:
         rules = self.rules
         done = state.apply(cols.station_ids, cols.t, cols.values, api_decay=rules.flash_flood.api_decay,
                            ground_offset_c=rules.frost.air_to_ground_offset_c)
-        elements = {el for els in self._hazard_elements.values() for el in els}
+        elements = self._graded_elements
         if done.applied.all():  # the usual batch, nothing stale: the columns as they are
             n = len(cols)
             if n == 0:
@@ -315,7 +316,8 @@ class StationGrader:
 
     @staticmethod
     def _decide(lr: LevelRule, arrays: dict[str, np.ndarray], i: int, scale: float) -> tuple[str | None, float | None]:
-        """``_decider`` and the deciding quantity's value for report i, reading only the level's quantities."""
+        """The quantity reported with a level (the first of its conditions that holds for report i, else the first
+        condition's) and its value, reading only the level's quantities."""
         for c in lr.conditions:
             v = arrays.get(c.quantity)
             if v is not None:
@@ -357,14 +359,6 @@ class StationGrader:
         if c is None:
             return {}
         return {"t95": c.t95(station_id), "ehf85": c.ehf85(station_id)}
-
-    @staticmethod
-    def _decider(lr: Any, q: dict[str, float], scale: float = 1.0) -> str | None:
-        """The quantity reported with a level: the first of its conditions that holds."""
-        for c in lr.conditions:
-            if c.quantity in q and grading.condition_holds(c, q[c.quantity], scale):
-                return str(c.quantity)
-        return str(lr.conditions[0].quantity) if lr.conditions else None
 
     def observe(self, state: dict[str, Any] | None, obs: dict[str, Any], **extra: Any
                 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

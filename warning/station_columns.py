@@ -135,14 +135,6 @@ def _ring_write(ring: np.ndarray, end: np.ndarray, slots: np.ndarray, unit: np.n
     ring[slots, unit % ring.shape[1]] = values
 
 
-def _ring_read(ring: np.ndarray, end: np.ndarray, slots: np.ndarray, unit: np.ndarray) -> np.ndarray:
-    """Value at day/hour ``unit`` (NaN unless it is within the ring's window)."""
-    size = ring.shape[1]
-    e = end[slots]
-    ok = (unit <= e) & (unit > e - size)
-    return np.where(ok, ring[slots, unit % size], np.nan)
-
-
 def _ring_window(ring: np.ndarray, end: np.ndarray, slots: np.ndarray, last: np.ndarray, n: int,
                  fill: float = math.nan) -> np.ndarray:
     """[rows, n] values of days last-n+1 .. last (oldest first), ``fill`` outside the ring's window."""
