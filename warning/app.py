@@ -573,26 +573,30 @@ class WarningService:
                     sigs, _ = by_key.get(key) or ([], None)
                     sigs.append(sig)
                     by_key[key] = (sigs, event)  # a key's signals all come from its one partition
+            rollups: list[dict[str, Any]] = []
             for key, (sigs, event) in by_key.items():
                 # faust writes a table's changelog to the partition of the current event (a context variable of
                 # this task): make it the key's own message. Not Stream._set_current_event: that also sets
                 # stream.current_event, which take_events' buffer reads to know which event to ack.
                 token = faust_current_event.set(weakref.ref(event))
                 try:
-                    await self._grade_key(key, sigs)
+                    rollups.extend(await self._grade_key(key, sigs))
                 finally:
                     faust_current_event.reset(token)
+            await self.send_signals(rollups)  # prefectures' roll-ups of the take's county events, through their keys
             metrics.SIGNALS.labels("graded").inc(taken)  # folded (or dropped as malformed)
 
-    async def _grade_key(self, key: str, signals: list[dict[str, Any]]) -> None:
+    async def _grade_key(self, key: str, signals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fold one region's signals, in order; send its warning events; return their prefecture roll-ups."""
         hazard = key.rsplit(":", 1)[1]
         rule = self.rules.get(hazard)
         if rule is None:
             log.warning("grade: dropping signals for unknown hazard %r", hazard[:40])
-            return
+            return []
         first = self.region_state.get(key)
         state = first
-        events: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        # (event, the data time it was made at, when its report was accepted: operator cancels suppress by that)
+        events: list[tuple[dict[str, Any], str, float | None]] = []
         for sig in signals:
             prev = state
             if sig.get("kind") == "tick":
@@ -604,21 +608,24 @@ class WarningService:
                 if seen:
                     own_t = quantities.parse_utc(seen[0]).timestamp() + (time.time() - seen[1])
                     sig["time"] = min(sig["time"], grading.iso(datetime.fromtimestamp(own_t, UTC)))
-            state, caught = grading.catch_up(prev, sig["time"], rule)
+            state, caught = grading.catch_up_timed(prev, sig["time"], rule)
             state, own = grading.apply_signal(state, sig, rule)
-            if sig.get("kind", "station") == "station":
+            kind = sig.get("kind", "station")
+            if kind in ("station", "county"):
                 state["seen"] = [max(sig["time"], (prev or {}).get("seen", [""])[0]), time.time()]
             elif prev and "seen" in prev:
                 state["seen"] = prev["seen"]
-            events.extend((e, sig) for e in caught)
+            events.extend((e, at, None) for e, at in caught)
             if own is not None:
-                events.append((own, sig))
-                if "accepted_at" in sig:
+                events.append((own, sig["time"], sig.get("accepted_at")))
+                if kind == "station" and "accepted_at" in sig:
                     metrics.PROCESSING_LATENCY.observe(max(0.0, time.time() - sig["accepted_at"]))
         if state is first:
-            return
+            return []
         self.region_state[key] = state
-        for event, _ in events:
+        rollups = [r for event, at, accepted_at in events
+                   if (r := self.grader.rollup(event, at, accepted_at)) is not None]
+        for event, _, _ in events:
             metrics.WARNING_EVENTS.labels(event["hazard"], event["level"], event["msg_type"]).inc()
             event["emitted_at"] = time.time()
             await self.warnings_topic.send(key=key.encode(), value=orjson.dumps(event))
@@ -627,6 +634,7 @@ class WarningService:
                      extra={"warning_id": event["warning_id"], "hazard": event["hazard"],
                             "warning_level": event["level"], "region_code": event["region_code"],
                             "event_id": event["id"]})  # not "level": the JSON line's level is the log level
+        return rollups
 
     async def _tick(self) -> None:
         """Expiry and hysteresis run on time, not only on new reports: tick every region with a live warning or

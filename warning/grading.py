@@ -14,6 +14,11 @@ signals:
   persist ``downgrade_hold_h`` / ``cancel_hold_h`` before the ``update`` (downgrade) or ``cancel`` (hysteresis:
   a value oscillating around a threshold does not flap); the same level pushing the expiry at least
   ``extend_step_h`` further -> ``update`` (extend). Every update/cancel references all earlier event ids.
+
+A prefecture's roll-up folds its counties' warnings, not their stations' signals: every county event becomes a
+``{"kind": "county"}`` signal for the prefecture (``county_rollup``) that replaces the county's entry, so the
+prefecture's level is the highest current county warning. Its changes follow at once (no hold times: the counties'
+own holds already debounce them).
 """
 
 from __future__ import annotations
@@ -259,7 +264,9 @@ def _station_list(stations: dict[str, dict[str, Any]], t: str) -> list[dict[str,
     out = []
     for s in stations.values():
         e = _effective(s, t)
-        if e:
+        if e and "county_code" in s:  # a roll-up's county entry: the stations its county's warning listed
+            out.extend(s["stations"])
+        elif e:
             lv, info = e
             out.append({"station_id": s["station_id"], "station_name": s["station_name"], "level": lv.colour,
                         "quantity": info.get("quantity"), "value": info.get("value"), "time": info["time"],
@@ -282,9 +289,11 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
     """Fold one station signal, tick or operator action into the region's state; return (state, event or None).
 
     Signals: ``{"kind": "station", station_id, station_name, level, quantity, value, time, basis[, valid_to,
-    accepted_at]}`` (kind defaults to station), ``{"kind": "tick", "time"}`` and ``{"kind": "operator_cancel",
-    "time", "accepted_at"}``; all carry region_code and hazard. After an operator cancel, station reports accepted
-    before it (``accepted_at``, the API's clock) are ignored, so a report still in flight does not re-issue it.
+    accepted_at]}`` (kind defaults to station), ``{"kind": "county", county_code, level or None, onset, expires,
+    stations, time}`` (a prefecture's roll-up of a county warning: ``county_rollup``), ``{"kind": "tick", "time"}``
+    and ``{"kind": "operator_cancel", "time", "accepted_at"}``; all carry region_code and hazard. After an operator
+    cancel, station (and county) signals accepted before it (``accepted_at``, the API's clock) are ignored, so a
+    report still in flight does not re-issue it.
     """
     st = state or {"stations": {}, "warning": None, "seq": 0, "pending": None, "region": {}}
     stations = dict(st["stations"])  # entries are replaced, never changed in place: the old state stays intact
@@ -299,7 +308,7 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
 
     # reports accepted before an operator cancel do not re-issue what the operator withdrew
     suppressed_before = st.get("suppress_accepted_before", 0.0)
-    late = kind == "station" and float(signal.get("accepted_at", float("inf"))) <= suppressed_before
+    late = kind in ("station", "county") and float(signal.get("accepted_at", float("inf"))) <= suppressed_before
     entry: dict[str, Any] | None = None
     if kind == "station" and signal.get("level") and not late:
         basis = signal.get("basis", "observed")
@@ -315,11 +324,21 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
                                            "quantity": signal.get("quantity"), "basis": basis,
                                            "onset": signal.get("onset", t)}
         stations[key] = entry
+    if kind == "county" and not late:  # a roll-up: the county's current warning replaces its entry
+        key = f"county|{signal['county_code']}"
+        if signal.get("level"):
+            levels = {colour: {"time": t, "expires": signal["expires"], "onset": signal.get("onset", t)}
+                      for colour in _UP_TO[_level(signal["level"])]}
+            stations[key] = {"county_code": signal["county_code"], "stations": signal.get("stations") or [],
+                             "levels": levels}
+        else:
+            stations.pop(key, None)
     if kind == "operator_cancel":
         stations = {}
         suppressed_before = max(suppressed_before, float(signal.get("accepted_at", 0.0)))
     summary = st.get("summary")
-    fast = _live_since(summary, stations, entry, t) if summary and kind != "operator_cancel" else None
+    # (a county entry may be lowered or removed: only station entries and ticks keep the summary's premise)
+    fast = _live_since(summary, stations, entry, t) if summary and kind in ("station", "tick") else None
     stations, new_level, warn_expiry, summary = fast or _live(stations, t)
     cur_level = _level(current["level"]) if current else None
     pending = st.get("pending")
@@ -347,6 +366,8 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
         if pending is None or pending["level"] != target:
             pending = {"level": target, "since": t}
         hold = rule.cancel_hold_h if new_level is None else rule.downgrade_hold_h
+        if region.get("region_level") == "prefecture":
+            hold = 0.0  # a roll-up follows its counties, whose own holds debounced the change
         if _hours_between(pending["since"], t) >= hold - 1e-9:
             if new_level is None:
                 change = "expire" if current["expires"] <= t else "cancel"
@@ -376,7 +397,14 @@ def catch_up(state: dict[str, Any] | None, t: str, rule: HazardRule, now: dateti
     """Apply, in time order, the expiries (and their hold times) that fall before ``t``, so a region's chain is
     right even when reports arrive faster than the wall-clock ticks (a replayed file, a backlog after an outage).
     Call before folding a signal of time ``t``."""
-    events: list[dict[str, Any]] = []
+    state, timed = catch_up_timed(state, t, rule, now)
+    return state, [event for event, _ in timed]
+
+
+def catch_up_timed(state: dict[str, Any] | None, t: str, rule: HazardRule, now: datetime | None = None
+                   ) -> tuple[dict[str, Any] | None, list[tuple[dict[str, Any], str]]]:
+    """``catch_up``, each event with the (data) time it was made at."""
+    events: list[tuple[dict[str, Any], str]] = []
     if not state or not (state.get("warning") or state.get("pending")):
         return state, events
     # only the ticks after the last time this state was brought to: earlier ones were applied then
@@ -397,8 +425,19 @@ def catch_up(state: dict[str, Any] | None, t: str, rule: HazardRule, now: dateti
             tick = {"kind": "tick", "time": at, "hazard": rule.hazard, **region}
             state, ev = apply_signal(state, tick, rule, now)
             if ev is not None:
-                events.append(ev)
+                events.append((ev, at))
     return state, events
+
+
+def county_rollup(event: dict[str, Any], at: str, prefecture: dict[str, Any]) -> dict[str, Any] | None:
+    """The prefecture roll-up signal of a county warning event made at data time ``at`` (None for other events).
+    ``prefecture``: the prefecture's region fields (region_code, region_name, region_name_zh, region_level)."""
+    if event.get("region_level", "county") != "county" or not event.get("prefecture_code"):
+        return None
+    return {**prefecture, "kind": "county", "prefecture_code": event["prefecture_code"], "hazard": event["hazard"],
+            "time": at, "county_code": event["region_code"],
+            "level": None if event["msg_type"] == "cancel" else event["level"],
+            "onset": event["onset"], "expires": event["expires"], "stations": event["stations"]}
 
 
 def _event(warning_id: str, msg_type: str, change: str, level: WarningLevel, region: dict[str, Any],

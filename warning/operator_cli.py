@@ -504,6 +504,9 @@ def replay_events(observations: Iterable[dict[str, Any]], start: datetime, end: 
         region_state[key] = state
         if event is not None:
             events.append(event)
+            rollup = grader.rollup(event, sig["time"])  # a county's event -> its prefecture's roll-up
+            if rollup is not None:
+                apply(rollup, at)
 
     def tick(at: datetime) -> None:
         for key, state in list(region_state.items()):

@@ -56,7 +56,8 @@ class StationGrader:
         self._frost_months = np.isin(np.arange(13), rules.frost.season_months)
         self._necessary = {h: _necessary(r) for h, r in rules.items()}
         self._level_rules: dict[tuple[str, int], tuple[WarningLevel, LevelRule]] = {}
-        self._signal_base: dict[str, tuple[Station, tuple[dict[str, Any], ...]]] = {}
+        self._signal_bases: dict[str, tuple[Station, dict[str, Any]]] = {}
+        self._prefecture_fields: dict[str, dict[str, Any]] = {}
 
     def hazard_scale(self, hazard: str, county_code: str, q: dict[str, float]) -> float:
         """Threshold scale: flash-flood county critical-rainfall factor, lowered on wet ground (API)."""
@@ -94,28 +95,42 @@ class StationGrader:
 
     def station_signals(self, station: Station, hazard: str, level: Any, quantity: str | None, value: float | None,
                         time_: str, basis: str = "observed", **extra: Any) -> list[dict[str, Any]]:
-        """One signal for the county (the unit that issues signals) and one for the prefecture roll-up."""
-        county, prefecture = self._signal_bases(station)
+        """The signal for the station's county (the unit that issues warnings). The prefecture's roll-up is made
+        from the county's warning events (``rollup``), not from a second signal per station."""
         fields = {"hazard": hazard, "level": level.colour, "quantity": quantity, "value": value, "time": time_,
                   "basis": basis, **extra}
-        return [{**county, **fields}, {**prefecture, **fields}]
+        return [{**self._signal_base(station), **fields}]
 
-    def _signal_bases(self, station: Station) -> tuple[dict[str, Any], ...]:
-        """The station and region fields of a station's county and prefecture signals (once per station)."""
-        have = self._signal_base.get(station.station_id)
+    def _signal_base(self, station: Station) -> dict[str, Any]:
+        """The station and region fields of a station's county signals (once per station)."""
+        have = self._signal_bases.get(station.station_id)
         if have is not None and (have[0] is station or have[0] == station):
             return have[1]
-        out = []
-        for code, region_level in ((station.county_code, "county"), (station.prefecture_code, "prefecture")):
+        region = self.regions.region(station.county_code)
+        base = {"kind": "station", "region_code": station.county_code, "region_level": "county",
+                "region_name": region.name if region else station.county_code,
+                "region_name_zh": region.name_zh if region else station.county_code,
+                "prefecture_code": station.prefecture_code, "station_id": station.station_id,
+                "station_name": station.name_zh or station.name}
+        self._signal_bases[station.station_id] = (station, base)
+        return base
+
+    def rollup(self, event: dict[str, Any], at: str, accepted_at: float | None = None) -> dict[str, Any] | None:
+        """The prefecture roll-up signal of a county warning event made at data time ``at`` (grading.county_rollup),
+        None for a prefecture's own events. ``accepted_at``: when the report behind the event was accepted."""
+        code = event.get("prefecture_code")
+        if event.get("region_level", "county") != "county" or not code:
+            return None
+        fields = self._prefecture_fields.get(code)
+        if fields is None:
             region = self.regions.region(code)
-            out.append({"kind": "station", "region_code": code, "region_level": region_level,
-                        "region_name": region.name if region else code,
-                        "region_name_zh": region.name_zh if region else code,
-                        "prefecture_code": station.prefecture_code, "station_id": station.station_id,
-                        "station_name": station.name_zh or station.name})
-        bases = tuple(out)
-        self._signal_base[station.station_id] = (station, bases)
-        return bases
+            fields = self._prefecture_fields[code] = {
+                "region_code": code, "region_level": "prefecture", "region_name": region.name if region else code,
+                "region_name_zh": region.name_zh if region else code}
+        sig = grading.county_rollup(event, at, fields)
+        if sig is not None and accepted_at is not None:
+            sig["accepted_at"] = accepted_at
+        return sig
 
     def observe_batch(self, states: dict[str, Any], batch: list[dict[str, Any]], **extra: Any
                       ) -> tuple[int, int, list[dict[str, Any]]]:
