@@ -2,8 +2,8 @@
 (``warning.grading``, ``alerts.routing``, ``alerts.delivery``); agents only move records between topics.
 
 Agents: ``observations`` (obs batches -> per-partition station state -> station signals), ``grade`` (signals ->
-region lifecycle -> warnings), ``route`` (warnings x subscriptions -> alerts.outbox), ``deliver`` (outbox ->
-signed HTTP -> receipts / retry / dead) and ``redeliver`` (retry topic, after its not-before time).
+region lifecycle -> warnings, and each county event x subscriptions -> alerts.outbox as it is made), ``deliver``
+(outbox -> signed HTTP -> receipts / retry / dead) and ``redeliver`` (retry topic, after its not-before time).
 """
 
 from __future__ import annotations
@@ -321,7 +321,6 @@ class WarningService:
         app.timer(TICK_INTERVAL_S, name="tick")(self._tick)
         app.timer(10.0, name="lag")(self._measure_lag)
         app.agent(self.signals_topic, name="grade")(self._grade)
-        app.agent(self.warnings_topic, name="route")(self._route)
         app.agent(self.outbox_topic, name="deliver", concurrency=8)(self._deliver)
         for i, topic in enumerate(self.retry_topics):
             app.agent(topic, name=f"redeliver-{i}", concurrency=4)(self._redeliver_agent(i))
@@ -629,6 +628,7 @@ class WarningService:
             metrics.WARNING_EVENTS.labels(event["hazard"], event["level"], event["msg_type"]).inc()
             event["emitted_at"] = time.time()
             await self.warnings_topic.send(key=key.encode(), value=orjson.dumps(event))
+            await self._route(event)
             log.info("warning %s %s %s %s", event["msg_type"], event["hazard"], event["level"],
                      event["region_code"],
                      extra={"warning_id": event["warning_id"], "hazard": event["hazard"],
@@ -682,33 +682,30 @@ class WarningService:
         await self.signals_topic.send(key=last["region_code"].encode(), value=orjson.dumps(sig))
         return last
 
-    async def _route(self, stream: Any) -> None:
-        async for value in stream:
-            try:
-                event = orjson.loads(value)
-                wid = event["warning_id"]
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                log.warning("route: dropping malformed warning: %s", exc)
-                continue
-            if event.get("region_level") == "prefecture":
-                continue  # roll-ups are for the dashboard and API; counties issue the signals departments get
-            received = list(self.receivers.get(wid) or [])
-            targets = route(event, self.subscriptions, self.regions.covers, received)
-            if not targets:
-                continue  # nothing to send and nothing new to remember: no table write
-            for sub, msg_type in targets:
-                delivery = {
-                    "webhook_id": "msg_" + uuid.uuid5(grading.NAMESPACE, f"{event['id']}:{sub.id}").hex,
-                    "subscription_id": sub.id,
-                    "type": msg_type,
-                    "event": event,
-                    "attempt": 0,
-                    "first_attempt_at": None,
-                }
-                await self.outbox_topic.send(key=sub.id.encode(), value=orjson.dumps(delivery))
-                if sub.id not in received:
-                    received.append(sub.id)
-            self.receivers[wid] = received
+    async def _route(self, event: dict[str, Any]) -> None:
+        """The deliveries of one county warning event (alerts.routing.route) to the outbox. Called by the grade
+        agent as it makes the event: the ``receivers`` table (who got each warning, so that its updates and
+        cancel follow them) is written under the same key partition as the region's state."""
+        if event.get("region_level") == "prefecture":
+            return  # roll-ups are for the dashboard and API; counties issue the signals departments get
+        wid = event["warning_id"]
+        received = list(self.receivers.get(wid) or [])
+        targets = route(event, self.subscriptions, self.regions.covers, received)
+        if not targets:
+            return  # nothing to send and nothing new to remember: no table write
+        for sub, msg_type in targets:
+            delivery = {
+                "webhook_id": "msg_" + uuid.uuid5(grading.NAMESPACE, f"{event['id']}:{sub.id}").hex,
+                "subscription_id": sub.id,
+                "type": msg_type,
+                "event": event,
+                "attempt": 0,
+                "first_attempt_at": None,
+            }
+            await self.outbox_topic.send(key=sub.id.encode(), value=orjson.dumps(delivery))
+            if sub.id not in received:
+                received.append(sub.id)
+        self.receivers[wid] = received
 
     async def _deliver(self, stream: Any) -> None:
         async for value in stream:

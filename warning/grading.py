@@ -333,6 +333,10 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
                              "levels": levels}
         else:
             stations.pop(key, None)
+    # The region's clock never runs back: a late report (its obs partition behind the others, a backlog) updates
+    # its station's entry as of its own time, but the region is judged at the latest time it has reached; judged
+    # at the report's time, entries that had expired came back to life and re-issued or re-upgraded warnings.
+    t = max(t, st.get("t", ""))
     if kind == "operator_cancel":
         stations = {}
         suppressed_before = max(suppressed_before, float(signal.get("accepted_at", 0.0)))
@@ -380,7 +384,7 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
         if warn_expiry and _hours_between(current["expires"], warn_expiry) >= rule.extend_step_h - 1e-9:
             event = make("update", "extend", cur_level, current["onset"], warn_expiry)  # type: ignore[arg-type]
         # (no event: the stored warning keeps the station list it was issued with; events list the live ones)
-    latest = max(t, st.get("t", ""))  # the time this state has been brought to (catch_up starts after it)
+    latest = t  # the time this state has been brought to (catch_up starts after it)
     if event is None:
         return {"stations": stations, "warning": current, "seq": st["seq"], "pending": pending,
                 "region": region, "suppress_accepted_before": suppressed_before, "t": latest,

@@ -89,8 +89,13 @@ async def test_raising_the_level_sends_update(ews: EwsProcess, receiver: Receive
         await post_obs(s, ews, {"station_id": "52533", "time": iso(t + timedelta(minutes=30)), "tmax_c": 38.0})
         await post_obs(s, ews, {"station_id": "52533", "time": iso(t + timedelta(hours=1)), "tmax_c": 40.1})
         got = await receiver.wait_for(2)
-        async with s.get(ews.url + "/api/v1/warnings?active=true") as r:
-            active = await r.json()
+        # the prefecture's roll-up follows its county one hop later (a roll-up signal): poll for it, bounded
+        for _ in range(50):
+            async with s.get(ews.url + "/api/v1/warnings?active=true") as r:
+                active = await r.json()
+            if ("620900", "red") in {(w["region_code"], w["level"]) for w in active}:
+                break
+            await asyncio.sleep(0.1)
         async with s.get(ews.url + "/metrics") as r:
             metrics = await r.text()
         update_id = orjson.loads(got[1]["body"])["data"]["id"]

@@ -354,3 +354,20 @@ def test_summary_fast_path_equals_the_full_pass(seed: int) -> None:
             assert {k2: v for k2, v in fast.items() if k2 != "summary"} == \
                 {k2: v for k2, v in full.items() if k2 != "summary"}
     assert fast_hits > 50  # the fast path is exercised, not only the full pass
+
+
+def test_a_late_report_does_not_turn_the_region_clock_back() -> None:
+    """A report from behind (its obs partition lagging, a backlog) counts as of its own time, but the region is
+    judged at the latest time it reached: an entry that has already expired there does not re-issue."""
+    st, ev = apply_signal(None, sig("red", "52424", time="2026-07-14T07:00:00Z"), HEAT, NOW)
+    assert ev is not None and ev["msg_type"] == "alert"
+    st, _ = apply_signal(st, tick("2026-07-15T07:30:00Z"), HEAT, NOW)
+    st, ev = apply_signal(st, tick("2026-07-15T08:30:00Z"), HEAT, NOW)
+    assert ev is not None and (ev["msg_type"], ev["change"]) == ("cancel", "expire")
+    # 52418's red at 07-14T08:00 held until 07-15T08:00: already over at the region's 08:30
+    st, ev = apply_signal(st, sig("red", time="2026-07-14T08:00:00Z"), HEAT, NOW)
+    assert ev is None and st["warning"] is None and st["t"] == "2026-07-15T08:30:00Z"
+    # a late report whose level still holds at the region's time does issue (until its own expiry)
+    st, ev = apply_signal(st, sig("orange", time="2026-07-14T09:00:00Z", value=38), HEAT, NOW)
+    assert ev is not None and (ev["msg_type"], ev["level"], ev["expires"]) == ("alert", "orange",
+                                                                               "2026-07-15T09:00:00Z")
