@@ -399,6 +399,12 @@ class WarningService:
             return
         await self.send_signals(signals)
 
+    async def produce(self, topic: Any, key: bytes, value: bytes, partition: int | None = None) -> None:
+        """Send raw bytes through faust's producer without faust's per-message channel machinery (futures,
+        callbacks: ~60 us a record, a tenth of the worker's time with one warning event per ~100 observations).
+        Offsets stay after outcomes: faust flushes this producer before every commit."""
+        await self.app.producer.send(topic.get_topic_name(), key, value, partition, None, None)
+
     async def send_signals(self, signals: list[dict[str, Any]]) -> None:
         """One ``signals`` message per partition (the region's, as the key would pick), in emission order."""
         if not signals:
@@ -409,8 +415,7 @@ class WarningService:
             by_part.setdefault(partition_for(sig["region_code"], n), []).append(sig)
         for p, sigs in by_part.items():
             metrics.SIGNALS.labels("sent").inc(len(sigs))
-            await self.signals_topic.send(key=sigs[0]["region_code"].encode(), value=orjson.dumps({"signals": sigs}),
-                                          partition=p)
+            await self.produce(self.signals_topic, sigs[0]["region_code"].encode(), orjson.dumps({"signals": sigs}), p)
 
     # ---- columnar station and QC state: snapshots plus a ring of batch deltas (warning.partition_state) ----
     def _slot_info(self, sid: str) -> SlotInfo:
@@ -627,7 +632,7 @@ class WarningService:
         for event, _, _ in events:
             metrics.WARNING_EVENTS.labels(event["hazard"], event["level"], event["msg_type"]).inc()
             event["emitted_at"] = time.time()
-            await self.warnings_topic.send(key=key.encode(), value=orjson.dumps(event))
+            await self.produce(self.warnings_topic, key.encode(), orjson.dumps(event))
             await self._route(event)
             log.info("warning %s %s %s %s", event["msg_type"], event["hazard"], event["level"],
                      event["region_code"],
