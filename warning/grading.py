@@ -415,6 +415,11 @@ def catch_up_timed(state: dict[str, Any] | None, t: str, rule: HazardRule, now: 
     since = state.get("t", "")
     if t <= since:
         return state, events
+    summary = state.get("summary")
+    if state.get("pending") is None and summary and summary[0] == since and t < summary[1]:
+        # no live level expires by t (summary: its earliest live expiry) and no change is on hold: every tick
+        # would find the region as it is (levels that expired before ``since`` are in its level already)
+        return state, events
     hold = max(rule.downgrade_hold_h, rule.cancel_hold_h)
     recent = _plus_hours(since, -hold) if since else ""
     expiries = sorted({i["expires"] for s in state["stations"].values() for i in s["levels"].values()

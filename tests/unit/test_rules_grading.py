@@ -320,13 +320,14 @@ def test_drought_from_daily_mci_with_the_process_rule() -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_summary_fast_path_equals_the_full_pass(seed: int) -> None:
-    """apply_signal skips the pass over a region's stations while nothing can have expired (the state's
-    "summary"); with the summary removed before every signal (always the full pass) the events and states are
-    the same, for station signals in and out of time order, stale forecasts, ticks and operator cancels."""
+    """apply_signal skips the pass over a region's stations, and catch_up the expiry ticks, while nothing can have
+    expired (the state's "summary"); with the summary removed before every signal (always the full pass) the events
+    and states are the same, for station signals in and out of time order, stale forecasts, ticks and operator
+    cancels."""
     rules = load_rules()
     rng = random.Random(seed)
     now = datetime(2026, 7, 1, tzinfo=UTC)
-    fast_hits = 0
+    fast_hits = catch_up_skips = 0
     for _ in range(60):
         hazard = rng.choice(list(rules))
         rule = rules[hazard]
@@ -347,13 +348,18 @@ def test_summary_fast_path_equals_the_full_pass(seed: int) -> None:
                     end = h + rng.choice([-2, 6, 30])
                     sig["valid_to"] = f"2026-07-{1 + max(0, end) // 24:02d}T{max(0, end) % 24:02d}:00:00Z"
             fast_hits += bool(fast and grading._live_since(fast["summary"], fast["stations"], None, t))
+            caught_fast = fast and fast.get("warning") and t > fast["t"] and fast["pending"] is None
+            fast, c_fast = grading.catch_up_timed(fast, t, rule, now)
+            catch_up_skips += bool(caught_fast and t < fast["summary"][1])  # type: ignore[index]
             fast, ev_fast = grading.apply_signal(fast, dict(sig), rule, now)
             stripped = {k2: v for k2, v in full.items() if k2 != "summary"} if full else None
+            stripped, c_full = grading.catch_up_timed(stripped, t, rule, now)
             full, ev_full = grading.apply_signal(stripped, dict(sig), rule, now)
+            assert c_fast == c_full
             assert ev_fast == ev_full
             assert {k2: v for k2, v in fast.items() if k2 != "summary"} == \
                 {k2: v for k2, v in full.items() if k2 != "summary"}
-    assert fast_hits > 50  # the fast path is exercised, not only the full pass
+    assert fast_hits > 50 and catch_up_skips > 10  # the fast paths are exercised, not only the full pass
 
 
 def test_a_late_report_does_not_turn_the_region_clock_back() -> None:
