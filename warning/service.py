@@ -17,7 +17,7 @@ from warning import tansu_compat
 from warning.app import WarningService
 from warning.broker import EmbeddedBroker
 from warning.config import Settings, ensure_token
-from warning.logs import logging_config
+from warning.logs import lean_log_records, logging_config
 from warning.regions import RegionTree, StationRegistry
 from warning.rules import RulesError, load_rules
 from warning.topics import ensure_topics
@@ -132,8 +132,11 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
         services: list[Any] = [http]
         if demo or replay_files:
             services.append(ScenarioReplay(svc, demo, replay_files or [], replay_speed))
+        log_config = logging_config(settings.log_level, settings.json_logs)
+        if log_config is not None:  # JSON lines: records need no caller, thread or process fields
+            lean_log_records()
         worker = EwsWorker(svc, *services, loglevel=settings.log_level, redirect_stdouts=False,
-                           logging_config=logging_config(settings.log_level, settings.json_logs))
+                           logging_config=log_config)
         print(f"EWS API: http://{settings.http_host}:{settings.http_port}/  (GET /healthz, /readyz, /metrics)",
               flush=True)
         if settings.token:

@@ -1,7 +1,7 @@
 import json
 import logging
 
-from warning.logs import JsonFormatter, logging_config
+from warning.logs import JsonFormatter, lean_log_records, logging_config
 
 
 def test_json_lines_carry_ids_as_fields() -> None:
@@ -23,3 +23,18 @@ def test_a_warning_level_field_does_not_replace_the_log_level() -> None:
     rec.__dict__.update(warning_level="red", hazard="heat")
     out = json.loads(JsonFormatter().format(rec))
     assert (out["level"], out["warning_level"], out["hazard"]) == ("info", "red", "heat")
+
+
+def test_lean_records_still_carry_every_field_the_json_line_writes() -> None:
+    saved = (logging._srcfile, logging.logThreads, logging.logProcesses,  # type: ignore[attr-defined]
+             logging.logMultiprocessing)
+    try:
+        lean_log_records()
+        rec = logging.getLogger("warning.app").makeRecord(
+            "warning.app", logging.INFO, "f.py", 1, "warning %s", ("alert",), None, extra={"warning_id": "w1"})
+        out = json.loads(JsonFormatter().format(rec))
+        assert (out["message"], out["warning_id"], out["level"], out["logger"]) == ("warning alert", "w1", "info",
+                                                                                    "warning.app")
+    finally:
+        (logging._srcfile, logging.logThreads, logging.logProcesses,  # type: ignore[attr-defined]
+         logging.logMultiprocessing) = saved
