@@ -232,9 +232,12 @@ def _live(stations: dict[str, dict[str, Any]], t: str
     return (live, *_level_and_expiry(latest), [t, earliest, latest])
 
 
+_BY_VALUE = {int(lv): lv for lv in WarningLevel}
+
+
 def _level_and_expiry(latest: list[str]) -> tuple[WarningLevel | None, str | None]:
-    top = next((r for r in (4, 3, 2, 1) if latest[r]), 0)
-    return (WarningLevel(top) if top else None), (max(latest[top:]) if top else None)
+    top = 4 if latest[4] else 3 if latest[3] else 2 if latest[2] else 1 if latest[1] else 0  # (a call per signal)
+    return (_BY_VALUE[top], max(latest[top:])) if top else (None, None)
 
 
 def _live_since(summary: list[Any], stations: dict[str, dict[str, Any]], changed: dict[str, Any] | None, t: str
