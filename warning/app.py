@@ -9,6 +9,7 @@ region lifecycle -> warnings, and each county event x subscriptions -> alerts.ou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import reprlib
@@ -16,7 +17,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -578,25 +579,31 @@ class WarningService:
                     sigs.append(sig)
                     by_key[key] = (sigs, event)  # a key's signals all come from its one partition
             rollups: list[dict[str, Any]] = []
+            folded: list[tuple[str, Any, dict[str, Any]]] = []
             for key, (sigs, event) in by_key.items():
-                # faust writes a table's changelog to the partition of the current event (a context variable of
-                # this task): make it the key's own message. Not Stream._set_current_event: that also sets
-                # stream.current_event, which take_events' buffer reads to know which event to ack.
-                token = faust_current_event.set(weakref.ref(event))
-                try:
-                    rollups.extend(await self._grade_key(key, sigs))
-                finally:
-                    faust_current_event.reset(token)
+                with _key_event(event):  # the receivers table, written while routing, goes to the key's partition
+                    state, ups = await self._grade_key(key, sigs)
+                rollups.extend(ups)
+                if state is not None:
+                    folded.append((key, event, state))
             await self.send_signals(rollups)  # prefectures' roll-ups of the take's county events, through their keys
+            # The states last: a worker killed before its offsets are committed folds these signals again; had a new
+            # state reached the changelog before the events, deliveries and roll-ups it made, that second fold would
+            # make none of them.
+            for key, event, state in folded:
+                with _key_event(event):
+                    self.region_state[key] = state
             metrics.SIGNALS.labels("graded").inc(taken)  # folded (or dropped as malformed)
 
-    async def _grade_key(self, key: str, signals: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Fold one region's signals, in order; send its warning events; return their prefecture roll-ups."""
+    async def _grade_key(self, key: str, signals: list[dict[str, Any]]
+                         ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """Fold one region's signals, in order; send its warning events and their deliveries. Returns the new state
+        (None if unchanged), for the caller to store once the take's sends are out, and the prefecture roll-ups."""
         hazard = key.rsplit(":", 1)[1]
         rule = self.rules.get(hazard)
         if rule is None:
             log.warning("grade: dropping signals for unknown hazard %r", hazard[:40])
-            return []
+            return None, []
         first = self.region_state.get(key)
         state = first
         # (event, the data time it was made at, when its report was accepted: operator cancels suppress by that)
@@ -625,8 +632,7 @@ class WarningService:
                 if kind == "station" and "accepted_at" in sig:
                     metrics.PROCESSING_LATENCY.observe(max(0.0, time.time() - sig["accepted_at"]))
         if state is first:
-            return []
-        self.region_state[key] = state
+            return None, []
         rollups = [r for event, at, accepted_at in events
                    if (r := self.grader.rollup(event, at, accepted_at)) is not None]
         for event, _, _ in events:
@@ -639,7 +645,7 @@ class WarningService:
                      extra={"warning_id": event["warning_id"], "hazard": event["hazard"],
                             "warning_level": event["level"], "region_code": event["region_code"],
                             "event_id": event["id"]})  # not "level": the JSON line's level is the log level
-        return rollups
+        return state, rollups
 
     async def _tick(self) -> None:
         """Expiry and hysteresis run on time, not only on new reports: tick every region with a live warning or
@@ -908,6 +914,18 @@ class WarningService:
             await m.stop()
         if self._http is not None:
             await self._http.close()
+
+
+@contextlib.contextmanager
+def _key_event(event: Any) -> Iterator[None]:
+    """Make ``event`` the task's current faust event: faust writes a table's changelog to the partition of the
+    current event (a context variable). Not Stream._set_current_event: that also sets stream.current_event, which
+    take_events' buffer reads to know which event to ack."""
+    token = faust_current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_current_event.reset(token)
 
 
 def level_at_least(level: str, minimum: str) -> bool:
