@@ -65,6 +65,7 @@ from warning.topics import partition_for
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 30.0
+ENDPOINT_BUSY_WAIT_S = 1.0  # how long a delivery waits for its busy endpoint before going to a retry tier
 GRADE_TAKE = 32  # signals messages the grade agent folds together (one region_state write per key per take)
 GRADE_WITHIN_S = 0.02  # ... or what arrived within this long: the most a signal waits for company
 MAX_WARNING_HISTORIES = 5000  # warnings (with all their events) the in-memory API views keep
@@ -785,15 +786,20 @@ class WarningService:
             await self.schedule_retry(d, sub.id)  # not dropped: the retry attempt probes the endpoint
             return
         slot = self._endpoint_slot(sub.id)
-        if slot.locked():
-            # per-endpoint concurrency limit: a delivery to a busy endpoint goes (back) to a retry tier rather
-            # than hold an agent slot, so a slow endpoint never holds up the others. (Waiting for the slot in the
-            # retry agents stalled them after a crash-restart in `make chaos`; re-queueing costs extra records,
-            # and duplicates after a crash, which carry the same webhook-id.)
+        try:
+            # per-endpoint concurrency limit: a delivery to a busy endpoint waits a moment for it, then goes (back)
+            # to a retry tier rather than hold an agent slot, so a slow endpoint never holds up the others.
+            # (Waiting without a bound stalled the retry agents after a crash-restart in `make chaos`; re-queueing
+            # at once made a burst to one endpoint cycle through the first tier thousands of times, which on
+            # tansu's s3:// store slowed every fetch of that topic until deliveries stalled.)
+            await asyncio.wait_for(slot.acquire(), ENDPOINT_BUSY_WAIT_S)
+        except TimeoutError:
             await self.schedule_retry(d, sub.id)
             return
-        async with slot:
+        try:
             await self._post(d, sub, event)
+        finally:
+            slot.release()
 
     async def _post(self, d: dict[str, Any], sub: Subscription, event: dict[str, Any]) -> None:
         d["attempt"] = int(d.get("attempt", 0)) + 1
