@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 30.0
 OBS_TAKE = 8  # obs messages the observations agent takes together (their signals leave in one message per partition)
-OBS_WITHIN_S = 0.02  # ... or what arrived within this long
+OBS_WITHIN_S = 0.01  # ... or what arrived within this long (a live push waits at most this for company)
 ENDPOINT_BUSY_WAIT_S = 1.0  # how long a delivery waits for its busy endpoint before going to a retry tier
 GRADE_TAKE = 32  # signals messages the grade agent folds together (one region_state write per key per take)
 GRADE_WITHIN_S = 0.02  # ... or what arrived within this long: the most a signal waits for company
