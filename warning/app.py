@@ -413,8 +413,8 @@ class WarningService:
         return signals
 
     async def produce(self, topic: Any, key: bytes, value: bytes, partition: int | None = None) -> None:
-        """Send raw bytes through faust's producer without faust's per-message channel machinery (futures,
-        callbacks: ~60 us a record, a tenth of the worker's time with one warning event per ~100 observations).
+        """Send raw bytes through faust's producer without faust's per-message channel machinery (a future and
+        callbacks per record; the hot sends are a warning event per ~100 observations and the signals messages).
         Offsets stay after outcomes: faust flushes this producer before every commit."""
         await self.app.producer.send(topic.get_topic_name(), key, value, partition, None, None)
 
@@ -801,7 +801,7 @@ class WarningService:
             # per-endpoint concurrency limit: a delivery to a busy endpoint waits a moment for it, then goes (back)
             # to a retry tier rather than hold an agent slot, so a slow endpoint never holds up the others.
             # (Waiting without a bound stalled the retry agents after a crash-restart in `make chaos`; re-queueing
-            # at once made a burst to one endpoint cycle through the first tier thousands of times, which on
+            # at once made a burst to one endpoint cycle through the first tier hundreds of times, which on
             # tansu's s3:// store slowed every fetch of that topic until deliveries stalled.)
             await asyncio.wait_for(slot.acquire(), ENDPOINT_BUSY_WAIT_S)
         except TimeoutError:
