@@ -106,27 +106,24 @@ class StationGrader:
         have = self._signal_bases.get(station.station_id)
         if have is not None and (have[0] is station or have[0] == station):
             return have[1]
-        region = self.regions.region(station.county_code)
-        base = {"kind": "station", "region_code": station.county_code, "region_level": "county",
-                "region_name": region.name if region else station.county_code,
-                "region_name_zh": region.name_zh if region else station.county_code,
+        base = {"kind": "station", **self._region_fields(station.county_code, "county"),
                 "prefecture_code": station.prefecture_code, "station_id": station.station_id,
                 "station_name": station.name_zh or station.name}
         self._signal_bases[station.station_id] = (station, base)
         return base
 
+    def _region_fields(self, code: str, level: str) -> dict[str, Any]:
+        region = self.regions.region(code)
+        return {"region_code": code, "region_level": level, "region_name": region.name if region else code,
+                "region_name_zh": region.name_zh if region else code}
+
     def rollup(self, event: dict[str, Any], at: str, accepted_at: float | None = None) -> dict[str, Any] | None:
         """The prefecture roll-up signal of a county warning event made at data time ``at`` (grading.county_rollup),
         None for a prefecture's own events. ``accepted_at``: when the report behind the event was accepted."""
-        code = event.get("prefecture_code")
-        if event.get("region_level", "county") != "county" or not code:
-            return None
+        code = str(event.get("prefecture_code") or "")
         fields = self._prefecture_fields.get(code)
         if fields is None:
-            region = self.regions.region(code)
-            fields = self._prefecture_fields[code] = {
-                "region_code": code, "region_level": "prefecture", "region_name": region.name if region else code,
-                "region_name_zh": region.name_zh if region else code}
+            fields = self._prefecture_fields[code] = self._region_fields(code, "prefecture")
         sig = grading.county_rollup(event, at, fields)
         if sig is not None and accepted_at is not None:
             sig["accepted_at"] = accepted_at
