@@ -176,7 +176,6 @@ def http_cases(n_obs: int, n_fc: int, known: list[str], seed: int = 11) -> Itera
                         "time_overflow", "lead", "values_type", "values_empty", "values_unknown", "values_bad",
                         "values_nonfinite", "unknown_field", "not_object", "nan_token", "nested",
                         "utf8_invalid", "dup_key"]) if rng.random() > 0.01 else "mb_station"
-        body: bytes
         if k == "station_type":
             body = orjson.dumps({**base, "station_id": rng.choice([52418, [sid], None, True])})
         elif k == "station_unknown":
@@ -227,7 +226,7 @@ def topic_cases(n: int, known: list[str], seed: int = 23, live: tuple[str, ...] 
     rng = random.Random(seed)
     for sid in live:
         for t in ("2100-01-01T00:00:00Z", "2099-12-31T23:00:00+08:00"):
-            obs = [{"station_id": sid, "time": t, "tmax_c": 20.0}]
+            obs: list[Any] = [{"station_id": sid, "time": t, "tmax_c": 20.0}]
             value = orjson.dumps({"accepted_at": 1.7e9, "observations": obs})
             yield TopicCase("future_report_live_station", value, sid.encode(), [], 1)
     for i in range(n - 2 * len(live)):
@@ -254,7 +253,7 @@ def topic_cases(n: int, known: list[str], seed: int = 23, live: tuple[str, ...] 
             size = rng.choice([MB, MB + 500_000])
             yield TopicCase("mb_record", m.encode() + b"-" + b"x" * size, key, [m])
         else:
-            obs: list[Any] = []
+            obs = []
             markers: list[str] = []
             lenient = 0
             accepted_at: Any = rng.choice([1.7e9, "inf", "nan", 0, -1, 1e300])
