@@ -29,8 +29,8 @@ def model_events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             key = (s["region_code"], s["hazard"])
             rule = rules[s["hazard"]]
-            st, evs = catch_up(regions.get(key), s["time"], rule, now)
+            st, caught = catch_up(regions.get(key), s["time"], rule, now)
             st, ev = apply_signal(st, s, rule, now)
             regions[key] = st
-            out.extend(e for e in [*evs, ev] if e is not None)
+            out.extend(e for e in [*(e for e, _ in caught), ev] if e is not None)
     return out

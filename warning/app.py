@@ -630,7 +630,7 @@ class WarningService:
                 if seen:
                     own_t = quantities.parse_utc(seen[0]).timestamp() + (time.time() - seen[1])
                     sig["time"] = min(sig["time"], grading.iso(datetime.fromtimestamp(own_t, UTC)))
-            state, caught = grading.catch_up_timed(prev, sig["time"], rule)
+            state, caught = grading.catch_up(prev, sig["time"], rule)
             state, own = grading.apply_signal(state, sig, rule)
             kind = sig.get("kind", "station")
             if kind in ("station", "county"):

@@ -400,17 +400,11 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
 
 
 def catch_up(state: dict[str, Any] | None, t: str, rule: HazardRule, now: datetime | None = None
-             ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+             ) -> tuple[dict[str, Any] | None, list[tuple[dict[str, Any], str]]]:
     """Apply, in time order, the expiries (and their hold times) that fall before ``t``, so a region's chain is
     right even when reports arrive faster than the wall-clock ticks (a replayed file, a backlog after an outage).
-    Call before folding a signal of time ``t``."""
-    state, timed = catch_up_timed(state, t, rule, now)
-    return state, [event for event, _ in timed]
-
-
-def catch_up_timed(state: dict[str, Any] | None, t: str, rule: HazardRule, now: datetime | None = None
-                   ) -> tuple[dict[str, Any] | None, list[tuple[dict[str, Any], str]]]:
-    """``catch_up``, each event with the (data) time it was made at."""
+    Call before folding a signal of time ``t``. Returns the state and each event with the (data) time it was made
+    at (a county event's roll-up carries that time)."""
     events: list[tuple[dict[str, Any], str]] = []
     if not state or not (state.get("warning") or state.get("pending")):
         return state, events

@@ -37,7 +37,7 @@ class Province:
 
     def fold(self, sig: dict[str, Any]) -> list[dict[str, Any]]:
         key = sig["region_code"]
-        state, caught = grading.catch_up_timed(self.states.get(key), sig["time"], HEAT, NOW)
+        state, caught = grading.catch_up(self.states.get(key), sig["time"], HEAT, NOW)
         state, own = grading.apply_signal(state, sig, HEAT, NOW)
         self.states[key] = state
         timed = [*caught, *([(own, sig["time"])] if own else [])]

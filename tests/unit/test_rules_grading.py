@@ -349,11 +349,11 @@ def test_summary_fast_path_equals_the_full_pass(seed: int) -> None:
                     sig["valid_to"] = f"2026-07-{1 + max(0, end) // 24:02d}T{max(0, end) % 24:02d}:00:00Z"
             fast_hits += bool(fast and grading._live_since(fast["summary"], fast["stations"], None, t))
             caught_fast = fast and fast.get("warning") and t > fast["t"] and fast["pending"] is None
-            fast, c_fast = grading.catch_up_timed(fast, t, rule, now)
+            fast, c_fast = grading.catch_up(fast, t, rule, now)
             catch_up_skips += bool(caught_fast and t < fast["summary"][1])  # type: ignore[index]
             fast, ev_fast = grading.apply_signal(fast, dict(sig), rule, now)
             stripped = {k2: v for k2, v in full.items() if k2 != "summary"} if full else None
-            stripped, c_full = grading.catch_up_timed(stripped, t, rule, now)
+            stripped, c_full = grading.catch_up(stripped, t, rule, now)
             full, ev_full = grading.apply_signal(stripped, dict(sig), rule, now)
             assert c_fast == c_full
             assert ev_fast == ev_full
