@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -67,7 +67,7 @@ def backoff_s(attempt: int, retry_after_s: float | None = None, rng: random.Rand
     return max(delay, retry_after_s or 0.0)
 
 
-def webhook_body(msg_type: str, event: dict[str, Any]) -> bytes:
+def webhook_body(msg_type: str, event: Mapping[str, Any]) -> bytes:
     return orjson.dumps({"type": msg_type, "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                          "data": event})
 

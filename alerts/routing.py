@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
+import orjson
+
 from alerts.subscriptions import Subscription
-from warning.records import WarningLevel
+from warning.shared.bus import Topic
+from warning.shared.records import NAMESPACE, Delivery, WarningEvent, WarningLevel
 
 Covers = Callable[[str, str], bool]  # (filter region code, event region code) -> bool
 
 
-def matches(sub: Subscription, event: dict[str, Any], covers: Covers) -> bool:
+def matches(sub: Subscription, event: Mapping[str, Any], covers: Covers) -> bool:
     if not sub.active:
         return False
     if sub.hazards and event["hazard"] not in sub.hazards:
@@ -23,7 +27,7 @@ def matches(sub: Subscription, event: dict[str, Any], covers: Covers) -> bool:
     return any(covers(code, event["region_code"]) for code in sub.regions)
 
 
-def route(event: dict[str, Any], subs: Iterable[Subscription], covers: Covers,
+def route(event: Mapping[str, Any], subs: Iterable[Subscription], covers: Covers,
           already_received: Iterable[str] = ()) -> list[tuple[Subscription, str]]:
     """(subscription, webhook type) pairs for one WarningEvent.
 
@@ -41,3 +45,35 @@ def route(event: dict[str, Any], subs: Iterable[Subscription], covers: Covers,
         elif event["msg_type"] != "cancel" and matches(sub, event, covers):
             out.append((sub, "warning.alert"))
     return out
+
+
+def webhook_id(event_id: str, sub_id: str) -> str:
+    """Stable across attempts, redrives and a re-fold after a crash: receivers deduplicate on it."""
+    return "msg_" + uuid.uuid5(NAMESPACE, f"{event_id}:{sub_id}").hex
+
+
+class Router:
+    """The deliveries of each county warning event to ``alerts.outbox``. The grade agent calls ``route`` as it
+    makes the event: the ``receivers`` table (who got each warning, so that its updates and cancel follow them)
+    is written under the same key partition as the region's state."""
+
+    def __init__(self, subscriptions: Iterable[Subscription], covers: Covers,
+                 receivers: MutableMapping[str, Any], outbox: Topic) -> None:
+        self.subscriptions, self.covers = subscriptions, covers
+        self.receivers, self.outbox = receivers, outbox
+
+    async def route(self, event: WarningEvent) -> None:
+        if event.get("region_level") == "prefecture":
+            return  # roll-ups are for the dashboard and API; counties issue the signals departments get
+        wid = event["warning_id"]
+        received = list(self.receivers.get(wid) or [])
+        targets = route(event, self.subscriptions, self.covers, received)
+        if not targets:
+            return  # nothing to send and nothing new to remember: no table write
+        for sub, msg_type in targets:
+            delivery: Delivery = {"webhook_id": webhook_id(event["id"], sub.id), "subscription_id": sub.id,
+                                  "type": msg_type, "event": event, "attempt": 0, "first_attempt_at": None}
+            await self.outbox.send(key=sub.id.encode(), value=orjson.dumps(delivery))
+            if sub.id not in received:
+                received.append(sub.id)
+        self.receivers[wid] = received

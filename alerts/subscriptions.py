@@ -10,8 +10,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from alerts.signing import new_secret
-from warning.records import WarningLevel
+from warning.shared import metrics
+from warning.shared.bus import Topic
+from warning.shared.records import WarningLevel
 
 DEPARTMENTS = ("agriculture", "water", "health", "relief", "other")
 FORMATS = ("json", "cap")
@@ -184,3 +188,33 @@ class SubscriptionStore:
 
     def __len__(self) -> int:
         return len(self._subs)
+
+
+class SubscriptionBook(SubscriptionStore):
+    """The store kept from the ``subscriptions`` topic (a whole-topic mirror on every worker), plus this worker's
+    writes to it, applied at once (read-your-writes) and skipped when the mirror brings older records back."""
+
+    def __init__(self, topic: Topic) -> None:
+        super().__init__()
+        self.topic = topic
+        self._own_writes: dict[str, bytes | None] = {}  # subscription id -> value written, until mirrored back
+
+    def mirror(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        sub_id = key.decode()
+        if sub_id in self._own_writes:
+            # this worker wrote this id and applied it already: records before ours (one partition) are older
+            if self._own_writes[sub_id] != value:
+                return
+            del self._own_writes[sub_id]
+        self.apply(sub_id, orjson.loads(value) if value else None)
+        metrics.SUBSCRIPTIONS.set(len(self))
+
+    async def put(self, sub: Subscription | None, sub_id: str) -> None:
+        """Create, change or (with None) delete a subscription."""
+        value = orjson.dumps(sub.to_dict()) if sub else None
+        self._own_writes[sub_id] = value
+        await self.topic.send(key=sub_id.encode(), value=value)
+        self.apply(sub_id, sub.to_dict() if sub else None)
+        metrics.SUBSCRIPTIONS.set(len(self))

@@ -21,7 +21,7 @@ import numpy as np
 
 from warning import launch
 from warning.broker import EmbeddedBroker
-from warning.topics import partition_for
+from warning.shared.topics import partition_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token-0123456789abcdef"
@@ -73,7 +73,7 @@ def station_ids(n: int) -> list[str]:
     """The synthetic registry's ids (benchmarks.worker), or the packaged registry's when n <= 0."""
     if n > 0:
         return [f"B{i:05d}" for i in range(n)]
-    from warning.regions import StationRegistry
+    from warning.shared.regions import StationRegistry
 
     return [s.station_id for s in StationRegistry.load()]
 
@@ -127,7 +127,7 @@ def preload(bootstrap: str, obs: Iterator[dict[str, Any]], batch: int = 1000) ->
     from kafka import KafkaProducer
 
     from ingest.producer import KafkaSink, producer_config
-    from warning.topics import ensure_topics
+    from warning.shared.topics import ensure_topics
 
     ensure_topics(bootstrap, PARTITIONS)
     producer = KafkaProducer(**producer_config(bootstrap))

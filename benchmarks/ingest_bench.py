@@ -30,7 +30,7 @@ def _first(path: Path) -> Path | None:
 
 def _records(path: Path) -> list[dict[str, Any]]:
     from ingest.formats import read_observations
-    from warning.records import Observation
+    from warning.shared.records import Observation
 
     return [r.to_dict() for r in read_observations(str(path), as_station="52889") if isinstance(r, Observation)]
 
@@ -82,7 +82,7 @@ def grid_run(cells_side: int = 1000, leads: int = 24, stations: int = 500) -> di
     code = f"""
 import time, resource, numpy as np, pandas as pd, xarray as xr, tempfile, os, json
 from ingest.formats.grids import read_forecast_points
-from warning.regions import StationRegistry
+from warning.shared.regions import StationRegistry
 d = tempfile.mkdtemp()
 path = os.path.join(d, "grid.nc")
 lat = np.linspace(30.0, 45.0, {cells_side}); lon = np.linspace(90.0, 110.0, {cells_side})

@@ -252,7 +252,7 @@ async def _trickle(bootstrap: str, stop: asyncio.Event, rate_obs_s: int = 2000) 
     """Steady load during a rebalance: batches to every partition every 0.1 s (aiokafka, producer format)."""
     from aiokafka import AIOKafkaProducer
 
-    from warning.topics import partition_for
+    from warning.shared.topics import partition_for
 
     prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await prod.start()
@@ -279,7 +279,7 @@ async def _group_rate(n_workers: int, n: int) -> dict[str, Any]:
     """n_workers in one group, started together and split; then n observations are produced; rate."""
     out: dict[str, Any] = {"workers": n_workers}
     with c.broker() as b, c.workdir(f"so{n_workers}") as wd:
-        from warning.topics import ensure_topics
+        from warning.shared.topics import ensure_topics
 
         ensure_topics(b.bootstrap, c.PARTITIONS)
         since = time.time()
@@ -319,7 +319,7 @@ async def rebalance() -> dict[str, Any]:
     stopped with SIGTERM (until A runs all partitions again). Times from faust's log lines."""
     out: dict[str, Any] = {}
     with c.broker() as b, c.workdir("rb") as wd:
-        from warning.topics import ensure_topics
+        from warning.shared.topics import ensure_topics
 
         ensure_topics(b.bootstrap, c.PARTITIONS)
         a = c.start_worker(b.bootstrap, "bench-rb", wd, stations=STATIONS, name="a")

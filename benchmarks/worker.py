@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from warning import regions
+from warning.shared import regions
 
 
 def synthetic_registry(n: int) -> regions.StationRegistry:

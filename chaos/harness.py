@@ -29,7 +29,7 @@ from alerts.signing import SignatureError, verify
 from warning import launch
 from warning.broker import free_port, metadata_ok
 from warning.launch import EwsProcess
-from warning.regions import StationRegistry
+from warning.shared.regions import StationRegistry
 
 TOKEN = "chaos-token-0123456789abcdef"
 # Short retry tiers and webhook timeout so a scenario finishes in seconds (as tests/integration/test_delivery.py).

@@ -39,7 +39,7 @@ from chaos.harness import (
     wait_ready,
 )
 from warning.broker import EmbeddedBroker
-from warning.regions import StationRegistry
+from warning.shared.regions import StationRegistry
 
 N_RECEIVERS = 5
 N_COUNTIES = 40

@@ -1,7 +1,7 @@
 """Frost indices: frost intensity / signal level from air and ground (0 cm) minimum temperature, frost days.
 
 Temperatures in degC; NaN is missing. Signal levels use 0 = none, 1 = blue, 2 = yellow, 3 = orange,
-4 = red (the ordering of ``warning.records.WarningLevel``). See ../shared/docs/STANDARDS.md 1.1.1, 1.6, 2.8.
+4 = red (the ordering of ``warning.shared.records.WarningLevel``). See ../shared/docs/STANDARDS.md 1.1.1, 1.6, 2.8.
 """
 
 from __future__ import annotations

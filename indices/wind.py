@@ -2,7 +2,7 @@
 wave grade/signal, sand-dust class and sandstorm signal.
 
 Wind in m s-1, temperatures in degC, visibility in m; NaN is missing. Signal levels use 0 = none, 1 = blue,
-2 = yellow, 3 = orange, 4 = red (the ordering of ``warning.records.WarningLevel``). 以上 is read as >=,
+2 = yellow, 3 = orange, 4 = red (the ordering of ``warning.shared.records.WarningLevel``). 以上 is read as >=,
 以下 as <= (STANDARDS.md preamble). See ../shared/docs/STANDARDS.md 1.1.1 and 1.5.
 """
 

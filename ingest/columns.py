@@ -28,7 +28,7 @@ from ingest.validate import (
     parse_time,
     validate_observation,
 )
-from warning.records import OBSERVATION_ELEMENTS
+from warning.shared.records import OBSERVATION_ELEMENTS
 
 ELEMENTS: tuple[str, ...] = tuple(OBSERVATION_ELEMENTS)
 _NUMBER = (float, int, type(None))

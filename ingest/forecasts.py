@@ -14,8 +14,8 @@ import orjson
 
 from ingest.formats.grids import GridStats, read_forecast_points
 from ingest.validate import ObservationError, validate_forecast
-from warning.regions import StationRegistry
-from warning.topics import FORECAST, OBS_REJECTED, ensure_topics, partition_for
+from warning.shared.regions import StationRegistry
+from warning.shared.topics import FORECAST, OBS_REJECTED, ensure_topics, partition_for
 
 BATCH = 1000
 

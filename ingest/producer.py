@@ -2,7 +2,7 @@
 
 Each row of each file (``ingest.formats.read_observations``) is checked by
 :func:`ingest.validate.validate_observation` against the station registry; the accepted observations are
-grouped by ``warning.topics.partition_for`` into one buffer per ``obs`` partition and sent as the worker's batch
+grouped by ``warning.shared.topics.partition_for`` into one buffer per ``obs`` partition and sent as the worker's batch
 message in column form (``ingest.columns.encode_batch``: ``{"accepted_at": unix_seconds, "columns": {field:
 [value per observation]}}``; the worker also takes the row form ``{"observations": [...]}``) with at most
 :data:`MAX_BATCH` observations, all of that partition, sent with an explicit ``partition=`` and the first
@@ -48,9 +48,9 @@ import orjson
 from ingest.columns import encode_batch
 from ingest.formats import FORMATS, ParsedRow, RowError, UnreadableFileError, read_observations
 from ingest.validate import ObservationError, validate_observation
-from warning.records import Observation
-from warning.regions import StationRegistry
-from warning.topics import partition_for
+from warning.shared.records import Observation
+from warning.shared.regions import StationRegistry
+from warning.shared.topics import partition_for
 
 __all__ = [
     "EXIT_BROKER",
@@ -676,9 +676,8 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
 
 def _kafka_sink(bootstrap: str, partitions: int | None, clock: Clock, partition_for: Callable[[str, int], int],
                 producer_factory: Callable[..., Any] | None, err: IO[str]) -> KafkaSink:
-    from warning.broker import metadata_ok
-    from warning.config import Settings
-    from warning.topics import ensure_topics
+    from warning.shared.config import Settings
+    from warning.shared.topics import ensure_topics, metadata_ok
 
     # A raw Metadata request bounded in time: the admin client would retry an unreachable address for ~30 s.
     servers = [s.strip() for s in bootstrap.split(",") if s.strip()]

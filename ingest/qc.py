@@ -86,7 +86,7 @@ from typing import Any
 
 import numpy as np
 
-from warning.records import OBSERVATION_ELEMENTS, Observation
+from warning.shared.records import OBSERVATION_ELEMENTS, Observation
 
 __all__ = [
     "ELEMENTS",
@@ -744,7 +744,7 @@ class QualityControl:
 
 def _registry_elevations() -> dict[str, float]:
     try:
-        from warning.regions import StationRegistry
+        from warning.shared.regions import StationRegistry
 
         return {s.station_id: float(s.elevation_m) for s in StationRegistry.load()}
     except Exception:  # the registry is a convenience; QC works without it (elevation 0 m)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from warning.records import OBSERVATION_ELEMENTS, Observation
+from warning.shared.records import OBSERVATION_ELEMENTS, Observation
 
 # Gross limits (beyond any recorded value on Earth); WMO-No. 8 ranges are tighter and live in QC.
 GROSS_LIMITS: dict[str, tuple[float, float]] = {

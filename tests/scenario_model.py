@@ -8,8 +8,8 @@ from typing import Any
 
 from warning.grading import apply_signal, catch_up
 from warning.pipeline import StationGrader
-from warning.regions import RegionTree, StationRegistry
 from warning.rules import load_rules
+from warning.shared.regions import RegionTree, StationRegistry
 
 
 def model_events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

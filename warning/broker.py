@@ -14,12 +14,13 @@ import logging
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import TracebackType
+
+from warning.shared.topics import metadata_ok
 
 log = logging.getLogger(__name__)
 
@@ -49,32 +50,6 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     os.setpgrp()  # Ctrl-C in the terminal goes to us; we stop the broker ourselves
-
-
-def metadata_ok(bootstrap: str, timeout_s: float = 1.0) -> bool:
-    """True when the broker answers a Kafka Metadata (v0) request, not just a TCP accept.
-
-    A raw request on one socket: bounded by ``timeout_s``, unlike a client library's bootstrap retries.
-    """
-    host, _, port = bootstrap.rpartition(":")
-    client_id = b"ews-ready-probe"
-    correlation = 0x0E5
-    # api_key=3 (Metadata), api_version=0, correlation id, client id, topics=[] (all topics in v0)
-    body = struct.pack(">hhih", 3, 0, correlation, len(client_id)) + client_id + struct.pack(">i", 0)
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
-            sock.settimeout(timeout_s)
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            header = b""
-            while len(header) < 8:
-                chunk = sock.recv(8 - len(header))
-                if not chunk:
-                    return False
-                header += chunk
-    except OSError:
-        return False
-    size, corr = struct.unpack(">ii", header)
-    return corr == correlation and size >= 4
 
 
 class EmbeddedBroker:

@@ -64,7 +64,7 @@ AWARENESS_TYPE = {"gale": "1; Wind", "heat": "5; high-temperature", "heat_health
                   "flash_flood": "13; rain-flood"}
 CATEGORIES = ("Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra",
               "CBRNE", "Other")
-# The station ``value`` in <description>: (label zh, label en, unit) per rule quantity (warning.quantities);
+# The station ``value`` in <description>: (label zh, label en, unit) per rule quantity (ingest.quantities);
 # stations without a known quantity fall back to the hazard's main unit.
 QUANTITY_LABELS = {
     "tmax_day": ("日最高气温", "daily max temperature", "degC"),
@@ -160,8 +160,8 @@ def _hazard_names(hazard: str, hazard_names: Mapping[str, Any] | None) -> tuple[
 
 
 def _region_names(event: Mapping[str, Any]) -> tuple[str, str, str | None]:
-    """(name_zh, name_en, prefecture code), completed from warning.regions where the event lacks them."""
-    from warning.regions import RegionTree
+    """(name_zh, name_en, prefecture code), completed from warning.shared.regions where the event lacks them."""
+    from warning.shared.regions import RegionTree
     tree = RegionTree.load()
     code = str(event["region_code"])
     region = tree.region(code)
@@ -218,7 +218,7 @@ def _fmt_value(value: Any) -> str:
 
 
 def _station_name_zh(station_id: str) -> str | None:
-    from warning.regions import StationRegistry
+    from warning.shared.regions import StationRegistry
     station = StationRegistry.load().get(station_id)
     return station.name_zh if station is not None else None
 
@@ -389,7 +389,7 @@ def render_cap_json(event: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- ATOM
 
 
-def atom_feed(events: Sequence[dict[str, Any]], *, feed_url: str, cap_url: Callable[[dict[str, Any]], str],
+def atom_feed(events: Sequence[Mapping[str, Any]], *, feed_url: str, cap_url: Callable[[Mapping[str, Any]], str],
               title: str = "甘肃省气象预警 / Gansu active weather warnings (CAP 1.2)",
               author: str = DEFAULT_SENDER_NAME, updated: str | None = None) -> bytes:
     """An ATOM 1.0 (RFC 4287) feed of warnings, one entry per event, newest first, like the NWS/MeteoAlarm

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from warning.config import Settings
+from warning.shared.config import Settings
 
 
 def main(argv: list[str] | None = None) -> int:

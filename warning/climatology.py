@@ -63,7 +63,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from ingest.formats import FORMATS, RowError, UnreadableFileError, detect_format, read_observations
-from warning.records import Observation
+from warning.shared.records import Observation
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -332,7 +332,7 @@ def read_daily_series(
 
 def _registry() -> Any:
     try:
-        from warning.regions import StationRegistry
+        from warning.shared.regions import StationRegistry
 
         return StationRegistry.load()
     except Exception:  # the registry is metadata here, not a requirement

@@ -32,11 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from warning.quantities import parse_utc
-from warning.records import WarningLevel
+from ingest.quantities import parse_utc
 from warning.rules import CAP_SEVERITY, CMA_LEVEL_CODE, LEVEL_ZH, OPS, Condition, HazardRule, LevelRule
+from warning.shared.records import NAMESPACE, WarningLevel
 
-NAMESPACE = uuid.UUID("6f1c2b8e-5d0a-4e7b-9a55-2f0c7e1d4a90")  # stable ids for replay-safe deduplication
 Series = Callable[[str], dict[str, float]]
 # What a region's state keeps of its current warning: what the next event needs (chain, level, times). The
 # whole event (texts, station list) is on the warnings topic; keeping it here made every region_state write

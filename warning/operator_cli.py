@@ -474,8 +474,8 @@ def replay_events(observations: Iterable[dict[str, Any]], start: datetime, end: 
     """
     from warning import grading
     from warning.pipeline import StationGrader
-    from warning.regions import RegionTree, StationRegistry
     from warning.rules import load_rules
+    from warning.shared.regions import RegionTree, StationRegistry
 
     rules = rules if rules is not None else load_rules()
     grader = grader or StationGrader(rules, StationRegistry.load(), RegionTree.load())
@@ -630,7 +630,7 @@ async def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:
     observations = await read_obs_topic(bootstrap, idle_s=args.idle, stats=stats)
     events = replay_events(observations, start, end, hazards=args.hazard, rules=rules, stats=stats)
     if args.region:
-        from warning.regions import RegionTree
+        from warning.shared.regions import RegionTree
 
         tree = RegionTree.load()
         events = [e for e in events if tree.covers(args.region, e["region_code"])

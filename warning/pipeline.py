@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from warning import grading, quantities
-from warning.records import OBSERVATION_ELEMENTS as OBS_ELEMENTS
-from warning.records import WarningLevel
-from warning.regions import RegionTree, Station, StationRegistry
+from ingest import quantities
+from warning import grading
 from warning.rules import LevelRule, Rules
+from warning.shared.records import OBSERVATION_ELEMENTS as OBS_ELEMENTS
+from warning.shared.records import WarningLevel
+from warning.shared.regions import RegionTree, Station, StationRegistry
 
 SCALAR_GRADING_MAX = 2  # batches up to this many reports are graded per report (identical results)
 
@@ -171,7 +172,7 @@ class StationGrader:
 
     def observe_columns(self, state: Any, cols: Any, **extra: Any) -> tuple[int, int, list[dict[str, Any]]]:
         """``observe_batch`` on columns (ingest.columns.ObservationColumns) with the columnar state
-        (warning.station_columns.StationColumns): the worker's hot path. Returns (applied, stale, signals), the
+        (ingest.station_columns.StationColumns): the worker's hot path. Returns (applied, stale, signals), the
         same as ``observe_batch`` (property-tested)."""
         rules = self.rules
         done = state.apply(cols.station_ids, cols.t, cols.values, api_decay=rules.flash_flood.api_decay,

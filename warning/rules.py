@@ -13,8 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from warning.quantities import QUANTITIES
-from warning.records import WarningLevel
+from ingest.quantities import QUANTITIES
+from warning.shared.records import WarningLevel
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}

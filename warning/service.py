@@ -16,11 +16,11 @@ from aiohttp import web
 from warning import tansu_compat
 from warning.app import WarningService
 from warning.broker import EmbeddedBroker
-from warning.config import Settings, ensure_token
 from warning.logs import lean_log_records, logging_config
-from warning.regions import RegionTree, StationRegistry
 from warning.rules import RulesError, load_rules
-from warning.topics import ensure_topics
+from warning.shared.config import Settings, ensure_token
+from warning.shared.regions import RegionTree, StationRegistry
+from warning.shared.topics import ensure_topics
 from warning.web.api import make_web_app
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class ScenarioReplay(mode.Service):  # type: ignore[misc]
             from warning import demo
 
             print(f"{demo.LABEL}: replaying", flush=True)
-            n = await demo.replay(self.svc.publish_observations)
+            n = await demo.replay(self.svc.intake.publish_observations)
             print(f"demo: {n} synthetic reports replayed; open the dashboard", flush=True)
         if self.files:
             import argparse

@@ -1,6 +1,6 @@
 """Station-file readers: NOAA ISD-Lite, GHCN-Daily (.dly and access CSV) and a documented table format.
 
-Every reader is a generator over :data:`ParsedRow` (an :class:`~warning.records.Observation` or a
+Every reader is a generator over :data:`ParsedRow` (an :class:`~warning.shared.records.Observation` or a
 :class:`RowError`). Files are read line by line in binary mode (``.gz`` through :func:`gzip.open`), so
 memory stays constant on large files; each line is decoded on its own so a non-UTF-8 byte, a truncated
 line or an over-long line costs that row only. A reader raises :class:`UnreadableFileError` only when the
@@ -28,7 +28,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, cast
 
-from warning.records import Observation
+from warning.shared.records import Observation
 
 if TYPE_CHECKING:
     from ingest.formats.table import TableSpec

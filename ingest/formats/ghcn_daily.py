@@ -52,7 +52,7 @@ from ingest.formats import (
     iter_lines,
     open_binary,
 )
-from warning.records import Observation
+from warning.shared.records import Observation
 
 __all__ = ["ELEMENTS", "MFLAGS", "MISSING", "QFLAGS", "read_ghcn_csv", "read_ghcn_dly"]
 

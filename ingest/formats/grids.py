@@ -2,7 +2,7 @@
 
 Pipeline: :func:`open_grid` (lazy, dask-chunked; names, units and time axes normalised) ->
 :func:`interpolate_to_points` (nearest or bilinear at station points, on the stations' bounding box only) ->
-:func:`read_forecast_points` (one :class:`~warning.records.ForecastPoint` per station and valid time).
+:func:`read_forecast_points` (one :class:`~warning.shared.records.ForecastPoint` per station and valid time).
 
 Files are opened with ``chunks`` so every variable is a dask array: nothing is read until a (small) result is
 computed, the grid is cut to the stations' bounding box before interpolating, and results are computed in
@@ -80,7 +80,7 @@ import numpy as np
 import xarray as xr
 
 from ingest.formats import UnreadableFileError
-from warning.records import ForecastPoint
+from warning.shared.records import ForecastPoint
 
 __all__ = [
     "ELEMENTS",

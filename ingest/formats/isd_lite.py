@@ -53,7 +53,7 @@ from ingest.formats import (
     open_binary,
     rh_from_dewpoint,
 )
-from warning.records import Observation
+from warning.shared.records import Observation
 
 __all__ = ["MISSING", "TRACE", "read_isd_lite"]
 

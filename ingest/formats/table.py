@@ -58,7 +58,7 @@ from ingest.formats import (
     iter_lines,
     open_binary,
 )
-from warning.records import OBSERVATION_ELEMENTS, Observation
+from warning.shared.records import OBSERVATION_ELEMENTS, Observation
 
 __all__ = ["DEFAULT_MISSING", "UNITS", "TableSpec", "read_table"]
 

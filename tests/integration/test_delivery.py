@@ -20,7 +20,7 @@ from aiohttp import web
 from alerts.signing import verify
 from tests.integration.conftest import EwsProcess, start_ews, wait_ready
 from warning.broker import EmbeddedBroker, free_port
-from warning.regions import StationRegistry
+from warning.shared.regions import StationRegistry
 
 FAST = {"EWS_RETRY_TIERS": "0.3,0.6,1.2,2.4", "EWS_WEBHOOK_TIMEOUT": "1", "EWS_UNHEALTHY_AFTER": "3600"}
 

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from tests.integration.conftest import Receiver, start_ews, wait_ready
 from warning.broker import EmbeddedBroker
-from warning.topics import partition_for
+from warning.shared.topics import partition_for
 
 
 async def test_hostile_records_on_the_obs_topic(broker: EmbeddedBroker, tmp_path: Path, receiver: Receiver) -> None:

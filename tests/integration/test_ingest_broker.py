@@ -18,8 +18,8 @@ import pytest
 
 from ingest.columns import batch_rows
 from ingest.producer import EXIT_OK, MAX_BATCH, add_ingest_parser, run_ingest
-from warning.app import partition_for
-from warning.regions import StationRegistry
+from warning.shared.regions import StationRegistry
+from warning.shared.topics import partition_for
 
 pytestmark = pytest.mark.integration
 
@@ -205,7 +205,7 @@ def test_replay_speed_order_and_proportional_pauses(bootstrap: str, tmp_path: Pa
 
 def test_existing_obs_topic_partition_count_wins(bootstrap: str, tmp_path: Path) -> None:
     """The worker routes by the obs topic's real partition count, so ingest must too."""
-    from warning.topics import ensure_topics
+    from warning.shared.topics import ensure_topics
 
     ensure_topics(bootstrap, 2)
     stations = [s.station_id for s in StationRegistry.load()][:20]

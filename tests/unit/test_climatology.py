@@ -240,8 +240,8 @@ def test_spi_params_reproduce_full_spi(built, key: str, path: Path) -> None:
 
 @needs_data
 def test_qc_models_saved_and_loadable(built) -> None:
+    from ingest.partition_store import load_qc_models
     from ingest.qc import load_models
-    from warning.app import load_qc_models
 
     out_dir, summary = built["denver"]
     models = load_models(out_dir / "qc")

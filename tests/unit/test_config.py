@@ -1,7 +1,7 @@
 import stat
 from pathlib import Path
 
-from warning.config import Settings, ensure_token
+from warning.shared.config import Settings, ensure_token
 
 
 def test_generated_token_is_stored_0600_and_reused(tmp_path: Path) -> None:

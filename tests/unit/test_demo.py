@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 from warning.demo import SOURCE, Normal, scenario
 from warning.pipeline import StationGrader
-from warning.regions import RegionTree, StationRegistry
 from warning.rules import load_rules
+from warning.shared.regions import RegionTree, StationRegistry
 
 NORMALS = [Normal("52418", 7, 33.4, 18.0, 15.0), Normal("57006", 7, 29.0, 18.5, 100.0),
            Normal("56080", 11, 5.0, -9.5, 3.0)]

@@ -1,6 +1,6 @@
 """deploy/: no container engine runs here, so the deployment files are checked by parsing them and following the
 references between them (issue 7, point 5): compose services, ports and mounts, the Prometheus targets, the
-Grafana provisioning paths, the dashboard's metric names against warning/metrics.py, the Kubernetes objects that
+Grafana provisioning paths, the dashboard's metric names against warning/shared/metrics.py, the Kubernetes objects that
 refer to each other, and the Dockerfile's command."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "ews.json"
 K8S = DEPLOY / "k8s"
-METRICS_PY = ROOT / "warning" / "metrics.py"
-CONFIG_PY = ROOT / "warning" / "config.py"
+METRICS_PY = ROOT / "warning" / "shared" / "metrics.py"
+CONFIG_PY = ROOT / "warning" / "shared" / "config.py"
 
 # Metrics the dashboard may use although the service does not export them: they come from a Kafka exporter, and a
 # panel using one must say so in its description.
@@ -94,7 +94,7 @@ def parse_listeners(value: str) -> dict[str, tuple[str, int]]:
 
 
 def defined_metrics() -> dict[str, str]:
-    """Metric name -> type, parsed from warning/metrics.py (the names are string literals there)."""
+    """Metric name -> type, parsed from warning/shared/metrics.py (the names are string literals there)."""
     src = METRICS_PY.read_text(encoding="utf-8")
     found = re.findall(r"\b(Counter|Gauge|Histogram|Summary)\(\s*[\"']([a-zA-Z_:][a-zA-Z0-9_:]*)[\"']", src)
     return {name: kind for kind, name in found}
@@ -243,7 +243,7 @@ def test_every_yaml_file_parses() -> None:
 def test_env_var_names_are_known_to_config(services: dict[str, Any], workers: dict[str, Any],
                                            configmap: dict[str, str]) -> None:
     """A misspelt variable would be silently ignored: every EWS_/KAFKA_ name given to the service is read by
-    warning/config.py."""
+    warning/shared/config.py."""
     known = set(re.findall(r"e\.get\(\"([A-Z0-9_]+)\"", CONFIG_PY.read_text(encoding="utf-8")))
     assert {"KAFKA_BOOTSTRAP", "EWS_TOKEN", "EWS_STORE"} <= known
     given = set(configmap)
@@ -490,7 +490,7 @@ def test_dashboard_uses_only_metrics_from_warning_metrics_py() -> None:
             if unknown & EXPORTER_METRICS:
                 assert "exporter" in p.get("description", "").lower(), f"{p['title']}: say it needs an exporter"
                 unknown -= EXPORTER_METRICS
-            assert not unknown, f"{p['title']}: {unknown} not in warning/metrics.py"
+            assert not unknown, f"{p['title']}: {unknown} not in warning/shared/metrics.py"
             if names & set(series) and "histogram_quantile" in t["expr"]:
                 assert all(n.endswith("_bucket") for n in names), t["expr"]
             used |= {series[n] for n in names if n in series}

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from ingest.columns import ELEMENTS, ObservationColumns, observation_columns
-from ingest.qc import QCState, check_columns
-from warning.partition_state import (
+from ingest.partition_state import (
     SNAPSHOT_EVERY,
     PartitionState,
     copy_columns,
@@ -20,8 +19,9 @@ from warning.partition_state import (
     stamp,
     unstamp,
 )
-from warning.regions import StationRegistry
-from warning.station_columns import BLOCK, StationColumns
+from ingest.qc import QCState, check_columns
+from ingest.station_columns import BLOCK, StationColumns
+from warning.shared.regions import StationRegistry
 
 REGISTRY = StationRegistry.load()
 IDS = [s.station_id for s in REGISTRY]
@@ -110,7 +110,7 @@ def test_delta_and_stamp_round_trip_and_reject_garbage() -> None:
 
 def test_report_by_report_undoes_a_failing_report() -> None:
     """The worker's fallback: a report that raises after changing the state leaves no trace; the others stay."""
-    from warning.app import WarningService
+    from ingest.partition_store import report_by_report
 
     ps = PartitionState(StationColumns(), QCState())
     rows = [{"station_id": sid, "time": "2026-07-01T06:00:00Z", "air_temp_c": 30.0} for sid in IDS[:3]]
@@ -122,7 +122,7 @@ def test_report_by_report_undoes_a_failing_report() -> None:
             raise ValueError("bad report")  # ... then fails
         return 1
 
-    done, failed = WarningService._report_by_report(ps, cols, step)
+    done, failed = report_by_report(ps, cols, step)
     assert done == [1, 1] and [(o.station_ids[0], str(e)) for o, e in failed] == [(IDS[1], "bad report")]
     t = {sid: ps.columns.arrays["t"][ps.columns.slot_of[sid]] for sid in IDS[:3] if sid in ps.columns.slot_of}
     assert t[IDS[0]] > 0 and t[IDS[2]] > 0 and IDS[1] not in t

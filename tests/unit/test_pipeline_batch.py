@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from warning.pipeline import StationGrader
-from warning.regions import RegionTree, StationRegistry
 from warning.rules import load_rules
+from warning.shared.regions import RegionTree, StationRegistry
 
 GRADER = StationGrader(load_rules(), StationRegistry.load(), RegionTree.load())
 STATIONS = ["52418", "52889", "57006", "56080", "52533"]

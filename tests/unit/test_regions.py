@@ -1,4 +1,4 @@
-"""Station registry and GB/T 2260 region tree (warning/regions.py and its two package CSV files)."""
+"""Station registry and GB/T 2260 region tree (warning/shared/regions.py and its two package CSV files)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from warning import regions
-from warning.regions import PROVINCE_CODE, Region, RegionTree, Station, StationRegistry
+from warning.shared import regions
+from warning.shared.regions import PROVINCE_CODE, Region, RegionTree, Station, StationRegistry
 
 PREFECTURES = {
     "620100": "兰州市", "620200": "嘉峪关市", "620300": "金昌市", "620400": "白银市", "620500": "天水市",
@@ -220,7 +220,7 @@ def test_registry_rejects_duplicates() -> None:
 
 
 def test_a_bureau_station_file_replaces_the_packaged_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from warning import regions as r
+    from warning.shared import regions as r
 
     src = r._read_data(r.STATIONS_FILE).splitlines()
     own = tmp_path / "stations.csv"

@@ -10,9 +10,9 @@ from typing import Any
 from warning import grading
 from warning.operator_cli import replay_events
 from warning.pipeline import StationGrader
-from warning.records import WarningLevel
-from warning.regions import RegionTree, StationRegistry
 from warning.rules import load_rules
+from warning.shared.records import WarningLevel
+from warning.shared.regions import RegionTree, StationRegistry
 
 RULES = load_rules()
 HEAT = RULES["heat"]

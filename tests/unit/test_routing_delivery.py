@@ -5,7 +5,7 @@ import pytest
 from alerts.delivery import backoff_s, classify, parse_retry_after
 from alerts.routing import route
 from alerts.subscriptions import SubscriptionError, new_subscription
-from warning.regions import RegionTree
+from warning.shared.regions import RegionTree
 
 TREE = RegionTree.load()
 

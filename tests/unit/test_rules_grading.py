@@ -5,11 +5,11 @@ from typing import Any
 
 import pytest
 
+from ingest.quantities import beijing_date, daily_series, forecast_quantities, station_quantities, update_station
 from warning import grading
 from warning.grading import apply_signal, grade
-from warning.quantities import beijing_date, daily_series, forecast_quantities, station_quantities, update_station
-from warning.records import WarningLevel
 from warning.rules import RulesError, load_rules, parse_rules
+from warning.shared.records import WarningLevel
 
 RULES = load_rules()
 HEAT = RULES["heat"]
@@ -244,7 +244,7 @@ class FakeClimatology:
 def test_heat_health_from_the_excess_heat_factor_with_station_climatology() -> None:
     """30 days at a daily mean of 20 degC, then 3 hot days: EHF by hand, then its severity class."""
     from warning.pipeline import StationGrader
-    from warning.regions import RegionTree, StationRegistry
+    from warning.shared.regions import RegionTree, StationRegistry
 
     grader = StationGrader(RULES, StationRegistry.load(), RegionTree.load(), FakeClimatology())
     from datetime import timedelta as td
@@ -276,7 +276,7 @@ def test_drought_from_daily_mci_with_the_process_rule() -> None:
 
     from indices.drought import mci_fit
     from warning.pipeline import StationGrader
-    from warning.regions import RegionTree, StationRegistry
+    from warning.shared.regions import RegionTree, StationRegistry
 
     rng = np.random.default_rng(3)
     hist_days = np.arange(np.datetime64("1981-01-01"), np.datetime64("2011-01-01"))

@@ -3,8 +3,8 @@ from pathlib import Path
 from tests.unit.test_rules_grading import HEAT, NOW, sig
 from warning.cap import render_cap, validate_cap
 from warning.grading import apply_signal
-from warning.regions import RegionTree
 from warning.shapes import region_polygon
+from warning.shared.regions import RegionTree
 
 XSD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cap" / "CAP-v1.2.xsd"
 

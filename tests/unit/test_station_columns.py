@@ -1,5 +1,5 @@
 """The columnar station state (the worker's hot path) gives exactly the quantities and signals of the readable
-per-report reference in warning.quantities / StationGrader.observe_batch."""
+per-report reference in ingest.quantities / StationGrader.observe_batch."""
 
 import math
 import random
@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest import quantities
 from ingest.columns import observation_columns
-from warning import quantities
+from ingest.station_columns import BLOCK, SlotInfo, StationColumns
 from warning.pipeline import StationGrader
-from warning.regions import RegionTree, StationRegistry
 from warning.rules import load_rules
-from warning.station_columns import BLOCK, SlotInfo, StationColumns
+from warning.shared.regions import RegionTree, StationRegistry
 
 RULES = load_rules()
 REGISTRY = StationRegistry.load()

@@ -54,7 +54,7 @@ def test_huge_station_id_is_rejected() -> None:
 
 
 def test_safe_dump_never_raises() -> None:
-    from warning.app import safe_dump
+    from ingest.intake import safe_dump
 
     deep: object = []
     for _ in range(1000):

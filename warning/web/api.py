@@ -4,7 +4,6 @@ departments' endpoints); every write needs ``Authorization: Bearer <EWS_TOKEN>``
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -22,43 +21,24 @@ from alerts.subscriptions import (
     paused_subscription,
     rotated_subscription,
 )
+from ingest.intake import safe_dump
 from ingest.validate import ObservationError, format_time, parse_time, validate_forecast, validate_observation
-from warning import metrics
-from warning.app import WarningService, level_at_least, safe_dump
+from warning.app import WarningService
 from warning.cap import atom_feed, render_cap
 from warning.drought_products import spi_product
 from warning.shapes import region_polygon
+from warning.shared import metrics
+from warning.shared.records import WarningEvent, WarningLevel
+from warning.web.auth import SVC, TOKEN, Handler, require_token
+from warning.web.auth import error_response as _error
+from warning.web.auth import json_response as _json
+from warning.web.dashboard import add_dashboard_routes
 
 T = TypeVar("T")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-SVC = web.AppKey("svc", WarningService)
-TOKEN = web.AppKey("token", str)
 
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def _error(status: int, reason: str) -> web.Response:
-    return _json({"error": reason}, status)
-
-
-def _authorised(request: web.Request) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              request.app[TOKEN].encode())
-
-
-def require_token(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        if not _authorised(request):
-            return web.Response(status=401, headers={"WWW-Authenticate": 'Bearer realm="ews"'},
-                                body=orjson.dumps({"error": "missing or wrong bearer token"}),
-                                content_type="application/json")
-        return await handler(request)
-    return wrapped
+def level_at_least(level: str, minimum: str) -> bool:
+    return WarningLevel.parse(level) >= WarningLevel.parse(minimum)
 
 
 async def _body_json(request: web.Request) -> Any:
@@ -107,7 +87,7 @@ async def _accept_items(request: web.Request, validate: Callable[[Any], dict[str
             rejected.append({"index": i, "reason": str(exc)})
             sid = item.get("station_id") if isinstance(item, dict) else None
             key = str(sid)[:64] if sid else "?"
-            await svc.reject(safe_dump(item), str(exc), f"{source} from {request.remote}", key)
+            await svc.intake.reject(safe_dump(item), str(exc), f"{source} from {request.remote}", key)
     if accepted:
         await publish(accepted)
     return _json({"accepted": len(accepted), "rejected": rejected}, 202)
@@ -121,7 +101,7 @@ async def post_observations(request: web.Request) -> web.Response:
         return validate_observation(item, known_station=svc.registry.__contains__).to_dict()
 
     async def publish(accepted: list[dict[str, Any]]) -> None:
-        await svc.publish_observations(accepted)
+        await svc.intake.publish_observations(accepted)
         metrics.OBS_IN.labels("push").inc(len(accepted))
 
     return await _accept_items(request, validate, publish, "push")
@@ -131,14 +111,17 @@ async def post_observations(request: web.Request) -> web.Response:
 async def post_forecasts(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     return await _accept_items(request, lambda item: validate_forecast(item, known_station=svc.registry.__contains__),
-                               svc.publish_forecasts, "push-forecast")
+                               svc.intake.publish_forecasts, "push-forecast")
 
 
 @require_token
 async def cancel_warning(request: web.Request) -> web.Response:
-    last = await request.app[SVC].operator_cancel(request.match_info["id"])
-    if last is None:
+    svc = request.app[SVC]
+    history = svc.warnings.history.get(request.match_info["id"])
+    if not history:
         return _error(404, "no such warning")
+    last = history[-1]
+    await svc.grade.operator_cancel(last)
     return _json({"warning_id": last["warning_id"], "region_code": last["region_code"], "hazard": last["hazard"],
                   "status": "cancel requested"}, 202)
 
@@ -154,7 +137,7 @@ async def post_subscription(request: web.Request) -> web.Response:
         return _error(400, str(exc))
     except DestinationRefused as exc:
         return _error(400, f"url: {exc}")
-    await svc.put_subscription(sub, sub.id)
+    await svc.subscriptions.put(sub, sub.id)
     return _json({**sub.public(), "id": sub.id, "secret": sub.secret}, 201)
 
 
@@ -202,7 +185,7 @@ async def patch_subscription(request: web.Request) -> web.Response:
         return _error(400, str(exc))
     except DestinationRefused as exc:
         return _error(400, f"url: {exc}")
-    await svc.put_subscription(new, new.id)
+    await svc.subscriptions.put(new, new.id)
     return _json(new.public())
 
 
@@ -212,7 +195,7 @@ def _set_active(active: bool) -> Handler:
         svc = request.app[SVC]
         sub = _subscription(request)
         new = paused_subscription(sub, active, None if active else "paused by operator")
-        await svc.put_subscription(new, new.id)
+        await svc.subscriptions.put(new, new.id)
         return _json(new.public())
     return handler
 
@@ -226,7 +209,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
     if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 30 * 86400:
         return _error(400, "grace_s: seconds in [0, 2592000]")
     new = rotated_subscription(sub, float(grace))
-    await svc.put_subscription(new, new.id)
+    await svc.subscriptions.put(new, new.id)
     return _json({"id": new.id, "secret": new.secret, "previous_secret_expires": new.previous_secret_expires})
 
 
@@ -238,7 +221,7 @@ async def subscription_deliveries(request: web.Request) -> web.Response:
         limit = max(1, min(1000, int(request.query.get("limit", "100"))))
     except ValueError:
         return _error(400, "limit: an integer")
-    receipts = list(svc.receipts_by_sub.get(sub_id, []))[-limit:]
+    receipts = list(svc.deliveries.by_sub.get(sub_id, []))[-limit:]
     return _json(receipts[::-1])
 
 
@@ -246,7 +229,7 @@ async def subscription_deliveries(request: web.Request) -> web.Response:
 async def list_dead_letters(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     sub_id = request.query.get("subscription_id")
-    out = [d for d in svc.dead_letters.values() if not sub_id or d.get("subscription_id") == sub_id]
+    out = [d for d in svc.dead_letters.parked.values() if not sub_id or d.get("subscription_id") == sub_id]
     return _json(sorted(out, key=lambda d: d.get("parked_at", ""), reverse=True))
 
 
@@ -257,21 +240,21 @@ async def redrive_dead_letters(request: web.Request) -> web.Response:
     sub_id = body.get("subscription_id") if isinstance(body, dict) else None
     if sub_id is not None and not isinstance(sub_id, str):
         return _error(400, "subscription_id: a string")
-    return _json({"redriven": await svc.redrive(sub_id)})
+    return _json({"redriven": await svc.dead_letters.redrive(sub_id)})
 
 
 @require_token
 async def delete_subscription(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     sub_id = _subscription(request).id
-    await svc.put_subscription(None, sub_id)
+    await svc.subscriptions.put(None, sub_id)
     return web.Response(status=204)
 
 
 async def list_warnings(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     active = request.query.get("active", "false").lower() in ("1", "true", "yes")
-    events = svc.active_warnings() if active else list(svc.warnings.values())
+    events = svc.warnings.active() if active else list(svc.warnings.latest.values())
     hazard = request.query.get("hazard")
     region = request.query.get("region")
     level = request.query.get("level")
@@ -312,22 +295,22 @@ async def in_view(lookup: Callable[[], T | None], timeout_s: float = VIEW_CATCH_
 
 async def get_warning(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    history = await in_view(lambda: svc.warning_history.get(request.match_info["id"]) or None)
+    history = await in_view(lambda: svc.warnings.history.get(request.match_info["id"]) or None)
     if not history:
         return _error(404, "no such warning")
-    receipts = [r for r in svc.recent_receipts if r["warning_id"] == request.match_info["id"]]
+    receipts = [r for r in svc.deliveries.recent if r["warning_id"] == request.match_info["id"]]
     return _json({"warning_id": request.match_info["id"], "events": history, "deliveries": receipts})
 
 
-def _find_event(svc: WarningService, ident: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+def _find_event(svc: WarningService, ident: str) -> tuple[WarningEvent, list[WarningEvent]] | None:
     """An event by event id, or the latest event of a warning id; with the earlier events of its chain."""
-    if ident in svc.warning_history:
-        chain = svc.warning_history[ident]
+    if ident in svc.warnings.history:
+        chain = svc.warnings.history[ident]
         return chain[-1], chain[:-1]
-    event = svc.events_by_id.get(ident)
+    event = svc.warnings.events_by_id.get(ident)
     if event is None:
         return None
-    chain = svc.warning_history.get(event["warning_id"], [])
+    chain = svc.warnings.history.get(event["warning_id"], [])
     return event, [e for e in chain if e["seq"] < event["seq"]]
 
 
@@ -344,7 +327,7 @@ async def get_warning_cap(request: web.Request) -> web.Response:
 async def cap_feed(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     base = f"{request.scheme}://{request.host}"
-    events = [e for e in svc.active_warnings() if e.get("region_level", "county") == "county"]
+    events = [e for e in svc.warnings.active() if e.get("region_level", "county") == "county"]
     body = atom_feed(events, feed_url=base + "/api/v1/cap/feed.atom",
                      cap_url=lambda e: f"{base}/api/v1/warnings/{e['id']}.cap")
     return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
@@ -353,7 +336,7 @@ async def cap_feed(request: web.Request) -> web.Response:
 async def drought_spi(request: web.Request) -> web.Response:
     """Monthly SPI drought monitoring (information product) from this worker's station states."""
     svc = request.app[SVC]
-    states = svc.daily_precip_states()
+    states = svc.intake.store.daily_precip_states()
     names = {s.station_id: s.name_zh or s.name for s in svc.registry}
     return _json(spi_product(states, svc.climatology, names))
 
@@ -390,7 +373,6 @@ def make_web_app(svc: WarningService, token: str) -> web.Application:
     app.router.add_post("/api/v1/forecasts", post_forecasts)
     app.router.add_get("/api/v1/stations", list_stations)
     app.router.add_get("/api/v1/drought/spi", drought_spi)
-    from warning.web.dashboard import add_dashboard_routes
 
     add_dashboard_routes(app)
     return app

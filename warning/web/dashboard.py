@@ -26,9 +26,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from warning.app import WarningService, now_iso
-from warning.regions import RegionTree
-from warning.web.api import SVC, require_token
+from warning.app import WarningService
+from warning.shared.bus import now_iso
+from warning.shared.records import Receipt
+from warning.shared.regions import RegionTree
+from warning.web.auth import SVC, require_token
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +102,10 @@ async def static_file(request: web.Request) -> web.Response:
 
 
 def _snapshot(svc: WarningService) -> dict[str, Any]:
-    warnings = sorted(svc.warnings.values(), key=lambda e: e["sent"], reverse=True)
-    receipts = list(svc.recent_receipts)[-SNAPSHOT_RECEIPTS:]
+    warnings = sorted(svc.warnings.latest.values(), key=lambda e: e["sent"], reverse=True)
+    receipts = list(svc.deliveries.recent)[-SNAPSHOT_RECEIPTS:]
     return {"server_time": now_iso(), "warnings": warnings,
-            "active": [e["warning_id"] for e in svc.active_warnings()], "receipts": receipts}
+            "active": [e["warning_id"] for e in svc.warnings.active()], "receipts": receipts}
 
 
 def _sse(event: str, data: Any) -> bytes:
@@ -130,7 +132,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                        "X-Accel-Buffering": "no", **_SECURITY_HEADERS})
-    svc.listeners.append(listener)
+    svc.feed.listeners.append(listener)
     try:
         await resp.prepare(request)
         await resp.write(b"retry: 3000\n\n" + _sse("snapshot", _snapshot(svc)))
@@ -158,7 +160,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         pass  # the browser went away
     finally:
         with contextlib.suppress(ValueError):
-            svc.listeners.remove(listener)
+            svc.feed.listeners.remove(listener)
     return resp
 
 
@@ -204,10 +206,10 @@ DEAD_RESULTS = ("dead", "gone")
 
 
 def subscriber_health(svc: WarningService) -> list[dict[str, Any]]:
-    """Per subscription, from ``svc.recent_receipts`` (this worker's last 2000 attempts): last success, failures
+    """Per subscription, from ``svc.deliveries.recent`` (this worker's last 2000 attempts): last success, failures
     since then, last error and the attempts that were parked as dead letters (``dead``/``gone`` results)."""
-    by_sub: dict[str, list[dict[str, Any]]] = {}
-    for r in svc.recent_receipts:
+    by_sub: dict[str, list[Receipt]] = {}
+    for r in svc.deliveries.recent:
         by_sub.setdefault(r["subscription_id"], []).append(r)
     out = []
     for sub in svc.subscriptions:
@@ -247,7 +249,7 @@ def subscriber_health(svc: WarningService) -> list[dict[str, Any]]:
 @require_token
 async def subscribers_health(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    body = {"time": now_iso(), "receipts_window": len(svc.recent_receipts),
+    body = {"time": now_iso(), "receipts_window": len(svc.deliveries.recent),
             "subscribers": subscriber_health(svc)}
     return web.Response(body=orjson.dumps(body), content_type="application/json",
                         headers={"Cache-Control": "no-store"})

@@ -26,7 +26,7 @@ from ingest.formats import (
 from ingest.formats.ghcn_daily import read_ghcn_csv, read_ghcn_dly
 from ingest.formats.isd_lite import read_isd_lite
 from ingest.formats.table import TableSpec, read_table
-from warning.records import Observation
+from warning.shared.records import Observation
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT.parent / "shared" / "data" / "station_obs"

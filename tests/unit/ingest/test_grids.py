@@ -16,7 +16,7 @@ import xarray as xr
 from ingest.formats import UnreadableFileError
 from ingest.formats.grids import GridFormatError, GridStats, interpolate_to_points, open_grid, read_forecast_points
 from ingest.validate import validate_forecast
-from warning.regions import StationRegistry
+from warning.shared.regions import StationRegistry
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT.parent / "shared" / "data" / "netcdf"

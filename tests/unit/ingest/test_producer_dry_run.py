@@ -339,7 +339,7 @@ def obs_rows(stations: list[str], n: int) -> Iterator[dict[str, Any]]:
 
 
 def test_sink_batches_by_partition_at_most_1000_with_first_station_key() -> None:
-    from warning.regions import StationRegistry
+    from warning.shared.regions import StationRegistry
 
     stations = [s.station_id for s in StationRegistry.load()][:40]
     prod = FakeProducer()
@@ -380,8 +380,8 @@ def test_sink_time_flush_and_size_split() -> None:
 
 
 def test_partition_for_matches_the_worker() -> None:
-    from warning.app import partition_for as worker_partition_for
-    from warning.regions import StationRegistry
+    from warning.shared.regions import StationRegistry
+    from warning.shared.topics import partition_for as worker_partition_for
 
     for s in StationRegistry.load():
         for n in (1, 3, 4, 8):

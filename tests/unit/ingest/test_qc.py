@@ -27,7 +27,7 @@ from ingest.qc import (
     load_models,
     save_models,
 )
-from warning.records import Observation
+from warning.shared.records import Observation
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT.parent / "shared" / "data" / "station_obs"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import struct
 from functools import lru_cache
 
 from kafka import KafkaAdminClient
@@ -44,8 +46,6 @@ def retry_tier(i: int) -> str:
 
 def ensure_topics(bootstrap: str, partitions: int, retry_tiers: int = 6) -> list[str]:
     """Create missing topics; existing ones are left as they are. Returns the names created."""
-    from warning.broker import metadata_ok
-
     if not any(metadata_ok(server.strip(), timeout_s=3.0) for server in bootstrap.split(",") if server.strip()):
         raise ConnectionError(f"no broker answers a metadata request at {bootstrap}")
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ews-admin", request_timeout_ms=10000)
@@ -66,3 +66,29 @@ def ensure_topics(bootstrap: str, partitions: int, retry_tiers: int = 6) -> list
         return created
     finally:
         admin.close()
+
+
+def metadata_ok(bootstrap: str, timeout_s: float = 1.0) -> bool:
+    """True when the broker answers a Kafka Metadata (v0) request, not just a TCP accept.
+
+    A raw request on one socket: bounded by ``timeout_s``, unlike a client library's bootstrap retries.
+    """
+    host, _, port = bootstrap.rpartition(":")
+    client_id = b"ews-ready-probe"
+    correlation = 0x0E5
+    # api_key=3 (Metadata), api_version=0, correlation id, client id, topics=[] (all topics in v0)
+    body = struct.pack(">hhih", 3, 0, correlation, len(client_id)) + client_id + struct.pack(">i", 0)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+            sock.settimeout(timeout_s)
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            header = b""
+            while len(header) < 8:
+                chunk = sock.recv(8 - len(header))
+                if not chunk:
+                    return False
+                header += chunk
+    except OSError:
+        return False
+    size, corr = struct.unpack(">ii", header)
+    return corr == correlation and size >= 4

@@ -1,6 +1,6 @@
 """Per-partition station state as numpy columns: the worker's hot path (issue 8).
 
-The same state and quantities as :mod:`warning.quantities` (the readable per-report reference, which the
+The same state and quantities as :mod:`ingest.quantities` (the readable per-report reference, which the
 property tests compare this module against), kept as arrays indexed by a station slot so that a batch of reports
 is folded in with a few vectorised operations instead of per-report dict copies:
 
@@ -14,7 +14,7 @@ is folded in with a few vectorised operations instead of per-report dict copies:
 A station that reports twice in one batch is handled in rounds (its k-th report in round k), so every report is
 graded on the state as of that report, exactly as one-by-one. State is encoded in blocks of ``BLOCK`` slots
 (``encode_block``): a few hundred bytes per station (the per-report part) and ~2 KB (the daily part) instead of
-JSON dicts with date keys; ``warning.partition_state`` decides when they are written.
+JSON dicts with date keys; ``ingest.partition_state`` decides when they are written.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from warning.quantities import (
+from ingest.quantities import (
     API_DAYS,
     DROUGHT_LIGHT,
     EHF_DAYS,

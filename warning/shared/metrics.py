@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 OBS_IN = Counter("ews_observations_total", "Observations accepted into the pipeline", ["source"])
@@ -28,3 +30,22 @@ QC_FLAGGED = Counter("ews_qc_flagged_values_total", "Observation values flagged 
 SIGNALS = Counter("ews_signals_total", "Signals (station levels, ticks, operator actions) sent to and graded from "
                   "the signals topic", ["stage"])
 CONSUMER_LAG = Gauge("ews_consumer_lag_records", "Records not yet processed on this worker's partitions", ["topic"])
+
+
+def measure_lag(consumer: Any) -> None:
+    """Consumer lag per source topic: the fetch high watermark (right on tansu, unlike ListOffsets) minus the
+    next offset to process, summed over this worker's partitions."""
+    lag: dict[str, int] = {}
+    for tp in consumer.assignment():
+        if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:  # read only during recovery
+            continue
+        try:
+            hw = consumer.highwater(tp)
+        except Exception:  # not fetched yet
+            continue
+        if hw is None:
+            continue
+        read = getattr(consumer, "_read_offset", {}).get(tp)  # faust keeps the last processed offset here
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, int(hw) - (int(read) + 1 if read is not None else 0))
+    for topic, value in lag.items():
+        CONSUMER_LAG.labels(topic).set(value)

@@ -26,7 +26,7 @@ import orjson
 
 from ingest.columns import ObservationColumns
 from ingest.qc import QCState
-from warning.station_columns import StationColumns
+from ingest.station_columns import StationColumns
 
 SNAPSHOT_EVERY = 16  # delta ring slots; a full snapshot after every SNAPSHOT_EVERY - 1 batches
 _STAMP = struct.Struct("<q")

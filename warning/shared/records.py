@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
+
+# Stable ids (warning events, webhook-ids) for replay-safe deduplication: uuid5 under this namespace.
+NAMESPACE = uuid.UUID("6f1c2b8e-5d0a-4e7b-9a55-2f0c7e1d4a90")
 
 # Measured elements an Observation may carry, with their units (the schema of ARCHITECTURE.md).
 OBSERVATION_ELEMENTS: dict[str, str] = {
@@ -99,3 +103,102 @@ class ForecastPoint:
     lead_h: float
     values: dict[str, float]
     source: str = "unknown"
+
+
+class Signal(TypedDict, total=False):
+    """A ``signals`` record (ingest -> warning, keyed by region): a station's level for one hazard (kind
+    ``station``), a prefecture's roll-up of a county event (``county``), a timer ``tick`` or an
+    ``operator_cancel``. Every kind carries region_code, hazard and time; the rest depends on the kind
+    (``warning.grading.apply_signal``)."""
+
+    kind: Literal["station", "county", "tick", "operator_cancel"]
+    region_code: str
+    region_level: str
+    region_name: str
+    region_name_zh: str
+    prefecture_code: str | None
+    hazard: str
+    time: str
+    level: str | None
+    station_id: str
+    station_name: str
+    quantity: str
+    value: float | None
+    basis: str
+    valid_to: str
+    accepted_at: float
+    county_code: str
+    onset: str
+    expires: str
+    stations: list[dict[str, Any]]
+
+
+class WarningEvent(TypedDict):
+    """A ``warnings`` record (warning -> alerts and every reader): one step of a warning's alert/update/cancel
+    chain for one region and hazard (``warning.grading``); CAP 1.2 is rendered from it."""
+
+    id: str
+    warning_id: str
+    seq: int
+    msg_type: Literal["alert", "update", "cancel"]
+    change: str
+    region_code: str
+    region_level: str
+    region_name: str
+    region_name_zh: str
+    prefecture_code: str | None
+    hazard: str
+    level: str
+    level_zh: str
+    basis: str
+    sent: str
+    onset: str
+    expires: str
+    stations: list[dict[str, Any]]
+    references: list[str]
+    headline_zh: str
+    headline_en: str
+    description_zh: str
+    description_en: str
+    instruction_zh: str
+    instruction_en: str
+    cma_code: str
+    category: str
+    severity: str
+    urgency: str
+    certainty: str
+    source: str
+    emitted_at: NotRequired[float]
+
+
+class Delivery(TypedDict):
+    """An ``alerts.outbox`` / ``alerts.retry.N`` / ``alerts.dead`` record: one warning event for one
+    subscription. ``webhook_id`` is stable across attempts and redrives (receivers deduplicate on it)."""
+
+    webhook_id: str
+    subscription_id: str
+    type: str  # the webhook type: warning.alert | warning.update | warning.cancel
+    event: WarningEvent
+    attempt: int
+    first_attempt_at: float | None
+    not_before: NotRequired[float]
+    last_error: NotRequired[str | None]
+    parked_at: NotRequired[str]
+    redriven_at: NotRequired[str]
+
+
+class Receipt(TypedDict):
+    """An ``alerts.receipts`` record: the outcome of one delivery attempt."""
+
+    webhook_id: str
+    subscription_id: str
+    department: str
+    warning_id: str | None
+    event_id: str | None
+    type: str
+    attempt: int
+    result: str
+    status: int | None
+    latency_s: float
+    error: str | None
+    time: str

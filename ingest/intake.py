@@ -1,0 +1,187 @@
+"""The intake stage: the ``observations`` and ``forecasts`` agents. Observation batches are decoded, checked
+(validation and QC), folded into their partition's station state (``ingest.partition_store``) and graded by the
+station grader the composition root passes in; the station signals go to ``signals``. Bad records go to
+``obs.rejected`` with the reason; nothing that arrives stops the agent."""
+
+from __future__ import annotations
+
+import logging
+import reprlib
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+
+from ingest.columns import BatchError, ObservationBatch, ObservationColumns, decode_batch, encode_batch
+from ingest.partition_state import copy_columns
+from ingest.partition_store import PartitionStore, report_by_report
+from warning.shared import metrics
+from warning.shared.bus import DataClock, SignalSink, Topic, key_event, now_iso
+from warning.shared.records import Signal
+from warning.shared.topics import partition_for
+
+log = logging.getLogger(__name__)
+
+OBS_TAKE = 8  # obs messages the observations agent takes together (their signals leave in one message per partition)
+OBS_WITHIN_S = 0.01  # ... or what arrived within this long (a live push waits at most this for company)
+BATCH_ROWS = 1000  # reports per obs / forecast message
+
+
+class StationGrading(Protocol):
+    """What intake needs of the grading stage (``warning.pipeline.StationGrader``)."""
+
+    def observe_columns(self, state: Any, cols: Any, **extra: Any) -> tuple[int, int, list[Any]]: ...
+
+    def forecast(self, p: dict[str, Any]) -> list[Any]: ...
+
+
+def safe_dump(value: Any, limit: int = 65536) -> bytes:
+    """Bytes of any decoded record for a dead letter: JSON when orjson can (it refuses > 254 levels of nesting
+    and odd types), else a truncated repr; never raises."""
+    try:
+        return orjson.dumps(value, default=str)[:limit]
+    except (TypeError, ValueError, RecursionError, OverflowError):
+        shortened = reprlib.Repr()
+        shortened.maxlevel, shortened.maxlist, shortened.maxdict, shortened.maxstring = 40, 200, 200, 4000
+        return shortened.repr(value)[:limit].encode("utf-8", "replace")
+
+
+class Rejects:
+    """``obs.rejected``: the raw record, the reason naming the field, where it came from and when."""
+
+    def __init__(self, topic: Topic) -> None:
+        self.topic = topic
+
+    async def reject(self, raw: bytes, reason: str, source: str, key: str = "?") -> None:
+        metrics.OBS_REJECTED.labels(reason.split(":", 1)[0][:40]).inc()
+        record = {"reason": reason[:1000], "source": source[:200], "time": now_iso(),
+                  "raw": raw[:65536].decode("utf-8", "replace")}
+        await self.topic.send(key=key[:64].encode("utf-8", "replace"), value=orjson.dumps(record))
+
+
+class Intake:
+    """The ``observations`` and ``forecasts`` agents and the producers the push API uses."""
+
+    def __init__(self, *, partitions: int, obs_topic: Topic, forecast_topic: Topic, rejects: Rejects,
+                 store: PartitionStore, grader: StationGrading, signals: SignalSink, clock: DataClock,
+                 known_station: Callable[[str], bool]) -> None:
+        self.partitions = partitions
+        self.obs_topic, self.forecast_topic = obs_topic, forecast_topic
+        self.rejects, self.store, self.grader = rejects, store, grader
+        self.signals, self.clock = signals, clock
+        self.known_station = known_station
+
+    # ---- producing (the push API) ------------------------------------------------------------------------
+    async def publish_observations(self, observations: list[dict[str, Any]]) -> None:
+        """Group by partition and send one batch message per partition (batches make a worker fast). The key
+        is the batch's first station, the partition is explicit."""
+        accepted_at = time.time()
+        for p, chunk in self._chunks(observations):
+            await self.obs_topic.send(key=chunk[0]["station_id"].encode(), value=encode_batch(chunk, accepted_at),
+                                      partition=p)
+
+    async def publish_forecasts(self, points: list[dict[str, Any]]) -> None:
+        for p, chunk in self._chunks(points):
+            await self.forecast_topic.send(key=chunk[0]["station_id"].encode(),
+                                           value=orjson.dumps({"points": chunk}), partition=p)
+
+    def _chunks(self, records: list[dict[str, Any]]) -> list[tuple[int, list[dict[str, Any]]]]:
+        parts: dict[int, list[dict[str, Any]]] = {}
+        for r in records:
+            parts.setdefault(partition_for(r["station_id"], self.partitions), []).append(r)
+        return [(p, batch[i:i + BATCH_ROWS]) for p, batch in parts.items() for i in range(0, len(batch), BATCH_ROWS)]
+
+    async def reject(self, raw: bytes, reason: str, source: str, key: str = "?") -> None:
+        await self.rejects.reject(raw, reason, source, key)
+
+    # ---- the observations agent --------------------------------------------------------------------------
+    async def observations(self, stream: Any) -> None:
+        """Obs messages are taken OBS_TAKE at a time (or what came within OBS_WITHIN_S); each is decoded, checked,
+        folded and stored on its own, and the take's signals go out together, one signals message per partition:
+        under a backlog ~OBS_TAKE times fewer messages for the grade agent. Events are acked after the take."""
+        async for events in stream.take_events(OBS_TAKE, within=OBS_WITHIN_S):
+            signals: list[Signal] = []
+            for event in events:
+                with key_event(event):  # the partition's state tables are written under its own message
+                    signals.extend(await self._observe_message(event.message.partition, event.value))
+            await self.signals.send(signals)
+
+    async def _observe_message(self, part: int, value: Any) -> list[Signal]:
+        """One obs message -> its station signals (bad records and batches go to obs.rejected)."""
+        raw = value if isinstance(value, bytes) else b""
+        try:
+            batch = decode_batch(value, known_station=self.known_station)
+        except BatchError as exc:  # the envelope is a schema too: the whole record goes to obs.rejected
+            await self.reject(raw, f"batch: {exc}", "obs-topic")
+            return []
+        except Exception as exc:  # a bug must not stop the agent: the record is kept with the reason
+            log.exception("observations: cannot decode a batch")
+            await self.reject(raw, f"batch: {type(exc).__name__}: {exc}"[:500], "obs-topic")
+            return []
+        return await self._observe_batch(part, batch, value)
+
+    async def _observe_batch(self, part: int, batch: ObservationBatch, raw: bytes) -> list[Signal]:
+        """QC, fold into the partition's columnar state and grade one decoded batch message; then log the
+        batch's delta (and, now and then, a snapshot of the state). Returns the station signals."""
+        cols = batch.columns
+        accepted_at = batch.accepted_at if batch.accepted_at is not None else time.time()
+        for i, reason in batch.rejected:  # the topic is open to any producer: the same checks as the push API
+            obs = batch.record(i)
+            sid = obs.get("station_id", "?") if isinstance(obs, dict) else "?"
+            await self.reject(safe_dump(obs), reason, "obs-topic", str(sid)[:64])
+        if not len(cols):
+            return []
+        ps = self.store.get(part)
+        raw_cols = copy_columns(cols)  # before QC: what the delta records and a replay folds in again
+        hard, cols = self.store.quality_control(ps.qc, cols)
+        for i, reason in hard:
+            await self.reject(safe_dump(batch.record(int(raw_cols.rows[i]))), f"qc: {reason}", "obs-topic",
+                              raw_cols.station_ids[i])
+        try:  # the fast path: the whole batch at once
+            applied, stale, signals = self.grader.observe_columns(ps.columns, cols, accepted_at=accepted_at)
+        except Exception:  # a bug or an odd value: start again from the stored state, one report at a time
+            log.warning("observations: batch path failed; grading record by record", exc_info=True)
+            applied, stale, signals = await self._grade_one_by_one(part, raw_cols, accepted_at)
+        metrics.OBS_PROCESSED.inc(applied)
+        metrics.OBS_STALE.inc(stale)
+        if len(cols):
+            self.clock.advance(max(cols.times))
+        try:
+            self.store.store(part, self.store.partitions[part], raw_cols)
+        except Exception as exc:  # a state that cannot be stored must not kill the agent
+            log.exception("observations: cannot store partition state")
+            await self.reject(raw[:65536], f"state: cannot store ({exc})", "obs-topic")
+            return []
+        return signals
+
+    async def _grade_one_by_one(self, part: int, raw_cols: ObservationColumns, accepted_at: float
+                                ) -> tuple[int, int, list[Signal]]:
+        ps = self.store.get(part, reload=True)
+        _, cols = self.store.quality_control(ps.qc, copy_columns(raw_cols))
+        done, failed = report_by_report(
+            ps, cols, lambda one: self.grader.observe_columns(ps.columns, one, accepted_at=accepted_at))
+        for one, exc in failed:  # one bad record never stops the batch or the worker
+            await self.reject(safe_dump(one.record(0)), f"record: {type(exc).__name__}: {exc}"[:500], "obs-topic")
+        return sum(d[0] for d in done), sum(d[1] for d in done), [sig for d in done for sig in d[2]]
+
+    # ---- the forecasts agent -----------------------------------------------------------------------------
+    async def forecasts(self, stream: Any) -> None:
+        async for value in stream:
+            try:
+                points = orjson.loads(value)["points"]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                await self.reject(value if isinstance(value, bytes) else b"", f"forecast batch: malformed ({exc})",
+                                  "forecast-topic")
+                continue
+            if not isinstance(points, list):
+                await self.reject(value, "forecast batch: points is not a list", "forecast-topic")
+                continue
+            signals: list[Signal] = []
+            for p in points:
+                try:
+                    signals.extend(self.grader.forecast(p))
+                except Exception as exc:
+                    log.exception("forecast: cannot apply point")
+                    await self.reject(safe_dump(p), f"forecast: {type(exc).__name__}: {exc}"[:500], "forecast-topic")
+            await self.signals.send(signals)

@@ -1,0 +1,91 @@
+"""How stages put records on topics and keep time, without knowing faust's app: a raw producer function, the
+signals sink (one message per partition), the event-time clock and the faust current-event scope."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from faust.streams import _current_event as faust_current_event
+
+from warning.shared import metrics
+from warning.shared.records import Signal
+from warning.shared.topics import partition_for
+
+# (topic name, key, value, partition or None): raw bytes straight to the producer. Offsets stay after outcomes:
+# faust flushes its producer before every commit.
+Produce = Callable[[str, bytes, bytes, int | None], Awaitable[None]]
+
+
+class Topic(Protocol):
+    """What a stage needs of a faust topic: its name and ``send`` (faust's channel path)."""
+
+    def get_topic_name(self) -> str: ...
+
+    async def send(self, *, key: bytes | None = None, value: bytes | None = None,
+                   partition: int | None = None) -> Any: ...
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_utc(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
+
+
+class DataClock:
+    """The event-time clock for expiry: the newest observation time, running on in real time after it. Replays
+    of old data expire their warnings in data time, live data in (almost) wall time."""
+
+    def __init__(self) -> None:
+        self.data_clock = ""
+        self.data_clock_at = time.time()
+
+    def advance(self, t: str) -> None:
+        """Only validated report times reach here (at most 1 h ahead of the wall clock)."""
+        if t > self.data_clock:
+            self.data_clock = t
+            self.data_clock_at = time.time()
+
+    def now(self) -> str:
+        if not self.data_clock:
+            return now_iso()
+        # never ahead of the wall clock by more than validation allows (1 h)
+        t = min(parse_utc(self.data_clock).timestamp() + (time.time() - self.data_clock_at), time.time() + 3600)
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SignalSink:
+    """Sends station signals to ``signals``: one message per partition (the region's, as the key would pick), in
+    emission order."""
+
+    def __init__(self, produce: Produce, topic: str, partitions: int) -> None:
+        self.produce, self.topic, self.partitions = produce, topic, partitions
+
+    async def send(self, signals: list[Signal]) -> None:
+        if not signals:
+            return
+        by_part: dict[int, list[Signal]] = {}
+        for sig in signals:
+            by_part.setdefault(partition_for(sig["region_code"], self.partitions), []).append(sig)
+        for p, sigs in by_part.items():
+            metrics.SIGNALS.labels("sent").inc(len(sigs))
+            await self.produce(self.topic, sigs[0]["region_code"].encode(), orjson.dumps({"signals": sigs}), p)
+
+
+@contextlib.contextmanager
+def key_event(event: Any) -> Iterator[None]:
+    """Make ``event`` the task's current faust event: faust writes a table's changelog to the partition of the
+    current event (a context variable). Not Stream._set_current_event: that also sets stream.current_event, which
+    take_events' buffer reads to know which event to ack."""
+    token = faust_current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_current_event.reset(token)

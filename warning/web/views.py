@@ -1,0 +1,122 @@
+"""The API's read models, fed by whole-topic mirrors (``warning.shared.mirror``) and by this worker's own writes:
+the warnings view (latest event per region and hazard, each warning's chain), the deliveries view (recent
+receipts) and the live feed the dashboard's SSE stream listens to."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from warning.shared import metrics
+from warning.shared.bus import now_iso
+from warning.shared.records import Receipt, WarningEvent
+
+log = logging.getLogger(__name__)
+
+MAX_WARNING_HISTORIES = 5000  # warnings (with all their events) the in-memory API views keep
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+class LiveFeed:
+    """Listeners called with ("warning", WarningEvent) and ("receipt", Receipt) as they arrive."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Listener] = []
+
+    def notify(self, kind: str, record: Any) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(kind, record)
+            except Exception:  # a broken listener must not stop the pipeline
+                log.exception("listener failed")
+
+
+class WarningsView:
+    def __init__(self, feed: LiveFeed) -> None:
+        self.feed = feed
+        self.latest: dict[str, WarningEvent] = {}  # key region:hazard -> latest WarningEvent
+        self.history: dict[str, list[WarningEvent]] = {}  # warning_id -> events, in seq order
+        self.events_by_id: dict[str, WarningEvent] = {}
+        self._gauge_at = 0.0
+
+    def mirror(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None or value is None:
+            return
+        event = orjson.loads(value)
+        is_new = event["id"] not in self.events_by_id
+        self.events_by_id[event["id"]] = event
+        history = self.history.pop(event["warning_id"], [])  # re-inserted last: most recently updated
+        self.history[event["warning_id"]] = history
+        if is_new:
+            history.append(event)
+            if len(history) > 1 and history[-2]["seq"] > event["seq"]:
+                history.sort(key=lambda e: e["seq"])
+        latest = self.latest.get(key.decode())
+        if latest is None or latest["warning_id"] != event["warning_id"] or latest["seq"] <= event["seq"]:
+            self.latest[key.decode()] = event
+        if len(self.history) > MAX_WARNING_HISTORIES + MAX_WARNING_HISTORIES // 10:
+            self._prune()
+        self.refresh_active_gauge()
+        self.feed.notify("warning", event)
+
+    def _prune(self) -> None:
+        """Bound the API's memory: keep the MAX_WARNING_HISTORIES most recently updated warnings (and every one
+        that is still the latest of its region and hazard); the warnings topic keeps them all."""
+        current = {e["warning_id"] for e in self.latest.values()}
+        excess = len(self.history) - MAX_WARNING_HISTORIES
+        for wid in list(self.history):
+            if excess <= 0:
+                break
+            if wid in current:
+                continue
+            for e in self.history.pop(wid):
+                self.events_by_id.pop(e["id"], None)
+            excess -= 1
+
+    def refresh_active_gauge(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._gauge_at < 1.0:  # at most once a second under an event storm
+            return
+        self._gauge_at = now
+        metrics.WARNINGS_ACTIVE.clear()
+        for e in self.active():
+            metrics.WARNINGS_ACTIVE.labels(e["hazard"], e["level"]).inc()
+
+    def active(self, at: str | None = None) -> list[WarningEvent]:
+        t = at or now_iso()
+        return [e for e in self.latest.values() if e["msg_type"] != "cancel" and e["expires"] > t]
+
+    def earlier(self, event: WarningEvent) -> list[WarningEvent]:
+        """The events of ``event``'s warning before it (what its CAP references)."""
+        return [e for e in self.history.get(event.get("warning_id", ""), []) if e["seq"] < event.get("seq", 0)]
+
+
+class DeliveriesView:
+    """Recent delivery receipts, overall and per subscription (fed locally and by the receipts mirror)."""
+
+    def __init__(self, feed: LiveFeed) -> None:
+        self.feed = feed
+        self.recent: deque[Receipt] = deque(maxlen=2000)
+        self.by_sub: dict[str, deque[Receipt]] = {}
+        self._seen: set[tuple[str, int, str]] = set()
+
+    def apply(self, receipt: Receipt) -> None:
+        key = (receipt["webhook_id"], receipt["attempt"], receipt["result"])
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        if len(self._seen) > 20000:
+            self._seen.clear()
+        self.recent.append(receipt)
+        self.by_sub.setdefault(receipt["subscription_id"], deque(maxlen=200)).append(receipt)
+        self.feed.notify("receipt", receipt)
+
+    def mirror(self, key: bytes | None, value: bytes | None) -> None:
+        if value:
+            self.apply(orjson.loads(value))
