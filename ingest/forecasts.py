@@ -57,7 +57,7 @@ def run_grid_ingest(paths: list[str], *, bootstrap: str | None, partitions: int 
         return 2
     from kafka import KafkaProducer
 
-    from ingest.producer import producer_config
+    from ingest.kafka_producer import producer_config
 
     n_parts = partitions or int(os.environ.get("EWS_PARTITIONS", "4"))
     ensure_topics(bootstrap, n_parts)

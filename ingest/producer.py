@@ -47,6 +47,7 @@ import orjson
 
 from ingest.columns import encode_batch
 from ingest.formats import FORMATS, ParsedRow, RowError, UnreadableFileError, read_observations
+from ingest.kafka_producer import producer_config
 from ingest.validate import ObservationError, validate_observation
 from warning.shared.records import Observation
 from warning.shared.regions import StationRegistry
@@ -655,23 +656,6 @@ def _run(args: argparse.Namespace, clock: Clock, sleep: Sleep, out: IO[str], err
 
 def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def producer_config(bootstrap: str) -> dict[str, Any]:
-    """kafka-python producer settings for the obs batches (BROKER.md §1c, §3; no idempotence on tansu)."""
-    return {
-        "bootstrap_servers": bootstrap,
-        "client_id": "ews-ingest",
-        "acks": "all",
-        "linger_ms": 20,
-        "batch_size": 1 << 20,
-        "retries": 5,
-        "retry_backoff_ms": 200,
-        "enable_idempotence": False,
-        "max_in_flight_requests_per_connection": 1,  # a retry cannot reorder a station's batches
-        "request_timeout_ms": 30000,
-        "max_block_ms": 30000,
-    }
 
 
 def _kafka_sink(bootstrap: str, partitions: int | None, clock: Clock, partition_for: Callable[[str, int], int],

@@ -38,7 +38,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 
-from ingest.formats import (
+from ingest.formats.base import (
     ParsedRow,
     PathLike,
     RowError,

@@ -79,7 +79,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import xarray as xr
 
-from ingest.formats import UnreadableFileError
+from ingest.formats.base import UnreadableFileError
 from warning.shared.records import ForecastPoint
 
 __all__ = [

@@ -39,7 +39,7 @@ import os
 import re
 from collections.abc import Iterator
 
-from ingest.formats import (
+from ingest.formats.base import (
     ParsedRow,
     PathLike,
     RowError,

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ingest.formats import (
+from ingest.formats.base import (
     MAX_LINE_BYTES,
     ParsedRow,
     PathLike,
