@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,14 +18,12 @@ from alerts.signing import signature_headers
 from alerts.ssrf import DestinationRefused, GuardedResolver, Network, address_refused
 
 RETRYABLE_STATUS = {408, 425, 429}
-BACKOFF_BASE_S = 10.0
-BACKOFF_MAX_S = 6 * 3600.0
 USER_AGENT = "ews-webhooks/0.1 (+Standard Webhooks)"
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """delivered | retry | dead | gone (410: pause the subscription)."""
+    """delivered | retry | dead | gone (410: pause the subscription); alerts.retry decides what follows."""
 
     result: str
     status: int | None
@@ -56,15 +53,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (now or time.time()))
-
-
-def backoff_s(attempt: int, retry_after_s: float | None = None, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter in the upper half: base * 2^(attempt-1), capped; Retry-After wins
-    when it asks for longer."""
-    r = rng or random
-    exp = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, attempt - 1))
-    delay = exp / 2 + r.random() * exp / 2
-    return max(delay, retry_after_s or 0.0)
 
 
 def webhook_body(msg_type: str, event: Mapping[str, Any]) -> bytes:

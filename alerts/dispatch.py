@@ -84,8 +84,8 @@ class DeliveryStage:
             await self.park(d, f"subscription paused ({sub.paused_reason or 'by operator'})", sub)
             return
         now = time.time()
-        gate = retry.before_first_attempt(self.policy, endpoint_unhealthy=first and self.health.unhealthy(sub.id, now),
-                                          attempt=int(d.get("attempt", 0)), now=now, jitter=random.random())
+        gate = retry.before_attempt(self.policy, first=first, endpoint_unhealthy=self.health.unhealthy(sub.id, now),
+                                    attempt=int(d.get("attempt", 1)), now=now, jitter=random.random())
         if gate is not None:
             d["last_error"] = gate.reason
             await self.schedule_retry(d, sub.id, gate)  # not dropped: the retry attempt probes the endpoint
@@ -95,8 +95,7 @@ class DeliveryStage:
             # per-endpoint concurrency limit: a delivery to a busy endpoint goes (back) to a retry tier rather
             # than hold an agent slot, so a slow endpoint never holds up the others (measured: waiting for the
             # slot in the retry agents stalled them after a crash-restart; see docs/ARCHITECTURE.md).
-            tier, not_before = retry.retry_at(self.policy, max(int(d.get("attempt", 0)), 1), None, now,
-                                              random.random())
+            tier, not_before = retry.retry_at(self.policy, int(d.get("attempt", 1)), None, now, random.random())
             await self.schedule_retry(d, sub.id, retry.Decision("retry", "endpoint busy", tier, not_before))
             return
         async with slot:

@@ -1,8 +1,6 @@
-import random
-
 import pytest
 
-from alerts.delivery import backoff_s, classify, parse_retry_after
+from alerts.delivery import classify, parse_retry_after
 from alerts.routing import route
 from alerts.subscriptions import SubscriptionError, new_subscription
 from warning.shared.regions import RegionTree
@@ -56,11 +54,7 @@ def test_classify(status: int, result: str) -> None:
     assert classify(status) == result
 
 
-def test_backoff_grows_and_honours_retry_after() -> None:
-    rng = random.Random(1)
-    d1, d5 = backoff_s(1, rng=rng), backoff_s(5, rng=rng)
-    assert 5 <= d1 <= 10 and 80 <= d5 <= 160
-    assert backoff_s(1, retry_after_s=120, rng=rng) == 120
+def test_parse_retry_after() -> None:  # the retry delays themselves: tests/unit/test_retry_policy.py
     assert parse_retry_after("30") == 30
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480 - 60) == pytest.approx(60)
     assert parse_retry_after("soon") is None

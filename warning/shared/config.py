@@ -43,6 +43,7 @@ class Settings:
     log_level: str = "info"
     retry_tiers_s: tuple[float, ...] = (10.0, 60.0, 300.0, 1800.0, 7200.0, 21600.0)
     retry_horizon_s: float = 24 * 3600.0
+    max_retry_after_s: float = 3600.0  # a receiver's Retry-After is obeyed up to this (UNCONFIRMED; alerts.retry)
     unhealthy_after_s: float = 300.0
     endpoint_concurrency: int = 4
     tansu_compat: bool = False  # apply the tansu ListOffsets workaround to an external broker too
@@ -71,6 +72,7 @@ class Settings:
             "rules_path": Path(e["EWS_RULES"]) if e.get("EWS_RULES") else None,
             "retry_tiers_s": tuple(float(x) for x in e.get("EWS_RETRY_TIERS", "10,60,300,1800,7200,21600").split(",")),
             "retry_horizon_s": float(e.get("EWS_RETRY_HORIZON", 24 * 3600)),
+            "max_retry_after_s": float(e.get("EWS_MAX_RETRY_AFTER", 3600)),
             "unhealthy_after_s": float(e.get("EWS_UNHEALTHY_AFTER", 300)),
             "endpoint_concurrency": int(e.get("EWS_ENDPOINT_CONCURRENCY", 4)),
         }
