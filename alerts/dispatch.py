@@ -137,13 +137,11 @@ class DeliveryStage:
                         "event_id": event.get("id"), "result": outcome.result, "status": outcome.status,
                         "attempt": d["attempt"]})
         metrics.ATTEMPTS.labels(outcome.result).inc()
+        self.health.observe(receipt)
         if outcome.result == "delivered":
-            self.health.success(sub.id, now)
             metrics.DELIVERIES.labels("delivered", sub.department).inc()
             if event.get("emitted_at"):
                 metrics.DELIVERY_LATENCY.observe(max(0.0, now - float(event["emitted_at"])))
-        else:
-            self.health.failure(sub.id, now, outcome.error)
         metrics.UNHEALTHY.set(self.health.unhealthy_count(now))
 
     async def schedule_retry(self, d: Delivery, sub_id: str, decision: retry.Decision) -> None:

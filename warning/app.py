@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 import faust
+import orjson
 
 from alerts.dead_letters import DeadLetters
 from alerts.delivery import webhook_body
@@ -104,6 +105,7 @@ class WarningService:
         self.feed = LiveFeed()
         self.warnings = WarningsView(self.feed)
         self.deliveries = DeliveriesView(self.feed)
+        self.health = HealthTracker(settings.unhealthy_after_s)  # endpoint health: delivery gate and dashboard
         self.subscriptions = SubscriptionBook(t[topics.SUBSCRIPTIONS])
         self.dead_letters = DeadLetters(t[topics.DEAD], t[topics.OUTBOX])
         signals = SignalSink(produce, topics.SIGNALS, settings.partitions)
@@ -120,7 +122,7 @@ class WarningService:
         self.delivery = DeliveryStage(
             subscriptions=self.subscriptions, dead_letters=self.dead_letters, retry_topics=retry_topics,
             receipts=t[topics.RECEIPTS], policy=RetryPolicy.from_settings(settings),
-            health=HealthTracker(settings.unhealthy_after_s), render=self.render_body,
+            health=self.health, render=self.render_body,
             on_receipt=self.deliveries.apply, allow_nets=settings.webhook_allow_nets,
             timeout_s=settings.webhook_timeout_s, endpoint_concurrency=settings.endpoint_concurrency)
 
@@ -135,7 +137,7 @@ class WarningService:
         self._mirrors = [
             TopicMirror(bootstrap, topics.SUBSCRIPTIONS, self.subscriptions.mirror),
             TopicMirror(bootstrap, topics.WARNINGS, self.warnings.mirror, fetch_max_wait_ms=50),  # CAP links
-            TopicMirror(bootstrap, topics.RECEIPTS, self.deliveries.mirror),
+            TopicMirror(bootstrap, topics.RECEIPTS, self._mirror_receipt),
             TopicMirror(bootstrap, topics.DEAD, self.dead_letters.mirror),
         ]
 
@@ -159,6 +161,12 @@ class WarningService:
                              polygon=region_polygon(event.get("region_code", "")))
             return cap, "application/cap+xml"
         return webhook_body(msg_type, event), "application/json"
+
+    def _mirror_receipt(self, key: bytes | None, value: bytes | None) -> None:
+        if value:
+            receipt = orjson.loads(value)
+            self.health.observe(receipt)
+            self.deliveries.apply(receipt)
 
     async def _measure_lag(self) -> None:
         self.warnings.refresh_active_gauge(force=True)  # warnings also expire without new events

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -200,14 +201,14 @@ async def regions(request: web.Request) -> web.Response:
 
 # ----------------------------------------------------------------------------------------- delivery health
 
-FAILING_AFTER = 1
-UNHEALTHY_AFTER = 3
 DEAD_RESULTS = ("dead", "gone")
 
 
 def subscriber_health(svc: WarningService) -> list[dict[str, Any]]:
-    """Per subscription, from ``svc.deliveries.recent`` (this worker's last 2000 attempts): last success, failures
-    since then, last error and the attempts that were parked as dead letters (``dead``/``gone`` results)."""
+    """Per subscription: its status by the delivery gate's own rule (``alerts.health.HealthTracker.status``), and
+    from ``svc.deliveries.recent`` (this worker's last 2000 attempts) last success, failures since then, last error
+    and the attempts that were parked as dead letters (``dead``/``gone`` results)."""
+    now = time.time()
     by_sub: dict[str, list[Receipt]] = {}
     for r in svc.deliveries.recent:
         by_sub.setdefault(r["subscription_id"], []).append(r)
@@ -222,14 +223,7 @@ def subscriber_health(svc: WarningService) -> list[dict[str, Any]]:
             failures += 1
         last_err = next((r for r in reversed(receipts) if r["result"] != "delivered"), None)
         dead = sum(1 for r in receipts if r["result"] in DEAD_RESULTS)
-        if not sub.active:
-            status = "paused"
-        elif failures >= UNHEALTHY_AFTER or (receipts and receipts[-1]["result"] in DEAD_RESULTS):
-            status = "unhealthy"
-        elif failures >= FAILING_AFTER:
-            status = "failing"
-        else:
-            status = "healthy"
+        status = svc.health.status(sub.id, sub.active, now)
         out.append({
             "subscription_id": sub.id, "name": sub.name, "department": sub.department, "active": sub.active,
             "regions": sub.regions, "hazards": sub.hazards, "min_level": sub.min_level,

@@ -116,7 +116,3 @@ class DeliveriesView:
         self.recent.append(receipt)
         self.by_sub.setdefault(receipt["subscription_id"], deque(maxlen=200)).append(receipt)
         self.feed.notify("receipt", receipt)
-
-    def mirror(self, key: bytes | None, value: bytes | None) -> None:
-        if value:
-            self.apply(orjson.loads(value))
