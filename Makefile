@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos clean chromium
+.PHONY: run test lint bench chaos clean chromium kafka
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,11 +12,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Apache Kafka for the single-machine mode and the Kafka tests: its jars from Maven Central (deploy/kafka/pom.xml),
+# Java 17 from Debian when missing. Without Java or Maven the service falls back to the memory-only tansu broker.
+KAFKA_LIBS := $(VENV)/kafka/libs
+$(KAFKA_LIBS)/.resolved: deploy/kafka/pom.xml
+	@command -v java >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless maven) || true; }
+	@if command -v java >/dev/null && command -v mvn >/dev/null; then \
+	  echo "resolving Apache Kafka from Maven Central into $(KAFKA_LIBS)"; \
+	  mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	    -DoutputDirectory=$(abspath $(KAFKA_LIBS)) && touch $@; \
+	else echo "no Java/Maven: the service runs on the memory-only tansu broker"; fi
+
+kafka: $(STAMP)
+	@$(MAKE) --no-print-directory $(KAFKA_LIBS)/.resolved
+
 # `make run` replays the labelled demo scenario; `make run FILE=station.dly` replays your file instead.
-run: $(STAMP)
+run: $(STAMP) kafka
 	$(BIN)/ews run $(if $(FILE),--replay $(FILE),--demo)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium kafka
 	$(BIN)/python -m pytest -q
 
 # Debian Chromium for the dashboard's browser test (playwright drives it; no browser download).

@@ -94,7 +94,7 @@ class DeliveryStage:
         if slot.locked():
             # per-endpoint concurrency limit: a delivery to a busy endpoint goes (back) to a retry tier rather
             # than hold an agent slot, so a slow endpoint never holds up the others (measured: waiting for the
-            # slot in the retry agents stalled them after a crash-restart; see docs/ARCHITECTURE.md).
+            # slot in the retry agents stalled them after a crash-restart; docs/ARCHITECTURE.md "Decisions").
             tier, not_before = retry.retry_at(self.policy, int(d.get("attempt", 1)), None, now, random.random())
             await self.schedule_retry(d, sub.id, retry.Decision("retry", "endpoint busy", tier, not_before))
             return

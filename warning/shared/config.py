@@ -27,7 +27,8 @@ def _tristate(raw: str) -> bool | None:
 
 @dataclass(frozen=True)
 class Settings:
-    kafka_bootstrap: str | None = None  # None: start the embedded tansu broker
+    kafka_bootstrap: str | None = None  # None: start the embedded broker (Apache Kafka if it can, else tansu)
+    broker: str = ""  # EWS_BROKER: "" (Apache Kafka when Java and its jars are here, else tansu) | kafka | tansu
     data_dir: Path = Path("data")
     http_host: str = "127.0.0.1"
     http_port: int = DEFAULT_HTTP_PORT
@@ -55,6 +56,7 @@ class Settings:
         e = dict(os.environ if env is None else env)
         kw: dict[str, object] = {
             "kafka_bootstrap": e.get("KAFKA_BOOTSTRAP") or None,
+            "broker": e.get("EWS_BROKER", "").strip().lower(),
             "data_dir": Path(e.get("EWS_DATA_DIR", "data")),
             "http_host": e.get("EWS_HTTP_HOST", "127.0.0.1"),
             "http_port": int(e.get("EWS_HTTP_PORT", DEFAULT_HTTP_PORT)),

@@ -1,4 +1,4 @@
-"""Prometheus metrics (ARCHITECTURE.md "Observability"). Label sets stay small: no per-station labels."""
+"""Prometheus metrics (docs/ARCHITECTURE.md "Observability"). Label sets stay small: no per-station labels."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 # Stable ids (warning events, webhook-ids) for replay-safe deduplication: uuid5 under this namespace.
 NAMESPACE = uuid.UUID("6f1c2b8e-5d0a-4e7b-9a55-2f0c7e1d4a90")
 
-# Measured elements an Observation may carry, with their units (the schema of ARCHITECTURE.md).
+# Measured elements an Observation may carry, with their units (docs/ARCHITECTURE.md "Records").
 OBSERVATION_ELEMENTS: dict[str, str] = {
     "air_temp_c": "degC",
     "tmax_c": "degC",

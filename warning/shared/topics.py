@@ -1,4 +1,4 @@
-"""Topic names and their creation (ARCHITECTURE.md "Data flow and topics")."""
+"""Topic names and their creation (docs/ARCHITECTURE.md "Topics")."""
 
 from __future__ import annotations
 

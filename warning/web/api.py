@@ -64,7 +64,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def info(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     return _json({"service": "extreme-warning", "demo": svc.demo_label,
-                  "broker": "embedded tansu" if svc.settings.kafka_bootstrap is None else "external Kafka",
+                  "broker": svc.broker_label,
                   "hazards": sorted(svc.rules), "stations": len(svc.registry)})
 
 

@@ -1,0 +1,170 @@
+"""The single-machine mode's broker: one Apache Kafka node in KRaft mode (broker and controller in one JVM) with
+its data under the data dir, so stop/start and SIGKILL keep every topic. Started, health-checked and stopped like
+the tansu broker (``warning.broker``): a child process that dies with its parent, ready once it answers a Kafka
+Metadata request, stopped with SIGTERM (a controlled shutdown), then SIGKILL.
+
+The jars come from Maven Central (``make kafka``: deploy/kafka/pom.xml into ``.venv/kafka/libs``) and Java 17 from
+the system (``JAVA_HOME`` or ``java`` on PATH). The ports are free ones picked at each start: a KRaft node
+identifies its voters by node id, and its data does not depend on the ports.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from warning.broker import die_with_parent, free_port
+from warning.shared.topics import metadata_ok
+
+log = logging.getLogger(__name__)
+
+KAFKA_VERSION = "3.9.1"
+HEAP = "-Xmx768m"
+LOG4J = """log4j.rootLogger=WARN, file
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.File={log}
+log4j.appender.file.MaxFileSize=10MB
+log4j.appender.file.MaxBackupIndex=2
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.server.KafkaServer=INFO
+log4j.logger.kafka.server.BrokerServer=INFO
+"""
+
+
+def java_binary() -> str | None:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return str(Path(home) / "bin" / "java")
+    return shutil.which("java")
+
+
+def kafka_libs() -> Path | None:
+    """The directory of Kafka's jars: ``EWS_KAFKA_LIBS``, else ``<venv>/kafka/libs`` (``make kafka``)."""
+    for cand in (os.environ.get("EWS_KAFKA_LIBS"), str(Path(sys.prefix) / "kafka" / "libs")):
+        if cand and any(Path(cand).glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
+            return Path(cand)
+    return None
+
+
+def available() -> str | None:
+    """None when a Kafka node can be started here, else why not (shown on the console and dashboard)."""
+    if java_binary() is None:
+        return "no Java runtime (install Java 17 or set JAVA_HOME)"
+    if kafka_libs() is None:
+        return f"no Kafka {KAFKA_VERSION} jars (run `make kafka`, or set EWS_KAFKA_LIBS)"
+    return None
+
+
+def server_properties(data: Path, host: str, port: int, controller_port: int, partitions: int) -> str:
+    return "\n".join([
+        "process.roles=broker,controller", "node.id=1",
+        f"controller.quorum.voters=1@{host}:{controller_port}",
+        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        "controller.listener.names=CONTROLLER", "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={data / 'logs'}", f"num.partitions={partitions}",
+        "offsets.topic.replication.factor=1", "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1", "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+        "group.min.session.timeout.ms=500",  # the service shortens its session on one machine (EWS_SESSION_TIMEOUT)
+        "log.cleaner.backoff.ms=1000",  # compacted topics (subscriptions, warnings) are cleaned soon after a roll
+        "",
+    ])
+
+
+class KafkaNode:
+    """One KRaft node on loopback. Use as a context manager, or start()/stop()."""
+
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int | None = None, partitions: int = 4) -> None:
+        self.data = Path(data_dir).resolve()
+        self.host, self.port = host, port or free_port(host)
+        self.controller_port = free_port(host)
+        self.partitions = partitions
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.startup_s: float | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        java, libs = java_binary(), kafka_libs()
+        if java is None or libs is None:
+            raise RuntimeError(f"cannot start Apache Kafka: {available()}")
+        return [java, HEAP, "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j.configuration=file:{self.data / 'log4j.properties'}", "-cp", f"{libs}/*", main, *args]
+
+    def _configure(self) -> Path:
+        self.data.mkdir(parents=True, exist_ok=True)
+        (self.data / "log4j.properties").write_text(LOG4J.format(log=self.data / "server.log"))
+        props = self.data / "server.properties"
+        props.write_text(server_properties(self.data, self.host, self.port, self.controller_port, self.partitions))
+        if not (self.data / "logs" / "meta.properties").exists():  # first start: format the storage once
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+        return props
+
+    def start(self, timeout_s: float = 90.0) -> KafkaNode:
+        t0 = time.monotonic()
+        props = self._configure()
+        with open(self.data / "stdout.log", "ab") as out:
+            self.proc = subprocess.Popen(self._java("kafka.Kafka", str(props)), stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        deadline = t0 + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Apache Kafka exited with code {self.proc.returncode} during start-up; "
+                                   f"see {self.data / 'server.log'}")
+            if metadata_ok(self.bootstrap, timeout_s=0.5):
+                self.startup_s = time.monotonic() - t0
+                log.info("Apache Kafka %s ready on %s (pid %s) in %.1f s", KAFKA_VERSION, self.bootstrap, self.pid,
+                         self.startup_s)
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"Apache Kafka did not answer a metadata request within {timeout_s} s")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)  # a controlled shutdown flushes and closes the logs
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL, for crash tests: the next start recovers from the logs."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> KafkaNode:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
