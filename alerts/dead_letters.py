@@ -33,13 +33,18 @@ class DeadLetters:
         await self.dead.send(key=key.encode(), value=value)
         self.apply(value)
 
-    async def redrive(self, subscription_id: str | None = None) -> int:
-        """Re-send parked deliveries (all, or one subscription's) through alerts.outbox with a fresh attempt
-        budget; the webhook-id is unchanged so receivers still deduplicate."""
+    async def redrive(self, subscription_id: str | None = None, reason_prefix: str = "") -> int:
+        """Re-send parked deliveries (all, or one subscription's, or only those parked for ``reason_prefix``)
+        through alerts.outbox, in the order they were parked, with a fresh attempt budget; the webhook-id is
+        unchanged so receivers still deduplicate."""
         n = 0
-        for wid, d in list(self.parked.items()):
+        in_order = sorted(self.parked.items(), key=lambda kv: (kv[1].get("parked_at", ""),
+                                                                kv[1].get("event", {}).get("seq", 0)))
+        for wid, d in in_order:
             sub_id = d.get("subscription_id")
             if subscription_id and sub_id != subscription_id:
+                continue
+            if not str(d.get("last_error", "")).startswith(reason_prefix):
                 continue
             fresh = {k: v for k, v in d.items() if k not in ("last_error", "parked_at", "not_before")}
             fresh.update(attempt=0, first_attempt_at=None, redriven_at=now_iso())

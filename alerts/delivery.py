@@ -55,9 +55,12 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now or time.time()))
 
 
-def webhook_body(msg_type: str, event: Mapping[str, Any]) -> bytes:
-    return orjson.dumps({"type": msg_type, "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                         "data": event})
+def webhook_body(msg_type: str, event: Mapping[str, Any], backfill: bool = False) -> bytes:
+    envelope: dict[str, Any] = {"type": msg_type, "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                "data": event}
+    if backfill:
+        envelope["backfill"] = True
+    return orjson.dumps(envelope)
 
 
 def new_session(allow: Sequence[Network], timeout_s: float, limit_per_host: int = 4) -> aiohttp.ClientSession:

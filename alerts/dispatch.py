@@ -28,8 +28,9 @@ from warning.shared.records import Delivery, Receipt, WarningEvent
 
 log = logging.getLogger(__name__)
 
-# (webhook type, event, subscription) -> (body, content type): JSON envelope or CAP, chosen by the root.
-RenderBody = Callable[[str, WarningEvent, Subscription], tuple[bytes, str]]
+# (delivery, subscription) -> (body, content type): JSON envelope or CAP, chosen by the root.
+RenderBody = Callable[[Delivery, Subscription], tuple[bytes, str]]
+HELD = "subscription paused"  # the reason of deliveries held while their subscription is paused (sent on resume)
 
 
 class DeliveryStage:
@@ -81,7 +82,7 @@ class DeliveryStage:
             await self.park(d, "subscription deleted", None)
             return
         if not sub.active:
-            await self.park(d, f"subscription paused ({sub.paused_reason or 'by operator'})", sub)
+            await self.park(d, f"{HELD} ({sub.paused_reason or 'by operator'}): held until it is resumed", sub)
             return
         now = time.time()
         gate = retry.before_attempt(self.policy, first=first, endpoint_unhealthy=self.health.unhealthy(sub.id, now),
@@ -104,7 +105,7 @@ class DeliveryStage:
     async def post(self, d: Delivery, sub: Subscription, event: WarningEvent) -> None:
         d["attempt"] = int(d.get("attempt", 0)) + 1
         first_attempt_at = d["first_attempt_at"] = d.get("first_attempt_at") or time.time()
-        body, ctype = self.render(d["type"], event, sub)
+        body, ctype = self.render(d, sub)
         outcome = await deliver_webhook(self._session(), sub.url, sub.signing_secrets(time.time()), d["webhook_id"],
                                         body, self.allow_nets, content_type=ctype)
         now = time.time()

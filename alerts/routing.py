@@ -16,8 +16,8 @@ Covers = Callable[[str, str], bool]  # (filter region code, event region code) -
 
 
 def matches(sub: Subscription, event: Mapping[str, Any], covers: Covers) -> bool:
-    if not sub.active:
-        return False
+    """Whether ``event`` passes ``sub``'s filters. A paused subscription still matches: its deliveries are held
+    (parked as "subscription paused") and sent on resume, never dropped."""
     if sub.hazards and event["hazard"] not in sub.hazards:
         return False
     if WarningLevel.parse(event["level"]) < WarningLevel.parse(sub.min_level):
@@ -38,7 +38,7 @@ def route(event: Mapping[str, Any], subs: Iterable[Subscription], covers: Covers
     received = set(already_received)
     out: list[tuple[Subscription, str]] = []
     for sub in subs:
-        if not sub.active or (sub.msg_types and event["msg_type"] not in sub.msg_types):
+        if sub.msg_types and event["msg_type"] not in sub.msg_types:
             continue
         if sub.id in received and event["msg_type"] != "alert":
             out.append((sub, f"warning.{event['msg_type']}"))
@@ -71,9 +71,25 @@ class Router:
         if not targets:
             return  # nothing to send and nothing new to remember: no table write
         for sub, msg_type in targets:
-            delivery: Delivery = {"webhook_id": webhook_id(event["id"], sub.id), "subscription_id": sub.id,
-                                  "type": msg_type, "event": event, "attempt": 0, "first_attempt_at": None}
-            await self.outbox.send(key=sub.id.encode(), value=orjson.dumps(delivery))
+            await self._send(event, sub.id, msg_type)
             if sub.id not in received:
                 received.append(sub.id)
         self.receivers[wid] = received
+
+    async def backfill(self, event: WarningEvent, sub_id: str) -> bool:
+        """Send a live warning's current event to a subscription made (or resumed) after it was issued, as
+        ``warning.alert`` marked ``backfill``; its updates and cancel then follow it. False if it has it already."""
+        wid = event["warning_id"]
+        received = list(self.receivers.get(wid) or [])
+        if sub_id in received:
+            return False
+        await self._send(event, sub_id, "warning.alert", backfill=True)
+        self.receivers[wid] = [*received, sub_id]
+        return True
+
+    async def _send(self, event: WarningEvent, sub_id: str, msg_type: str, backfill: bool = False) -> None:
+        delivery: Delivery = {"webhook_id": webhook_id(event["id"], sub_id), "subscription_id": sub_id,
+                              "type": msg_type, "event": event, "attempt": 0, "first_attempt_at": None}
+        if backfill:
+            delivery["backfill"] = True
+        await self.outbox.send(key=sub_id.encode(), value=orjson.dumps(delivery))

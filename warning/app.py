@@ -38,7 +38,7 @@ from warning.shared import metrics, topics
 from warning.shared.bus import DataClock, SignalSink
 from warning.shared.config import Settings
 from warning.shared.mirror import TopicMirror
-from warning.shared.records import WarningEvent
+from warning.shared.records import Delivery
 from warning.shared.regions import RegionTree, StationRegistry
 from warning.web.views import DeliveriesView, LiveFeed, WarningsView
 
@@ -118,7 +118,7 @@ class WarningService:
             known_station=frozenset(s.station_id for s in registry).__contains__)
         self.router = Router(self.subscriptions, regions.covers, receivers, t[topics.OUTBOX])
         self.grade = GradeStage(rules=rules, rollups=grader, region_state=region_state, signals=signals,
-                                produce=produce, warnings_topic=topics.WARNINGS, route=self.router.route,
+                                produce=produce, warnings_topic=topics.WARNINGS, router=self.router,
                                 clock=self.clock)
         self.delivery = DeliveryStage(
             subscriptions=self.subscriptions, dead_letters=self.dead_letters, retry_topics=retry_topics,
@@ -156,12 +156,13 @@ class WarningService:
                           ground_offset_c=self.rules.frost.air_to_ground_offset_c)
         return PartitionStore(tables, slot_info, getattr(c, "mci_params", None) if c is not None else None, qc, fold)
 
-    def render_body(self, msg_type: str, event: WarningEvent, sub: Subscription) -> tuple[bytes, str]:
+    def render_body(self, d: Delivery, sub: Subscription) -> tuple[bytes, str]:
+        event = d["event"]
         if sub.format == "cap":
             cap = render_cap(event, referenced=self.warnings.earlier(event),
                              polygon=region_polygon(event.get("region_code", "")))
             return cap, "application/cap+xml"
-        return webhook_body(msg_type, event), "application/json"
+        return webhook_body(d["type"], event, d.get("backfill", False)), "application/json"
 
     def _mirror_receipt(self, key: bytes | None, value: bytes | None) -> None:
         if value:

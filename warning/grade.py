@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -31,17 +31,21 @@ class RollUp(Protocol):
     def rollup(self, event: Any, at: str, accepted_at: float | None = None) -> Any: ...
 
 
-# Made event -> its deliveries (alerts.routing.Router.route), awaited before the region's state is stored.
-Route = Callable[[WarningEvent], Awaitable[None]]
+class Router(Protocol):
+    """``alerts.routing.Router``: a made event's deliveries, and the backfill of one subscription."""
+
+    async def route(self, event: WarningEvent) -> None: ...
+
+    async def backfill(self, event: WarningEvent, sub_id: str) -> bool: ...
 
 
 class GradeStage:
     def __init__(self, *, rules: Rules, rollups: RollUp, region_state: MutableMapping[str, Any],
-                 signals: SignalSink, produce: Produce, warnings_topic: str, route: Route,
+                 signals: SignalSink, produce: Produce, warnings_topic: str, router: Router,
                  clock: DataClock) -> None:
         self.rules, self.rollups, self.region_state = rules, rollups, region_state
         self.signals, self.produce, self.warnings_topic = signals, produce, warnings_topic
-        self.route, self.clock = route, clock
+        self.router, self.clock = router, clock
 
     async def grade(self, stream: Any) -> None:
         """Signals messages are taken GRADE_TAKE at a time (or what came within GRADE_WITHIN_S) and folded per
@@ -102,14 +106,35 @@ class GradeStage:
             log.warning("grade: dropping signals for unknown hazard %r", hazard[:40])
             return None, []
         first = self.region_state.get(key)
+        backfills = [s for s in signals if s.get("kind") == "backfill"]
+        if backfills:
+            signals = [s for s in signals if s.get("kind") != "backfill"]
         state, events = self._fold(first, signals, rule)
+        rollups: list[Signal] = []
+        if state is not first:
+            rollups = [r for event, at, accepted_at in events
+                       if (r := self.rollups.rollup(event, at, accepted_at)) is not None]
+            for event, _, _ in events:
+                await self._emit(key, event)
+        for sig in backfills:
+            await self._backfill(state, sig)
         if state is first:
             return None, []
-        rollups = [r for event, at, accepted_at in events
-                   if (r := self.rollups.rollup(event, at, accepted_at)) is not None]
-        for event, _, _ in events:
-            await self._emit(key, event)
         return state, rollups
+
+    async def _backfill(self, state: dict[str, Any] | None, sig: Signal) -> None:
+        """Send the region's live warning to a new (or resumed) subscription when the event the API saw is still
+        the warning's latest; a later event was made after the subscription existed and was routed to it."""
+        event, current = sig["event"], (state or {}).get("warning")
+        if (current and current["warning_id"] == event["warning_id"] and current["seq"] == event["seq"]
+                and event["expires"] > self.clock.now()):
+            await self.router.backfill(event, sig["subscription_id"])
+
+    async def request_backfill(self, events: list[WarningEvent], sub_id: str) -> None:
+        """Ask the grade agent (the regions' only writer) to backfill ``events`` to subscription ``sub_id``."""
+        now = self.clock.now()
+        await self.signals.send([{"kind": "backfill", "region_code": e["region_code"], "hazard": e["hazard"],
+                                  "time": now, "subscription_id": sub_id, "event": e} for e in events])
 
     @staticmethod
     def _fold(first: dict[str, Any] | None, signals: list[Signal], rule: Any
@@ -147,7 +172,7 @@ class GradeStage:
         metrics.WARNING_EVENTS.labels(event["hazard"], event["level"], event["msg_type"]).inc()
         event["emitted_at"] = time.time()
         await self.produce(self.warnings_topic, key.encode(), orjson.dumps(event), None)
-        await self.route(event)
+        await self.router.route(event)
         log.info("warning %s %s %s %s", event["msg_type"], event["hazard"], event["level"], event["region_code"],
                  extra={"warning_id": event["warning_id"], "hazard": event["hazard"],
                         "warning_level": event["level"], "region_code": event["region_code"],

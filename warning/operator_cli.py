@@ -703,11 +703,13 @@ def add_operator_parsers(subparsers: Any) -> None:
     a.add_argument("--msg-type", action="append", choices=("alert", "update", "cancel"),
                    help="(repeatable; default all)")
     a.set_defaults(operator=cmd_sub_add)
-    for name, handler, text in (("pause", cmd_sub_pause, "stop deliveries (they are parked as dead letters)"),
-                                ("resume", cmd_sub_resume, "deliver again"),
+    for name, handler, text in (("pause", cmd_sub_pause, "hold deliveries (kept in alerts.dead as 'subscription "
+                                                         "paused'; sent in order on resume)"),
+                                ("resume", cmd_sub_resume, "deliver again: the held deliveries first, then the active "
+                                                           "warnings it has not had (backfill)"),
                                 ("remove", cmd_sub_remove, "delete the subscription")):
         a = actions.add_parser(name, parents=[api], help=text)
-        a.add_argument("id", help="subscription id")
+        a.add_argument("id", help="subscription id or a unique prefix of it")
         a.set_defaults(operator=handler)
     a = actions.add_parser("rotate", parents=[api], help="new signing secret (prints it once)")
     a.add_argument("id", help="subscription id")

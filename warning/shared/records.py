@@ -111,7 +111,7 @@ class Signal(TypedDict, total=False):
     ``operator_cancel``. Every kind carries region_code, hazard and time; the rest depends on the kind
     (``warning.grading.apply_signal``)."""
 
-    kind: Literal["station", "county", "tick", "operator_cancel"]
+    kind: Literal["station", "county", "tick", "operator_cancel", "backfill"]
     region_code: str
     region_level: str
     region_name: str
@@ -131,6 +131,8 @@ class Signal(TypedDict, total=False):
     onset: str
     expires: str
     stations: list[dict[str, Any]]
+    subscription_id: str  # backfill: the new or resumed subscription
+    event: WarningEvent  # backfill: the warning's latest event as the API's view holds it
 
 
 class WarningEvent(TypedDict):
@@ -185,6 +187,7 @@ class Delivery(TypedDict):
     last_error: NotRequired[str | None]
     parked_at: NotRequired[str]
     redriven_at: NotRequired[str]
+    backfill: NotRequired[bool]  # an active warning sent to a subscription made (or resumed) after it was issued
 
 
 class Receipt(TypedDict):

@@ -11,6 +11,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from alerts.dispatch import HELD
+from alerts.routing import matches
 from alerts.ssrf import DestinationRefused, check_destination
 from alerts.subscriptions import (
     DEFAULT_GRACE_S,
@@ -33,6 +35,7 @@ from warning.web.auth import SVC, TOKEN, Handler, require_token
 from warning.web.auth import error_response as _error
 from warning.web.auth import json_response as _json
 from warning.web.dashboard import add_dashboard_routes
+from warning.web.ids import find_id, resolve_id
 
 T = TypeVar("T")
 
@@ -117,9 +120,9 @@ async def post_forecasts(request: web.Request) -> web.Response:
 @require_token
 async def cancel_warning(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    history = svc.warnings.history.get(request.match_info["id"])
+    history = _warning_chain(svc, request.match_info["id"])
     if not history:
-        return _error(404, "no such warning")
+        return _error(404, f"no warning with id or id prefix {request.match_info['id']!r}")
     last = history[-1]
     await svc.grade.operator_cancel(last)
     return _json({"warning_id": last["warning_id"], "region_code": last["region_code"], "hazard": last["hazard"],
@@ -131,6 +134,7 @@ async def post_subscription(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     _, body = await _body_json(request)
     try:
+        backfill = _backfill_option(body)
         sub = new_subscription(body, **_known(svc))
         await check_destination(sub.url, svc.settings.webhook_allow_nets)
     except SubscriptionError as exc:
@@ -138,7 +142,28 @@ async def post_subscription(request: web.Request) -> web.Response:
     except DestinationRefused as exc:
         return _error(400, f"url: {exc}")
     await svc.subscriptions.put(sub, sub.id)
-    return _json({**sub.public(), "id": sub.id, "secret": sub.secret}, 201)
+    backfilled = await _backfill(svc, sub) if backfill else 0
+    return _json({**sub.public(), "id": sub.id, "secret": sub.secret, "backfill": backfilled}, 201)
+
+
+def _backfill_option(body: Any) -> bool:
+    """The create / resume body's ``backfill`` (default true), taken out of the subscription's fields."""
+    if not isinstance(body, dict) or "backfill" not in body:
+        return True
+    value = body.pop("backfill")
+    if not isinstance(value, bool):
+        raise SubscriptionError("backfill: true or false")
+    return value
+
+
+async def _backfill(svc: WarningService, sub: Subscription) -> int:
+    """The active county warnings ``sub`` matches go to it as ``warning.alert`` with ``backfill: true`` (through
+    the grade agent, which checks each is still current). Returns how many were asked for."""
+    events = [e for e in svc.warnings.active() if e.get("region_level", "county") == "county"
+              and matches(sub, e, svc.regions.covers)]
+    if events:
+        await svc.grade.request_backfill(events, sub.id)
+    return len(events)
 
 
 @require_token
@@ -153,10 +178,10 @@ async def get_subscription(request: web.Request) -> web.Response:
 
 
 def _subscription(request: web.Request) -> Subscription:
-    """The subscription named in the path, or a 404 answer."""
-    sub = request.app[SVC].subscriptions.get(request.match_info["id"])
-    if sub is None:
-        raise web.HTTPNotFound(body=orjson.dumps({"error": "no such subscription"}), content_type="application/json")
+    """The subscription named in the path (its id or a unique prefix), or a 404 / 400 answer."""
+    subs = request.app[SVC].subscriptions
+    sub = subs.get(resolve_id(request.match_info["id"], (s.id for s in subs), "subscription"))
+    assert sub is not None
     return sub
 
 
@@ -194,9 +219,19 @@ def _set_active(active: bool) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         svc = request.app[SVC]
         sub = _subscription(request)
+        try:
+            backfill = _backfill_option(await _optional_body(request)) if active else False
+        except SubscriptionError as exc:
+            return _error(400, str(exc))
         new = paused_subscription(sub, active, None if active else "paused by operator")
         await svc.subscriptions.put(new, new.id)
-        return _json(new.public())
+        if not active:
+            return _json(new.public())
+        # deliveries held while it was paused go out first, in the order they were held; then the active
+        # warnings it has not had (the grade agent skips those it received)
+        held = await svc.dead_letters.redrive(new.id, reason_prefix=HELD)
+        backfilled = await _backfill(svc, new) if backfill else 0
+        return _json({**new.public(), "held_sent": held, "backfill": backfilled})
     return handler
 
 
@@ -229,6 +264,8 @@ async def subscription_deliveries(request: web.Request) -> web.Response:
 async def list_dead_letters(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     sub_id = request.query.get("subscription_id")
+    if sub_id:
+        sub_id = _known_subscription(svc, sub_id)
     out = [d for d in svc.dead_letters.parked.values() if not sub_id or d.get("subscription_id") == sub_id]
     return _json(sorted(out, key=lambda d: d.get("parked_at", ""), reverse=True))
 
@@ -240,7 +277,16 @@ async def redrive_dead_letters(request: web.Request) -> web.Response:
     sub_id = body.get("subscription_id") if isinstance(body, dict) else None
     if sub_id is not None and not isinstance(sub_id, str):
         return _error(400, "subscription_id: a string")
+    if sub_id is not None:
+        sub_id = _known_subscription(svc, sub_id)
     return _json({"redriven": await svc.dead_letters.redrive(sub_id)})
+
+
+def _known_subscription(svc: WarningService, given: str) -> str:
+    """A subscription id (or unique prefix) among the subscriptions and the parked deliveries' owners (a deleted
+    subscription's letters can still be listed and redriven)."""
+    owners = {str(d.get("subscription_id")) for d in svc.dead_letters.parked.values()}
+    return resolve_id(given, owners | {s.id for s in svc.subscriptions}, "subscription")
 
 
 @require_token
@@ -293,23 +339,35 @@ async def in_view(lookup: Callable[[], T | None], timeout_s: float = VIEW_CATCH_
     return found
 
 
+def _warning_chain(svc: WarningService, given: str) -> list[WarningEvent] | None:
+    """The events of the warning ``given`` names (its id or a unique prefix); None if none (yet); 400 if the
+    prefix is ambiguous."""
+    found = find_id(given, svc.warnings.history)
+    if len(found) > 1:
+        resolve_id(given, found, "warning")
+    return svc.warnings.history.get(found[0]) if found else None
+
+
 async def get_warning(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    history = await in_view(lambda: svc.warnings.history.get(request.match_info["id"]) or None)
+    history = await in_view(lambda: _warning_chain(svc, request.match_info["id"]) or None)
     if not history:
-        return _error(404, "no such warning")
-    receipts = [r for r in svc.deliveries.recent if r["warning_id"] == request.match_info["id"]]
-    return _json({"warning_id": request.match_info["id"], "events": history, "deliveries": receipts})
+        return _error(404, f"no warning with id or id prefix {request.match_info['id']!r}")
+    wid = history[-1]["warning_id"]
+    receipts = [r for r in svc.deliveries.recent if r["warning_id"] == wid]
+    return _json({"warning_id": wid, "events": history, "deliveries": receipts})
 
 
 def _find_event(svc: WarningService, ident: str) -> tuple[WarningEvent, list[WarningEvent]] | None:
-    """An event by event id, or the latest event of a warning id; with the earlier events of its chain."""
-    if ident in svc.warnings.history:
-        chain = svc.warnings.history[ident]
+    """An event by event id, or the latest event of a warning id (either may be a unique prefix); with the
+    earlier events of its chain."""
+    chain = _warning_chain(svc, ident)
+    if chain:
         return chain[-1], chain[:-1]
-    event = svc.warnings.events_by_id.get(ident)
-    if event is None:
+    found = find_id(ident, svc.warnings.events_by_id)
+    if not found:
         return None
+    event = svc.warnings.events_by_id[resolve_id(ident, found, "warning event")]
     chain = svc.warnings.history.get(event["warning_id"], [])
     return event, [e for e in chain if e["seq"] < event["seq"]]
 
