@@ -23,7 +23,7 @@ from alerts.health import HealthTracker
 from alerts.ssrf import Network
 from alerts.subscriptions import Subscription, SubscriptionBook, paused_subscription
 from warning.shared import metrics
-from warning.shared.bus import Topic, now_iso
+from warning.shared.bus import Topic, held_offsets, now_iso
 from warning.shared.records import Delivery, Receipt, WarningEvent
 
 log = logging.getLogger(__name__)
@@ -48,22 +48,24 @@ class DeliveryStage:
     # ---- agents ------------------------------------------------------------------------------------------
     async def deliver(self, stream: Any) -> None:
         async for value in stream:
-            await self.attempt(value, first=True)
+            async with held_offsets(stream, [stream.current_event]):
+                await self.attempt(value, first=True)
 
     def redeliver_agent(self, tier: int) -> Callable[[Any], Any]:
         async def redeliver(stream: Any) -> None:
             """One agent per retry tier. A tier has one delay, so its records are (nearly) in due order and
             sleeping until the head is due never holds back a record due earlier in the same tier."""
             async for value in stream:
-                metrics.RETRY_QUEUE.dec()
-                try:
-                    not_before = float(orjson.loads(value).get("not_before", 0))
-                except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-                    not_before = 0.0
-                delay = not_before - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await self.attempt(value, first=False)
+                async with held_offsets(stream, [stream.current_event]):
+                    metrics.RETRY_QUEUE.dec()
+                    try:
+                        not_before = float(orjson.loads(value).get("not_before", 0))
+                    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                        not_before = 0.0
+                    delay = not_before - time.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    await self.attempt(value, first=False)
         return redeliver
 
     # ---- one attempt -------------------------------------------------------------------------------------

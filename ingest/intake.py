@@ -17,7 +17,7 @@ from ingest.columns import BatchError, ObservationBatch, ObservationColumns, dec
 from ingest.partition_state import copy_columns
 from ingest.partition_store import PartitionStore, report_by_report
 from warning.shared import metrics
-from warning.shared.bus import DataClock, SignalSink, Topic, key_event, now_iso
+from warning.shared.bus import DataClock, SignalSink, Topic, held_offsets, key_event, now_iso
 from warning.shared.records import Signal
 from warning.shared.topics import partition_for
 
@@ -101,11 +101,12 @@ class Intake:
         folded and stored on its own, and the take's signals go out together, one signals message per partition:
         under a backlog ~OBS_TAKE times fewer messages for the grade agent. Events are acked after the take."""
         async for events in stream.take_events(OBS_TAKE, within=OBS_WITHIN_S):
-            signals: list[Signal] = []
-            for event in events:
-                with key_event(event):  # the partition's state tables are written under its own message
-                    signals.extend(await self._observe_message(event.message.partition, event.value))
-            await self.signals.send(signals)
+            async with held_offsets(stream, events):
+                signals: list[Signal] = []
+                for event in events:
+                    with key_event(event):  # the partition's state tables are written under its own message
+                        signals.extend(await self._observe_message(event.message.partition, event.value))
+                await self.signals.send(signals)
 
     async def _observe_message(self, part: int, value: Any) -> list[Signal]:
         """One obs message -> its station signals (bad records and batches go to obs.rejected)."""
@@ -168,20 +169,25 @@ class Intake:
     # ---- the forecasts agent -----------------------------------------------------------------------------
     async def forecasts(self, stream: Any) -> None:
         async for value in stream:
+            async with held_offsets(stream, [stream.current_event]):
+                await self._forecast_message(value)
+
+    async def _forecast_message(self, value: Any) -> None:
+        """One forecast message -> its station signals (bad messages and points go to obs.rejected)."""
+        try:
+            points = orjson.loads(value)["points"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            await self.reject(value if isinstance(value, bytes) else b"", f"forecast batch: malformed ({exc})",
+                              "forecast-topic")
+            return
+        if not isinstance(points, list):
+            await self.reject(value, "forecast batch: points is not a list", "forecast-topic")
+            return
+        signals: list[Signal] = []
+        for p in points:
             try:
-                points = orjson.loads(value)["points"]
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                await self.reject(value if isinstance(value, bytes) else b"", f"forecast batch: malformed ({exc})",
-                                  "forecast-topic")
-                continue
-            if not isinstance(points, list):
-                await self.reject(value, "forecast batch: points is not a list", "forecast-topic")
-                continue
-            signals: list[Signal] = []
-            for p in points:
-                try:
-                    signals.extend(self.grader.forecast(p))
-                except Exception as exc:
-                    log.exception("forecast: cannot apply point")
-                    await self.reject(safe_dump(p), f"forecast: {type(exc).__name__}: {exc}"[:500], "forecast-topic")
-            await self.signals.send(signals)
+                signals.extend(self.grader.forecast(p))
+            except Exception as exc:
+                log.exception("forecast: cannot apply point")
+                await self.reject(safe_dump(p), f"forecast: {type(exc).__name__}: {exc}"[:500], "forecast-topic")
+        await self.signals.send(signals)

@@ -17,7 +17,7 @@ from ingest.quantities import parse_utc
 from warning import grading
 from warning.rules import Rules
 from warning.shared import metrics
-from warning.shared.bus import DataClock, Produce, SignalSink, key_event
+from warning.shared.bus import DataClock, Produce, SignalSink, held_offsets, key_event
 from warning.shared.records import Signal, WarningEvent
 
 log = logging.getLogger(__name__)
@@ -52,23 +52,27 @@ class GradeStage:
         region and hazard, in order, with one region_state write per key per take: under load that is ~5x fewer
         changelog records than one write per key per message. Events are acked after the whole take."""
         async for events in stream.take_events(GRADE_TAKE, within=GRADE_WITHIN_S):
-            by_key, taken = self._by_key(events)
-            rollups: list[Signal] = []
-            folded: list[tuple[str, Any, dict[str, Any]]] = []
-            for key, (sigs, event) in by_key.items():
-                with key_event(event):  # the receivers table, written while routing, goes to the key's partition
-                    state, ups = await self.grade_key(key, sigs)
-                rollups.extend(ups)
-                if state is not None:
-                    folded.append((key, event, state))
-            await self.signals.send(rollups)  # prefectures' roll-ups of the take's county events, through their keys
-            # The states last: a worker killed before its offsets are committed folds these signals again; had a new
-            # state reached the changelog before the events, deliveries and roll-ups it made, that second fold would
-            # make none of them.
-            for key, event, state in folded:
-                with key_event(event):
-                    self.region_state[key] = state
-            metrics.SIGNALS.labels("graded").inc(taken)  # folded (or dropped as malformed)
+            async with held_offsets(stream, events):
+                await self._grade_take(events)
+
+    async def _grade_take(self, events: list[Any]) -> None:
+        by_key, taken = self._by_key(events)
+        rollups: list[Signal] = []
+        folded: list[tuple[str, Any, dict[str, Any]]] = []
+        for key, (sigs, event) in by_key.items():
+            with key_event(event):  # the receivers table, written while routing, goes to the key's partition
+                state, ups = await self.grade_key(key, sigs)
+            rollups.extend(ups)
+            if state is not None:
+                folded.append((key, event, state))
+        await self.signals.send(rollups)  # prefectures' roll-ups of the take's county events, through their keys
+        # The states last: a worker killed before its offsets are committed folds these signals again; had a new
+        # state reached the changelog before the events, deliveries and roll-ups it made, that second fold would
+        # make none of them.
+        for key, event, state in folded:
+            with key_event(event):
+                self.region_state[key] = state
+        metrics.SIGNALS.labels("graded").inc(taken)  # folded (or dropped as malformed)
 
     @staticmethod
     def _by_key(events: list[Any]) -> tuple[dict[str, tuple[list[Signal], Any]], int]:

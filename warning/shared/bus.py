@@ -3,10 +3,11 @@ signals sink (one message per partition), the event-time clock and the faust cur
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -89,3 +90,28 @@ def key_event(event: Any) -> Iterator[None]:
         yield
     finally:
         faust_current_event.reset(token)
+
+
+@contextlib.asynccontextmanager
+async def held_offsets(stream: Any, events: Sequence[Any]) -> AsyncIterator[None]:
+    """Keep ``events``' offsets uncommitted until the body has produced their outcomes. faust acks a stream's
+    event in a ``finally`` when its generator is closed, also when a stop or rebalance cancels the agent in the
+    middle of a record; an extra reference makes that ack a no-op, and this one, after the body, the final one.
+    A cancelled body leaves its records unacked: the next owner of the partition processes them again (at least
+    once; webhook-ids and event ids are stable). Any other exception acks, as faust would."""
+    held = [e for e in events if e is not None and getattr(e, "message", None) is not None]
+    for e in held:
+        e.message.incref()
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        await _ack_all(stream, held)
+        raise
+    await _ack_all(stream, held)
+
+
+async def _ack_all(stream: Any, events: list[Any]) -> None:
+    for e in events:
+        await stream.ack(e)
