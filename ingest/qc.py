@@ -1363,6 +1363,36 @@ def _number(v: Any) -> tuple[float, bool]:
 def _check_one(r: Mapping[str, Any], res: QCResult, state: MutableMapping[str, Any],
                elevations: Mapping[str, float], models: Mapping[str, AnomalyModel]) -> None:
     """The checks of :func:`check_batch` for one report, in plain Python (kept equal by the tests)."""
+    sid, t, v, hard = _read_one(r)
+    per, pr = v["precip_period_h"], v["precip_mm"]
+    dur = per if math.isfinite(per) and per > 0 else DEFAULT_PRECIP_PERIOD_H
+    envelope = JENNINGS_MM * max(dur, 1.0 / 60.0) ** JENNINGS_EXP
+    if pr > envelope:
+        hard = hard or f"precip_mm: {pr:g} mm above the world-record envelope ({envelope:.0f} mm in {dur:g} h)"
+    if hard is not None:
+        res.hard_fail = hard
+        return
+    flags = res.flags
+    _flag_one_soft_ranges(v, float(elevations.get(sid, 0.0) or 0.0) / 1000.0, flags)
+    if pr > PRECIP_SOFT_FRACTION * envelope:
+        _add(flags, "precip_mm", f"range: {pr:g} mm > {PRECIP_SOFT_FRACTION * envelope:.0f} mm in {dur:g} h")
+    _flag_one_inconsistencies(v, flags)
+    st_any = state.get(sid)
+    if t > _ctx_time(st_any):
+        st = _station_state(state, sid)
+        for e in ELEMENTS:
+            x = v[e]
+            if (e in STEP_LIMITS or e in PERSISTENCE) and math.isfinite(x):
+                _series_one(e, x, t, st, flags)
+        st["t"] = float(t)
+    am = models.get(sid)
+    if am is not None:
+        _flag_one_anomaly(am, v, t, flags)
+
+
+def _read_one(r: Mapping[str, Any]) -> tuple[str, float, dict[str, float], str | None]:
+    """(station id or "", epoch seconds or NaN, value per element with NaN for missing or unusable, the first
+    identity/time/value/hard-limit failure or None) of one report."""
     hard: str | None = None
     sid = _station_id(r.get("station_id")) or ""
     if not sid:
@@ -1379,29 +1409,25 @@ def _check_one(r: Mapping[str, Any], res: QCResult, state: MutableMapping[str, A
         elif x < lo or x > hi:
             hard = hard or f"{e}: {x:g} beyond the physical limits [{lo:g}, {hi:g}]"
         v[e] = x
-    per, pr = v["precip_period_h"], v["precip_mm"]
-    dur = per if math.isfinite(per) and per > 0 else DEFAULT_PRECIP_PERIOD_H
-    envelope = JENNINGS_MM * max(dur, 1.0 / 60.0) ** JENNINGS_EXP
-    if pr > envelope:
-        hard = hard or f"precip_mm: {pr:g} mm above the world-record envelope ({envelope:.0f} mm in {dur:g} h)"
-    if hard is not None:
-        res.hard_fail = hard
-        return
-    flags = res.flags
-    elev = float(elevations.get(sid, 0.0) or 0.0) / 1000.0
+    return sid, t, v, hard
+
+
+def _flag_one_soft_ranges(v: Mapping[str, float], elev_km: float, flags: dict[str, str]) -> None:
+    """Soft range of one report; the upper bound of temperatures and the lower of pressure follow the elevation."""
     for e, (lo, hi) in RANGE_LIMITS.items():
         if e in ("precip_mm", "precip_period_h"):
             continue
         x = v[e]
         if e == "pressure_hpa":
-            lo_a = lo * float(_pressure_ratio(np.array(elev * 1000.0))) - 10.0
+            lo_a = lo * float(_pressure_ratio(np.array(elev_km * 1000.0))) - 10.0
             hi_a = hi
         else:
-            lo_a, hi_a = lo, hi + RANGE_LAPSE_PER_KM.get(e, 0.0) * elev
+            lo_a, hi_a = lo, hi + RANGE_LAPSE_PER_KM.get(e, 0.0) * elev_km
         if x < lo_a or x > hi_a:
             _add(flags, e, f"range: {x:g} outside [{lo_a:.1f}, {hi_a:.1f}]")
-    if pr > PRECIP_SOFT_FRACTION * envelope:
-        _add(flags, "precip_mm", f"range: {pr:g} mm > {PRECIP_SOFT_FRACTION * envelope:.0f} mm in {dur:g} h")
+
+
+def _flag_one_inconsistencies(v: Mapping[str, float], flags: dict[str, str]) -> None:
     tt, td, tx, tn = v["air_temp_c"], v["dewpoint_c"], v["tmax_c"], v["tmin_c"]
     if tn > tx + MINMAX_TOLERANCE_C:
         _add(flags, "tmin_c", f"consistency: tmin {tn:g} > tmax {tx:g}")
@@ -1417,30 +1443,25 @@ def _check_one(r: Mapping[str, Any], res: QCResult, state: MutableMapping[str, A
         rh_calc = float(100.0 * np.exp(a * td / (b + td) - a * tt / (b + tt)))
         if abs(rh - rh_calc) > RH_TOLERANCE_PCT:
             _add(flags, "rh_pct", f"consistency: RH {rh:g} % vs {rh_calc:.0f} % from T/Td")
-    st_any = state.get(sid)
-    if t > _ctx_time(st_any):
-        st = _station_state(state, sid)
-        for e in ELEMENTS:
-            x = v[e]
-            if (e in STEP_LIMITS or e in PERSISTENCE) and math.isfinite(x):
-                _series_one(e, x, t, st, flags)
-        st["t"] = float(t)
-    am = models.get(sid)
-    if am is not None:
-        for sets in _FEATURE_SETS.values():
-            for fs in sets:
-                fm = am.models.get(fs)
-                if fm is None or not all(math.isfinite(v[e]) for e in fs):
-                    continue
-                x_d = _design(fm.kind, np.array([t]))[0]
-                resid = np.array([v[e] for e in fs]) - x_d @ fm.coef
-                centred = resid - fm.location
-                d2 = float(centred @ fm.precision @ centred)
-                if d2 > fm.threshold:
-                    k = int(np.argmax(np.abs(resid / fm.scale)))
-                    _add(flags, fs[k], f"anomaly: Mahalanobis d2 {d2:.1f} > {fm.threshold:.1f} "
-                                       f"({fs[k]} {v[fs[k]]:g}, {resid[k]:+.1f} from climatology)")
-                break
+
+
+def _flag_one_anomaly(am: AnomalyModel, v: Mapping[str, float], t: float, flags: dict[str, str]) -> None:
+    """Score one report with its station's model: per kind (sub-daily, daily), the richest feature set whose
+    elements are all present."""
+    for sets in _FEATURE_SETS.values():
+        for fs in sets:
+            fm = am.models.get(fs)
+            if fm is None or not all(math.isfinite(v[e]) for e in fs):
+                continue
+            x_d = _design(fm.kind, np.array([t]))[0]
+            resid = np.array([v[e] for e in fs]) - x_d @ fm.coef
+            centred = resid - fm.location
+            d2 = float(centred @ fm.precision @ centred)
+            if d2 > fm.threshold:
+                k = int(np.argmax(np.abs(resid / fm.scale)))
+                _add(flags, fs[k], f"anomaly: Mahalanobis d2 {d2:.1f} > {fm.threshold:.1f} "
+                                   f"({fs[k]} {v[fs[k]]:g}, {resid[k]:+.1f} from climatology)")
+            break
 
 
 def _series_one(e: str, x: float, t: float, st: dict[str, Any], flags: dict[str, str]) -> None:
