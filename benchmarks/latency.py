@@ -96,11 +96,15 @@ def _pct(xs: list[float], q: float) -> float | None:
     return round(float(np.percentile(xs, q)), 4) if xs else None
 
 
+Inbox = list[tuple[float, int, bytes, str]]  # (arrival wall time, receiver index, body, webhook-id)
+Posted = dict[tuple[str, str], float]  # (station, observation time) -> wall time of its POST
+
+
 async def e2e(duration_s: float) -> dict[str, Any]:
     out: dict[str, Any] = {"rate_obs_s": RATE, "duration_s": duration_s, "receivers": RECEIVERS,
                            "load_before": c.load_avg()}
-    inbox: list[tuple[float, int, bytes, str]] = []
-    posted: dict[tuple[str, str], float] = {}
+    inbox: Inbox = []
+    posted: Posted = {}
     post_lat: list[float] = []
     with c.broker() as b, c.workdir("lat") as wd:
         runner, urls = await _receivers(RECEIVERS, inbox)
@@ -109,62 +113,13 @@ async def e2e(duration_s: float) -> dict[str, Any]:
         try:
             async with aiohttp.ClientSession() as s:
                 await c.wait_ready(s, w)
-                for i, url in enumerate(urls):
-                    sub = {"name": f"bench receiver {i}", "department": "other", "url": url, "regions": ["620000"]}
-                    async with s.post(w.url + "/api/v1/subscriptions", json=sub, headers=headers) as r:
-                        if r.status != 201:
-                            raise RuntimeError(f"subscription refused: {r.status} {await r.text()}")
-                stations = c.station_ids(STATIONS)
+                await _subscribe(s, w, urls, headers)
+                live = LiveReports(c.station_ids(STATIONS))
                 counties, county_of = _gansu_counties()
-                per_tick = int(RATE * TICK_S)
-                total = int(RATE * duration_s)
-                live = LiveReports(stations)
-                triggers = 0
-                tasks: list[asyncio.Task[None]] = []
                 cpu0 = c.cpu_seconds(w.pid)
-
-                async def post(batch: list[dict[str, Any]]) -> None:
-                    t = time.time()
-                    for o in batch:
-                        posted[(o["station_id"], o["time"])] = t
-                    async with s.post(w.url + "/api/v1/observations", data=orjson.dumps(batch),
-                                      headers={**headers, "Content-Type": "application/json"}) as r:
-                        await r.read()
-                        if r.status != 202:
-                            raise RuntimeError(f"POST observations: {r.status}")
-                    post_lat.append(time.time() - t)
-
-                t0 = time.monotonic()
-                sent = 0
-                k = 0
-                while sent < total:
-                    batch = live.batch(min(per_tick, total - sent))
-                    # 1 % of the reports (2 of 200) cross a threshold, in the county of the moment, at the level
-                    # of the moment: each county climbs blue -> red within 1/COUNTIES_PER_S s, then the next
-                    pos = k * TICK_S * COUNTIES_PER_S
-                    target = counties[int(pos) % len(counties)]
-                    mm = LADDER_MM[min(len(LADDER_MM) - 1, int((pos % 1.0) * len(LADDER_MM)))]
-                    picked = [o for o in batch if county_of[o["station_id"]] == target][:len(batch) // 100]
-                    for o in picked:
-                        o["precip_mm"], o["precip_period_h"] = mm, 1.0
-                        triggers += 1
-                    sent += len(batch)
-                    tasks.append(asyncio.create_task(post(batch)))
-                    k += 1
-                    delay = t0 + k * TICK_S - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                await asyncio.gather(*tasks)
-                out["post_wall_s"] = round(time.monotonic() - t0, 2)
-                out["observations_posted"] = sent
-                out["triggers"] = triggers
-                # drain: until no webhook arrived for 5 s (at most 60 s)
-                last, t_end = len(inbox), time.monotonic()
-                while time.monotonic() - t_end < 60:
-                    await asyncio.sleep(1.0)
-                    if len(inbox) == last and inbox and time.time() - inbox[-1][0] > 5:
-                        break
-                    last = len(inbox)
+                out.update(await _post_steady_load(s, w, headers, duration_s, live, counties, county_of,
+                                                   posted, post_lat))
+                await _drain(inbox)
                 out["worker_cpu_s"] = round(c.cpu_seconds(w.pid) - cpu0, 2)
                 m = await c.metrics(s, w)
                 out["warning_events"] = int(m.get("ews_warning_events_total", 0))
@@ -173,6 +128,83 @@ async def e2e(duration_s: float) -> dict[str, Any]:
             w.stop()
             with contextlib.suppress(Exception):
                 await runner.cleanup()
+    out.update(_delivery_figures(inbox, posted, post_lat))
+    out["load_after"] = c.load_avg()
+    return out
+
+
+async def _subscribe(s: aiohttp.ClientSession, w: c.Worker, urls: list[str], headers: dict[str, str]) -> None:
+    """Each receiver subscribes to the whole of Gansu (620000)."""
+    for i, url in enumerate(urls):
+        sub = {"name": f"bench receiver {i}", "department": "other", "url": url, "regions": ["620000"]}
+        async with s.post(w.url + "/api/v1/subscriptions", json=sub, headers=headers) as r:
+            if r.status != 201:
+                raise RuntimeError(f"subscription refused: {r.status} {await r.text()}")
+
+
+async def _post_steady_load(s: aiohttp.ClientSession, w: c.Worker, headers: dict[str, str], duration_s: float,
+                            live: LiveReports, counties: list[str], county_of: dict[str, str],
+                            posted: Posted, post_lat: list[float]) -> dict[str, Any]:
+    """POST RATE observations/s for duration_s, one request per tick, without waiting for the answers (a slow
+    answer must not slow the offered load). Records each observation's POST time in ``posted``."""
+    per_tick = int(RATE * TICK_S)
+    total = int(RATE * duration_s)
+    triggers = 0
+    tasks: list[asyncio.Task[None]] = []
+
+    async def post(batch: list[dict[str, Any]]) -> None:
+        t = time.time()
+        for o in batch:
+            posted[(o["station_id"], o["time"])] = t
+        async with s.post(w.url + "/api/v1/observations", data=orjson.dumps(batch),
+                          headers={**headers, "Content-Type": "application/json"}) as r:
+            await r.read()
+            if r.status != 202:
+                raise RuntimeError(f"POST observations: {r.status}")
+        post_lat.append(time.time() - t)
+
+    t0 = time.monotonic()
+    sent = 0
+    k = 0
+    while sent < total:
+        batch = live.batch(min(per_tick, total - sent))
+        triggers += _add_triggers(batch, k, counties, county_of)
+        sent += len(batch)
+        tasks.append(asyncio.create_task(post(batch)))
+        k += 1
+        delay = t0 + k * TICK_S - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    await asyncio.gather(*tasks)
+    return {"post_wall_s": round(time.monotonic() - t0, 2), "observations_posted": sent, "triggers": triggers}
+
+
+def _add_triggers(batch: list[dict[str, Any]], k: int, counties: list[str], county_of: dict[str, str]) -> int:
+    """Give 1 % of the reports of tick k (2 of 200) a threshold-crossing rain, in the county of the moment, at
+    the level of the moment: each county climbs blue -> red within 1/COUNTIES_PER_S s, then the next.
+    Returns how many were given one."""
+    pos = k * TICK_S * COUNTIES_PER_S
+    target = counties[int(pos) % len(counties)]
+    mm = LADDER_MM[min(len(LADDER_MM) - 1, int((pos % 1.0) * len(LADDER_MM)))]
+    picked = [o for o in batch if county_of[o["station_id"]] == target][:len(batch) // 100]
+    for o in picked:
+        o["precip_mm"], o["precip_period_h"] = mm, 1.0
+    return len(picked)
+
+
+async def _drain(inbox: Inbox) -> None:
+    """Wait until no webhook arrived for 5 s (at most 60 s)."""
+    last, t_end = len(inbox), time.monotonic()
+    while time.monotonic() - t_end < 60:
+        await asyncio.sleep(1.0)
+        if len(inbox) == last and inbox and time.time() - inbox[-1][0] > 5:
+            break
+        last = len(inbox)
+
+
+def _delivery_figures(inbox: Inbox, posted: Posted, post_lat: list[float]) -> dict[str, Any]:
+    """Latency percentiles of the alert / update deliveries (from the POST of the newest triggering observation),
+    split at the moment the grade agent emitted the event; counts by type, duplicates, untimed deliveries."""
     lat: list[float] = []
     to_emit: list[float] = []  # POST -> grade agent emitted the warning event (event["emitted_at"])
     to_arrive: list[float] = []  # emitted -> receiver (route, outbox, deliver)
@@ -202,11 +234,10 @@ async def e2e(duration_s: float) -> dict[str, Any]:
                 to_arrive.append(arrived - ev["emitted_at"])
         else:
             unmatched += 1
-    out.update(deliveries=len(inbox), distinct_events=len(events), by_type=kinds, timed=len(lat),
-               not_timed=unmatched, duplicates=dups,
-               p50_s=_pct(lat, 50), p95_s=_pct(lat, 95), p99_s=_pct(lat, 99),
-               max_s=round(max(lat), 4) if lat else None,
-               post_to_emitted_p50_s=_pct(to_emit, 50), post_to_emitted_p99_s=_pct(to_emit, 99),
-               emitted_to_receiver_p50_s=_pct(to_arrive, 50), emitted_to_receiver_p99_s=_pct(to_arrive, 99),
-               post_p50_s=_pct(post_lat, 50), post_p99_s=_pct(post_lat, 99), load_after=c.load_avg())
-    return out
+    return dict(deliveries=len(inbox), distinct_events=len(events), by_type=kinds, timed=len(lat),
+                not_timed=unmatched, duplicates=dups,
+                p50_s=_pct(lat, 50), p95_s=_pct(lat, 95), p99_s=_pct(lat, 99),
+                max_s=round(max(lat), 4) if lat else None,
+                post_to_emitted_p50_s=_pct(to_emit, 50), post_to_emitted_p99_s=_pct(to_emit, 99),
+                emitted_to_receiver_p50_s=_pct(to_arrive, 50), emitted_to_receiver_p99_s=_pct(to_arrive, 99),
+                post_p50_s=_pct(post_lat, 50), post_p99_s=_pct(post_lat, 99))

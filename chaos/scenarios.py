@@ -38,6 +38,7 @@ from chaos.harness import (
     until,
     wait_ready,
 )
+from chaos.hostile import HttpCase, http_cases, topic_cases
 from warning.broker import EmbeddedBroker
 from warning.shared.regions import StationRegistry
 
@@ -336,10 +337,6 @@ def _rejected_figures(res: Result, records: list[tuple[bytes | None, bytes | Non
 # ---- 4. 10,000 malformed and hostile inputs -----------------------------------------------------------------
 async def hostile_inputs(work: Path, res: Result, n_obs: int = 4000, n_fc: int = 2000, n_topic: int = 4000
                          ) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    from chaos.hostile import http_cases, topic_cases
-
     work.mkdir(parents=True, exist_ok=True)
     known = [s.station_id for s in StationRegistry.load()]
     receivers = await _receivers(1)
@@ -347,11 +344,6 @@ async def hostile_inputs(work: Path, res: Result, n_obs: int = 4000, n_fc: int =
     env = {**FAST, "KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "chaos-hostile"}
     ews = start_ews(work, env)
     procs = [ews]
-    statuses: Counter[str] = Counter()
-    by_kind_5xx: Counter[str] = Counter()
-    sample_5xx: list[str] = []
-    push_rejected = 0
-    accepted_bad: list[str] = []
     try:
         res.figures["ready_s"] = round(await wait_ready(ews), 1)
         await subscribe(ews, receivers)
@@ -361,138 +353,205 @@ async def hostile_inputs(work: Path, res: Result, n_obs: int = 4000, n_fc: int =
         await post_observations(ews, hot(live, _hour_ago()))
         if not await until(delivered_all(receivers, live_counties), 60):
             res.note("the three warnings issued before the hostile inputs were not delivered")
-        # -- HTTP
-        sem = asyncio.Semaphore(16)
-        t0 = time.monotonic()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
-                                         connector=aiohttp.TCPConnector(limit=16)) as s:
-            async def one(case: Any) -> None:
-                nonlocal push_rejected
-                async with sem:
-                    try:
-                        async with s.post(ews.url + case.path, data=case.body,
-                                          headers={**ews.headers(), "Content-Type": case.content_type}) as r:
-                            text = await r.read()
-                            status = r.status
-                    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                        statuses[f"conn:{type(exc).__name__}"] += 1
-                        if case.kind != "over_limit":
-                            by_kind_5xx[f"conn:{case.kind if '+' not in case.kind else 'list of several'}"] += 1
-                        return
-                statuses[str(status)] += 1
-                if status >= 500:
-                    by_kind_5xx[case.kind if "+" not in case.kind else "list of several"] += 1
-                    if len(sample_5xx) < 5:
-                        sample_5xx.append(f"{case.path} {case.kind} -> {status} {text[:120]!r}")
-                elif status == 202:
-                    body = orjson.loads(text)
-                    push_rejected += len(body.get("rejected", []))
-                    if body.get("accepted"):
-                        accepted_bad.append(f"{case.path} {case.kind}: {case.body[:160]!r}")
-            await asyncio.gather(*(one(c) for c in http_cases(n_obs, n_fc, known)))
-        res.figures["http_s"] = round(time.monotonic() - t0, 1)
-        res.figures["http_statuses"] = dict(sorted(statuses.items()))
-        res.figures["http_push_rejections"] = push_rejected
-        if by_kind_5xx:
-            res.note(f"5xx/connection failures by input kind: {dict(by_kind_5xx)}")
-            res.note("samples: " + " | ".join(sample_5xx))
-        if accepted_bad:
-            res.note(f"{len(accepted_bad)} hostile bodies were ACCEPTED, e.g. {accepted_bad[:3]}")
-        # -- raw records straight onto the obs topic
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, max_request_size=4 * 1024 * 1024,
-                                    acks="all", linger_ms=5)
-        await producer.start()
-        markers: set[str] = set()
-        lenient = tombstones = produce_refused = 0
-        kinds: Counter[str] = Counter()
-        t0 = time.monotonic()
-        try:
-            futures = []
-            for case in topic_cases(n_topic, known, live=tuple(live)):
-                kinds[case.kind] += 1
-                try:
-                    futures.append((case, await producer.send(topic="obs", value=case.value, key=case.key,
-                                                              partition=random.randrange(4))))
-                except Exception as exc:  # too large for the client: counts as refused, not as an input
-                    produce_refused += 1
-                    res.note(f"producer refused a {case.kind} record: {type(exc).__name__}")
-                    continue
-            for case, fut in futures:
-                try:
-                    await fut
-                except Exception as exc:
-                    produce_refused += 1
-                    if produce_refused <= 3:
-                        res.note(f"broker refused a {case.kind} record ({len(case.value or b'')} B): "
-                                 f"{type(exc).__name__}")
-                    continue
-                markers.update(case.markers)
-                lenient += case.lenient
-                tombstones += case.value is None
-        finally:
-            await producer.stop()
-        res.figures["topic_records"] = dict(kinds)
-        res.figures["topic_refused_by_broker"] = produce_refused
-        res.figures["topic_produce_s"] = round(time.monotonic() - t0, 1)
-        # -- does the worker stay up? Its tick timer (every 30 s) reads the data clock: watch two ticks.
-        n_5xx = sum(v for k, v in statuses.items() if k.startswith("5")) + sum(
-            v for k, v in by_kind_5xx.items() if k.startswith("conn:"))
-        t_done = time.monotonic()
-        records = await read_topic(broker.bootstrap, "obs.rejected", idle_s=8.0, timeout_s=150.0)
-        res.figures["read_rejected_s"] = round(time.monotonic() - t_done, 1)
-        missing, http_rej = _rejected_figures(res, records, markers, tombstones, push_rejected)
-        await until(lambda: not ews.alive(), max(0.0, WATCH_S - (time.monotonic() - t_done)), 0.5)
-        res.figures["healthz_readyz_after_inputs"] = await probe(ews)
-        crashed = not ews.alive()
-        res.figures["worker_crashed"] = "no"
-        res.figures["lenient_observations"] = lenient
-        if crashed:
-            res.figures["worker_crashed"] = f"YES, {time.monotonic() - t_done:.0f} s after the inputs"
-            res.note(f"WORKER CRASHED {time.monotonic() - t_done:.0f} s after the hostile inputs "
-                     f"(exit {ews.proc.returncode}); restarting it once to finish the checks")
-            ews = start_ews(work, env, port=ews.port)
-            procs.append(ews)
-            await wait_ready(ews, 90)
-            loop = await until(lambda: not ews.alive(), WATCH_S, 0.5)
-            records = await read_topic(broker.bootstrap, "obs.rejected", idle_s=8.0, timeout_s=120.0)
-            missing, http_rej = _rejected_figures(res, records, markers, tombstones, push_rejected)
-            if loop or not ews.alive():
-                res.figures["worker_crashed"] += "; the restarted worker CRASHED AGAIN (crash loop)"
-                res.note(f"the restarted worker CRASHED AGAIN (exit {ews.proc.returncode}): a crash loop on the "
-                         "uncommitted records it re-reads; a third start runs the valid-observation check")
-                ews.stop(5)
-                ews = start_ews(work, env, port=ews.port)
-                procs.append(ews)
-                await wait_ready(ews, 90)
+        http = await _post_hostile_bodies(ews, res, known, n_obs, n_fc)
+        topic = await _produce_hostile_records(broker.bootstrap, res, known, live, n_topic)
+        ews, crashed, missing, http_rej = await _watch_worker_after_inputs(work, env, procs, broker.bootstrap,
+                                                                           res, topic, http.push_rejected)
         # -- a valid observation afterwards still produces its warning
-        health_before_valid = await probe(ews)
-        [station] = one_station_per_county(1, skip=60)
-        from chaos.harness import county_of
-
-        t0 = time.monotonic()
-        await post_observations(ews, hot([station], _hour_ago()))
-        got = await until(delivered_all(receivers, [county_of(station)]), 60)
-        res.recover_s = round(time.monotonic() - t0, 1)
-        res.figures["healthz_readyz_end"] = await probe(ews)
-        _fill(res, receivers, [county_of(station), *live_counties])
-        cancels = sum(1 for r in receivers for x in r.ok.values() if x["body"]["data"]["msg_type"] != "alert")
-        active = await _active_counties(ews)
-        still = set(live_counties) <= active if active is not None else False
-        res.figures["earlier_warnings_still_active"] = (
-            f"{len(set(live_counties) & active)}/{len(live_counties)}" if active is not None else "unknown: API down")
-        res.figures["cancel_or_update_webhooks_caused"] = cancels
-        if cancels or (active is not None and not still):
-            res.note("hostile inputs CANCELLED or expired live warnings (cancel webhooks sent to departments)")
+        got, health_before_valid = await _valid_observation_still_warns(ews, res, receivers, live_counties)
+        cancels, still = await _live_warnings_survived(ews, res, receivers, live_counties)
         if not got:
             res.note("the valid observation after the hostile inputs produced NO webhook within 60 s")
         # lost here = bad inputs that were neither answered 4xx nor rejected to obs.rejected
-        res.figures["bad_inputs_unaccounted"] = len(missing) + max(0, push_rejected - http_rej) + n_5xx
+        n_5xx = http.n_5xx()
+        res.figures["bad_inputs_unaccounted"] = len(missing) + max(0, http.push_rejected - http_rej) + n_5xx
         res.figures["hostile_inputs_that_made_webhooks"] = res.figures.get("extra_webhooks", 0)
         res.ok = (got and ews.alive() and not crashed and n_5xx == 0 and not cancels
-                  and still and not missing and http_rej >= push_rejected
-                  and not accepted_bad and health_before_valid == (200, 200))
+                  and still and not missing and http_rej >= http.push_rejected
+                  and not http.accepted_bad and health_before_valid == (200, 200))
     finally:
         await _tear_down(res, procs, [broker], receivers)
+
+
+@dataclass
+class _HttpOutcome:
+    """What the hostile HTTP bodies got back."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    by_kind_5xx: Counter[str] = field(default_factory=Counter)  # 5xx answers and connection failures, by kind
+    sample_5xx: list[str] = field(default_factory=list)
+    push_rejected: int = 0  # observations named in the ``rejected`` of 202 answers
+    accepted_bad: list[str] = field(default_factory=list)
+
+    def n_5xx(self) -> int:
+        """5xx answers plus connection failures (except those of over-limit bodies, which the server may cut)."""
+        return sum(v for k, v in self.statuses.items() if k.startswith("5")) + sum(
+            v for k, v in self.by_kind_5xx.items() if k.startswith("conn:"))
+
+
+async def _post_hostile_bodies(ews: EwsProcess, res: Result, known: list[str], n_obs: int, n_fc: int
+                               ) -> _HttpOutcome:
+    """POST every hostile body, 16 at a time; each must get a 4xx, or a 202 that rejects it."""
+    out = _HttpOutcome()
+    sem = asyncio.Semaphore(16)
+    t0 = time.monotonic()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
+                                     connector=aiohttp.TCPConnector(limit=16)) as s:
+        await asyncio.gather(*(_post_hostile_body(s, sem, ews, c, out) for c in http_cases(n_obs, n_fc, known)))
+    res.figures["http_s"] = round(time.monotonic() - t0, 1)
+    res.figures["http_statuses"] = dict(sorted(out.statuses.items()))
+    res.figures["http_push_rejections"] = out.push_rejected
+    if out.by_kind_5xx:
+        res.note(f"5xx/connection failures by input kind: {dict(out.by_kind_5xx)}")
+        res.note("samples: " + " | ".join(out.sample_5xx))
+    if out.accepted_bad:
+        res.note(f"{len(out.accepted_bad)} hostile bodies were ACCEPTED, e.g. {out.accepted_bad[:3]}")
+    return out
+
+
+async def _post_hostile_body(s: aiohttp.ClientSession, sem: asyncio.Semaphore, ews: EwsProcess, case: HttpCase,
+                             out: _HttpOutcome) -> None:
+    async with sem:
+        try:
+            async with s.post(ews.url + case.path, data=case.body,
+                              headers={**ews.headers(), "Content-Type": case.content_type}) as r:
+                text = await r.read()
+                status = r.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            out.statuses[f"conn:{type(exc).__name__}"] += 1
+            if case.kind != "over_limit":
+                out.by_kind_5xx[f"conn:{case.kind if '+' not in case.kind else 'list of several'}"] += 1
+            return
+    out.statuses[str(status)] += 1
+    if status >= 500:
+        out.by_kind_5xx[case.kind if "+" not in case.kind else "list of several"] += 1
+        if len(out.sample_5xx) < 5:
+            out.sample_5xx.append(f"{case.path} {case.kind} -> {status} {text[:120]!r}")
+    elif status == 202:
+        body = orjson.loads(text)
+        out.push_rejected += len(body.get("rejected", []))
+        if body.get("accepted"):
+            out.accepted_bad.append(f"{case.path} {case.kind}: {case.body[:160]!r}")
+
+
+@dataclass
+class _TopicOutcome:
+    """What the broker took of the raw ``obs`` records: the markers to find in obs.rejected, and so on."""
+
+    markers: set[str] = field(default_factory=set)
+    lenient: int = 0  # observations that may be dropped as stale or flagged instead of rejected
+    tombstones: int = 0
+
+
+async def _produce_hostile_records(bootstrap: str, res: Result, known: list[str], live: list[str], n_topic: int
+                                   ) -> _TopicOutcome:
+    """Raw records straight onto the obs topic. Only records the broker acknowledged are expected downstream."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 * 1024 * 1024,
+                                acks="all", linger_ms=5)
+    await producer.start()
+    out = _TopicOutcome()
+    produce_refused = 0
+    kinds: Counter[str] = Counter()
+    t0 = time.monotonic()
+    try:
+        futures = []
+        for case in topic_cases(n_topic, known, live=tuple(live)):
+            kinds[case.kind] += 1
+            try:
+                futures.append((case, await producer.send(topic="obs", value=case.value, key=case.key,
+                                                          partition=random.randrange(4))))
+            except Exception as exc:  # too large for the client: counts as refused, not as an input
+                produce_refused += 1
+                res.note(f"producer refused a {case.kind} record: {type(exc).__name__}")
+                continue
+        for case, fut in futures:
+            try:
+                await fut
+            except Exception as exc:
+                produce_refused += 1
+                if produce_refused <= 3:
+                    res.note(f"broker refused a {case.kind} record ({len(case.value or b'')} B): "
+                             f"{type(exc).__name__}")
+                continue
+            out.markers.update(case.markers)
+            out.lenient += case.lenient
+            out.tombstones += case.value is None
+    finally:
+        await producer.stop()
+    res.figures["topic_records"] = dict(kinds)
+    res.figures["topic_refused_by_broker"] = produce_refused
+    res.figures["topic_produce_s"] = round(time.monotonic() - t0, 1)
+    return out
+
+
+async def _watch_worker_after_inputs(work: Path, env: dict[str, str], procs: list[EwsProcess], bootstrap: str,
+                                     res: Result, topic: _TopicOutcome, push_rejected: int
+                                     ) -> tuple[EwsProcess, bool, set[str], int]:
+    """Does the worker (procs[-1]) stay up? Its tick timer (every 30 s) reads the data clock: watch two ticks.
+    On a crash, restart it (twice on a crash loop) so that the later checks can run. Returns (the worker now
+    running, whether it crashed, the topic markers missing from obs.rejected, HTTP rejections found there)."""
+    ews = procs[-1]
+    t_done = time.monotonic()
+    records = await read_topic(bootstrap, "obs.rejected", idle_s=8.0, timeout_s=150.0)
+    res.figures["read_rejected_s"] = round(time.monotonic() - t_done, 1)
+    missing, http_rej = _rejected_figures(res, records, topic.markers, topic.tombstones, push_rejected)
+    await until(lambda: not ews.alive(), max(0.0, WATCH_S - (time.monotonic() - t_done)), 0.5)
+    res.figures["healthz_readyz_after_inputs"] = await probe(ews)
+    crashed = not ews.alive()
+    res.figures["worker_crashed"] = "no"
+    res.figures["lenient_observations"] = topic.lenient
+    if crashed:
+        res.figures["worker_crashed"] = f"YES, {time.monotonic() - t_done:.0f} s after the inputs"
+        res.note(f"WORKER CRASHED {time.monotonic() - t_done:.0f} s after the hostile inputs "
+                 f"(exit {ews.proc.returncode}); restarting it once to finish the checks")
+        ews = start_ews(work, env, port=ews.port)
+        procs.append(ews)
+        await wait_ready(ews, 90)
+        loop = await until(lambda: not ews.alive(), WATCH_S, 0.5)
+        records = await read_topic(bootstrap, "obs.rejected", idle_s=8.0, timeout_s=120.0)
+        missing, http_rej = _rejected_figures(res, records, topic.markers, topic.tombstones, push_rejected)
+        if loop or not ews.alive():
+            res.figures["worker_crashed"] += "; the restarted worker CRASHED AGAIN (crash loop)"
+            res.note(f"the restarted worker CRASHED AGAIN (exit {ews.proc.returncode}): a crash loop on the "
+                     "uncommitted records it re-reads; a third start runs the valid-observation check")
+            ews.stop(5)
+            ews = start_ews(work, env, port=ews.port)
+            procs.append(ews)
+            await wait_ready(ews, 90)
+    return ews, crashed, missing, http_rej
+
+
+async def _valid_observation_still_warns(ews: EwsProcess, res: Result, receivers: list[Receiver],
+                                         live_counties: list[str]) -> tuple[bool, tuple[int | None, int | None]]:
+    """POST one valid hot observation and wait for its webhook. Returns (delivered, /healthz,/readyz before)."""
+    from chaos.harness import county_of
+
+    health_before_valid = await probe(ews)
+    [station] = one_station_per_county(1, skip=60)
+    t0 = time.monotonic()
+    await post_observations(ews, hot([station], _hour_ago()))
+    got = await until(delivered_all(receivers, [county_of(station)]), 60)
+    res.recover_s = round(time.monotonic() - t0, 1)
+    res.figures["healthz_readyz_end"] = await probe(ews)
+    _fill(res, receivers, [county_of(station), *live_counties])
+    return got, health_before_valid
+
+
+async def _live_warnings_survived(ews: EwsProcess, res: Result, receivers: list[Receiver],
+                                  live_counties: list[str]) -> tuple[int, bool]:
+    """Were the warnings in force before the hostile inputs left alone? Returns (cancel or update webhooks sent,
+    whether all of them are still active)."""
+    cancels = sum(1 for r in receivers for x in r.ok.values() if x["body"]["data"]["msg_type"] != "alert")
+    active = await _active_counties(ews)
+    still = set(live_counties) <= active if active is not None else False
+    res.figures["earlier_warnings_still_active"] = (
+        f"{len(set(live_counties) & active)}/{len(live_counties)}" if active is not None else "unknown: API down")
+    res.figures["cancel_or_update_webhooks_caused"] = cancels
+    if cancels or (active is not None and not still):
+        res.note("hostile inputs CANCELLED or expired live warnings (cancel webhooks sent to departments)")
+    return cancels, still
 
 
 SCENARIOS: dict[str, tuple[str, Callable[[Path, Result], Awaitable[None]]]] = {

@@ -550,90 +550,13 @@ def _run(args: argparse.Namespace, clock: Clock, sleep: Sleep, out: IO[str], err
         raise _UsageError(f"--since {args.since} is not before --until {args.until}")
     dry_run = bool(args.dry_run)
     stats = IngestStats(started=clock())
-    sink: Sink
-    if dry_run:
-        sink = DryRunSink(out, err)
-    else:
-        bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP")
-        if not bootstrap:
-            raise _UsageError("no broker: give --bootstrap HOST:PORT or set KAFKA_BOOTSTRAP (the embedded broker "
-                              "runs inside 'ews run'; 'ews broker' runs one alone), or use --dry-run")
-        if args.partitions is not None and args.partitions < 1:
-            raise _UsageError(f"--partitions {args.partitions}: must be at least 1")
-        try:
-            sink = _kafka_sink(bootstrap, args.partitions, clock, partition_for, producer_factory, err)
-        except Exception as exc:  # NoBrokersAvailable, KafkaTimeoutError, ...
-            err.write(f"ews ingest: broker {bootstrap}: {exc!r}\n")
-            return EXIT_BROKER
-
-    known = registry.__contains__
-    since, until, speed = args.since, args.until, args.replay_speed
+    sink: Sink | None = DryRunSink(out, err) if dry_run else _broker_sink(args, clock, producer_factory, err)
+    if sink is None:
+        return EXIT_BROKER
     prog = Progress(err, clock, progress_on, label="written" if dry_run else "published")
-    rows_of = _merged if speed else _sequential
+    rows_of = _merged if args.replay_speed else _sequential
     rows = rows_of(args.files, args.format, as_station, stats.files)
-    now_dt = datetime.now(UTC)
-    t0: float | None = None
-    w0 = 0.0
-    interrupted = False
-    counter = itertools.count(1)
-
-    def reject(fs: FileStats, reason: str, source: str, raw: bytes, key: bytes) -> None:
-        fs.rejected += 1
-        stats.rejected[reason_key(reason)] += 1
-        record = {"reason": reason, "source": source, "time": _now_iso(),
-                  "raw": raw[:RAW_KEEP].decode("utf-8", "replace")}
-        sink.reject(record, key)
-
-    try:
-        for fs, row in rows:
-            n = next(counter)
-            fs.read += 1
-            stats.read += 1
-            if n & 255 == 0:
-                now = clock()
-                sink.tick(now)
-                prog.update(stats, sink.published)
-                if n & 4095 == 0:
-                    now_dt = datetime.now(UTC)
-            if isinstance(row, RowError):
-                reject(fs, row.reason, f"{fs.path}:{row.line_no}", row.raw, b"?")
-                continue
-            t = row.time
-            if (since is not None and t < since) or (until is not None and t >= until):
-                fs.filtered += 1
-                stats.filtered += 1
-                continue
-            if speed:
-                ts = _epoch(t)
-                if ts is not None:
-                    if t0 is None:
-                        t0, w0 = ts, clock()
-                    delay = w0 + (ts - t0) / speed - clock()
-                    if delay >= MIN_SLEEP_S:
-                        sink.flush()  # everything due before this pause goes out now
-                        prog.update(stats, sink.published)
-                        sleep(delay)
-            raw = row.to_dict()
-            try:
-                obs = validate_observation(raw, known_station=known, now=now_dt, source=row.source)
-            except ObservationError as exc:
-                reject(fs, str(exc), f"{fs.path}@{t}", orjson.dumps(raw), row.station_id.encode()[:64] or b"?")
-                continue
-            if row.qc:
-                obs.qc = row.qc
-            fs.accepted += 1
-            stats.accepted += 1
-            sink.add(obs.to_dict())
-    except KeyboardInterrupt:
-        interrupted = True
-    except OutputClosed:
-        err.write("ews ingest: stdout closed by its reader; stopped\n")
-    except SinkFailed as exc:
-        err.write(f"ews ingest: stopped, the broker refused a send: {exc}\n")
-    finally:
-        close = getattr(rows, "close", None)
-        if close is not None:
-            close()
+    interrupted = _ingest_rows(rows, args, registry.__contains__, sink, stats, prog, clock, sleep, err)
     prog.update(stats, sink.published, force=True)
     published, failed, error = sink.close()
     prog.done()
@@ -652,6 +575,116 @@ def _run(args: argparse.Namespace, clock: Clock, sleep: Sleep, out: IO[str], err
     if failed or error:
         return EXIT_BROKER
     return EXIT_OK
+
+
+def _broker_sink(args: argparse.Namespace, clock: Clock, producer_factory: Callable[..., Any] | None,
+                 err: IO[str]) -> KafkaSink | None:
+    """The Kafka sink of ``--bootstrap`` (or KAFKA_BOOTSTRAP); None, said on ``err``, when the broker fails."""
+    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        raise _UsageError("no broker: give --bootstrap HOST:PORT or set KAFKA_BOOTSTRAP (the embedded broker "
+                          "runs inside 'ews run'; 'ews broker' runs one alone), or use --dry-run")
+    if args.partitions is not None and args.partitions < 1:
+        raise _UsageError(f"--partitions {args.partitions}: must be at least 1")
+    try:
+        return _kafka_sink(bootstrap, args.partitions, clock, partition_for, producer_factory, err)
+    except Exception as exc:  # NoBrokersAvailable, KafkaTimeoutError, ...
+        err.write(f"ews ingest: broker {bootstrap}: {exc!r}\n")
+        return None
+
+
+class _ReplaySchedule:
+    """``--replay-speed``: data time ts is due at wall time w0 + (ts - t0) / speed, t0 and w0 taken at the first
+    row with a readable time. The schedule is absolute, so skipped short pauses do not make it drift."""
+
+    def __init__(self, speed: float, clock: Clock) -> None:
+        self.speed = speed
+        self.clock = clock
+        self.t0: float | None = None
+        self.w0 = 0.0
+
+    def delay(self, t: str) -> float | None:
+        """Seconds until the row of time ``t`` is due (<= 0: late); None if ``t`` cannot be read."""
+        ts = _epoch(t)
+        if ts is None:
+            return None
+        if self.t0 is None:
+            self.t0, self.w0 = ts, self.clock()
+        return self.w0 + (ts - self.t0) / self.speed - self.clock()
+
+
+def _ingest_rows(rows: Iterator[tuple[FileStats, ParsedRow]], args: argparse.Namespace, known: Callable[[str], bool],
+                 sink: Sink, stats: IngestStats, prog: Progress, clock: Clock, sleep: Sleep, err: IO[str]) -> bool:
+    """Check every row of ``rows`` and hand it to ``sink`` (accepted, or rejected to obs.rejected), paced by
+    ``--replay-speed`` and filtered by ``--since``/``--until``. Returns whether Ctrl-C interrupted it; a closed
+    output or a failed send stops it early (said on ``err``). Always closes ``rows``."""
+    since, until = args.since, args.until
+    replay = _ReplaySchedule(args.replay_speed, clock) if args.replay_speed else None
+    now_dt = datetime.now(UTC)
+    interrupted = False
+    counter = itertools.count(1)
+    try:
+        for fs, row in rows:
+            n = next(counter)
+            fs.read += 1
+            stats.read += 1
+            if n & 255 == 0:  # the clock, the time flush and the progress line cost too much for every row
+                now = clock()
+                sink.tick(now)
+                prog.update(stats, sink.published)
+                if n & 4095 == 0:
+                    now_dt = datetime.now(UTC)
+            if isinstance(row, RowError):
+                _reject(sink, stats, fs, row.reason, f"{fs.path}:{row.line_no}", row.raw, b"?")
+                continue
+            t = row.time
+            if (since is not None and t < since) or (until is not None and t >= until):
+                fs.filtered += 1
+                stats.filtered += 1
+                continue
+            delay = replay.delay(t) if replay is not None else None
+            if delay is not None and delay >= MIN_SLEEP_S:
+                sink.flush()  # everything due before this pause goes out now
+                prog.update(stats, sink.published)
+                sleep(delay)
+            _validate_and_add(fs, row, known, now_dt, sink, stats)
+    except KeyboardInterrupt:
+        interrupted = True
+    except OutputClosed:
+        err.write("ews ingest: stdout closed by its reader; stopped\n")
+    except SinkFailed as exc:
+        err.write(f"ews ingest: stopped, the broker refused a send: {exc}\n")
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+    return interrupted
+
+
+def _validate_and_add(fs: FileStats, row: Observation, known: Callable[[str], bool], now: datetime, sink: Sink,
+                      stats: IngestStats) -> None:
+    """Validate a parsed row against the registry: to the sink if it passes, to obs.rejected if not."""
+    raw = row.to_dict()
+    try:
+        obs = validate_observation(raw, known_station=known, now=now, source=row.source)
+    except ObservationError as exc:
+        _reject(sink, stats, fs, str(exc), f"{fs.path}@{row.time}", orjson.dumps(raw),
+                row.station_id.encode()[:64] or b"?")
+        return
+    if row.qc:
+        obs.qc = row.qc
+    fs.accepted += 1
+    stats.accepted += 1
+    sink.add(obs.to_dict())
+
+
+def _reject(sink: Sink, stats: IngestStats, fs: FileStats, reason: str, source: str, raw: bytes, key: bytes) -> None:
+    """Count a rejected row (by file and by reason) and send its dead letter (the first RAW_KEEP bytes)."""
+    fs.rejected += 1
+    stats.rejected[reason_key(reason)] += 1
+    record = {"reason": reason, "source": source, "time": _now_iso(),
+              "raw": raw[:RAW_KEEP].decode("utf-8", "replace")}
+    sink.reject(record, key)
 
 
 def _now_iso() -> str:

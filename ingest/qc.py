@@ -940,11 +940,45 @@ def _check_core(sids: Sequence[str], t: np.ndarray, vals: dict[str, np.ndarray],
                 hard: list[str | None], invalid: np.ndarray, bad: Mapping[str, dict[int, str]] | None = None,
                 ) -> tuple[dict[int, dict[str, str]], np.ndarray, dict[int, np.ndarray]]:
     """All checks on columns; fills ``hard`` (and its mask ``invalid``) in place. Returns the flags of flagged
-    rows, the slots whose time advanced and, per element index, the slots whose element context was rewritten."""
+    rows, the slots whose time advanced and, per element index, the slots whose element context was rewritten.
+    The helpers run under this function's errstate (NaN comparisons and overflows stay silent)."""
     n = t.size
     flags: dict[int, dict[str, str]] = {}
-    # hard limits, all elements at once: the first unusable element (in ELEMENTS order) names the rejection
     x_all = np.array([vals[e] for e in ELEMENTS])  # (element, report); np.array is faster than np.stack here
+    _reject_beyond_hard_limits(x_all, hard, invalid, bad)
+    pr = vals["precip_mm"]
+    dur, envelope = _precip_envelope(vals["precip_period_h"])
+    _reject_above_precip_envelope(pr, dur, envelope, hard, invalid)
+    valid = ~invalid
+    vidx = np.flatnonzero(valid)
+    slot = state.slots_for(sids, create=valid)  # only accepted reports create stations
+    if vidx.size == n:
+        elev = state.elevation_km(slot, elevations)
+    else:
+        elev = np.zeros(n)
+        elev[vidx] = state.elevation_km(slot[vidx], elevations)
+    _flag_soft_ranges(x_all, elev, valid, flags)
+    soft_pr = valid & (pr > PRECIP_SOFT_FRACTION * envelope)
+    for i in np.flatnonzero(soft_pr).tolist():
+        soft = PRECIP_SOFT_FRACTION * envelope[i]
+        _add(flags.setdefault(i, {}), "precip_mm", f"range: {pr[i]:g} mm > {soft:.0f} mm in {dur[i]:g} h")
+    _flag_inconsistencies(vals, valid, flags)
+    fresh_slots = np.zeros(0, dtype=np.intp)
+    updated: dict[int, np.ndarray] = {}
+    if vidx.size:
+        fresh_slots, updated = _check_series_of_accepted(t, x_all, slot, vidx, state, flags)
+        if models:
+            uniq, inv_v = np.unique(slot[vidx], return_inverse=True)
+            inv = np.zeros(n, dtype=np.intp)
+            inv[vidx] = inv_v
+            _anomaly(models, [state.station_ids[s] for s in uniq.tolist()], inv, t, vals, valid, flags)
+    return flags, fresh_slots, updated
+
+
+def _reject_beyond_hard_limits(x_all: np.ndarray, hard: list[str | None], invalid: np.ndarray,
+                               bad: Mapping[str, dict[int, str]] | None) -> None:
+    """Hard limits, all elements at once: the first unusable element (in ELEMENTS order) names the rejection.
+    Fills ``hard`` and ``invalid`` in place; ``bad``: present but unusable values found while parsing."""
     out_all = (x_all < _HARD_LO) | (x_all > _HARD_HI)
     if bad or out_all.any():  # rare
         for j, e in enumerate(ELEMENTS):
@@ -955,25 +989,28 @@ def _check_core(sids: Sequence[str], t: np.ndarray, vals: dict[str, np.ndarray],
             for i in np.flatnonzero(out_all[j]).tolist():
                 hard[i] = hard[i] or f"{e}: {x_all[j, i]:g} beyond the physical limits [{lo:g}, {hi:g}]"
         invalid |= out_all.any(axis=0)
-    period = vals["precip_period_h"]
-    pr = vals["precip_mm"]
+
+
+def _precip_envelope(period: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(accumulation period in h, world-record precipitation in mm for that period) per report."""
     dur = np.where(np.isfinite(period) & (period > 0), period, DEFAULT_PRECIP_PERIOD_H)
     envelope = JENNINGS_MM * np.power(np.maximum(dur, 1.0 / 60.0), JENNINGS_EXP)
+    return dur, envelope
+
+
+def _reject_above_precip_envelope(pr: np.ndarray, dur: np.ndarray, envelope: np.ndarray, hard: list[str | None],
+                                  invalid: np.ndarray) -> None:
     over = pr > envelope
     invalid |= over
     for i in np.flatnonzero(over).tolist():
         hard[i] = hard[i] or f"precip_mm: {pr[i]:g} mm above the world-record envelope ({envelope[i]:.0f} mm " \
                              f"in {dur[i]:g} h)"
-    valid = ~invalid
-    vidx = np.flatnonzero(valid)
-    slot = state.slots_for(sids, create=valid)  # only accepted reports create stations
-    if vidx.size == n:
-        elev = state.elevation_km(slot, elevations)
-    else:
-        elev = np.zeros(n)
-        elev[vidx] = state.elevation_km(slot[vidx], elevations)
 
-    # soft range, all elements at once (rows: _RANGE_NAMES); the upper bound of temperatures follows the elevation
+
+def _flag_soft_ranges(x_all: np.ndarray, elev: np.ndarray, valid: np.ndarray, flags: dict[int, dict[str, str]]
+                      ) -> None:
+    """Soft range, all elements at once (rows: _RANGE_NAMES); the upper bound of temperatures follows the
+    elevation (km per report)."""
     x_rng = x_all[_RANGE_ROWS]
     lo_a = np.broadcast_to(_RANGE_LO, x_rng.shape)
     hi_a = _RANGE_HI + _RANGE_LAPSE * elev
@@ -990,18 +1027,16 @@ def _check_core(sids: Sequence[str], t: np.ndarray, vals: dict[str, np.ndarray],
             for i in np.flatnonzero(out_rng[j]).tolist():
                 _add(flags.setdefault(i, {}), e,
                      f"range: {x_rng[j, i]:g} outside [{lo_a[j, i]:.1f}, {hi_a[j, i]:.1f}]")
-    soft_pr = valid & (pr > PRECIP_SOFT_FRACTION * envelope)
-    for i in np.flatnonzero(soft_pr).tolist():
-        soft = PRECIP_SOFT_FRACTION * envelope[i]
-        _add(flags.setdefault(i, {}), "precip_mm", f"range: {pr[i]:g} mm > {soft:.0f} mm in {dur[i]:g} h")
 
-    # internal consistency (one test for all four checks; each flags in turn)
+
+def _flag_inconsistencies(vals: dict[str, np.ndarray], valid: np.ndarray, flags: dict[int, dict[str, str]]) -> None:
+    """Internal consistency (one test for all four checks; each flags in turn)."""
     tt, td, tx, tn = vals["air_temp_c"], vals["dewpoint_c"], vals["tmax_c"], vals["tmin_c"]
     w, g = vals["wind_ms"], vals["gust_ms"]
     rh = vals["rh_pct"]
     a, b = 17.625, 243.04  # Magnus, Alduchov & Eskridge (1996), as ingest.formats.rh_from_dewpoint
     if np.isnan(td).all():  # no dew point (RH from T/Td all NaN): skip the exp
-        rh_out = np.zeros(n, dtype=bool)
+        rh_out = np.zeros(tt.size, dtype=bool)
     else:
         rh_calc = 100.0 * np.exp(a * td / (b + td) - a * tt / (b + tt))
         rh_out = np.abs(rh - rh_calc) > RH_TOLERANCE_PCT
@@ -1019,47 +1054,45 @@ def _check_core(sids: Sequence[str], t: np.ndarray, vals: dict[str, np.ndarray],
         for i in np.flatnonzero(cons[3]).tolist():
             _add(flags.setdefault(i, {}), "rh_pct", f"consistency: RH {rh[i]:g} % vs {rh_calc[i]:.0f} % from T/Td")
 
+
+def _check_series_of_accepted(t: np.ndarray, x_all: np.ndarray, slot: np.ndarray, vidx: np.ndarray, state: QCState,
+                              flags: dict[int, dict[str, str]]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Step and persistence checks of the accepted reports (rows ``vidx``, stations ``slot``); moves the station
+    contexts on. Returns the slots whose time advanced and, per element index, the slots rewritten."""
+    # accepted reports grouped by station (arrival order kept); only reports newer than everything seen
+    # before from their station get step/persistence checks and move the context on
+    order = vidx[np.argsort(slot[vidx], kind="stable")]
+    gs, ts = slot[order], t[order]
+    fresh = _fresh(gs, ts, state._t[gs])
+    if not fresh.all():
+        order, gs, ts = order[fresh], gs[fresh], ts[fresh]
+    xs = x_all[_S_K][:, order]  # (series element, fresh report)
+    fin = np.isfinite(xs)
+    # elements present in the same reports are checked together (usually: all in every report)
+    groups: dict[bytes, list[int]] = {}
+    for j in np.flatnonzero(fin.any(axis=1)).tolist():
+        groups.setdefault(fin[j].tobytes(), []).append(j)
+    events: list[tuple[int, int, int, str]] = []
+    written: dict[int, np.ndarray] = {}
+    for js in groups.values():
+        use = fin[js[0]]
+        if use.all():
+            gl = _series_checks(js, order, xs[js], ts, gs, state._e, events)
+        else:
+            pos = np.flatnonzero(use)
+            gl = _series_checks(js, order[pos], xs[js][:, pos], ts[pos], gs[pos], state._e, events)
+        written.update(dict.fromkeys((_SERIES[j] for j in js), gl))
+    updated = {k: written[k] for k in _SERIES if k in written}
+    # flags in the order of the per-element checks: by element, steps before persistence, then by position
+    for k, _, i, why in sorted(events, key=lambda ev: ev[:2]):
+        _add(flags.setdefault(i, {}), ELEMENTS[k], why)
+    # station times: the last fresh report of each station is its newest
     fresh_slots = np.zeros(0, dtype=np.intp)
-    updated: dict[int, np.ndarray] = {}
-    if vidx.size:
-        # accepted reports grouped by station (arrival order kept); only reports newer than everything seen
-        # before from their station get step/persistence checks and move the context on
-        order = vidx[np.argsort(slot[vidx], kind="stable")]
-        gs, ts = slot[order], t[order]
-        fresh = _fresh(gs, ts, state._t[gs])
-        if not fresh.all():
-            order, gs, ts = order[fresh], gs[fresh], ts[fresh]
-        xs = x_all[_S_K][:, order]  # (series element, fresh report)
-        fin = np.isfinite(xs)
-        # elements present in the same reports are checked together (usually: all in every report)
-        groups: dict[bytes, list[int]] = {}
-        for j in np.flatnonzero(fin.any(axis=1)).tolist():
-            groups.setdefault(fin[j].tobytes(), []).append(j)
-        events: list[tuple[int, int, int, str]] = []
-        written: dict[int, np.ndarray] = {}
-        for js in groups.values():
-            use = fin[js[0]]
-            if use.all():
-                gl = _series_checks(js, order, xs[js], ts, gs, state._e, events)
-            else:
-                pos = np.flatnonzero(use)
-                gl = _series_checks(js, order[pos], xs[js][:, pos], ts[pos], gs[pos], state._e, events)
-            written.update(dict.fromkeys((_SERIES[j] for j in js), gl))
-        updated = {k: written[k] for k in _SERIES if k in written}
-        # flags in the order of the per-element checks: by element, steps before persistence, then by position
-        for k, _, i, why in sorted(events, key=lambda ev: ev[:2]):
-            _add(flags.setdefault(i, {}), ELEMENTS[k], why)
-        # station times: the last fresh report of each station is its newest
-        if gs.size:
-            lastf = np.append(gs[1:] != gs[:-1], True)
-            fresh_slots = gs[lastf]
-            state._t[fresh_slots] = ts[lastf]
-        if models:
-            uniq, inv_v = np.unique(slot[vidx], return_inverse=True)
-            inv = np.zeros(n, dtype=np.intp)
-            inv[vidx] = inv_v
-            _anomaly(models, [state.station_ids[s] for s in uniq.tolist()], inv, t, vals, valid, flags)
-    return flags, fresh_slots, updated
+    if gs.size:
+        lastf = np.append(gs[1:] != gs[:-1], True)
+        fresh_slots = gs[lastf]
+        state._t[fresh_slots] = ts[lastf]
+    return fresh_slots, updated
 
 
 def _fresh(g: np.ndarray, t: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -1166,35 +1199,70 @@ def _series_checks(js: list[int], rows: np.ndarray, x: np.ndarray, t: np.ndarray
     p1t = np.empty((n_el, m))
     p1t[:, 1:] = t[:-1]
     p1t[:, fpos] = c[..., 1]
-    # step: a change above the lowest possible limit makes a candidate (usually none: no gap-dependent limits);
+    jump = _step_jumps(sel, rows, x, t, p1x, p1t, first, c, events)
+    run = _persistence_runs(sel, rows, x, p1x, fpos, c, events)
+    # context update: each station's last report
+    gl = g[lpos]
+    new = np.empty((n_el, lpos.size, _NF))
+    new[..., 0] = x[:, lpos]
+    new[..., 1] = t[lpos]
+    new[..., 2] = p1x[:, lpos]
+    new[..., 3] = p1t[:, lpos]
+    new[..., 4] = jump[:, lpos]
+    new[..., 5] = run[:, lpos].astype("int64")  # stored as a whole number, as the dict context does
+    np.put(cells, ks[:, None] + nk * gl, new.reshape(-1, _NF).view(cells.dtype))
+    return gl
+
+
+def _step_jumps(sel: np.ndarray, rows: np.ndarray, x: np.ndarray, t: np.ndarray, p1x: np.ndarray,
+                p1t: np.ndarray, first: np.ndarray, c: np.ndarray, events: list[tuple[int, int, int, str]]
+                ) -> np.ndarray:
+    """The step check of :func:`_series_checks` (``sel``: rows of the _S_* tables, ``first``: a station's first
+    report, ``c``: the contexts read at those). Returns the jumps (element, report), flagged or not: a jump back
+    from a flagged jump is not flagged, but is remembered as a jump."""
+    ks = _S_K[sel]
+    n_el, m = x.shape
+    # a change above the lowest possible limit makes a candidate (usually none: no gap-dependent limits);
     # a NaN gap (no previous time) gives a NaN limit and fails the gap test, as no check
     diff = np.abs(x - p1x)
     jump = diff > _S_STEP_LOW[sel][:, None]
-    if jump.any():
-        lim, ref, cap, max_gap = (p[:, None] for p in _S_STEP[sel].T)
-        dt1 = (t - p1t) / 3600.0
-        lim1 = np.minimum(lim * np.sqrt(np.maximum(dt1, ref) / ref), cap)
-        jump = (dt1 > 0) & (dt1 <= max_gap) & (diff > lim1)
-    if jump.any():  # rare: a jump is flagged unless it is the return from a flagged jump (second previous report)
-        second = np.zeros(m, dtype=bool)
-        second[1:] = first[:-1] & ~first[1:]
-        spos = np.flatnonzero(second)
-        sst = np.cumsum(first)[spos] - 1  # their station (index into fpos)
-        p2x = np.empty((n_el, m))
-        p2t = np.empty((n_el, m))
-        p2x[:, 2:], p2t[:, 2:] = x[:, :-2], t[:-2]
-        p2x[:, spos], p2t[:, spos] = c[:, sst, 0], c[:, sst, 1]
-        p2x[:, fpos], p2t[:, fpos] = c[..., 2], c[..., 3]
-        prev_jump = np.empty((n_el, m), dtype=bool)
-        prev_jump[:, 1:] = jump[:, :-1]
-        prev_jump[:, fpos] = c[..., 4] > 0
-        dt2 = (t - p2t) / 3600.0
-        lim2 = np.minimum(lim * np.sqrt(np.maximum(dt2, ref) / ref), cap)
-        back = prev_jump & (dt2 > 0) & (dt2 <= max_gap) & (np.abs(x - p2x) <= lim2)
-        for a, i in zip(*np.nonzero(jump & ~back), strict=True):
-            events.append((int(ks[a]), 0, int(rows[i]),
-                           f"step: {x[a, i] - p1x[a, i]:+.1f} in {dt1[a, i]:.1f} h (limit {lim1[a, i]:.1f})"))
-    # persistence: run of identical values, continuing the context's run at a station's first report
+    if not jump.any():
+        return jump
+    lim, ref, cap, max_gap = (p[:, None] for p in _S_STEP[sel].T)
+    dt1 = (t - p1t) / 3600.0
+    lim1 = np.minimum(lim * np.sqrt(np.maximum(dt1, ref) / ref), cap)
+    jump = (dt1 > 0) & (dt1 <= max_gap) & (diff > lim1)
+    if not jump.any():
+        return jump
+    # rare: a jump is flagged unless it is the return from a flagged jump (second previous report)
+    fpos = np.flatnonzero(first)
+    second = np.zeros(m, dtype=bool)
+    second[1:] = first[:-1] & ~first[1:]
+    spos = np.flatnonzero(second)
+    sst = np.cumsum(first)[spos] - 1  # their station (index into fpos)
+    p2x = np.empty((n_el, m))
+    p2t = np.empty((n_el, m))
+    p2x[:, 2:], p2t[:, 2:] = x[:, :-2], t[:-2]
+    p2x[:, spos], p2t[:, spos] = c[:, sst, 0], c[:, sst, 1]
+    p2x[:, fpos], p2t[:, fpos] = c[..., 2], c[..., 3]
+    prev_jump = np.empty((n_el, m), dtype=bool)
+    prev_jump[:, 1:] = jump[:, :-1]
+    prev_jump[:, fpos] = c[..., 4] > 0
+    dt2 = (t - p2t) / 3600.0
+    lim2 = np.minimum(lim * np.sqrt(np.maximum(dt2, ref) / ref), cap)
+    back = prev_jump & (dt2 > 0) & (dt2 <= max_gap) & (np.abs(x - p2x) <= lim2)
+    for a, i in zip(*np.nonzero(jump & ~back), strict=True):
+        events.append((int(ks[a]), 0, int(rows[i]),
+                       f"step: {x[a, i] - p1x[a, i]:+.1f} in {dt1[a, i]:.1f} h (limit {lim1[a, i]:.1f})"))
+    return jump
+
+
+def _persistence_runs(sel: np.ndarray, rows: np.ndarray, x: np.ndarray, p1x: np.ndarray, fpos: np.ndarray,
+                      c: np.ndarray, events: list[tuple[int, int, int, str]]) -> np.ndarray:
+    """The persistence check of :func:`_series_checks`: the run of identical values (element, report), continuing
+    the context's run at a station's first report (``fpos``); 0 for ignored values."""
+    ks = _S_K[sel]
+    n_el, m = x.shape
     ign = _S_IGNORE[sel]
     ignored = x == ign[:, :1]
     for col in range(1, ign.shape[1]):
@@ -1220,17 +1288,7 @@ def _series_checks(js: list[int], rows: np.ndarray, x: np.ndarray, t: np.ndarray
         for a, i in zip(*np.nonzero(hit), strict=True):
             events.append((int(ks[a]), 1, int(rows[i]),
                            f"persistence: same value {x[a, i]:g} in {int(run[a, i])} consecutive reports"))
-    # context update: each station's last report
-    gl = g[lpos]
-    new = np.empty((n_el, lpos.size, _NF))
-    new[..., 0] = x[:, lpos]
-    new[..., 1] = t[lpos]
-    new[..., 2] = p1x[:, lpos]
-    new[..., 3] = p1t[:, lpos]
-    new[..., 4] = jump[:, lpos]
-    new[..., 5] = run[:, lpos].astype("int64")  # stored as a whole number, as the dict context does
-    np.put(cells, ks[:, None] + nk * gl, new.reshape(-1, _NF).view(cells.dtype))
-    return gl
+    return run
 
 
 def _f(v: Any) -> float:
@@ -1305,6 +1363,36 @@ def _number(v: Any) -> tuple[float, bool]:
 def _check_one(r: Mapping[str, Any], res: QCResult, state: MutableMapping[str, Any],
                elevations: Mapping[str, float], models: Mapping[str, AnomalyModel]) -> None:
     """The checks of :func:`check_batch` for one report, in plain Python (kept equal by the tests)."""
+    sid, t, v, hard = _read_one(r)
+    per, pr = v["precip_period_h"], v["precip_mm"]
+    dur = per if math.isfinite(per) and per > 0 else DEFAULT_PRECIP_PERIOD_H
+    envelope = JENNINGS_MM * max(dur, 1.0 / 60.0) ** JENNINGS_EXP
+    if pr > envelope:
+        hard = hard or f"precip_mm: {pr:g} mm above the world-record envelope ({envelope:.0f} mm in {dur:g} h)"
+    if hard is not None:
+        res.hard_fail = hard
+        return
+    flags = res.flags
+    _flag_one_soft_ranges(v, float(elevations.get(sid, 0.0) or 0.0) / 1000.0, flags)
+    if pr > PRECIP_SOFT_FRACTION * envelope:
+        _add(flags, "precip_mm", f"range: {pr:g} mm > {PRECIP_SOFT_FRACTION * envelope:.0f} mm in {dur:g} h")
+    _flag_one_inconsistencies(v, flags)
+    st_any = state.get(sid)
+    if t > _ctx_time(st_any):
+        st = _station_state(state, sid)
+        for e in ELEMENTS:
+            x = v[e]
+            if (e in STEP_LIMITS or e in PERSISTENCE) and math.isfinite(x):
+                _series_one(e, x, t, st, flags)
+        st["t"] = float(t)
+    am = models.get(sid)
+    if am is not None:
+        _flag_one_anomaly(am, v, t, flags)
+
+
+def _read_one(r: Mapping[str, Any]) -> tuple[str, float, dict[str, float], str | None]:
+    """(station id or "", epoch seconds or NaN, value per element with NaN for missing or unusable, the first
+    identity/time/value/hard-limit failure or None) of one report."""
     hard: str | None = None
     sid = _station_id(r.get("station_id")) or ""
     if not sid:
@@ -1321,29 +1409,25 @@ def _check_one(r: Mapping[str, Any], res: QCResult, state: MutableMapping[str, A
         elif x < lo or x > hi:
             hard = hard or f"{e}: {x:g} beyond the physical limits [{lo:g}, {hi:g}]"
         v[e] = x
-    per, pr = v["precip_period_h"], v["precip_mm"]
-    dur = per if math.isfinite(per) and per > 0 else DEFAULT_PRECIP_PERIOD_H
-    envelope = JENNINGS_MM * max(dur, 1.0 / 60.0) ** JENNINGS_EXP
-    if pr > envelope:
-        hard = hard or f"precip_mm: {pr:g} mm above the world-record envelope ({envelope:.0f} mm in {dur:g} h)"
-    if hard is not None:
-        res.hard_fail = hard
-        return
-    flags = res.flags
-    elev = float(elevations.get(sid, 0.0) or 0.0) / 1000.0
+    return sid, t, v, hard
+
+
+def _flag_one_soft_ranges(v: Mapping[str, float], elev_km: float, flags: dict[str, str]) -> None:
+    """Soft range of one report; the upper bound of temperatures and the lower of pressure follow the elevation."""
     for e, (lo, hi) in RANGE_LIMITS.items():
         if e in ("precip_mm", "precip_period_h"):
             continue
         x = v[e]
         if e == "pressure_hpa":
-            lo_a = lo * float(_pressure_ratio(np.array(elev * 1000.0))) - 10.0
+            lo_a = lo * float(_pressure_ratio(np.array(elev_km * 1000.0))) - 10.0
             hi_a = hi
         else:
-            lo_a, hi_a = lo, hi + RANGE_LAPSE_PER_KM.get(e, 0.0) * elev
+            lo_a, hi_a = lo, hi + RANGE_LAPSE_PER_KM.get(e, 0.0) * elev_km
         if x < lo_a or x > hi_a:
             _add(flags, e, f"range: {x:g} outside [{lo_a:.1f}, {hi_a:.1f}]")
-    if pr > PRECIP_SOFT_FRACTION * envelope:
-        _add(flags, "precip_mm", f"range: {pr:g} mm > {PRECIP_SOFT_FRACTION * envelope:.0f} mm in {dur:g} h")
+
+
+def _flag_one_inconsistencies(v: Mapping[str, float], flags: dict[str, str]) -> None:
     tt, td, tx, tn = v["air_temp_c"], v["dewpoint_c"], v["tmax_c"], v["tmin_c"]
     if tn > tx + MINMAX_TOLERANCE_C:
         _add(flags, "tmin_c", f"consistency: tmin {tn:g} > tmax {tx:g}")
@@ -1359,30 +1443,25 @@ def _check_one(r: Mapping[str, Any], res: QCResult, state: MutableMapping[str, A
         rh_calc = float(100.0 * np.exp(a * td / (b + td) - a * tt / (b + tt)))
         if abs(rh - rh_calc) > RH_TOLERANCE_PCT:
             _add(flags, "rh_pct", f"consistency: RH {rh:g} % vs {rh_calc:.0f} % from T/Td")
-    st_any = state.get(sid)
-    if t > _ctx_time(st_any):
-        st = _station_state(state, sid)
-        for e in ELEMENTS:
-            x = v[e]
-            if (e in STEP_LIMITS or e in PERSISTENCE) and math.isfinite(x):
-                _series_one(e, x, t, st, flags)
-        st["t"] = float(t)
-    am = models.get(sid)
-    if am is not None:
-        for sets in _FEATURE_SETS.values():
-            for fs in sets:
-                fm = am.models.get(fs)
-                if fm is None or not all(math.isfinite(v[e]) for e in fs):
-                    continue
-                x_d = _design(fm.kind, np.array([t]))[0]
-                resid = np.array([v[e] for e in fs]) - x_d @ fm.coef
-                centred = resid - fm.location
-                d2 = float(centred @ fm.precision @ centred)
-                if d2 > fm.threshold:
-                    k = int(np.argmax(np.abs(resid / fm.scale)))
-                    _add(flags, fs[k], f"anomaly: Mahalanobis d2 {d2:.1f} > {fm.threshold:.1f} "
-                                       f"({fs[k]} {v[fs[k]]:g}, {resid[k]:+.1f} from climatology)")
-                break
+
+
+def _flag_one_anomaly(am: AnomalyModel, v: Mapping[str, float], t: float, flags: dict[str, str]) -> None:
+    """Score one report with its station's model: per kind (sub-daily, daily), the richest feature set whose
+    elements are all present."""
+    for sets in _FEATURE_SETS.values():
+        for fs in sets:
+            fm = am.models.get(fs)
+            if fm is None or not all(math.isfinite(v[e]) for e in fs):
+                continue
+            x_d = _design(fm.kind, np.array([t]))[0]
+            resid = np.array([v[e] for e in fs]) - x_d @ fm.coef
+            centred = resid - fm.location
+            d2 = float(centred @ fm.precision @ centred)
+            if d2 > fm.threshold:
+                k = int(np.argmax(np.abs(resid / fm.scale)))
+                _add(flags, fs[k], f"anomaly: Mahalanobis d2 {d2:.1f} > {fm.threshold:.1f} "
+                                   f"({fs[k]} {v[fs[k]]:g}, {resid[k]:+.1f} from climatology)")
+            break
 
 
 def _series_one(e: str, x: float, t: float, st: dict[str, Any], flags: dict[str, str]) -> None:

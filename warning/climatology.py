@@ -359,10 +359,8 @@ def build_climatology(
     models in ``qc/`` (see the module docstring). A file that cannot be read is reported in the summary
     (``files[i]["error"]``) and the others are still used. Raises ValueError if nothing usable was read.
     """
-    import xarray as xr
-
-    from indices.climatology import SPI_PARAMS, ehf_thresholds, fit_spi_params
-    from ingest.qc import fit_anomaly_models, save_models
+    from indices.climatology import SPI_PARAMS
+    from ingest.qc import save_models
 
     if fmt != "auto" and fmt not in STATION_FORMATS:
         raise ValueError(f"format must be auto or one of {', '.join(STATION_FORMATS)}, got {fmt!r}")
@@ -384,123 +382,23 @@ def build_climatology(
     registry = _registry()
     sids = list(series)
     names = SPI_PARAMS[distribution]
-    n = len(sids)
-    t95 = np.full(n, np.nan)
-    ehf85 = np.full(n, np.nan)
-    t95_days = np.zeros(n, dtype=np.int64)
-    ehf_npos = np.zeros(n, dtype=np.int64)
-    base_used = np.zeros(n, dtype=bool)
-    spi = np.full((n, len(ks), 12, len(names)), np.nan)
-    spi_cal = np.full((n, 2), -1, dtype=np.int32)
-    mci_gamma = np.full((n, 3, 366, 3), np.nan)
+    fits = _StationFits.empty(len(sids), len(ks), len(names))
     stations: dict[str, dict[str, Any]] = {}
     for i, sid in enumerate(sids):
         s = series[sid]
-        h = histories[sid]
         months, mp = s.monthly_precip()
-        n_months = int(np.isfinite(mp).sum())
-        info: dict[str, Any] = {
-            "record": [str(s.days[0]), str(s.days[-1])],
-            "observations": h.n_obs,
-            "days_tmax_tmin": int(np.isfinite(s.tmean_c).sum()),
-            "days_precip": int(np.isfinite(s.precip_mm).sum()),
-            "days_from_hourly": s.hourly_days,
-            "complete_precip_months": n_months,
-            "precip_years": round(n_months / 12.0, 1),
-            "notes": [],
-        }
-        if h.conflicts:
-            info["notes"].append(f"{h.conflicts} value(s) reported twice for one day with different values "
-                                 "(the first file's value kept)")
-        if s.inconsistent_days:
-            info["notes"].append(f"{s.inconsistent_days} day(s) with Tmin > Tmax dropped")
-        if h.bad_time:
-            info["notes"].append(f"{h.bad_time} observation(s) with an unreadable time ignored")
-        if registry is not None:
-            info["in_registry"] = sid in registry
-            if sid not in registry:
-                info["notes"].append("not a station of the Gansu registry: ews run will not look it up")
-        # --- EHF thresholds
-        tm = xr.DataArray(s.tmean_c[None, :], dims=("station", "time"),
-                          coords={"station": [sid], "time": s.days.astype("datetime64[ns]")},
-                          attrs={"units": "degC"})
-        thr = ehf_thresholds(tm, (c0, c1))
-        t95[i] = float(thr["t95_c"].values[0])
-        ehf85[i] = float(thr["ehf85"].values[0])
-        t95_days[i] = int(thr["n_days"].values[0])
-        ehf_npos[i] = int(thr["n_positive"].values[0])
-        base_used[i] = bool(thr["base_used"].values[0])
-        info["t95_c"] = None if np.isnan(t95[i]) else round(t95[i], 4)
-        info["ehf85"] = None if np.isnan(ehf85[i]) else round(ehf85[i], 4)
-        info["t95_days"] = int(t95_days[i])
-        info["ehf85_positive_values"] = int(ehf_npos[i])
-        info["t95_base"] = f"{c0}-{c1}" if base_used[i] else "whole record (too few days in the base period)"
-        if np.isnan(t95[i]):
-            info["t95_reason"] = (f"only {info['days_tmax_tmin']} day(s) with both Tmax and Tmin "
-                                  "(need at least 365)")
-        elif info["days_tmax_tmin"] < 3650:
-            info["notes"].append(f"t95/ehf85 from {info['days_tmax_tmin']} days (< 10 years): a rough estimate")
-        # --- SPI parameters
-        if n_months < 12 * min_spi_years:
-            info["spi"] = "skipped"
-            info["spi_reason"] = (f"{n_months / 12.0:.1f} years of complete monthly precipitation "
-                                  f"(< {min_spi_years} years needed for an SPI fit)")
-        else:
-            first = int(np.argmax(np.isfinite(mp)))
-            last = len(mp) - int(np.argmax(np.isfinite(mp[::-1])))
-            pm = xr.DataArray(mp[None, first:last], dims=("station", "time"),
-                              coords={"station": [sid], "time": months[first:last].astype("datetime64[ns]")},
-                              attrs={"units": "mm"})
-            fitted = fit_spi_params(pm, ks, distribution, (c0, c1))
-            spi[i] = fitted["spi_params"].values[0]
-            used = [int(v) for v in fitted.attrs["calibration_used"]]
-            spi_cal[i] = used
-            info["spi"] = "fitted"
-            info["spi_calibration"] = used
-            info["spi_months"] = [str(months[first]), str(months[last - 1])]
-            info["spi_min_values_per_month"] = int(fitted["n_calibration"].values.min())
-            if used != [c0, c1]:
-                info["notes"].append(f"SPI calibrated on {used[0]}-{used[1]} (the record does not cover "
-                                     f"{c0}-{c1})")
-            if n_months < 12 * WMO_SPI_YEARS:
-                info["notes"].append(f"SPI from {n_months / 12.0:.1f} years (< {WMO_SPI_YEARS} recommended by "
-                                     "WMO-No. 1090)")
-        # --- MCI gamma parameters per calendar-day slot (GB/T 20481-2017 daily drought index)
-        if info["days_precip"] >= 365 * min_spi_years:
-            from indices.drought import mci_fit
-
-            mci_gamma[i] = mci_fit(s.precip_mm, s.days, calibration=(c0, c1))
-            info["mci"] = "fitted"
-        else:
-            info["mci"] = "skipped"
-            info["mci_reason"] = f"{info['days_precip']} days of daily precipitation (< {min_spi_years} years)"
+        info = _station_info(sid, s, histories[sid], int(np.isfinite(mp).sum()), registry)
+        _fit_ehf(fits, i, sid, s, (c0, c1), info)
+        _fit_spi(fits, i, sid, months, mp, ks, distribution, (c0, c1), min_spi_years, info)
+        _fit_mci(fits, i, s, (c0, c1), min_spi_years, info)
         stations[sid] = info
-    # --- QC anomaly models
-    models = fit_anomaly_models([o for sid in sids for o in histories[sid].observations])
-    for sid in sids:
-        m = models.get(sid)
-        stations[sid]["qc_model"] = m is not None
-        stations[sid]["qc_reports_sampled"] = len(histories[sid].observations)
-        if m is not None:
-            stations[sid]["qc_feature_sets"] = [",".join(k) for k in m.models]
-        else:
-            stations[sid]["notes"].append("no QC anomaly model (too few complete reports)")
+    models = _fit_qc_models(sids, histories, stations)
     out.mkdir(parents=True, exist_ok=True)
     qc_paths = save_models(models, out / QC_DIR)
-    # --- NetCDF
-    ds = _dataset(sids, registry, t95, ehf85, t95_days, ehf_npos, base_used, spi, spi_cal, ks, names,
-                  distribution, (c0, c1), series)
-    from indices.drought import MCI_REF, MCI_TERMS
-
-    ds["mci_gamma"] = xr.DataArray(
-        mci_gamma, dims=("station", "mci_term", "slot", "gparam"),
-        coords={"mci_term": list(MCI_TERMS), "slot": np.arange(366, dtype=np.int32),
-                "gparam": ["alpha", "beta", "q"]},
-        attrs={"units": "alpha 1, beta mm, q 1", "references": MCI_REF,
-               "long_name": "gamma parameters of WAP60, P90 and P150 per 366-day calendar slot (NaN: not fitted)"})
-    tmp = out / (CLIMATOLOGY_FILE + ".tmp")
-    ds.to_netcdf(tmp)
-    os.replace(tmp, out / CLIMATOLOGY_FILE)
+    ds = _dataset(sids, registry, fits.t95, fits.ehf85, fits.t95_days, fits.ehf_npos, fits.base_used, fits.spi,
+                  fits.spi_cal, ks, names, distribution, (c0, c1), series)
+    _add_mci_gamma(ds, fits.mci_gamma)
+    _write_netcdf(out / CLIMATOLOGY_FILE, ds)
     summary: dict[str, Any] = {
         "out_dir": str(out),
         "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -518,6 +416,169 @@ def build_climatology(
     tmp_json.write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp_json, out / SUMMARY_FILE)
     return summary
+
+
+@dataclass
+class _StationFits:
+    """What is fitted per station (row i = the i-th station); NaN, -1 or 0 where nothing was fitted."""
+
+    t95: np.ndarray  # degC
+    ehf85: np.ndarray  # K2
+    t95_days: np.ndarray  # days in the t95 sample
+    ehf_npos: np.ndarray  # positive EHF values in the ehf85 sample
+    base_used: np.ndarray  # the base period was used (else the whole record)
+    spi: np.ndarray  # (station, scale, month, param)
+    spi_cal: np.ndarray  # (station, 2): SPI calibration years used
+    mci_gamma: np.ndarray  # (station, MCI term, 366 calendar-day slots, alpha/beta/q)
+
+    @classmethod
+    def empty(cls, n: int, n_scales: int, n_params: int) -> _StationFits:
+        return cls(t95=np.full(n, np.nan), ehf85=np.full(n, np.nan), t95_days=np.zeros(n, dtype=np.int64),
+                   ehf_npos=np.zeros(n, dtype=np.int64), base_used=np.zeros(n, dtype=bool),
+                   spi=np.full((n, n_scales, 12, n_params), np.nan), spi_cal=np.full((n, 2), -1, dtype=np.int32),
+                   mci_gamma=np.full((n, 3, 366, 3), np.nan))
+
+
+def _station_info(sid: str, s: DailySeries, h: _History, n_months: int, registry: Any) -> dict[str, Any]:
+    """The summary entry of a station before any fit: its record, and notes on what was dropped while reading."""
+    info: dict[str, Any] = {
+        "record": [str(s.days[0]), str(s.days[-1])],
+        "observations": h.n_obs,
+        "days_tmax_tmin": int(np.isfinite(s.tmean_c).sum()),
+        "days_precip": int(np.isfinite(s.precip_mm).sum()),
+        "days_from_hourly": s.hourly_days,
+        "complete_precip_months": n_months,
+        "precip_years": round(n_months / 12.0, 1),
+        "notes": [],
+    }
+    if h.conflicts:
+        info["notes"].append(f"{h.conflicts} value(s) reported twice for one day with different values "
+                             "(the first file's value kept)")
+    if s.inconsistent_days:
+        info["notes"].append(f"{s.inconsistent_days} day(s) with Tmin > Tmax dropped")
+    if h.bad_time:
+        info["notes"].append(f"{h.bad_time} observation(s) with an unreadable time ignored")
+    if registry is not None:
+        info["in_registry"] = sid in registry
+        if sid not in registry:
+            info["notes"].append("not a station of the Gansu registry: ews run will not look it up")
+    return info
+
+
+def _fit_ehf(fits: _StationFits, i: int, sid: str, s: DailySeries, base: tuple[int, int],
+             info: dict[str, Any]) -> None:
+    """EHF thresholds (t95_c, ehf85) of station i, into ``fits`` and its summary ``info``."""
+    import xarray as xr
+
+    from indices.climatology import ehf_thresholds
+
+    c0, c1 = base
+    tm = xr.DataArray(s.tmean_c[None, :], dims=("station", "time"),
+                      coords={"station": [sid], "time": s.days.astype("datetime64[ns]")},
+                      attrs={"units": "degC"})
+    thr = ehf_thresholds(tm, (c0, c1))
+    fits.t95[i] = float(thr["t95_c"].values[0])
+    fits.ehf85[i] = float(thr["ehf85"].values[0])
+    fits.t95_days[i] = int(thr["n_days"].values[0])
+    fits.ehf_npos[i] = int(thr["n_positive"].values[0])
+    fits.base_used[i] = bool(thr["base_used"].values[0])
+    info["t95_c"] = None if np.isnan(fits.t95[i]) else round(fits.t95[i], 4)
+    info["ehf85"] = None if np.isnan(fits.ehf85[i]) else round(fits.ehf85[i], 4)
+    info["t95_days"] = int(fits.t95_days[i])
+    info["ehf85_positive_values"] = int(fits.ehf_npos[i])
+    info["t95_base"] = f"{c0}-{c1}" if fits.base_used[i] else "whole record (too few days in the base period)"
+    if np.isnan(fits.t95[i]):
+        info["t95_reason"] = (f"only {info['days_tmax_tmin']} day(s) with both Tmax and Tmin "
+                              "(need at least 365)")
+    elif info["days_tmax_tmin"] < 3650:
+        info["notes"].append(f"t95/ehf85 from {info['days_tmax_tmin']} days (< 10 years): a rough estimate")
+
+
+def _fit_spi(fits: _StationFits, i: int, sid: str, months: np.ndarray, mp: np.ndarray, ks: list[int],
+             distribution: str, calibration: tuple[int, int], min_spi_years: int, info: dict[str, Any]) -> None:
+    """SPI parameters of station i from its monthly precipitation ``mp`` (NaN: incomplete month), when it has at
+    least ``min_spi_years`` years of complete months; the fit runs from its first to its last complete month."""
+    import xarray as xr
+
+    from indices.climatology import fit_spi_params
+
+    c0, c1 = calibration
+    n_months = info["complete_precip_months"]
+    if n_months < 12 * min_spi_years:
+        info["spi"] = "skipped"
+        info["spi_reason"] = (f"{n_months / 12.0:.1f} years of complete monthly precipitation "
+                              f"(< {min_spi_years} years needed for an SPI fit)")
+        return
+    first = int(np.argmax(np.isfinite(mp)))
+    last = len(mp) - int(np.argmax(np.isfinite(mp[::-1])))
+    pm = xr.DataArray(mp[None, first:last], dims=("station", "time"),
+                      coords={"station": [sid], "time": months[first:last].astype("datetime64[ns]")},
+                      attrs={"units": "mm"})
+    fitted = fit_spi_params(pm, ks, distribution, (c0, c1))
+    fits.spi[i] = fitted["spi_params"].values[0]
+    used = [int(v) for v in fitted.attrs["calibration_used"]]
+    fits.spi_cal[i] = used
+    info["spi"] = "fitted"
+    info["spi_calibration"] = used
+    info["spi_months"] = [str(months[first]), str(months[last - 1])]
+    info["spi_min_values_per_month"] = int(fitted["n_calibration"].values.min())
+    if used != [c0, c1]:
+        info["notes"].append(f"SPI calibrated on {used[0]}-{used[1]} (the record does not cover "
+                             f"{c0}-{c1})")
+    if n_months < 12 * WMO_SPI_YEARS:
+        info["notes"].append(f"SPI from {n_months / 12.0:.1f} years (< {WMO_SPI_YEARS} recommended by "
+                             "WMO-No. 1090)")
+
+
+def _fit_mci(fits: _StationFits, i: int, s: DailySeries, calibration: tuple[int, int], min_spi_years: int,
+             info: dict[str, Any]) -> None:
+    """MCI gamma parameters per calendar-day slot (GB/T 20481-2017 daily drought index) of station i, when it
+    has at least ``min_spi_years`` years' worth of days with precipitation."""
+    if info["days_precip"] >= 365 * min_spi_years:
+        from indices.drought import mci_fit
+
+        fits.mci_gamma[i] = mci_fit(s.precip_mm, s.days, calibration=calibration)
+        info["mci"] = "fitted"
+    else:
+        info["mci"] = "skipped"
+        info["mci_reason"] = f"{info['days_precip']} days of daily precipitation (< {min_spi_years} years)"
+
+
+def _fit_qc_models(sids: list[str], histories: dict[str, _History], stations: dict[str, dict[str, Any]]
+                   ) -> dict[str, Any]:
+    """The QC anomaly models of the stations (ingest.qc), noted in their summary entries."""
+    from ingest.qc import fit_anomaly_models
+
+    models = fit_anomaly_models([o for sid in sids for o in histories[sid].observations])
+    for sid in sids:
+        m = models.get(sid)
+        stations[sid]["qc_model"] = m is not None
+        stations[sid]["qc_reports_sampled"] = len(histories[sid].observations)
+        if m is not None:
+            stations[sid]["qc_feature_sets"] = [",".join(k) for k in m.models]
+        else:
+            stations[sid]["notes"].append("no QC anomaly model (too few complete reports)")
+    return models
+
+
+def _add_mci_gamma(ds: xr.Dataset, mci_gamma: np.ndarray) -> None:
+    import xarray as xr
+
+    from indices.drought import MCI_REF, MCI_TERMS
+
+    ds["mci_gamma"] = xr.DataArray(
+        mci_gamma, dims=("station", "mci_term", "slot", "gparam"),
+        coords={"mci_term": list(MCI_TERMS), "slot": np.arange(366, dtype=np.int32),
+                "gparam": ["alpha", "beta", "q"]},
+        attrs={"units": "alpha 1, beta mm, q 1", "references": MCI_REF,
+               "long_name": "gamma parameters of WAP60, P90 and P150 per 366-day calendar slot (NaN: not fitted)"})
+
+
+def _write_netcdf(path: Path, ds: xr.Dataset) -> None:
+    """Write through a temporary file, so that ``ews run`` never loads a half-written climatology."""
+    tmp = path.with_name(path.name + ".tmp")
+    ds.to_netcdf(tmp)
+    os.replace(tmp, path)
 
 
 def _dataset(sids: list[str], registry: Any, t95: np.ndarray, ehf85: np.ndarray, t95_days: np.ndarray,
