@@ -65,7 +65,7 @@ def faust_app(settings: Settings, bootstrap: str) -> faust.App:
     return faust.App(
         settings.app_id, broker=f"kafka://{bootstrap}", store=settings.store,
         datadir=str(settings.data_dir / "faust"), topic_partitions=settings.partitions, topic_replication_factor=1,
-        processing_guarantee="at_least_once",  # exactly_once fails on tansu (BROKER.md §2.3)
+        processing_guarantee=settings.processing_guarantee,  # exactly_once: Kafka only (fails on tansu)
         broker_session_timeout=st, broker_rebalance_timeout=st, broker_heartbeat_interval=max(0.3, st / 5),
         consumer_auto_offset_reset="earliest", producer_linger=0.005, table_standby_replicas=0,
         web_enabled=False,  # the operator API is our own aiohttp server (warning.web.api)

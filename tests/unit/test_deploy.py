@@ -643,3 +643,15 @@ def test_dockerfile_copies_exist_and_are_not_ignored() -> None:
         for source in sources:
             assert (ROOT / source).exists(), source
             assert "*" not in ignore or source.rstrip("/") in allowed, f"{source} is excluded from the context"
+
+
+def test_deploy_runs_the_kafka_version_the_tests_use() -> None:
+    """The single-machine mode and the Kafka tests run the jars of deploy/kafka/pom.xml; compose runs the same."""
+    import re
+
+    from warning.kafka_node import KAFKA_VERSION
+
+    pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text()
+    compose = (ROOT / "deploy" / "docker-compose.yml").read_text()
+    assert re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1) == KAFKA_VERSION  # type: ignore[union-attr]
+    assert f"image: apache/kafka:{KAFKA_VERSION}" in compose

@@ -44,6 +44,7 @@ class Settings:
     log_level: str = "info"
     retry_tiers_s: tuple[float, ...] = (10.0, 60.0, 300.0, 1800.0, 7200.0, 21600.0)
     retry_horizon_s: float = 24 * 3600.0
+    processing_guarantee: str = "at_least_once"  # or exactly_once (faust transactions; Apache Kafka only)
     max_retry_after_s: float = 3600.0  # a receiver's Retry-After is obeyed up to this (UNCONFIRMED; alerts.retry)
     unhealthy_after_s: float = 300.0
     endpoint_concurrency: int = 4
@@ -75,6 +76,7 @@ class Settings:
             "retry_tiers_s": tuple(float(x) for x in e.get("EWS_RETRY_TIERS", "10,60,300,1800,7200,21600").split(",")),
             "retry_horizon_s": float(e.get("EWS_RETRY_HORIZON", 24 * 3600)),
             "max_retry_after_s": float(e.get("EWS_MAX_RETRY_AFTER", 3600)),
+            "processing_guarantee": e.get("EWS_PROCESSING_GUARANTEE", "at_least_once"),
             "unhealthy_after_s": float(e.get("EWS_UNHEALTHY_AFTER", 300)),
             "endpoint_concurrency": int(e.get("EWS_ENDPOINT_CONCURRENCY", 4)),
         }
