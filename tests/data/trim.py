@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     write_gz(out / obs / "isd_lite/545110-99999-2017.as_committed.txt.gz",
              (src / obs / "isd_lite/545110-99999-2017.as_committed.txt").read_bytes())
     trim_netcdf(src, out)
-    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.suffix not in (".py", ".md")
+    for path in sorted(p for p in out.rglob("*") if (p.is_file() and p.suffix not in (".py", ".md"))
                        or p.name.endswith("_README.md")):
         print(f"{path.stat().st_size:>9,}  {hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(out)}")
     return 0

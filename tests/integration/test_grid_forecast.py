@@ -14,11 +14,11 @@ import pandas as pd
 import xarray as xr
 
 from ingest.producer import add_ingest_parser, run_ingest
-from tests.integration.conftest import Receiver, start_ews, wait_ready
+from tests.support import WebhookReceiver, start_ews, wait_ready
 from warning.broker import EmbeddedBroker
 
 
-async def test_grid_to_forecast_warning(broker: EmbeddedBroker, tmp_path: Path, receiver: Receiver) -> None:
+async def test_grid_to_forecast_warning(broker: EmbeddedBroker, tmp_path: Path, receiver: WebhookReceiver) -> None:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
     lat, lon = np.arange(39.0, 41.5, 0.5), np.arange(93.0, 96.5, 0.5)  # around Dunhuang (40.15 N, 94.68 E)
     t2m = np.full((1, 2, len(lat), len(lon)), 273.15 + 41.5)

@@ -10,15 +10,12 @@ import json
 from pathlib import Path
 
 import orjson
-import pytest
 
 from ingest.producer import add_ingest_parser, run_ingest
-from tests.integration.conftest import Receiver, start_ews, wait_ready
 from tests.scenario_model import model_events
+from tests.support import ISD, WebhookReceiver, start_ews, wait_ready
 from warning.broker import EmbeddedBroker
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-ISD = SHARED / "data" / "station_obs" / "isd_lite" / "545110-99999-2017"
 WINDOW = ["--as-station", "52889", "--since", "2017-06-01T00:00:00Z", "--until", "2017-07-01T00:00:00Z"]
 
 
@@ -30,8 +27,7 @@ def _ingest(*extra: str) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.skipif(not ISD.exists(), reason="../shared/data (station files) is not present")
-async def test_isd_june_2017_as_lanzhou(broker: EmbeddedBroker, tmp_path: Path, receiver: Receiver) -> None:
+async def test_isd_june_2017_as_lanzhou(broker: EmbeddedBroker, tmp_path: Path, receiver: WebhookReceiver) -> None:
     rc, rows_text, err = _ingest("--dry-run")
     assert rc == 0, err
     expected = [e for e in model_events([json.loads(x) for x in rows_text.splitlines()])

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from tests.integration.conftest import Receiver, start_ews, wait_ready
+from tests.support import WebhookReceiver, start_ews, wait_ready
 from warning.broker import EmbeddedBroker
 
 
@@ -23,7 +23,7 @@ async def _post(s: aiohttp.ClientSession, url: str, headers: dict[str, str], bod
 
 
 async def test_forecast_and_observed_hazards_then_restart_mid_chain(broker: EmbeddedBroker, tmp_path: Path,
-                                                                   receiver: Receiver) -> None:
+                                                                   receiver: WebhookReceiver) -> None:
     env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-scenario"}
     now = datetime.now(UTC).replace(microsecond=0)
     ews = start_ews(tmp_path, env)
