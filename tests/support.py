@@ -71,12 +71,13 @@ async def wait_ready(proc: EwsProcess, timeout_s: float = 90.0, *, session: aioh
     Raises NotReadyError when the process exits first or ``timeout_s`` passes; one probe waits at most 2 s."""
     t0 = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
-        s = session or await stack.enter_async_context(aiohttp.ClientSession())
+        if session is None:
+            session = await stack.enter_async_context(aiohttp.ClientSession())
         while time.monotonic() - t0 < timeout_s:
             if not proc.alive():
                 raise NotReadyError(f"{proc.log.stem} exited with {proc.proc.returncode}:\n{proc.output()[-4000:]}")
             with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                async with s.get(proc.url + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                async with session.get(proc.url + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
                     if r.status == 200:
                         return time.monotonic() - t0
             await asyncio.sleep(poll_s)

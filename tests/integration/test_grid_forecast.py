@@ -14,7 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from ingest.producer import add_ingest_parser, run_ingest
-from tests.support import WebhookReceiver, start_ews, wait_ready
+from tests.support import WebhookReceiver, running_ews
 from warning.broker import EmbeddedBroker
 
 
@@ -28,9 +28,7 @@ async def test_grid_to_forecast_warning(broker: EmbeddedBroker, tmp_path: Path, 
     grid = tmp_path / "fc.nc"
     ds.to_netcdf(grid)
     env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-grid"}
-    ews = start_ews(tmp_path, env)
-    try:
-        await wait_ready(ews)
+    async with running_ews(tmp_path, env) as ews:
         async with aiohttp.ClientSession() as s, s.post(
                 ews.url + "/api/v1/subscriptions", headers=ews.headers(),
                 json={"name": "health", "department": "health", "url": receiver.url, "regions": ["620982"],
@@ -43,8 +41,6 @@ async def test_grid_to_forecast_warning(broker: EmbeddedBroker, tmp_path: Path, 
                         stdout=io.StringIO(), stderr=err)
         assert rc == 0, err.getvalue()
         [got] = await receiver.wait_for(1)
-    finally:
-        assert ews.stop() == 0, ews.output()[-3000:]
     data = orjson.loads(got["body"])["data"]
     assert (data["hazard"], data["level"], data["basis"], data["certainty"]) == ("heat", "red", "forecast", "Likely")
     assert data["region_code"] == "620982"

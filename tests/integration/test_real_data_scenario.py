@@ -13,7 +13,7 @@ import orjson
 
 from ingest.producer import add_ingest_parser, run_ingest
 from tests.scenario_model import model_events
-from tests.support import ISD, WebhookReceiver, start_ews, wait_ready
+from tests.support import ISD, WebhookReceiver, running_ews
 from warning.broker import EmbeddedBroker
 
 WINDOW = ["--as-station", "52889", "--since", "2017-06-01T00:00:00Z", "--until", "2017-07-01T00:00:00Z"]
@@ -34,9 +34,7 @@ async def test_isd_june_2017_as_lanzhou(broker: EmbeddedBroker, tmp_path: Path, 
                 if e["region_code"] == "620102"]
     assert expected[0]["hazard"] == "heat" and expected[0]["level"] == "orange"  # 37.5 degC on 2017-06-09
     env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-isd"}
-    ews = start_ews(tmp_path, env)
-    try:
-        await wait_ready(ews)
+    async with running_ews(tmp_path, env) as ews:
         import aiohttp
 
         async with aiohttp.ClientSession() as s, s.post(
@@ -47,8 +45,6 @@ async def test_isd_june_2017_as_lanzhou(broker: EmbeddedBroker, tmp_path: Path, 
         rc, _, err = _ingest("--bootstrap", broker.bootstrap)
         assert rc == 0, err
         got = await receiver.wait_for(len(expected), timeout_s=90)
-    finally:
-        assert ews.stop() == 0, ews.output()[-3000:]
     events = [orjson.loads(g["body"])["data"] for g in got]
 
     def per_hazard(evs: list[dict]) -> dict[str, list[tuple[str, str, str, str, str]]]:
