@@ -37,7 +37,7 @@ Action = Literal["done", "retry", "park", "pause"]  # pause: 410, pause the subs
 
 
 class RetrySettings(Protocol):
-    """What :meth:`RetryPolicy.from_settings` reads (``warning.config.Settings`` has it); an optional
+    """What :meth:`RetryPolicy.from_settings` reads (``warning.shared.config.Settings`` has it); an optional
     ``max_retry_after_s`` attribute is read with getattr."""
 
     @property

@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks: synthetic observations, pre-loading ``obs`` with the real producer,
-`ews run` workers as subprocesses, their /metrics, and /proc readings (RSS, CPU time, load)."""
+`ews run` workers as subprocesses (launched, awaited and their broker started by tests/support.py, as in the
+tests), their /metrics, and /proc readings (RSS, CPU time, load)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from tests import support
 from warning import launch
-from warning.broker import EmbeddedBroker
 from warning.shared.topics import partition_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,22 +183,15 @@ def start_worker(bootstrap: str, app_id: str, workdir: Path, *, stations: int, n
                  extra_env: dict[str, str] | None = None) -> Worker:
     env = {"KAFKA_BOOTSTRAP": bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": app_id,
            "BENCH_STATIONS": str(stations), **(extra_env or {})}
-    return launch.start_ews(workdir, token=TOKEN, env_extra=env, module="benchmarks.worker",
-                            data_dir=workdir / f"data-{name}", log_name=name, cls=Worker)
+    return support.start_ews(workdir, env, token=TOKEN, module="benchmarks.worker", data_dir=workdir / f"data-{name}",
+                             log_name=name, cls=Worker)
 
 
 async def wait_ready(s: aiohttp.ClientSession, w: Worker, timeout_s: float = 120.0) -> float:
-    """Seconds from process start until /readyz answers 200."""
-    while time.monotonic() - w.started < timeout_s:
-        if w.proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {w.proc.returncode}:\n{w.output()[-3000:]}")
-        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-            async with s.get(w.url + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
-                if r.status == 200:
-                    w.ready_at = time.monotonic()
-                    return w.ready_at - w.started
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"worker not ready after {timeout_s} s:\n{w.output()[-3000:]}")
+    """Seconds from process start until /readyz answers 200 (also kept in ``w.ready_at``)."""
+    await support.wait_ready(w, timeout_s, session=s, poll_s=0.1)
+    w.ready_at = time.monotonic()
+    return w.ready_at - w.started
 
 
 def parse_metrics(text: str, labelled: bool = False) -> dict[str, float]:
@@ -290,11 +284,7 @@ async def follow(s: aiohttp.ClientSession, workers: list[Worker], n: int, timeou
         await asyncio.sleep(poll_s)
 
 
-@contextlib.contextmanager
-def broker() -> Iterator[EmbeddedBroker]:
-    """A fresh embedded tansu (memory storage) per measurement: topics never leak between runs."""
-    with EmbeddedBroker() as b:
-        yield b
+broker = support.running_broker  # a fresh embedded tansu (memory storage) per measurement: no leaks between runs
 
 
 @contextlib.contextmanager

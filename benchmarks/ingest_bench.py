@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests import support
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "station_obs"
-FILES = {"isd-lite": SHARED / "isd_lite" / "545110-99999-2017", "ghcn-csv": SHARED / "ghcnd_csv",
-         "ghcn-dly": SHARED / "ghcnd_dly"}
+# The real station files of tests/data (the .dly and the CSV are gzipped there: their rates include gunzip).
+FILES = {"isd-lite": support.ISD, "ghcn-csv": support.GHCN_CSV, "ghcn-dly": support.DLY}
 
 
 def _first(path: Path) -> Path | None:

@@ -1,6 +1,6 @@
-"""Processes and receivers shared by the scenarios: `ews run` as a subprocess (as in the integration tests'
-conftest), flaky webhook receivers that count deliveries by webhook-id, a local S3 server (moto) and a topic
-reader that stops when the topic is idle (never trusts tansu's end offsets)."""
+"""Processes and receivers shared by the scenarios: `ews run` as a subprocess and the flaky webhook receivers that
+count deliveries by webhook-id (both from tests/support.py, as in the integration tests), a local S3 server (moto)
+and a topic reader that stops when the topic is idle (never trusts tansu's end offsets)."""
 
 from __future__ import annotations
 
@@ -17,30 +17,23 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-from aiohttp import web
 
-from alerts.signing import SignatureError, verify
-from warning import launch
-from warning.broker import free_port, metadata_ok
-from warning.launch import EwsProcess
+from tests import support
+from tests.support import FAST as FAST  # re-exported for chaos.scenarios, like the next five
+from tests.support import hot as hot
+from tests.support import one_station_per_county as one_station_per_county
+from tests.support import until as until
+from tests.support import wait_ready as wait_ready
+from warning.broker import free_port
+from warning.launch import EwsProcess as EwsProcess
 from warning.shared.regions import StationRegistry
 
 TOKEN = "chaos-token-0123456789abcdef"
-# Short retry tiers and webhook timeout so a scenario finishes in seconds (as tests/integration/test_delivery.py).
-FAST = {"EWS_RETRY_TIERS": "0.3,0.6,1.2,2.4", "EWS_WEBHOOK_TIMEOUT": "1", "EWS_UNHEALTHY_AFTER": "3600"}
-
-
-def one_station_per_county(n: int, skip: int = 0) -> list[str]:
-    seen: dict[str, str] = {}
-    for s in StationRegistry.load():
-        seen.setdefault(s.county_code, s.station_id)
-    return list(seen.values())[skip:skip + n]
 
 
 def county_of(station_id: str) -> str:
@@ -50,29 +43,9 @@ def county_of(station_id: str) -> str:
     return station.county_code
 
 
-def hot(stations: list[str], t: datetime) -> list[dict[str, Any]]:
-    """One red heat report per station (tmax 40.5 °C)."""
-    return [{"station_id": sid, "time": t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "tmax_c": 40.5}
-            for sid in stations]
-
-
 def start_ews(workdir: Path, env_extra: dict[str, str] | None = None, port: int | None = None) -> EwsProcess:
     """`python -m warning.cli run` with its own data dir and HTTP port; output appended to ews-<port>.log."""
-    return launch.start_ews(workdir, token=TOKEN, env_extra=env_extra, port=port)
-
-
-async def wait_ready(ews: EwsProcess, timeout_s: float = 90.0) -> float:
-    t0 = time.monotonic()
-    async with aiohttp.ClientSession() as s:
-        while time.monotonic() - t0 < timeout_s:
-            if not ews.alive():
-                raise RuntimeError(f"ews exited with {ews.proc.returncode}:\n{ews.output()[-3000:]}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with s.get(ews.url + "/readyz") as r:
-                    if r.status == 200:
-                        return time.monotonic() - t0
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"ews not ready after {timeout_s} s:\n{ews.output()[-3000:]}")
+    return support.start_ews(workdir, env_extra, token=TOKEN, port=port)
 
 
 async def probe(ews: EwsProcess) -> tuple[int | None, int | None]:
@@ -112,81 +85,21 @@ async def post_observations(ews: EwsProcess, obs: list[dict[str, Any]]) -> dict[
     return got
 
 
-class Receiver:
-    """A webhook endpoint that answers by a script: a status, 'timeout' (answers 2xx after the sender's timeout)
-    or 'reset' (closes the connection). Counts every request it processed per webhook-id."""
+class Receiver(support.WebhookReceiver):
+    """The scenarios' webhook endpoint (tests/support.py), answering by a script: a status, 'timeout' (2xx after
+    the sender's timeout) or 'reset'. ``ok`` keeps the parsed body and the time of each webhook id's first in-time
+    2xx answer; ``processed`` counts every copy acted on (a retry of a late-answered copy is a duplicate)."""
 
     def __init__(self, name: str, mode: Callable[[], Any] | None = None, delay_s: float = 0.0,
                  timeout_sleep_s: float = 1.6) -> None:
-        self.name = name
-        self.mode: Callable[[], Any] = mode or (lambda: 204)
-        self.delay_s = delay_s
-        self.timeout_sleep_s = timeout_sleep_s
-        self.url = ""
-        self.sub_id = ""
-        self.secret = ""
-        self.requests = 0
-        self.answers: Counter[str] = Counter()
-        self.ok: dict[str, dict[str, Any]] = {}  # webhook-id -> first request answered 2xx in time
-        self.processed: Counter[str] = Counter()  # webhook-id -> copies the receiver acted on (2xx, in time or late)
-        self.by_id: Counter[str] = Counter()  # webhook-id -> requests
-        self.history: dict[str, list[tuple[float, str]]] = {}  # webhook-id -> (time, answer) per request
-        self.bad_signatures = 0
-        self.first_ok_at: float | None = None
-        self.last_ok_at: float | None = None
-        self._runner: web.AppRunner | None = None
+        super().__init__(name, mode or (lambda: 204), delay_s=delay_s, timeout_sleep_s=timeout_sleep_s)
 
-    async def start(self) -> Receiver:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}/hook"
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        self.requests += 1
-        self.by_id[request.headers.get("webhook-id", "?")] += 1
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
-        mode = self.mode()
-        self.answers[str(mode)] += 1
-        self.history.setdefault(request.headers.get("webhook-id", "?"), []).append((time.time(), str(mode)))
-        if mode == "reset":
-            if request.transport is not None:
-                request.transport.close()
-            raise ConnectionResetError
-        wid = request.headers.get("webhook-id", "?")
-        if mode == "timeout":
-            await asyncio.sleep(self.timeout_sleep_s)  # longer than EWS_WEBHOOK_TIMEOUT: the sender gave up
-            self.processed[wid] += 1  # a slow receiver still acted on it: a retry is a duplicate for it
-            return web.Response(status=204)
-        status = int(mode)
-        if 200 <= status < 300:
-            self.processed[wid] += 1
-            if wid not in self.ok:
-                try:
-                    verify(self.secret, request.headers, body)
-                except SignatureError:
-                    self.bad_signatures += 1
-                self.ok[wid] = {"body": orjson.loads(body), "time": time.time()}
-                self.first_ok_at = self.first_ok_at or time.monotonic()
-                self.last_ok_at = time.monotonic()
-        return web.Response(status=status)
+    def remember_ok(self, wid: str, rec: dict[str, Any]) -> None:
+        self.ok[wid] = {"body": orjson.loads(rec["body"]), "time": time.time()}
 
     def pairs(self) -> set[tuple[str, str]]:
         """(county code, msg type) of every webhook answered 2xx in time."""
         return {(r["body"]["data"]["region_code"], r["body"]["data"]["msg_type"]) for r in self.ok.values()}
-
-    def duplicates(self) -> int:
-        return sum(n - 1 for n in self.processed.values() if n > 1)
 
 
 def flaky_mode(rng: random.Random, errors: float = 0.30, timeouts: float = 0.10, resets: float = 0.03
@@ -230,15 +143,6 @@ def tally(receivers: list[Receiver], counties: list[str]) -> Tally:
                  duplicates=sum(r.duplicates() for r in receivers), extra=extra,
                  bad_signatures=sum(r.bad_signatures for r in receivers), requests=sum(r.requests for r in receivers),
                  answers=dict(answers), missing=missing[:10])
-
-
-async def until(pred: Callable[[], bool], timeout_s: float, step_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(step_s)
-    return True
 
 
 def spread(receivers: list[Receiver], t0_wall: float) -> str:
@@ -385,15 +289,6 @@ class MotoServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-def wait_broker(bootstrap: str, timeout_s: float = 30.0) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if metadata_ok(bootstrap, 0.5):
-            return time.monotonic() - t0
-        time.sleep(0.02)
-    raise TimeoutError(f"broker {bootstrap} not ready")
 
 
 # ---- reading a topic to the end --------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.conftest import TOKEN, EwsProcess, Receiver, start_ews, wait_ready
+from tests.support import TOKEN, WebhookReceiver
+from warning.launch import EwsProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -37,16 +38,6 @@ def iso(t: datetime) -> str:
 
 
 @pytest.fixture
-async def ews(tmp_path: Path) -> AsyncIterator[EwsProcess]:
-    proc = start_ews(tmp_path)
-    try:
-        await wait_ready(proc)
-        yield proc
-    finally:
-        assert proc.stop() == 0, proc.output()[-3000:]
-
-
-@pytest.fixture
 async def page(tmp_path: Path) -> AsyncIterator[Any]:
     async with async_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
@@ -62,7 +53,7 @@ async def page(tmp_path: Path) -> AsyncIterator[Any]:
             await browser.close()
 
 
-async def test_dunhuang_turns_red_live(ews: EwsProcess, receiver: Receiver, page: Any, tmp_path: Path) -> None:
+async def test_dunhuang_turns_red_live(ews: EwsProcess, receiver: WebhookReceiver, page: Any, tmp_path: Path) -> None:
     county = 'svg path.county[data-code="620982"]'
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with aiohttp.ClientSession() as s:

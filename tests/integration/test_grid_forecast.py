@@ -14,11 +14,11 @@ import pandas as pd
 import xarray as xr
 
 from ingest.producer import add_ingest_parser, run_ingest
-from tests.integration.conftest import Receiver, start_ews, wait_ready
+from tests.support import WebhookReceiver, running_ews
 from warning.broker import EmbeddedBroker
 
 
-async def test_grid_to_forecast_warning(broker: EmbeddedBroker, tmp_path: Path, receiver: Receiver) -> None:
+async def test_grid_to_forecast_warning(broker: EmbeddedBroker, tmp_path: Path, receiver: WebhookReceiver) -> None:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
     lat, lon = np.arange(39.0, 41.5, 0.5), np.arange(93.0, 96.5, 0.5)  # around Dunhuang (40.15 N, 94.68 E)
     t2m = np.full((1, 2, len(lat), len(lon)), 273.15 + 41.5)
@@ -28,9 +28,7 @@ async def test_grid_to_forecast_warning(broker: EmbeddedBroker, tmp_path: Path, 
     grid = tmp_path / "fc.nc"
     ds.to_netcdf(grid)
     env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-grid"}
-    ews = start_ews(tmp_path, env)
-    try:
-        await wait_ready(ews)
+    async with running_ews(tmp_path, env) as ews:
         async with aiohttp.ClientSession() as s, s.post(
                 ews.url + "/api/v1/subscriptions", headers=ews.headers(),
                 json={"name": "health", "department": "health", "url": receiver.url, "regions": ["620982"],
@@ -43,8 +41,6 @@ async def test_grid_to_forecast_warning(broker: EmbeddedBroker, tmp_path: Path, 
                         stdout=io.StringIO(), stderr=err)
         assert rc == 0, err.getvalue()
         [got] = await receiver.wait_for(1)
-    finally:
-        assert ews.stop() == 0, ews.output()[-3000:]
     data = orjson.loads(got["body"])["data"]
     assert (data["hazard"], data["level"], data["basis"], data["certainty"]) == ("heat", "red", "forecast", "Likely")
     assert data["region_code"] == "620982"

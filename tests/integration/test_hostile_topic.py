@@ -12,12 +12,13 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from tests.integration.conftest import Receiver, start_ews, wait_ready
+from tests.support import WebhookReceiver, start_ews, wait_ready
 from warning.broker import EmbeddedBroker
 from warning.shared.topics import partition_for
 
 
-async def test_hostile_records_on_the_obs_topic(broker: EmbeddedBroker, tmp_path: Path, receiver: Receiver) -> None:
+async def test_hostile_records_on_the_obs_topic(broker: EmbeddedBroker, tmp_path: Path,
+                                                receiver: WebhookReceiver) -> None:
     env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-hostile"}
     ews = start_ews(tmp_path, env)
     deep: object = {"station_id": "52418"}

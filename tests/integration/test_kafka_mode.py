@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.integration.conftest import Receiver, start_ews, wait_ready
+from tests.support import WebhookReceiver, start_ews, wait_ready
 from warning import kafka_node
 
 pytestmark = pytest.mark.skipif(kafka_node.available() is not None, reason=f"{kafka_node.available()}")
@@ -46,7 +46,7 @@ async def _until(fetch: Any, ok: Any, what: str, timeout_s: float = 60.0) -> Any
 
 
 async def test_stop_and_start_keep_subscriptions_warnings_and_the_open_chain(tmp_path: Path,
-                                                                              receiver: Receiver) -> None:
+                                                                              receiver: WebhookReceiver) -> None:
     env = {"EWS_BROKER": "kafka", "EWS_APP_ID": "ews-kafka-mode"}
     t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     first = start_ews(tmp_path, env)

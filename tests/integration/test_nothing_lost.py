@@ -6,28 +6,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 
-from tests.integration.conftest import EwsProcess, Receiver, start_ews, wait_ready
+from tests.support import WebhookReceiver
+from warning.launch import EwsProcess
 
 
 def iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@pytest.fixture
-async def ews(tmp_path: Path):  # type: ignore[no-untyped-def]
-    proc = start_ews(tmp_path)
-    try:
-        await wait_ready(proc)
-        yield proc
-    finally:
-        assert proc.stop() == 0, proc.output()[-3000:]
 
 
 async def call(s: aiohttp.ClientSession, ews: EwsProcess, method: str, path: str, body: Any = None,
@@ -44,7 +33,7 @@ def subscription(url: str, name: str, **kw: Any) -> dict[str, Any]:
     return {"name": name, "department": "health", "url": url, "regions": ["620000"], "hazards": ["heat"], **kw}
 
 
-async def test_pause_holds_and_resume_sends_in_order(ews: EwsProcess, receiver: Receiver) -> None:
+async def test_pause_holds_and_resume_sends_in_order(ews: EwsProcess, receiver: WebhookReceiver) -> None:
     t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     async with aiohttp.ClientSession() as s:
         sub = await call(s, ews, "POST", "/api/v1/subscriptions", subscription(receiver.url, "held"))
@@ -68,7 +57,7 @@ async def test_pause_holds_and_resume_sends_in_order(ews: EwsProcess, receiver: 
 
 
 async def test_a_new_subscription_gets_the_active_warnings_unless_it_says_not(ews: EwsProcess,
-                                                                           receiver: Receiver) -> None:
+                                                                           receiver: WebhookReceiver) -> None:
     t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     async with aiohttp.ClientSession() as s:
         await call(s, ews, "POST", "/api/v1/observations", {"station_id": "52418", "time": iso(t), "tmax_c": 40.6})
@@ -89,7 +78,7 @@ async def test_a_new_subscription_gets_the_active_warnings_unless_it_says_not(ew
     assert (msg["data"]["region_code"], msg["data"]["level"]) == ("620982", "red")
 
 
-async def test_ids_whole_or_unique_prefix_unknown_404_ambiguous_400(ews: EwsProcess, receiver: Receiver) -> None:
+async def test_ids_whole_or_unique_prefix_unknown_404_ambiguous_400(ews: EwsProcess, receiver: WebhookReceiver) -> None:
     async with aiohttp.ClientSession() as s:
         subs = [await call(s, ews, "POST", "/api/v1/subscriptions", subscription(receiver.url, f"s{i}"))
                 for i in range(40)]  # 40 random uuids: some share a first hex digit

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import TOKEN, EwsProcess, start_ews, wait_ready
+from tests.support import TOKEN, running_broker, start_ews, wait_ready
 from warning.broker import EmbeddedBroker, free_port
+from warning.launch import EwsProcess
 from warning.operator_cli import add_operator_parsers, run_operator
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def iso(t: datetime) -> str:
 def cli_broker() -> Iterator[EmbeddedBroker]:
     """This module's own broker (like conftest's ``broker``, but shared by the module's tests so that one service
     serves them all; no other test's records are on it)."""
-    with EmbeddedBroker() as b:
+    with running_broker() as b:
         yield b
 
 

@@ -10,15 +10,12 @@ import json
 from pathlib import Path
 
 import orjson
-import pytest
 
 from ingest.producer import add_ingest_parser, run_ingest
-from tests.integration.conftest import Receiver, start_ews, wait_ready
 from tests.scenario_model import model_events
+from tests.support import ISD, WebhookReceiver, running_ews
 from warning.broker import EmbeddedBroker
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-ISD = SHARED / "data" / "station_obs" / "isd_lite" / "545110-99999-2017"
 WINDOW = ["--as-station", "52889", "--since", "2017-06-01T00:00:00Z", "--until", "2017-07-01T00:00:00Z"]
 
 
@@ -30,17 +27,14 @@ def _ingest(*extra: str) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.skipif(not ISD.exists(), reason="../shared/data (station files) is not present")
-async def test_isd_june_2017_as_lanzhou(broker: EmbeddedBroker, tmp_path: Path, receiver: Receiver) -> None:
+async def test_isd_june_2017_as_lanzhou(broker: EmbeddedBroker, tmp_path: Path, receiver: WebhookReceiver) -> None:
     rc, rows_text, err = _ingest("--dry-run")
     assert rc == 0, err
     expected = [e for e in model_events([json.loads(x) for x in rows_text.splitlines()])
                 if e["region_code"] == "620102"]
     assert expected[0]["hazard"] == "heat" and expected[0]["level"] == "orange"  # 37.5 degC on 2017-06-09
     env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-isd"}
-    ews = start_ews(tmp_path, env)
-    try:
-        await wait_ready(ews)
+    async with running_ews(tmp_path, env) as ews:
         import aiohttp
 
         async with aiohttp.ClientSession() as s, s.post(
@@ -51,8 +45,6 @@ async def test_isd_june_2017_as_lanzhou(broker: EmbeddedBroker, tmp_path: Path, 
         rc, _, err = _ingest("--bootstrap", broker.bootstrap)
         assert rc == 0, err
         got = await receiver.wait_for(len(expected), timeout_s=90)
-    finally:
-        assert ews.stop() == 0, ews.output()[-3000:]
     events = [orjson.loads(g["body"])["data"] for g in got]
 
     def per_hazard(evs: list[dict]) -> dict[str, list[tuple[str, str, str, str, str]]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from tests.integration.conftest import Receiver, start_ews, wait_ready
+from tests.support import WebhookReceiver, start_ews, wait_ready
 from warning.broker import EmbeddedBroker
 
 
@@ -43,7 +43,7 @@ async def test_subscriptions_survive_a_worker_restart(broker: EmbeddedBroker, tm
     assert [(x["id"], x["department"], x["regions"]) for x in listed] == [(created["id"], "water", ["620100"])]
 
 
-async def test_station_state_survives_a_worker_restart(broker: EmbeddedBroker, tmp_path: Path, receiver: Receiver
+async def test_station_state_survives_a_worker_restart(broker: EmbeddedBroker, tmp_path: Path, receiver: WebhookReceiver
                                                        ) -> None:
     """Yellow heat needs Tmax >= 35 on 3 consecutive days: two days before a clean restart, the third after it.
     The restarted worker has committed past the first two reports, so only the recovered columnar station state

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from tests.integration.conftest import Receiver, start_ews, wait_ready
+from tests.support import WebhookReceiver, running_ews
 from warning.broker import EmbeddedBroker
 
 
@@ -23,12 +23,10 @@ async def _post(s: aiohttp.ClientSession, url: str, headers: dict[str, str], bod
 
 
 async def test_forecast_and_observed_hazards_then_restart_mid_chain(broker: EmbeddedBroker, tmp_path: Path,
-                                                                   receiver: Receiver) -> None:
+                                                                   receiver: WebhookReceiver) -> None:
     env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-scenario"}
     now = datetime.now(UTC).replace(microsecond=0)
-    ews = start_ews(tmp_path, env)
-    try:
-        await wait_ready(ews)
+    async with running_ews(tmp_path, env) as ews:
         async with aiohttp.ClientSession() as s:
             await _post(s, ews.url + "/api/v1/subscriptions", ews.headers(),
                         {"name": "relief", "department": "relief", "url": receiver.url, "regions": ["620000"]})
@@ -54,20 +52,13 @@ async def test_forecast_and_observed_hazards_then_restart_mid_chain(broker: Embe
         assert (rain["level"], rain["basis"], rain["certainty"]) == ("orange", "observed", "Observed")
         assert msgs[("flash_flood", "620502")]["data"]["level"] == "orange"
         assert rain["stations"][0]["quantity"] == "rain_3h" and rain["stations"][0]["value"] == 55.0
-    finally:
-        assert ews.stop() == 0, ews.output()[-3000:]
 
     # a new worker on the same cluster continues the chains: more rain upgrades, it does not re-issue
-    ews = start_ews(tmp_path, env)
-    try:
-        await wait_ready(ews)
-        async with aiohttp.ClientSession() as s:
-            await _post(s, ews.url + "/api/v1/observations", ews.headers(),
-                        {"station_id": "57006", "time": iso(now - timedelta(minutes=10)), "precip_mm": 70.0,
-                         "precip_period_h": 1})
-            got = await receiver.wait_for(5)
-    finally:
-        assert ews.stop() == 0, ews.output()[-3000:]
+    async with running_ews(tmp_path, env) as ews, aiohttp.ClientSession() as s:
+        await _post(s, ews.url + "/api/v1/observations", ews.headers(),
+                    {"station_id": "57006", "time": iso(now - timedelta(minutes=10)), "precip_mm": 70.0,
+                     "precip_period_h": 1})
+        got = await receiver.wait_for(5)
     later = [orjson.loads(g["body"]) for g in got[3:]]
     by_hazard = {m["data"]["hazard"]: m for m in later}
     assert set(by_hazard) == {"rainstorm", "flash_flood"}

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 import orjson
-import pytest
 
 from alerts.signing import verify
-from tests.integration.conftest import EwsProcess, Receiver, start_ews, wait_ready
+from tests.support import CAP_XSD, WebhookReceiver
 from warning.cap import validate_cap
+from warning.launch import EwsProcess
 
 
 def iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@pytest.fixture
-async def ews(tmp_path: Path):  # type: ignore[no-untyped-def]
-    proc = start_ews(tmp_path)
-    try:
-        await wait_ready(proc)
-        yield proc
-    finally:
-        assert proc.stop() == 0, proc.output()[-3000:]
 
 
 async def subscribe(s: aiohttp.ClientSession, ews: EwsProcess, url: str, **kw: object) -> dict:
@@ -43,7 +32,7 @@ async def post_obs(s: aiohttp.ClientSession, ews: EwsProcess, obs: object) -> di
         return await r.json()
 
 
-async def test_dunhuang_40c_gives_one_signed_red_alert(ews: EwsProcess, receiver: Receiver) -> None:
+async def test_dunhuang_40c_gives_one_signed_red_alert(ews: EwsProcess, receiver: WebhookReceiver) -> None:
     day1 = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0) - timedelta(days=2)
     async with aiohttp.ClientSession() as s:
         sub = await subscribe(s, ews, receiver.url)
@@ -80,7 +69,7 @@ async def test_dunhuang_40c_gives_one_signed_red_alert(ews: EwsProcess, receiver
     assert any(w["region_code"] == "620900" and w["region_level"] == "prefecture" for w in warnings)
 
 
-async def test_raising_the_level_sends_update(ews: EwsProcess, receiver: Receiver) -> None:
+async def test_raising_the_level_sends_update(ews: EwsProcess, receiver: WebhookReceiver) -> None:
     t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     async with aiohttp.ClientSession() as s:
         sub = await subscribe(s, ews, receiver.url, regions=["620000"])
@@ -104,8 +93,7 @@ async def test_raising_the_level_sends_update(ews: EwsProcess, receiver: Receive
             cap = await r.read()
         async with s.get(ews.url + "/api/v1/cap/feed.atom") as r:
             feed = await r.text()
-    xsd = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cap" / "CAP-v1.2.xsd"
-    assert validate_cap(cap, xsd if xsd.exists() else None) == []
+    assert validate_cap(cap, CAP_XSD) == []
     assert b"<msgType>Update</msgType>" in cap and b"11B0904" in cap and b"+08:00" in cap
     assert b"<polygon>" in cap  # the county outline (warning/shapes.py)
     assert f"/api/v1/warnings/{update_id}.cap" in feed
@@ -119,7 +107,7 @@ async def test_raising_the_level_sends_update(ews: EwsProcess, receiver: Receive
     assert 'ews_deliveries_total{department="health",outcome="delivered"} 2.0' in metrics
 
 
-async def test_api_guards(ews: EwsProcess, receiver: Receiver) -> None:
+async def test_api_guards(ews: EwsProcess, receiver: WebhookReceiver) -> None:
     async with aiohttp.ClientSession() as s:
         async with s.post(ews.url + "/api/v1/observations", json={}) as r:
             assert r.status == 401
@@ -158,7 +146,7 @@ async def test_api_guards(ews: EwsProcess, receiver: Receiver) -> None:
                                                                  stations.values()}) == 14
 
 
-async def test_quality_control_flags_and_rejects_before_grading(ews: EwsProcess, receiver: Receiver) -> None:
+async def test_quality_control_flags_and_rejects_before_grading(ews: EwsProcess, receiver: WebhookReceiver) -> None:
     t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     async with aiohttp.ClientSession() as s:
         await subscribe(s, ews, receiver.url)

@@ -2,20 +2,20 @@
 
 Every hazard of the rules table x each of its levels x alert/update/cancel is rendered from events made by
 ``warning.grading.apply_signal`` and validated against the OASIS XSD and the spec §3 text rules. The XSD lives
-in ``<repo>/../shared/data/cap`` (not shipped); the tests that need it skip when it is absent. The validator is
-also run on the real CAP messages there, to show it accepts real valid alerts and rejects the negative case.
+in tests/data/cap (origin in tests/data/README.md). The validator is also run on the real CAP messages there,
+to show it accepts real valid alerts and rejects the negative case.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from lxml import etree
 
+from tests.support import CAP, CAP_XSD
 from warning.cap import (
     ATOM_NS,
     CAP_NS,
@@ -30,10 +30,7 @@ from warning.cap import (
 from warning.grading import apply_signal
 from warning.rules import load_rules
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED_CAP = ROOT.parent / "shared" / "data" / "cap"
-XSD = SHARED_CAP / "CAP-v1.2.xsd"
-needs_xsd = pytest.mark.skipif(not XSD.is_file(), reason=f"OASIS CAP 1.2 XSD absent ({XSD}): ../shared not mounted")
+XSD = CAP_XSD
 
 RULES = load_rules()
 SENDER = "62000041600000"
@@ -116,7 +113,6 @@ def test_matrix_covers_every_hazard_of_the_rules_table() -> None:
     assert ("heat", "red", "cancel") in MATRIX
 
 
-@needs_xsd
 @pytest.mark.parametrize(("hazard", "level", "msg_type"), MATRIX, ids=IDS)
 def test_every_hazard_level_and_msg_type_is_conformant_cap(hazard: str, level: str, msg_type: str) -> None:
     ev, earlier = chain(hazard, level, msg_type)
@@ -224,7 +220,6 @@ def by_hand(**over: Any) -> dict[str, Any]:
     return {**ev, **over}
 
 
-@needs_xsd
 def test_heat_health_is_met_and_health() -> None:
     ev = by_hand(hazard="heat_health", cma_code="11B0903")
     xml = render_cap(ev, hazard_names={"heat_health": ("高温健康", "Heat-health")})
@@ -267,7 +262,6 @@ def test_bad_events_are_refused(over: dict[str, Any], msg: str) -> None:
 # ------------------------------------------------------------------------------------------------ polygons
 
 
-@needs_xsd
 def test_valid_polygon_is_rendered_in_both_languages() -> None:
     xml = render_cap(by_hand(), polygon=POLYGON)
     assert validate_cap(xml, XSD) == []
@@ -331,7 +325,7 @@ def test_not_a_cap_alert() -> None:
 # ------------------------------------------------------------------------------- the real CAP examples
 
 
-EXAMPLES = {  # file -> XSD-valid CAP 1.2 (as in ../shared/data/cap/README.md and check_cap.py)
+EXAMPLES = {  # file -> XSD-valid CAP 1.2 (as in the data collection's cap/README.md and check_cap.py)
     "NOAA_MultiplePolygons.txt": True,
     "australia_bom.cap": True,
     "iceland_met_office.cap": True,
@@ -342,10 +336,9 @@ EXAMPLES = {  # file -> XSD-valid CAP 1.2 (as in ../shared/data/cap/README.md an
 }
 
 
-@needs_xsd
 @pytest.mark.parametrize(("name", "valid"), EXAMPLES.items())
 def test_validator_on_real_cap_messages(name: str, valid: bool) -> None:
-    xml = (SHARED_CAP / "examples" / name).read_bytes()
+    xml = (CAP / "examples" / name).read_bytes()
     problems = validate_cap(xml, XSD)
     xsd_problems = [p for p in problems if p.startswith("xsd:")]
     text_problems = [p for p in problems if not p.startswith("xsd:")]
@@ -360,7 +353,6 @@ def test_validator_on_real_cap_messages(name: str, valid: bool) -> None:
         assert any("polygon" in p for p in text_problems)
 
 
-@needs_xsd
 def test_xsd_rejects_what_it_should() -> None:
     xml = render_cap(by_hand())
     assert any(p.startswith("xsd:") for p in validate_cap(mutate(xml, "+08:00</sent>", "Z</sent>"), XSD))

@@ -1,6 +1,6 @@
 """Station climatology: indices.climatology (pure fits) and warning.climatology (build / load / CLI).
 
-The data-based tests use the real station files of ../shared/data/station_obs (GHCN-Daily Denver .dly
+The data-based tests use the real station files of tests/data/station_obs (GHCN-Daily Denver .dly
 1948-2019, GHCN-Daily Beijing access CSV 1951-2025, ISD-Lite Beijing 2017) replayed as Gansu stations
 (``as_station``), because no Gansu station history is available offline. Every reference value is
 recomputed here independently from ``ingest.formats.read_observations`` output with plain numpy.
@@ -27,14 +27,10 @@ from indices.climatology import (
 )
 from indices.drought import spi, spi_fit
 from indices.heat import excess_heat_factor
+from tests.support import DLY as DENVER
+from tests.support import GHCN_CSV as BEIJING_CSV
+from tests.support import ISD as BEIJING_ISD
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-OBS = SHARED / "data" / "station_obs"
-DENVER = OBS / "ghcnd_dly" / "USW00023062.dly"
-BEIJING_CSV = OBS / "ghcnd_csv" / "CHM00054511.csv"
-BEIJING_ISD = OBS / "isd_lite" / "545110-99999-2017"
-needs_data = pytest.mark.skipif(not OBS.is_dir(), reason=f"shared station files not found at {OBS} "
-                                "(the climatology tests replay real GHCN/ISD files from ../shared)")
 BASE = (1981, 2010)
 
 
@@ -162,8 +158,6 @@ def _monthly(full: np.ndarray, precip: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict]]:
-    if not OBS.is_dir():
-        pytest.skip(f"shared station files not found at {OBS}")
     from warning.climatology import build_climatology
 
     out = {}
@@ -173,7 +167,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dic
     return out
 
 
-@needs_data
 @pytest.mark.parametrize("key,path", [("denver", DENVER), ("beijing", BEIJING_CSV)])
 def test_t95_and_ehf85_equal_direct_numpy(built, key: str, path: Path) -> None:
     from warning.climatology import load_climatology
@@ -196,7 +189,6 @@ def test_t95_and_ehf85_equal_direct_numpy(built, key: str, path: Path) -> None:
     assert clim.t95("99999") is None and clim.ehf85("99999") is None
 
 
-@needs_data
 @pytest.mark.parametrize("key,path", [("denver", DENVER), ("beijing", BEIJING_CSV)])
 def test_spi_params_reproduce_full_spi(built, key: str, path: Path) -> None:
     from warning.climatology import load_climatology
@@ -238,7 +230,6 @@ def test_spi_params_reproduce_full_spi(built, key: str, path: Path) -> None:
     assert checked >= 8  # gaps in the recent Beijing record leave the last months NaN for long scales
 
 
-@needs_data
 def test_qc_models_saved_and_loadable(built) -> None:
     from ingest.partition_store import load_qc_models
     from ingest.qc import load_models
@@ -252,7 +243,6 @@ def test_qc_models_saved_and_loadable(built) -> None:
     assert summary["stations"]["52889"]["qc_model"] is True
 
 
-@needs_data
 def test_netcdf_and_summary_round_trip(built) -> None:
     from warning.climatology import load_climatology
 
@@ -276,7 +266,6 @@ def test_netcdf_and_summary_round_trip(built) -> None:
         load_climatology(out_dir.parent / "nowhere")
 
 
-@needs_data
 def test_short_hourly_record_skips_spi_and_uses_beijing_days(tmp_path: Path) -> None:
     from ingest.formats import read_observations
     from warning.climatology import build_climatology, load_climatology, read_daily_series
@@ -301,7 +290,6 @@ def test_short_hourly_record_skips_spi_and_uses_beijing_days(tmp_path: Path) -> 
     assert np.nansum(wet.precip_mm) == pytest.approx(579.1, abs=1e-6)  # README: 130 six-hour reports
 
 
-@needs_data
 def test_cli_build_reports_unreadable_file_and_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     from warning.climatology import add_climatology_parser, default_out_dir, run_climatology

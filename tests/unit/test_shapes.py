@@ -1,12 +1,9 @@
-from pathlib import Path
-
+from tests.support import CAP_XSD
 from tests.unit.test_rules_grading import HEAT, NOW, sig
 from warning.cap import render_cap, validate_cap
 from warning.grading import apply_signal
 from warning.shapes import region_polygon
 from warning.shared.regions import RegionTree
-
-XSD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cap" / "CAP-v1.2.xsd"
 
 
 def test_every_county_and_prefecture_has_a_closed_polygon() -> None:
@@ -22,4 +19,4 @@ def test_cap_with_the_county_polygon_validates() -> None:
     _, ev = apply_signal(None, sig("red"), HEAT, NOW)
     assert ev is not None
     xml = render_cap(ev, polygon=region_polygon("620982"))
-    assert b"<polygon>" in xml and validate_cap(xml, XSD if XSD.exists() else None) == []
+    assert b"<polygon>" in xml and validate_cap(xml, CAP_XSD) == []

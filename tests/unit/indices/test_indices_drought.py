@@ -1,4 +1,4 @@
-"""indices.drought against climate_indices (same input and arguments) and its fixtures in ../shared."""
+"""indices.drought against climate_indices (same input and arguments) and its fixtures in tests/data/spi_cases."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_spi_vs_climate_indices(ci, monthly: dict[str, np.ndarray], scale: int, 
 @pytest.mark.parametrize("scale", [1, 3, 6, 12])
 @pytest.mark.parametrize("dist", ["gamma", "pearson3"])
 def test_spi_vs_climate_indices_synthetic_arid(ci, scale: int, dist: str) -> None:  # type: ignore[no-untyped-def]
-    """Same comparison on a synthetic arid record with dry months (runs without ../shared)."""
+    """Same comparison on a synthetic arid record with dry months (no fixture needed)."""
     mod, compute, _ = ci
     rng = np.random.default_rng(21)
     p = rng.gamma(0.8, 15.0, 50 * 12) * (rng.random(50 * 12) > 0.25)  # ~25 % zero months

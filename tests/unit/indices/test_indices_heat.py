@@ -1,4 +1,4 @@
-"""indices.heat against MetPy, thermofeel, xclim, the shared heat-index vectors and hand-computed values."""
+"""indices.heat against MetPy, thermofeel, xclim, the heat-index vectors of tests/data and hand-computed values."""
 
 from __future__ import annotations
 

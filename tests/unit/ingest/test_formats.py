@@ -1,4 +1,4 @@
-"""Station-file readers on the real files of ../shared/data/station_obs (see its README.md) and on
+"""Station-file readers on the real files of tests/data/station_obs (see tests/data/README.md) and on
 small corrupted copies. Values asserted were read by hand from the files."""
 
 from __future__ import annotations
@@ -26,16 +26,8 @@ from ingest.formats import (
 from ingest.formats.ghcn_daily import read_ghcn_csv, read_ghcn_dly
 from ingest.formats.isd_lite import read_isd_lite
 from ingest.formats.table import TableSpec, read_table
+from tests.support import DLY, GHCN_CSV, ISD, ISD_COLLAPSED
 from warning.shared.records import Observation
-
-ROOT = Path(__file__).resolve().parents[3]
-DATA = ROOT.parent / "shared" / "data" / "station_obs"
-ISD = DATA / "isd_lite" / "545110-99999-2017"
-ISD_COLLAPSED = DATA / "isd_lite" / "545110-99999-2017.as_committed.txt"
-DLY = DATA / "ghcnd_dly" / "USW00023062.dly"
-GHCN_CSV = DATA / "ghcnd_csv" / "CHM00054511.csv"
-
-real = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared station files absent ({DATA})")
 
 
 def split(rows: Iterable[Observation | RowError]) -> tuple[list[Observation], list[RowError]]:
@@ -77,7 +69,6 @@ def by_time(obs: list[Observation]) -> dict[str, Observation]:
 
 
 # --------------------------------------------------------------------------------------------- ISD-Lite
-@real
 def test_isd_lite_counts_times_and_station(isd: list[Observation]) -> None:
     assert len(isd) == 8733
     assert isd[0].time == "2017-01-01T00:00:00Z" and isd[-1].time == "2017-12-31T23:00:00Z"
@@ -86,7 +77,6 @@ def test_isd_lite_counts_times_and_station(isd: list[Observation]) -> None:
     assert {o.source for o in isd} == {"isd-lite"}
 
 
-@real
 def test_isd_lite_first_rows_scaled_and_missing(isd: list[Observation]) -> None:
     # "2017 01 01 00   -49   -57 10269    70    10     8 -9999 -9999"
     o = isd[0]
@@ -98,7 +88,6 @@ def test_isd_lite_first_rows_scaled_and_missing(isd: list[Observation]) -> None:
     assert isd[1].pressure_hpa is None and isd[1].air_temp_c == -6.0
 
 
-@real
 def test_isd_lite_extremes_and_hot_days(isd: list[Observation]) -> None:
     temps = [o for o in isd if o.air_temp_c is not None]
     hottest = max(temps, key=lambda o: o.air_temp_c or 0.0)
@@ -111,7 +100,6 @@ def test_isd_lite_extremes_and_hot_days(isd: list[Observation]) -> None:
     assert sum(v >= 35.0 for v in daily_max.values()) == 25
 
 
-@real
 def test_isd_lite_precipitation_6h_and_trace(isd: list[Observation]) -> None:
     p6 = [o for o in isd if o.precip_period_h == 6.0]
     assert len(p6) == 130
@@ -124,7 +112,6 @@ def test_isd_lite_precipitation_6h_and_trace(isd: list[Observation]) -> None:
     assert all((o.precip_mm or 0.0) >= 0 for o in isd)
 
 
-@real
 def test_isd_lite_collapsed_copy_and_gzip_give_same_records(isd: list[Observation], tmp_path: Path) -> None:
     collapsed = [r for r in read_observations(ISD_COLLAPSED, station_resolver=lambda _: "54511")]
     assert collapsed == isd
@@ -135,7 +122,6 @@ def test_isd_lite_collapsed_copy_and_gzip_give_same_records(isd: list[Observatio
     assert list(read_observations(gz)) == isd
 
 
-@real
 def test_isd_lite_station_resolution(tmp_path: Path) -> None:
     drill = list(read_isd_lite(ISD, as_station="52889"))
     assert len(drill) == 8733 and {getattr(o, "station_id", None) for o in drill} == {"52889"}
@@ -150,7 +136,6 @@ def test_isd_lite_station_resolution(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- GHCN .dly
-@real
 def test_ghcn_dly_records_and_counts(dly: list[Observation]) -> None:
     assert len(dly) == 25966  # station-days with a TMAX/TMIN/PRCP/AWND/WSFG value
     assert {o.station_id for o in dly} == {"72565"}
@@ -164,7 +149,6 @@ def test_ghcn_dly_records_and_counts(dly: list[Observation]) -> None:
     assert (o.precip_mm, o.precip_period_h, o.wind_ms, o.gust_ms) == (0.0, 24.0, 2.5, 11.3)
 
 
-@real
 def test_ghcn_dly_annual_precipitation(dly: list[Observation]) -> None:
     annual: dict[str, float] = defaultdict(float)
     for o in dly:
@@ -176,7 +160,6 @@ def test_ghcn_dly_annual_precipitation(dly: list[Observation]) -> None:
     assert all(v is None or v > -100 for o in dly for v in (o.tmax_c, o.tmin_c, o.precip_mm))
 
 
-@real
 def test_ghcn_dly_flags(dly: list[Observation]) -> None:
     notes = [(o, k, v) for o in dly for k, v in o.qc.items()]
     assert sum("qflag" in v for _, _, v in notes) == 29  # QFLAG-set values of the mapped elements
@@ -188,7 +171,6 @@ def test_ghcn_dly_flags(dly: list[Observation]) -> None:
     assert by_time(dly)["1951-02-01T00:00:00Z"].qc == {"precip_mm": "trace"}
 
 
-@real
 def test_ghcn_dly_unresolved_station_is_row_error() -> None:
     rows = read_ghcn_dly(DLY)  # default rule: USW (WBAN network) ids carry no WMO index
     first = next(rows)
@@ -197,10 +179,9 @@ def test_ghcn_dly_unresolved_station_is_row_error() -> None:
 
 
 # --------------------------------------------------------------------------------------------- GHCN CSV
-@real
 def test_ghcn_csv_beijing_records(bj_csv: list[Observation]) -> None:
     assert {o.station_id for o in bj_csv} == {"54511"}  # CHM00054511 -> WMO 54511
-    assert len(bj_csv) == 27756 - 1599  # rows with only TAVG/SNWD carry no Observation element
+    assert len(bj_csv) == 26157  # upstream's 27,756 rows less 1,599 with only TAVG/SNWD (no Observation element)
     assert bj_csv[0].time == "1951-01-01T00:00:00Z" and bj_csv[-1].time == "2025-08-24T00:00:00Z"
     t = by_time(bj_csv)
     wettest = sorted(bj_csv, key=lambda o: o.precip_mm or 0.0, reverse=True)[:3]
@@ -220,7 +201,6 @@ def test_ghcn_csv_beijing_records(bj_csv: list[Observation]) -> None:
 
 
 # --------------------------------------------------------------------------------------------- detection
-@real
 def test_detect_format_real_files() -> None:
     assert detect_format(ISD) == detect_format(ISD_COLLAPSED) == "isd-lite"
     assert detect_format(DLY) == "ghcn-dly"

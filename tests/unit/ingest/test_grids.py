@@ -1,5 +1,6 @@
-"""Grid reader on the real ERA5 / AHCCD NetCDF files of ../shared/data/netcdf (see its README.md for the
-reference numbers used here) and on small synthetic forecast files written to tmp_path."""
+"""Grid reader on the real ERA5 / AHCCD NetCDF files of tests/data/netcdf (origins and trimming in
+tests/data/README.md; the reference numbers are those the data collection's netcdf/README.md gives) and on small
+synthetic forecast files written to tmp_path."""
 
 from __future__ import annotations
 
@@ -16,18 +17,15 @@ import xarray as xr
 from ingest.formats import UnreadableFileError
 from ingest.formats.grids import GridFormatError, GridStats, interpolate_to_points, open_grid, read_forecast_points
 from ingest.validate import validate_forecast
+from tests.support import NETCDF
 from warning.shared.regions import StationRegistry
 
-ROOT = Path(__file__).resolve().parents[3]
-DATA = ROOT.parent / "shared" / "data" / "netcdf"
-ERA5 = DATA / "era5_1995-07-14T12.nc"
-ERA5_NC3 = DATA / "derived_netcdf3" / "era5_1995-07-14T12.nc3.nc"
-GLOBAL = DATA / "era5_2t_1.nc"
-CITIES = DATA / "daily_surface_cancities_1990-1993.nc"
-CITIES_NC3 = DATA / "derived_netcdf3" / "daily_surface_cancities_1990-1993.nc3.nc"
-AHCCD = DATA / "ahccd_1950-2013.nc"
-
-real = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared NetCDF files absent ({DATA})")
+ERA5 = NETCDF / "era5_1995-07-14T12.nc"
+ERA5_NC3 = NETCDF / "derived_netcdf3" / "era5_1995-07-14T12.window.nc3.nc"  # a window round the compared points
+GLOBAL = NETCDF / "era5_2t_1.nc"
+CITIES = NETCDF / "daily_surface_cancities_1990-1993.saskatoon.nc"  # Saskatoon only
+CITIES_NC3 = NETCDF / "derived_netcdf3" / "daily_surface_cancities_1990-1993.saskatoon.nc3.nc"
+AHCCD = NETCDF / "ahccd_1950-2013.nc"
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,6 @@ def hand_bilinear(da: xr.DataArray, lat: float, lon: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------- real files
-@real
 def test_open_era5_is_lazy_named_and_in_degc() -> None:
     import dask.array as dsa
 
@@ -80,7 +77,6 @@ def test_open_era5_is_lazy_named_and_in_degc() -> None:
         raw.close()
 
 
-@real
 def test_nearest_gives_the_readme_chicago_cell() -> None:
     stats = GridStats()
     fps = list(read_forecast_points(ERA5, [Pt("chi", 41.80, -87.70)], method="nearest", stats=stats))
@@ -99,7 +95,6 @@ def test_nearest_gives_the_readme_chicago_cell() -> None:
                        "valid_to": fp.valid_to, "lead_h": fp.lead_h, "values": fp.values})
 
 
-@real
 @pytest.mark.parametrize(("lat", "lon"), [(41.83, -87.62), (36.12, -115.17), (29.76, -95.37), (47.61, -122.33)])
 def test_bilinear_matches_hand_computed_four_cells(lat: float, lon: float) -> None:
     raw = xr.open_dataset(ERA5)
@@ -116,13 +111,11 @@ def test_bilinear_matches_hand_computed_four_cells(lat: float, lon: float) -> No
     ds.close()
 
 
-@real
 def test_bilinear_on_a_grid_point_is_the_cell_value() -> None:
     (fp,) = read_forecast_points(ERA5, [CHICAGO], method="bilinear")
     assert fp.values["air_temp_c"] == pytest.approx(28.9945, abs=1e-3)
 
 
-@real
 def test_stations_outside_the_grid_yield_nothing() -> None:
     stats = GridStats()
     fps = list(read_forecast_points(ERA5, [CHICAGO, LANZHOU, Pt("south", 10.0, -90.0), Pt("edge", 50.2, -100.0)],
@@ -138,7 +131,6 @@ def test_stations_outside_the_grid_yield_nothing() -> None:
     assert len(stats.skipped) == len(reg) == stats.stations
 
 
-@real
 def test_global_0_360_grid_wraps_and_takes_negative_longitudes() -> None:
     raw = xr.open_dataset(GLOBAL)
     t = raw["t2m"].isel(time=0)
@@ -164,7 +156,6 @@ def test_global_0_360_grid_wraps_and_takes_negative_longitudes() -> None:
     ds.close()
 
 
-@real
 def test_netcdf3_copies_via_scipy_engine() -> None:
     pts = [CHICAGO, Pt("p", 36.12, -115.17)]
     a = list(read_forecast_points(ERA5, pts))
@@ -180,7 +171,6 @@ def test_netcdf3_copies_via_scipy_engine() -> None:
     assert c4[400].values == c3[400].values
 
 
-@real
 def test_daily_series_file_saskatoon_reference_numbers() -> None:
     stats = GridStats()
     fps = list(read_forecast_points(CITIES, [Pt("saskatoon", 52.1, -106.6), LANZHOU], stats=stats))
@@ -200,7 +190,6 @@ def test_daily_series_file_saskatoon_reference_numbers() -> None:
     assert min(f.values["rh_pct"] for f in fps) >= 0 and max(f.values["rh_pct"] for f in fps) <= 100  # fraction -> %
 
 
-@real
 def test_ahccd_noleap_calendar_and_mm_per_day() -> None:
     fps = list(read_forecast_points(AHCCD, [Pt("vancouver", 49.1, -123.1)]))
     assert fps[0].valid_from == "1950-01-01T00:00:00Z"

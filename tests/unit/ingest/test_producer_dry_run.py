@@ -27,11 +27,7 @@ from ingest.producer import (
     reason_key,
     run_ingest,
 )
-
-ROOT = Path(__file__).resolve().parents[3]
-DATA = ROOT.parent / "shared" / "data" / "station_obs"
-ISD = DATA / "isd_lite" / "545110-99999-2017"
-real = pytest.mark.skipif(not ISD.is_file(), reason=f"shared station files absent ({DATA})")
+from tests.support import ISD
 
 # Lanzhou (52889) and Jiuquan (52533) are registry stations; 52889 = WMO of ISD USAF 528890.
 GOOD = "2017 07 01 00   272   210 10025   200    20     7 -9999 -9999"
@@ -72,7 +68,6 @@ def isd_file(tmp: Path, name: str, lines: list[bytes]) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- real file
-@real
 def test_real_isd_slice_as_lanzhou() -> None:
     run = ingest(str(ISD), "--dry-run", "--as-station", "52889", "--since", "2017-07-01T00:00:00Z",
                  "--until", "2017-07-02", "--json-summary")
@@ -95,7 +90,6 @@ def test_real_isd_slice_as_lanzhou() -> None:
     assert s["files"][0]["format"] == "isd-lite" and s["unreadable_files"] == [] and s["dry_run"] is True
 
 
-@real
 def test_real_isd_without_as_station_is_beijing_and_rejected() -> None:
     """545110 -> WMO 54511 (Beijing) by the default rule: not a registry station, every row rejected."""
     run = ingest(str(ISD), "--dry-run", "--since", "2017-01-01", "--until", "2017-01-02", "--json-summary")
@@ -106,7 +100,6 @@ def test_real_isd_without_as_station_is_beijing_and_rejected() -> None:
     assert f"rejected {ISD}@2017-01-01T00:00:00Z: station_id: unknown station '54511'" in run.err
 
 
-@real
 def test_human_summary_on_stderr(tmp_path: Path) -> None:
     run = ingest(str(ISD), "--dry-run", "--as-station", "52889", "--since", "2017-12-31T20:00Z")
     assert run.code == EXIT_OK

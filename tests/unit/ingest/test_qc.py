@@ -1,5 +1,5 @@
 """Quality control on the real Beijing ISD-Lite 2017 (hourly) and GHCN-Daily (daily) files of
-../shared/data/station_obs, with injected faults, plus property tests on arbitrary input."""
+tests/data/station_obs, with injected faults, plus property tests on arbitrary input."""
 
 from __future__ import annotations
 
@@ -27,21 +27,14 @@ from ingest.qc import (
     load_models,
     save_models,
 )
+from tests.support import GHCN_CSV, ISD
 from warning.shared.records import Observation
 
-ROOT = Path(__file__).resolve().parents[3]
-DATA = ROOT.parent / "shared" / "data" / "station_obs"
-ISD = DATA / "isd_lite" / "545110-99999-2017"
-GHCN_CSV = DATA / "ghcnd_csv" / "CHM00054511.csv"
 BEIJING_ELEV = {"54511": 55.0}  # GHCN station list: 55 m
-
-real = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared station files absent ({DATA})")
 
 
 @pytest.fixture(scope="module")
 def isd() -> list[dict[str, Any]]:
-    if not ISD.is_file():
-        pytest.skip(f"shared station files absent ({DATA})")
     rows = [r for r in read_observations(ISD) if isinstance(r, Observation)]
     assert len(rows) == 8733
     return [r.to_dict() for r in rows]
@@ -63,7 +56,6 @@ def obs(**kw: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- real data
-@real
 def test_real_hourly_records_pass(isd: list[dict[str, Any]], isd_model: AnomalyModel) -> None:
     qc = fresh(isd_model)
     res = qc.check_batch(isd)
@@ -75,7 +67,6 @@ def test_real_hourly_records_pass(isd: list[dict[str, Any]], isd_model: AnomalyM
     assert set(isd_model.models) == {("air_temp_c", "dewpoint_c"), ("air_temp_c",)}
 
 
-@real
 def test_injected_20_degree_jump_is_flagged_once(isd: list[dict[str, Any]], isd_model: AnomalyModel) -> None:
     data = copy.deepcopy(isd)
     k = 1000  # 2017-02-11T22:00Z, -8.0 degC in the file
@@ -96,7 +87,6 @@ def test_injected_20_degree_jump_is_flagged_once(isd: list[dict[str, Any]], isd_
     assert sum("air_temp_c" in f for f in flags) == 1
 
 
-@real
 def test_stuck_sensor_is_flagged(isd: list[dict[str, Any]], isd_model: AnomalyModel) -> None:
     data = copy.deepcopy(isd)
     for k in range(2000, 2012):
@@ -111,7 +101,6 @@ def test_stuck_sensor_is_flagged(isd: list[dict[str, Any]], isd_model: AnomalyMo
     assert all(r.ok for r in check_batch(calm, {}))
 
 
-@real
 def test_real_daily_records_pass_and_minmax_checks() -> None:
     rows = [r.to_dict() for r in read_observations(GHCN_CSV) if isinstance(r, Observation)]
     model = fit_anomaly_model(rows)
@@ -131,7 +120,6 @@ def test_real_daily_records_pass_and_minmax_checks() -> None:
     assert "step" in res[k + 2].flags["tmax_c"]
 
 
-@real
 def test_check_equals_check_batch_and_context_survives_json(isd: list[dict[str, Any]],
                                                             isd_model: AnomalyModel) -> None:
     data = copy.deepcopy(isd[:3000])
@@ -157,7 +145,6 @@ def test_check_equals_check_batch_and_context_survives_json(isd: list[dict[str, 
     assert sum(bool(f) for f in whole) >= 6
 
 
-@real
 def test_interleaved_stations_match_one_station_at_a_time(isd: list[dict[str, Any]]) -> None:
     per_station: dict[str, list[dict[str, Any]]] = {}
     for s, shift in (("52889", 0.0), ("52681", 20.0), ("56093", -5.0)):
@@ -182,7 +169,6 @@ def test_interleaved_stations_match_one_station_at_a_time(isd: list[dict[str, An
     assert "step" in want["52681"][120]["air_temp_c"] and "step" in want["52889"][100]["air_temp_c"]
 
 
-@real
 def test_models_save_and_load(tmp_path: Path, isd: list[dict[str, Any]], isd_model: AnomalyModel) -> None:
     paths = save_models({"54511": isd_model}, tmp_path)
     assert [p.name for p in paths] == ["qc_anomaly_54511.joblib"]
@@ -196,7 +182,6 @@ def test_models_save_and_load(tmp_path: Path, isd: list[dict[str, Any]], isd_mod
     assert load_models(tmp_path / "empty") == {}
 
 
-@real
 def test_check_batch_throughput(isd: list[dict[str, Any]]) -> None:
     # 50 stations x 2000 hours, in batches of 1000 as they arrive from the obs topic
     data = [dict(d, station_id=f"{52000 + s}") for d in isd[:2000] for s in range(50)]
