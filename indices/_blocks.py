@@ -8,12 +8,16 @@ Everything here works along the **last axis** (time) and is vectorised over any 
 * :func:`compare` -- threshold comparison by operator name, NaN-aware.
 * :func:`run_length_ending` / :func:`spell_membership` -- consecutive-run bookkeeping.
 * :func:`rolling_sum` / :func:`trailing_weighted_sum` -- trailing windows with NaN propagation.
+* :data:`SIGNAL_LEVELS` / :func:`signal_levels` -- the colour -> level-code encoding of signal kernels.
+
+No warning thresholds live here or anywhere in ``indices``: signal kernels take them as parameters, which callers
+build from the warning rules (``warning/data/rules.toml`` via ``warning.rule_params``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeAlias
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +29,7 @@ BoolArray: TypeAlias = npt.NDArray[np.bool_]
 ArrayLike: TypeAlias = npt.ArrayLike | xr.DataArray
 #: What the public functions return: a float ndarray, or a DataArray when a DataArray came in.
 Data: TypeAlias = FloatArray | xr.DataArray
+T = TypeVar("T")
 
 #: Comparison operators accepted wherever a threshold test is configurable.
 OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
@@ -33,6 +38,23 @@ OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "<": np.less,
     "<=": np.less_equal,
 }
+
+
+#: Level codes of the signal kernels' output (0 = none): the ordering of ``warning.shared.records.WarningLevel``
+#: (CMA Order No. 16 (2007): 蓝 Ⅳ < 黄 Ⅲ < 橙 Ⅱ < 红 Ⅰ). An encoding, not a threshold.
+SIGNAL_LEVELS: dict[str, int] = {"blue": 1, "yellow": 2, "orange": 3, "red": 4}
+
+
+def signal_levels(criteria: Mapping[str, T]) -> list[tuple[float, T]]:
+    """``criteria`` (colour -> the kernel's threshold(s) for that level) as (level code, threshold) pairs, lowest
+    level first, so that applying them in order leaves the highest level met. Raises ``ValueError`` for an
+    unknown colour or no criteria."""
+    if not criteria:
+        raise ValueError("criteria: at least one level is needed")
+    unknown = sorted(set(criteria) - set(SIGNAL_LEVELS))
+    if unknown:
+        raise ValueError(f"criteria: unknown level {unknown[0]!r}; levels are {', '.join(SIGNAL_LEVELS)}")
+    return sorted(((float(SIGNAL_LEVELS[c]), v) for c, v in criteria.items()), key=lambda lv: lv[0])
 
 
 def as_array(x: ArrayLike, name: str = "input") -> FloatArray:

@@ -1,10 +1,16 @@
 """Frost indices: frost intensity / signal level from air and ground (0 cm) minimum temperature, frost days.
 
 Temperatures in degC; NaN is missing. Signal levels use 0 = none, 1 = blue, 2 = yellow, 3 = orange,
-4 = red (the ordering of ``warning.shared.records.WarningLevel``). See ../shared/docs/STANDARDS.md 1.1.1, 1.6, 2.8.
+4 = red (:data:`indices._blocks.SIGNAL_LEVELS`). See ../shared/docs/STANDARDS.md 1.1.1, 1.6, 2.8.
+
+The frost-signal thresholds and the air-to-ground offset are parameters; their one place is
+warning/data/rules.toml ([hazards.frost] levels, [frost] air_to_ground_offset_c; ``warning.rule_params``). This
+module used to default the offset to 3.0 K while the rules said 2.0: the rules' value is the one in force.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -17,20 +23,13 @@ from indices._blocks import (
     harmonize,
     require_time_axis,
     run_length_ending,
+    signal_levels,
     time_last,
     wrap_like,
 )
 from indices.units import quantity
 
-#: Order No. 16 frost signal on the **ground (0 cm) minimum temperature**, degC, level -> "at or below".
-#: Blue (48 h, <= 0) and yellow (24 h, <= -3) confirmed from 12379 relays; orange (24 h, <= -5) is
-#: UNCONFIRMED for the national ground-temperature wording (a provincial variant uses air temperature).
-FROST_SIGNAL_GROUND_C: dict[int, float] = {1: 0.0, 2: -3.0, 3: -5.0}
-#: Offset (K) used to estimate the ground minimum from the 2 m air minimum when no ground observation
-#: exists: ground ~= air - offset. UNCONFIRMED heuristic ("2 m Tmin of 2-4 degC on a clear calm night can
-#: give ground <= 0 degC"); calibrate per station from paired observations before operational use.
-AIR_TO_GROUND_OFFSET_C = 3.0
-#: ETCCDI frost day: TN < 0 degC.
+#: ETCCDI frost day: TN < 0 degC (the index's definition, Zhang et al. 2011; not a warning threshold).
 FROST_DAY_THRESHOLD_C = 0.0
 FROST_REF = ("CMA Order No. 16 (2007) annex, 霜冻 signal on the 地面 (0 cm) minimum temperature; "
              "orange threshold and air-to-ground offset UNCONFIRMED")
@@ -41,12 +40,13 @@ def effective_ground_tmin(
     tmin_air_c: ArrayLike,
     tmin_ground_c: ArrayLike | None = None,
     *,
-    air_ground_offset_c: float = AIR_TO_GROUND_OFFSET_C,
+    air_ground_offset_c: float,
 ) -> Data:
     """Ground (0 cm) minimum temperature: observed where available, else Tmin_air - offset (degC).
 
-    T_g = tmin_ground_c if not NaN, else tmin_air_c - ``air_ground_offset_c`` (UNCONFIRMED heuristic offset,
-    default 3 K). NaN where both are missing.
+    T_g = tmin_ground_c if not NaN, else tmin_air_c - ``air_ground_offset_c``. NaN where both are missing. The
+    offset is an UNCONFIRMED heuristic (radiative nights: the surface runs colder than the screen; calibrate per
+    station from paired observations); its value is rules.toml [frost] air_to_ground_offset_c.
 
     Reference: CMA Order No. 16 frost signal (uses 地面最低温度); offset heuristic, see STANDARDS.md 1.6.
     """
@@ -67,25 +67,28 @@ def frost_intensity(
     tmin_air_c: ArrayLike,
     tmin_ground_c: ArrayLike | None = None,
     *,
-    air_ground_offset_c: float = AIR_TO_GROUND_OFFSET_C,
+    air_ground_offset_c: float,
+    criteria: Mapping[str, float],
 ) -> Data:
-    """Frost intensity as the Order No. 16 frost signal level from the ground minimum temperature.
+    """Frost intensity as the frost signal level from the ground minimum temperature.
 
-    T_g from :func:`effective_ground_tmin`; level 0 if T_g > 0, 1 (blue) if T_g <= 0, 2 (yellow) if
-    T_g <= -3, 3 (orange) if T_g <= -5 degC (:data:`FROST_SIGNAL_GROUND_C`; 以下 read as <=; orange
-    UNCONFIRMED). The lead time of the signal (48 h blue, 24 h yellow/orange) is the caller's: pass the
-    forecast minimum for that horizon, or the observed one for the "observed" branch. NaN where missing.
+    T_g from :func:`effective_ground_tmin`; level = max{ L : T_g <= G_L } over ``criteria`` (colour -> G_L degC;
+    以下 read as <=), 0 if none holds, NaN where T_g is missing. The Order No. 16 ground-temperature levels are in
+    warning/data/rules.toml [hazards.frost] (``warning.rule_params.frost_criteria``; the orange wording is
+    UNCONFIRMED). The lead time of the signal is the caller's: pass the forecast minimum for that horizon, or the
+    observed one for the "observed" branch.
 
     Reference: CMA Order No. 16 (2007) annex, 霜冻 signal.
     """
+    levels = signal_levels(criteria)
     like = first_dataarray(tmin_ground_c, tmin_air_c)
-    tg = np.asarray(effective_ground_tmin(tmin_air_c, tmin_ground_c, air_ground_offset_c=air_ground_offset_c))
-    tg = np.asarray(tg, dtype=np.float64)
+    tg = np.asarray(effective_ground_tmin(tmin_air_c, tmin_ground_c, air_ground_offset_c=air_ground_offset_c),
+                    dtype=np.float64)
     level = np.zeros(tg.shape)
-    for lev, thr in sorted(FROST_SIGNAL_GROUND_C.items()):
-        level = np.where(compare(tg, thr, "<="), float(lev), level)
+    for code, at_or_below in levels:
+        level = np.where(compare(tg, at_or_below, "<="), code, level)
     level = np.where(np.isnan(tg), np.nan, level)
-    return wrap_like(level, like, units="1", long_name="frost signal level (0 none, 1 blue, 2 yellow, 3 orange)",
+    return wrap_like(level, like, units="1", long_name="frost signal level (0 none .. 4 red)",
                      references=FROST_REF, name="frost_level")
 
 

@@ -79,7 +79,9 @@ AT_REF = ("Steadman (1994) Aust. Met. Mag. 43:1-16; Bureau of Meteorology therma
 # Excess Heat Factor (Nairn & Fawcett 2015) and severity (Nairn 2018).
 EHF_SIG_DAYS = 3
 EHF_ACCL_DAYS = 30
-#: Severity classes: EHF/EHF85 in (0, 1] low-intensity, (1, 3] severe, > 3 extreme.
+#: Severity classes of the index (Nairn et al. 2018; the BoM heatwave service): EHF/EHF85 in (0, 1] low-intensity,
+#: (1, 3] severe, > 3 extreme. The index's own classification, not a warning threshold: the heat-health warning
+#: levels are rules.toml [hazards.heat_health] (which maps these classes to colours).
 EHF_SEVERE_RATIO = 1.0
 EHF_EXTREME_RATIO = 3.0
 EHF_CLASSES = {0: "none", 1: "low-intensity", 2: "severe", 3: "extreme"}
@@ -87,10 +89,7 @@ EHF_REF = ("Nairn & Fawcett (2015) Int. J. Environ. Res. Public Health 12:227-25
            "doi:10.3390/ijerph120100227; severity: Nairn et al. (2018) IJERPH 15:2494, "
            "doi:10.3390/ijerph15112494")
 
-#: CMA Order No. 16 heat signal: daily Tmax >= 35 degC on 3 consecutive days (yellow).
-HOT_SPELL_THRESHOLD_C = 35.0
-HOT_SPELL_MIN_DAYS = 3
-HOT_SPELL_REF = "CMA Order No. 16 (2007), annex: 高温 yellow signal (Tmax >= 35 degC on 3 consecutive days)"
+HOT_SPELL_REF = "CMA Order No. 16 (2007), annex: 高温 yellow signal (Tmax at or above a threshold on consecutive days)"
 
 
 def _heat_index_f(t: FloatArray, rh: FloatArray, method: str) -> FloatArray:
@@ -357,23 +356,24 @@ def ehf_severity_class(ehf: ArrayLike, ehf85: ArrayLike) -> Data:
 
 def hot_spell(
     tmax_c: ArrayLike,
-    threshold_c: float = HOT_SPELL_THRESHOLD_C,
+    threshold_c: float,
     *,
-    min_days: int = HOT_SPELL_MIN_DAYS,
+    min_days: int,
     op: str = ">=",
     output: str = "run_length",
 ) -> Data:
     """Consecutive hot days along the last (daily) axis.
 
-    A day is hot when ``tmax_c <op> threshold_c`` (default Tmax >= 35 degC, Order No. 16 heat yellow
-    criterion: >= 35 degC on 3 consecutive days; 以上 read as >=). ``output``:
+    A day is hot when ``tmax_c <op> threshold_c``. ``output``:
 
     * ``"run_length"`` (default): number of consecutive hot days ending on each day (0 if not hot);
     * ``"in_spell"``: 1.0 on every day belonging to a run of >= ``min_days`` hot days, else 0.0;
     * ``"signal"``: 1.0 on days where the run ending that day has reached ``min_days`` (the observed
       branch of the yellow signal), else 0.0.
 
-    A missing day (NaN) breaks the run and is NaN in the output (never assumed hot or cool).
+    A missing day (NaN) breaks the run and is NaN in the output (never assumed hot or cool). The Order No. 16
+    heat yellow criterion (Tmax at or above a threshold on consecutive days; 以上 read as >=) is in
+    warning/data/rules.toml [hazards.heat] (``warning.rule_params.hot_spell_criterion``).
 
     Reference: CMA Order No. 16 (2007) annex; ETCCDI/xclim ``hot_spell_*`` (thresh, window, op).
     """

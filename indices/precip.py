@@ -4,10 +4,12 @@ precipitation index.
 Precipitation is in mm. A missing report (or a gap between reports) is **missing, not zero**: a window that
 is not completely covered by non-missing reports gives NaN. See ../shared/docs/STANDARDS.md sections
 1.1.1 (rainstorm signal: rolling 12 h / 6 h / 3 h), 1.2 (GB/T 28592-2012 grades), 1.8 and 2.9 (API).
+Signal thresholds are parameters: their one place is warning/data/rules.toml.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,26 +20,22 @@ from indices._blocks import (
     ArrayLike,
     Data,
     FloatArray,
+    compare,
     first_dataarray,
     require_time_axis,
     rolling_sum,
+    signal_levels,
     time_last,
     trailing_weighted_sum,
     wrap_like,
 )
 from indices.units import quantity
 
-#: Rolling windows (hours) used by the rainstorm / flash-flood agents.
+#: Default rolling windows (hours) of :func:`rolling_accumulations`: those the rules in warning/data/rules.toml read
+#: (rain_1h .. rain_24h). The signal thresholds are parameters (:func:`rainstorm_signal_level`).
 ACCUMULATION_WINDOWS_H: tuple[int, ...] = (1, 3, 6, 12, 24)
 #: Default accumulation period of one report (hours): hourly AWS precipitation.
 DEFAULT_REPORT_PERIOD_H = 1.0
-#: Order No. 16 rainstorm signal thresholds: (window h, mm) per colour; 以上 read as >=.
-RAINSTORM_SIGNAL_MM: dict[str, tuple[int, float]] = {
-    "blue": (12, 50.0),
-    "yellow": (6, 50.0),
-    "orange": (3, 50.0),
-    "red": (3, 100.0),
-}
 ACCUMULATION_REF = ("CMA Order No. 16 (2007) annex, 暴雨 signal (rolling 3/6/12 h accumulations); "
                     "GB/T 28592-2012")
 
@@ -60,6 +58,71 @@ def _times_to_seconds(times: Any) -> npt.NDArray[np.int64]:
     nat = np.isnat(t)
     secs = t.astype("datetime64[s]").astype(np.int64)
     return np.where(nat, np.iinfo(np.int64).min, secs)
+
+
+def _report_grid(p: FloatArray, times: Any, period_h: ArrayLike
+                 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The report end times (int64 s, NaT as the INT64 min sentinel) and periods (int64 s), as [rows, n]."""
+    ends = _times_to_seconds(times.values if isinstance(times, xr.DataArray) else times)
+    if ends.shape not in (p.shape[-1:], p.shape):
+        raise ValueError(f"times shape {ends.shape} must be {p.shape[-1:]} or {p.shape}")
+    per_h = np.asarray(period_h.values if isinstance(period_h, xr.DataArray) else period_h, dtype=np.float64)
+    if np.any(~np.isfinite(per_h)) or np.any(per_h <= 0):
+        raise ValueError("period_h must be finite and > 0")
+    try:
+        per = np.broadcast_to(np.rint(per_h * 3600.0).astype(np.int64), p.shape)
+    except ValueError as exc:
+        raise ValueError(f"period_h shape {per_h.shape} does not broadcast to {p.shape}") from exc
+    rows = int(np.prod(p.shape[:-1], dtype=np.int64))
+    n = p.shape[-1]
+    return np.broadcast_to(ends, p.shape).reshape(rows, n).copy(), per.reshape(rows, n)
+
+
+def _pad_nat(en: npt.NDArray[np.int64], pr: FloatArray, pe: npt.NDArray[np.int64], w: int) -> npt.NDArray[np.bool_]:
+    """Replace trailing NaT padding in ``en`` (in place) by increasing dummy times after the row's last time, and
+    check the order of the times and that the report periods do not overlap. Returns the valid-time mask."""
+    nat = en == np.iinfo(np.int64).min
+    valid_t = ~nat
+    if nat.any():
+        if np.any(np.diff(nat.astype(np.int8), axis=-1) < 0):
+            raise ValueError("NaT in times is only allowed as trailing padding")
+        if np.any(nat & ~np.isnan(pr)):
+            raise ValueError("NaT times must carry NaN precipitation")
+        last = np.where(valid_t, en, np.iinfo(np.int64).min).max(axis=-1, keepdims=True)
+        last = np.where(last == np.iinfo(np.int64).min, 0, last)
+        step = w + int(pe.max()) + 1
+        en[...] = np.where(nat, last + step * np.cumsum(nat, axis=-1), en)
+    if en.shape[-1] > 1:
+        d = np.diff(en, axis=-1)
+        if np.any(d <= 0):
+            raise ValueError("times must be strictly increasing along the last axis")
+        if np.any(pe[:, 1:][valid_t[:, 1:]] > d[valid_t[:, 1:]]):
+            raise ValueError("report periods overlap (period_h longer than the spacing between reports)")
+    return valid_t
+
+
+def _window_totals(en: npt.NDArray[np.int64], pr: FloatArray, pe: npt.NDArray[np.int64], w: int) -> FloatArray:
+    """[rows, n] window totals: all rows laid on one time line, separated by more than a window, for one vectorised
+    searchsorted; NaN where the reports in the window do not cover it exactly or one is missing."""
+    rows, n = pr.shape
+    base = en.min(axis=-1, keepdims=True)
+    span = int((en - base).max()) + w + int(pe.max()) + 1
+    flat = ((en - base) + np.arange(rows, dtype=np.int64)[:, None] * span).ravel()
+    k0 = np.searchsorted(flat, flat - w, side="right")  # first report ending after the window start
+    amt = pr.ravel()
+    perf = pe.ravel()
+    isnan = np.isnan(amt)
+    c_amt = np.concatenate([[0.0], np.cumsum(np.where(isnan, 0.0, amt))])
+    c_nan = np.concatenate([[0], np.cumsum(isnan)])
+    c_nz = np.concatenate([[0], np.cumsum(np.where(isnan, 0.0, amt) != 0.0)])
+    c_per = np.concatenate([[0], np.cumsum(perf)])
+    j = np.arange(flat.size)
+    total = c_amt[j + 1] - c_amt[k0]
+    total = np.where(c_nz[j + 1] - c_nz[k0] == 0, 0.0, total)
+    covered = c_per[j + 1] - c_per[k0]
+    start_ok = (flat[k0] - perf[k0]) >= flat - w
+    ok = (c_nan[j + 1] - c_nan[k0] == 0) & start_ok & (covered == w)
+    return np.asarray(np.where(ok, total, np.nan).reshape(rows, n), dtype=np.float64)
 
 
 def rolling_accumulation(
@@ -94,63 +157,11 @@ def rolling_accumulation(
         times = precip_mm[precip_mm.dims[-1]].values
     if window_h <= 0:
         raise ValueError(f"window_h must be > 0, got {window_h}")
-    ends = _times_to_seconds(times.values if isinstance(times, xr.DataArray) else times)
-    if ends.shape not in (p.shape[-1:], p.shape):
-        raise ValueError(f"times shape {ends.shape} must be {p.shape[-1:]} or {p.shape}")
-    per_h = np.asarray(period_h.values if isinstance(period_h, xr.DataArray) else period_h, dtype=np.float64)
-    if np.any(~np.isfinite(per_h)) or np.any(per_h <= 0):
-        raise ValueError("period_h must be finite and > 0")
-    try:
-        per = np.broadcast_to(np.rint(per_h * 3600.0).astype(np.int64), p.shape)
-    except ValueError as exc:
-        raise ValueError(f"period_h shape {per_h.shape} does not broadcast to {p.shape}") from exc
+    en, pe = _report_grid(p, times, period_h)
+    pr = p.reshape(en.shape)
     w = round(window_h * 3600.0)
-    lead = p.shape[:-1]
-    n = p.shape[-1]
-    rows = int(np.prod(lead, dtype=np.int64))
-    pr = p.reshape(rows, n)
-    pe = per.reshape(rows, n)
-    en = np.broadcast_to(ends, p.shape).reshape(rows, n).copy()
-
-    nat = en == np.iinfo(np.int64).min
-    valid_t = ~nat
-    if nat.any():
-        # NaT must be trailing padding: replace by increasing dummies after the row's last time
-        if np.any(np.diff(nat.astype(np.int8), axis=-1) < 0):
-            raise ValueError("NaT in times is only allowed as trailing padding")
-        if np.any(nat & ~np.isnan(pr)):
-            raise ValueError("NaT times must carry NaN precipitation")
-        last = np.where(valid_t, en, np.iinfo(np.int64).min).max(axis=-1, keepdims=True)
-        last = np.where(last == np.iinfo(np.int64).min, 0, last)
-        step = w + int(pe.max()) + 1
-        en = np.where(nat, last + step * np.cumsum(nat, axis=-1), en)
-    if n > 1:
-        d = np.diff(en, axis=-1)
-        if np.any(d <= 0):
-            raise ValueError("times must be strictly increasing along the last axis")
-        if np.any(pe[:, 1:][valid_t[:, 1:]] > d[valid_t[:, 1:]]):
-            raise ValueError("report periods overlap (period_h longer than the spacing between reports)")
-    # lay all rows on one time line, separated by more than a window, for one vectorised searchsorted
-    base = en.min(axis=-1, keepdims=True)
-    span = int((en - base).max()) + w + int(pe.max()) + 1
-    line = (en - base) + np.arange(rows, dtype=np.int64)[:, None] * span
-    flat = line.ravel()
-    k0 = np.searchsorted(flat, flat - w, side="right")  # first report ending after the window start
-    amt = pr.ravel()
-    perf = pe.ravel()
-    isnan = np.isnan(amt)
-    c_amt = np.concatenate([[0.0], np.cumsum(np.where(isnan, 0.0, amt))])
-    c_nan = np.concatenate([[0], np.cumsum(isnan)])
-    c_nz = np.concatenate([[0], np.cumsum(np.where(isnan, 0.0, amt) != 0.0)])
-    c_per = np.concatenate([[0], np.cumsum(perf)])
-    j = np.arange(flat.size)
-    total = c_amt[j + 1] - c_amt[k0]
-    total = np.where(c_nz[j + 1] - c_nz[k0] == 0, 0.0, total)
-    covered = c_per[j + 1] - c_per[k0]
-    start_ok = (flat[k0] - perf[k0]) >= flat - w
-    ok = (c_nan[j + 1] - c_nan[k0] == 0) & start_ok & (covered == w)
-    res = np.where(ok, total, np.nan).reshape(rows, n)
-    out: FloatArray = np.where(valid_t, res, np.nan).reshape(p.shape)
+    valid_t = _pad_nat(en, pr, pe, w)
+    out: FloatArray = np.where(valid_t, _window_totals(en, pr, pe, w), np.nan).reshape(p.shape)
     return wrap_like(out, like, units="mm", long_name=f"{window_h:g} h precipitation accumulation",
                      references=ACCUMULATION_REF, name=f"precip_{window_h:g}h")
 
@@ -236,30 +247,33 @@ def antecedent_precipitation_index(
                      long_name="antecedent precipitation index", references=API_REF, name="api")
 
 
-def rainstorm_signal_level(accumulations: dict[float, Data]) -> Data:
-    """Highest Order No. 16 rainstorm signal met by rolling accumulations (0 none, 1 blue .. 4 red).
+def rainstorm_signal_level(accumulations: Mapping[float, Data],
+                           criteria: Mapping[str, tuple[float, float]]) -> Data:
+    """Highest rainstorm signal level met by rolling accumulations (0 none, 1 blue .. 4 red).
 
-    ``accumulations`` maps window hours to arrays (e.g. from :func:`rolling_accumulations`) and must contain
-    3, 6 and 12 h. Observed-branch criteria (:data:`RAINSTORM_SIGNAL_MM`): blue 12 h >= 50 mm, yellow
-    6 h >= 50, orange 3 h >= 50, red 3 h >= 100 (以上 read as >=; UNCONFIRMED for Order 16 specifically).
-    NaN where every needed accumulation is missing.
+    level = max{ L : A_w(L) >= R(L) } over the levels L of ``criteria`` (colour -> (window w hours, R mm)); 0 when
+    none is met; NaN where every needed accumulation is missing. ``accumulations`` maps window hours to arrays
+    (e.g. from :func:`rolling_accumulations`) and must hold every window the criteria name. The Order No. 16
+    observed-branch criteria (12, 6 and 3 h accumulations; 以上 read as >=) are in warning/data/rules.toml
+    [hazards.rainstorm] (``warning.rule_params.rainstorm_criteria``).
+
+    Reference: CMA Order No. 16 (2007) annex, 暴雨 signal.
     """
-    levels = {"blue": 1.0, "yellow": 2.0, "orange": 3.0, "red": 4.0}
+    levels = signal_levels(criteria)
     like = first_dataarray(*accumulations.values())
     arrays = {h: np.asarray(a.values if isinstance(a, xr.DataArray) else a, dtype=np.float64)
               for h, a in accumulations.items()}
-    needed = {w for w, _ in RAINSTORM_SIGNAL_MM.values()}
+    needed = {hours for _, (hours, _) in levels}
     missing = needed - set(arrays)
     if missing:
         raise ValueError(f"accumulations lacks windows {sorted(missing)} h")
     shape = np.broadcast_shapes(*(arrays[h].shape for h in needed))
     level = np.zeros(shape)
     all_nan = np.ones(shape, dtype=bool)
-    for colour, (hours, mm) in RAINSTORM_SIGNAL_MM.items():
+    for code, (hours, mm) in levels:
         a = arrays[hours]
         all_nan &= np.isnan(a)
-        with np.errstate(invalid="ignore"):
-            level = np.where(a >= mm, np.maximum(level, levels[colour]), level)
+        level = np.where(compare(a, mm, ">="), np.maximum(level, code), level)
     out = np.where(all_nan, np.nan, level)
     return wrap_like(out, like, units="1", long_name="rainstorm signal level (0 none .. 4 red)",
                      references=ACCUMULATION_REF, name="rainstorm_level")

@@ -2,11 +2,19 @@
 wave grade/signal, sand-dust class and sandstorm signal.
 
 Wind in m s-1, temperatures in degC, visibility in m; NaN is missing. Signal levels use 0 = none, 1 = blue,
-2 = yellow, 3 = orange, 4 = red (the ordering of ``warning.shared.records.WarningLevel``). 以上 is read as >=,
-以下 as <= (STANDARDS.md preamble). See ../shared/docs/STANDARDS.md 1.1.1 and 1.5.
+2 = yellow, 3 = orange, 4 = red (:data:`indices._blocks.SIGNAL_LEVELS`). 以上 is read as >=, 以下 as <=
+(STANDARDS.md preamble). See ../shared/docs/STANDARDS.md 1.1.1 and 1.5.
+
+Signal thresholds are parameters (``criteria``: colour -> threshold(s)); their one place is
+warning/data/rules.toml (``warning.rule_params`` builds the criteria from the loaded rules). What stays here are
+the standards' own class definitions, cited: the Beaufort bands (GB/T 28591-2012), the cold-wave grades
+(GB/T 21987-2017) and the sand-dust visibility classes (GB/T 20480-2017).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,9 +24,11 @@ from indices._blocks import (
     FloatArray,
     as_array,
     broadcast_arrays,
+    compare,
     first_dataarray,
     harmonize,
     require_time_axis,
+    signal_levels,
     time_last,
     wrap_like,
 )
@@ -31,42 +41,37 @@ BEAUFORT_LOWER_MS: tuple[float, ...] = (0.0, 0.3, 1.6, 3.4, 5.5, 8.0, 10.8, 13.9
 #: Wind speeds are reported to 0.1 m s-1; values are rounded to this resolution before banding.
 WIND_RESOLUTION_MS = 0.1
 BEAUFORT_REF = "GB/T 28591-2012 风力等级 (band limits UNCONFIRMED against the official text)"
-
-#: Order No. 16 gale (大风) signal: level -> (mean wind force, gust force), either condition suffices.
-GALE_SIGNAL_FORCE: dict[int, tuple[int, int]] = {1: (6, 7), 2: (8, 9), 3: (10, 11), 4: (12, 13)}
-GALE_REF = "CMA Order No. 16 (2007) annex, 大风 signal (mean wind or gust Beaufort force)"
+GALE_REF = "CMA Order No. 16 (2007) annex, 大风 signal (mean wind or gust at Beaufort-band lower limits)"
 
 #: Single-station cold wave (冷空气国家标准 / GB/T 21987-2017): grade -> ((24, 48, 72 h Tmin drop), Tmin max).
-#: Grade 1 寒潮 confirmed; 2 强寒潮 and 3 超强寒潮 UNCONFIRMED.
+#: The standard's classification (not a warning signal). Grade 1 寒潮 confirmed; 2 强寒潮 and 3 超强寒潮 UNCONFIRMED.
 COLD_WAVE_GRADES: dict[int, tuple[tuple[float, float, float], float]] = {
     1: ((8.0, 10.0, 12.0), 4.0),
     2: ((10.0, 12.0, 14.0), 2.0),
     3: ((12.0, 14.0, 16.0), 0.0),
 }
 COLD_WAVE_NAMES = {0: "none", 1: "cold wave 寒潮", 2: "strong 强寒潮", 3: "extreme 超强寒潮"}
-#: Order No. 16 cold-wave (寒潮) signal: level -> (drop window h, drop degC, Tmin max degC, wind force min).
-COLD_WAVE_SIGNAL: dict[int, tuple[int, float, float, int]] = {
-    1: (48, 8.0, 4.0, 5),
-    2: (24, 10.0, 4.0, 6),
-    3: (24, 12.0, 0.0, 6),
-    4: (24, 16.0, 0.0, 6),
-}
 COLD_WAVE_REF = ("GB/T 21987-2017 寒潮等级 / 冷空气国家标准 (grade 1 confirmed, 2-3 UNCONFIRMED); "
                  "CMA Order No. 16 (2007) annex, 寒潮 signal")
+TMIN_DROP_HOURS = (24, 48, 72)
 
-#: GB/T 20480-2017 沙尘天气等级 visibility limits (m), UNCONFIRMED here: class -> visibility below.
+#: GB/T 20480-2017 沙尘天气等级 visibility limits (m), UNCONFIRMED here: class -> visibility below. Class 1
+#: (< 10 km) is the definition of sand-dust weather; 3-5 are 沙尘暴, 强沙尘暴, 特强沙尘暴.
 SAND_DUST_VIS_M: dict[int, float] = {1: 10000.0, 3: 1000.0, 4: 500.0, 5: 50.0}
-#: Floating dust (浮尘, class 1) vs blowing sand (扬沙, class 2) in 1-10 km visibility: mean wind <= this
-#: (m s-1) is floating dust. UNCONFIRMED.
-FLOATING_DUST_MAX_WIND_MS = 3.0
 SAND_DUST_NAMES = {0: "none", 1: "floating dust 浮尘", 2: "blowing sand 扬沙", 3: "sandstorm 沙尘暴",
                    4: "severe sandstorm 强沙尘暴", 5: "extreme sandstorm 特强沙尘暴"}
-#: Order No. 16 sandstorm signal (observed branch): level -> visibility below (m); yellow/orange/red.
-SANDSTORM_SIGNAL_VIS_M: dict[int, float] = {2: 1000.0, 3: 500.0, 4: 50.0}
-#: Gansu/Lanzhou local blue "沙尘" warning for floating dust/blowing sand (local extension, not Order 16).
-SANDSTORM_LOCAL_BLUE_VIS_M = 10000.0
 SAND_REF = ("GB/T 20480-2017 沙尘天气等级 (limits UNCONFIRMED here); CMA Order No. 16 (2007) annex, 沙尘暴 "
             "signal; Lanzhou local blue dust warning")
+
+
+class ColdWaveCriterion(NamedTuple):
+    """One level of the cold-wave signal: the Tmin drop over ``drop_hours`` (24, 48 or 72) is at least ``drop_c``,
+    the day's Tmin at most ``tmin_max_c`` and the day's wind at least ``wind_min_ms`` (all must hold)."""
+
+    drop_hours: int
+    drop_c: float
+    tmin_max_c: float
+    wind_min_ms: float
 
 
 def beaufort_force(wind_ms: ArrayLike) -> Data:
@@ -88,45 +93,59 @@ def beaufort_force(wind_ms: ArrayLike) -> Data:
                      name="beaufort")
 
 
-def gale_signal_level(mean_wind_ms: ArrayLike, gust_ms: ArrayLike | None = None) -> Data:
-    """Order No. 16 gale signal level from mean wind and gust (m s-1): highest level whose mean-wind force
-    **or** gust force is reached (blue 6/7, yellow 8/9, orange 10/11, red 12/13; :data:`GALE_SIGNAL_FORCE`).
+def gale_signal_level(mean_wind_ms: ArrayLike, gust_ms: ArrayLike | None = None, *,
+                      criteria: Mapping[str, tuple[float, float]]) -> Data:
+    """Gale signal level from mean wind and gust (m s-1): the highest level whose mean-wind **or** gust threshold
+    is reached, level = max{ L : V >= V_L or G >= G_L } with ``criteria`` colour -> (V_L, G_L) m s-1.
 
-    A missing gust is ignored (mean wind alone decides); NaN where the mean wind is missing and the gust
-    gives no level. Reference: CMA Order No. 16 (2007) annex, 大风 signal; forces per GB/T 28591-2012.
+    The Order No. 16 text names Beaufort forces; warning/data/rules.toml ([hazards.gale];
+    ``warning.rule_params.gale_criteria``) writes them as the forces' lower band limits in m s-1 (GB/T 28591-2012,
+    :data:`BEAUFORT_LOWER_MS`), compared with the reported (0.1 m s-1) value as the station grading does. A
+    missing gust is ignored (mean wind alone decides); NaN where the mean wind is missing and the gust gives no
+    level.
+
+    Reference: CMA Order No. 16 (2007) annex, 大风 signal; forces per GB/T 28591-2012.
     """
+    levels = signal_levels(criteria)
     mean_wind_ms, gust_ms = harmonize(mean_wind_ms, gust_ms)
     like = first_dataarray(mean_wind_ms, gust_ms)
-    fm = as_array(beaufort_force(mean_wind_ms))
-    fg = np.full(fm.shape, np.nan) if gust_ms is None else as_array(beaufort_force(gust_ms))
-    fm, fg = broadcast_arrays(fm, fg, names=("mean_wind_ms", "gust_ms"))
-    level = np.zeros(fm.shape)
-    with np.errstate(invalid="ignore"):
-        for lev, (f_mean, f_gust) in sorted(GALE_SIGNAL_FORCE.items()):
-            level = np.where((fm >= f_mean) | (fg >= f_gust), float(lev), level)
-    level = np.where(np.isnan(fm) & ~(level > 0), np.nan, level)
+    vm = quantity(mean_wind_ms, "m s-1", "wind_speed", "mean_wind_ms")
+    vg = np.full(vm.shape, np.nan) if gust_ms is None else quantity(gust_ms, "m s-1", "wind_speed", "gust_ms")
+    vm, vg = broadcast_arrays(vm, vg, names=("mean_wind_ms", "gust_ms"))
+    level = np.zeros(vm.shape)
+    for code, (v_mean, v_gust) in levels:
+        level = np.where(compare(vm, v_mean, ">=") | compare(vg, v_gust, ">="), code, level)
+    level = np.where(np.isnan(vm) & ~(level > 0), np.nan, level)
     return wrap_like(level, like, units="1", long_name="gale signal level (0 none .. 4 red)", references=GALE_REF,
                      name="gale_level")
 
 
 def tmin_drop(tmin_daily_c: ArrayLike, hours: int) -> Data:
     """Fall of the daily minimum temperature over ``hours`` (24, 48 or 72) along the last (daily) axis:
-    drop_t = Tmin_(t - hours/24) - Tmin_t (positive = colder). NaN for the first hours/24 days or if either
-    day is missing. Interpretation of "24/48/72 h 降温" as the plain day-to-day difference is UNCONFIRMED
-    (some services use the largest fall within the window).
+    drop_t = max(Tmin_t-1, ..., Tmin_t-k) - Tmin_t with k = hours / 24 (positive = colder): today's minimum
+    against the highest minimum of the k previous days. 24 h is yesterday's minus today's.
+
+    Missing days (NaN, and the days before the series starts) are left out of the max; NaN where today's
+    Tmin is missing or none of the k previous days is known. This is the definition the rules read
+    (warning/data/rules.toml, cold wave; ingest.quantities ``tmin_drop_24h`` / ``tmin_drop_48h``, held equal by
+    tests/unit/test_fast_path_vs_kernels.py). Reading "the higher of the previous days" as the 降温幅度 of the
+    standard is the rules' (GB/T 21987-2017); some services use the plain day-to-day difference (UNCONFIRMED).
 
     Reference: GB/T 21987-2017 寒潮等级; 冷空气国家标准 (GB/T 20484-2017).
     """
-    if hours not in (24, 48, 72):
+    if hours not in TMIN_DROP_HOURS:
         raise ValueError(f"hours must be 24, 48 or 72, got {hours}")
     tmin_daily_c = time_last(tmin_daily_c)
     like = first_dataarray(tmin_daily_c)
     t = quantity(tmin_daily_c, "degC", "temperature", "tmin_daily_c")
     require_time_axis(t, "tmin_daily_c")
-    k = hours // 24
-    out = np.full(t.shape, np.nan)
-    if t.shape[-1] > k:
-        out[..., k:] = t[..., :-k] - t[..., k:]
+    highest = np.full(t.shape, np.nan)
+    for back in range(1, hours // 24 + 1):
+        if t.shape[-1] > back:
+            shifted = np.full(t.shape, np.nan)
+            shifted[..., back:] = t[..., :-back]
+            highest = np.fmax(highest, shifted)  # fmax: a NaN side gives the other
+    out = highest - t
     return wrap_like(out, like, units="K", long_name=f"{hours} h minimum-temperature drop",
                      references=COLD_WAVE_REF, name=f"tmin_drop_{hours}h")
 
@@ -160,42 +179,48 @@ def cold_wave_grade(tmin_daily_c: ArrayLike) -> Data:
                      references=COLD_WAVE_REF, name="cold_wave_grade")
 
 
-def cold_wave_signal_level(tmin_daily_c: ArrayLike, wind_ms: ArrayLike) -> Data:
-    """Order No. 16 cold-wave signal level per day along the last (daily) axis (0 none .. 4 red).
+def cold_wave_signal_level(tmin_daily_c: ArrayLike, wind_ms: ArrayLike, *,
+                           criteria: Mapping[str, ColdWaveCriterion]) -> Data:
+    """Cold-wave signal level per day along the last (daily) axis (0 none .. 4 red): the highest level L of
+    ``criteria`` with drop_h(L) >= D_L and Tmin <= T_L and wind >= W_L (:class:`ColdWaveCriterion`; drops from
+    :func:`tmin_drop`). ``wind_ms``: the day's wind, same shape as ``tmin_daily_c`` (the station grading reads
+    the day's highest 10-minute mean wind). NaN where Tmin, the wind or every drop is missing and no level is met.
 
-    blue: 48 h Tmin drop >= 8 and Tmin <= 4 degC and mean wind >= force 5; yellow: 24 h drop >= 10, Tmin <= 4,
-    wind >= 6; orange: 24 h drop >= 12, Tmin <= 0, wind >= 6; red: 24 h drop >= 16, Tmin <= 0, wind >= 6
-    (:data:`COLD_WAVE_SIGNAL`). ``wind_ms``: the day's (land) mean wind, same shape as ``tmin_daily_c``.
+    The Order No. 16 criteria (a drop over 48 or 24 h, a Tmin ceiling and a mean-wind Beaufort force per level)
+    are in warning/data/rules.toml [hazards.cold_wave] (``warning.rule_params.cold_wave_criteria``).
 
     Reference: CMA Order No. 16 (2007) annex, 寒潮 signal.
     """
+    levels = signal_levels(criteria)
     tmin_daily_c, wind_ms = harmonize(tmin_daily_c, wind_ms)
     like = first_dataarray(tmin_daily_c, wind_ms)
     t = quantity(tmin_daily_c, "degC", "temperature", "tmin_daily_c")
     require_time_axis(t, "tmin_daily_c")
-    force = as_array(beaufort_force(wind_ms))
-    t, force = broadcast_arrays(t, force, names=("tmin_daily_c", "wind_ms"))
-    drops = {24: as_array(tmin_drop(t, 24)), 48: as_array(tmin_drop(t, 48))}
+    wind = quantity(wind_ms, "m s-1", "wind_speed", "wind_ms")
+    t, wind = broadcast_arrays(t, wind, names=("tmin_daily_c", "wind_ms"))
+    drops = {h: as_array(tmin_drop(t, h)) for h in sorted({c.drop_hours for _, c in levels})}
     level = np.zeros(t.shape)
-    with np.errstate(invalid="ignore"):
-        for lev, (hours, drop, tmax, fmin) in sorted(COLD_WAVE_SIGNAL.items()):
-            hit = (drops[hours] >= drop) & (t <= tmax) & (force >= fmin)
-            level = np.where(hit, float(lev), level)
-    unknown = np.isnan(t) | np.isnan(force) | (np.isnan(drops[24]) & np.isnan(drops[48]))
+    for code, c in levels:
+        hit = compare(drops[c.drop_hours], c.drop_c, ">=") & compare(t, c.tmin_max_c, "<=") & \
+            compare(wind, c.wind_min_ms, ">=")
+        level = np.where(hit, code, level)
+    no_drop = np.logical_and.reduce([np.isnan(d) for d in drops.values()])
+    unknown = np.isnan(t) | np.isnan(wind) | no_drop
     level = np.where(unknown & ~(level > 0), np.nan, level)
     return wrap_like(level, like, units="1", long_name="cold wave signal level (0 none .. 4 red)",
                      references=COLD_WAVE_REF, name="cold_wave_level")
 
 
-def sand_dust_class(visibility_m: ArrayLike, wind_ms: ArrayLike | None = None,
-                    dust: ArrayLike | None = None) -> Data:
+def sand_dust_class(visibility_m: ArrayLike, wind_ms: ArrayLike | None = None, dust: ArrayLike | None = None, *,
+                    floating_dust_max_wind_ms: float) -> Data:
     """Sand-dust weather class (GB/T 20480-2017): 0 none, 1 浮尘, 2 扬沙, 3 沙尘暴 (< 1 km),
     4 强沙尘暴 (< 500 m), 5 特强沙尘暴 (< 50 m).
 
     Visibility < 10 km is dust weather only where ``dust`` is true (present-weather says sand/dust; haze and
     fog also reduce visibility); if ``dust`` is None, every reduced visibility is assumed to be dust. In
-    1-10 km, 扬沙 if the mean wind > 3.0 m s-1 else 浮尘 (wind None -> 扬沙). Limits UNCONFIRMED here
-    (:data:`SAND_DUST_VIS_M`, :data:`FLOATING_DUST_MAX_WIND_MS`).
+    1-10 km, 扬沙 if the mean wind > ``floating_dust_max_wind_ms`` else 浮尘 (wind None -> 扬沙); the wind limit is
+    in warning/data/rules.toml ([sandstorm] floating_dust_max_wind_ms, UNCONFIRMED). Visibility limits
+    :data:`SAND_DUST_VIS_M` (the standard's classes, UNCONFIRMED here).
 
     Reference: GB/T 20480-2017 沙尘天气等级.
     """
@@ -206,39 +231,42 @@ def sand_dust_class(visibility_m: ArrayLike, wind_ms: ArrayLike | None = None,
     is_dust = np.ones(vis.shape) if dust is None else as_array(dust, "dust")
     vis, wind, is_dust = broadcast_arrays(vis, wind, is_dust, names=("visibility_m", "wind_ms", "dust"))
     cls = np.zeros(vis.shape)
-    with np.errstate(invalid="ignore"):
-        reduced = vis < SAND_DUST_VIS_M[1]
-        blowing = ~(wind <= FLOATING_DUST_MAX_WIND_MS)  # NaN wind -> blowing sand
-        cls = np.where(reduced, np.where(blowing, 2.0, 1.0), cls)
-        for c in (3, 4, 5):
-            cls = np.where(vis < SAND_DUST_VIS_M[c], float(c), cls)
-        cls = np.where(is_dust > 0, cls, 0.0)
+    blowing = ~compare(wind, floating_dust_max_wind_ms, "<=")  # NaN wind -> blowing sand
+    cls = np.where(compare(vis, SAND_DUST_VIS_M[1], "<"), np.where(blowing, 2.0, 1.0), cls)
+    for c in (3, 4, 5):
+        cls = np.where(compare(vis, SAND_DUST_VIS_M[c], "<"), float(c), cls)
+    cls = np.where(is_dust > 0, cls, 0.0)
     cls = np.where(np.isnan(vis) | np.isnan(is_dust), np.nan, cls)
     return wrap_like(cls, like, units="1", long_name="sand-dust weather class (0 none .. 5 extreme)",
                      references=SAND_REF, name="sand_dust_class")
 
 
-def sandstorm_signal_level(visibility_m: ArrayLike, wind_ms: ArrayLike | None = None,
-                           dust: ArrayLike | None = None, *, local_blue: bool = False) -> Data:
-    """Order No. 16 sandstorm signal level from visibility (observed branch): 2 yellow (sandstorm, < 1000 m),
-    3 orange (strong, < 500 m), 4 red (extreme, < 50 m); 0 otherwise. ``local_blue=True`` adds Gansu/Lanzhou's
-    local blue (1) for floating dust / blowing sand (vis < 10 km), a local extension below the national
-    levels. ``dust`` as in :func:`sand_dust_class`.
+def sandstorm_signal_level(visibility_m: ArrayLike, dust: ArrayLike | None = None, *, criteria: Mapping[str, float],
+                           local_blue_visibility_m: float | None = None) -> Data:
+    """Sandstorm signal level from visibility (observed branch): the highest level L of ``criteria`` (colour ->
+    visibility V_L m) with dust weather and visibility < V_L; 0 otherwise. Dust weather: visibility < 10 km
+    (GB/T 20480-2017 class >= 1) where ``dust`` is true (None: every reduced visibility is dust; the station
+    grading's discriminator is wind >= 5 m s-1 and RH < 70 %, rules.toml).
+
+    The Order No. 16 levels (sandstorm, strong and extreme sandstorm visibilities) are in warning/data/rules.toml
+    [hazards.sandstorm] (``warning.rule_params.sandstorm_criteria``). ``local_blue_visibility_m`` (rules.toml
+    [sandstorm] local_blue_visibility_m) adds Gansu/Lanzhou's local blue (1) for floating dust / blowing sand
+    below that visibility, a local extension below the national levels; None leaves it out.
 
     Reference: CMA Order No. 16 (2007) annex, 沙尘暴 signal; Lanzhou local dust warning (2025-09-15).
     """
-    visibility_m, wind_ms, dust = harmonize(visibility_m, wind_ms, dust)
-    like = first_dataarray(visibility_m, wind_ms)
+    levels = signal_levels(criteria)
+    visibility_m, dust = harmonize(visibility_m, dust)
+    like = first_dataarray(visibility_m, dust)
     vis = quantity(visibility_m, "m", "visibility", "visibility_m")
-    cls = as_array(sand_dust_class(visibility_m, wind_ms, dust))
-    vis, cls = broadcast_arrays(vis, cls, names=("visibility_m", "class"))
-    level = np.zeros(cls.shape)
-    with np.errstate(invalid="ignore"):
-        is_dust = cls >= 1
-        if local_blue:
-            level = np.where(is_dust & (vis < SANDSTORM_LOCAL_BLUE_VIS_M), 1.0, level)
-        for lev, thr in sorted(SANDSTORM_SIGNAL_VIS_M.items()):
-            level = np.where(is_dust & (vis < thr), float(lev), level)
-    level = np.where(np.isnan(cls), np.nan, level)
+    is_dust = np.ones(vis.shape) if dust is None else as_array(dust, "dust")
+    vis, is_dust = broadcast_arrays(vis, is_dust, names=("visibility_m", "dust"))
+    dusty = compare(vis, SAND_DUST_VIS_M[1], "<") & (is_dust > 0)
+    level = np.zeros(vis.shape)
+    if local_blue_visibility_m is not None:
+        level = np.where(dusty & compare(vis, local_blue_visibility_m, "<"), 1.0, level)
+    for code, below in levels:
+        level = np.where(dusty & compare(vis, below, "<"), code, level)
+    level = np.where(np.isnan(vis) | np.isnan(is_dust), np.nan, level)
     return wrap_like(level, like, units="1", long_name="sandstorm signal level (0 none .. 4 red)",
                      references=SAND_REF, name="sandstorm_level")

@@ -221,9 +221,11 @@ def station_ehf(means: dict[str, float], t95: float) -> float | None:
     return ehf if math.isfinite(ehf) else None
 
 
-def station_quantities(st: State, *, api_decay: float = 0.85, ground_offset_c: float = 2.0,
+def station_quantities(st: State, *, api_decay: float, ground_offset_c: float,
                        t95: float | None = None, ehf85: float | None = None) -> dict[str, float]:
-    """Every quantity that the state can give (missing inputs leave the quantity out)."""
+    """Every quantity that the state can give (missing inputs leave the quantity out). ``api_decay`` and
+    ``ground_offset_c`` are the rules' settings (rules.toml [flash_flood] api_decay, [frost]
+    air_to_ground_offset_c): their one place is the rules table, so the caller passes them."""
     q: dict[str, float] = {}
     if not st["t"]:
         return q
@@ -283,7 +285,7 @@ def station_quantities(st: State, *, api_decay: float = 0.85, ground_offset_c: f
     return q
 
 
-def daily_series(st: State, quantity: str, *, ground_offset_c: float = 2.0) -> dict[str, float]:
+def daily_series(st: State, quantity: str, *, ground_offset_c: float) -> dict[str, float]:
     """Per-day values of a daily quantity (for consecutive-day conditions)."""
     field_ = {"tmax_day": "tmax", "tmin_day": "tmin", "wind_max_day": "wmax", "gust_max_day": "gmax",
               "ground_tmin_day": "gtmin"}[quantity]

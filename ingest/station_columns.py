@@ -215,9 +215,10 @@ class StationColumns:
 
     # ---- one batch --------------------------------------------------------------------------------------
     def apply(self, station_ids: list[str], t: np.ndarray, values: dict[str, np.ndarray], *,
-              api_decay: float = 0.85, ground_offset_c: float = 2.0) -> Applied:
+              api_decay: float, ground_offset_c: float) -> Applied:
         """Fold a batch (arrival order) into the state. Returns which reports were applied (not stale), every
-        quantity per report as of that report, and what a consecutive-day condition needs."""
+        quantity per report as of that report, and what a consecutive-day condition needs. ``api_decay`` and
+        ``ground_offset_c``: the rules' settings, as ``quantities.station_quantities``."""
         n = len(station_ids)
         slots = self.slots(station_ids)
         hour = np.floor_divide(t, 3600).astype(np.int64)

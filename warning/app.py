@@ -159,7 +159,7 @@ class WarningService:
     def render_body(self, d: Delivery, sub: Subscription) -> tuple[bytes, str]:
         event = d["event"]
         if sub.format == "cap":
-            cap = render_cap(event, referenced=self.warnings.earlier(event),
+            cap = render_cap(event, referenced=self.warnings.earlier(event), rules=self.rules,
                              polygon=region_polygon(event.get("region_code", "")))
             return cap, "application/cap+xml"
         return webhook_body(d["type"], event, d.get("backfill", False)), "application/json"

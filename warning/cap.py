@@ -35,6 +35,7 @@ import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -135,21 +136,38 @@ def _num(x: float) -> str:
     return f"{x:.6f}".rstrip("0").rstrip(".") or "0"
 
 
-@lru_cache(maxsize=1)
-def _rule_table() -> dict[str, tuple[str, str]]:
-    """hazard -> (name_zh, name_en) from the packaged rules table ({} if it cannot load)."""
+@lru_cache(maxsize=4)
+def _rule_table(path: Path | None) -> dict[str, tuple[str, str]]:
+    """hazard -> (name_zh, name_en) from the rules table at ``path`` (None: the packaged one); {} if it cannot
+    load."""
     from warning.rules import RulesError, load_rules
     try:
-        rules = load_rules()
+        rules = load_rules(path)
     except (RulesError, OSError) as exc:  # the service refuses a bad table at start; rendering just degrades
         log.warning("CAP: hazard names unavailable: %s", exc)
         return {}
+    return _names(rules)
+
+
+def _names(rules: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     return {h: (r.name_zh, r.name_en) for h, r in rules.items()}
 
 
-def _hazard_names(hazard: str, hazard_names: Mapping[str, Any] | None) -> tuple[str, str, str]:
-    """(name_zh, name_en, unit). ``hazard_names[h]`` may be ``(zh, en)`` or ``{"zh":…, "en":…, "unit":…}``."""
-    zh, en = _rule_table().get(hazard, (hazard, hazard.replace("_", " ").capitalize()))
+def configured_hazard_names() -> dict[str, tuple[str, str]]:
+    """hazard -> (name_zh, name_en) of the rules the service runs with: EWS_RULES (``Settings.rules_path``), else
+    the packaged ``warning/data/rules.toml``."""
+    from warning.shared.config import Settings
+
+    return _rule_table(Settings.from_env().rules_path)
+
+
+def _hazard_names(hazard: str, hazard_names: Mapping[str, Any] | None, rules: Mapping[str, Any] | None = None
+                  ) -> tuple[str, str, str]:
+    """(name_zh, name_en, unit): from ``rules`` (the caller's rules table) if given, else the configured rules
+    (:func:`configured_hazard_names`). ``hazard_names[h]`` may override them with ``(zh, en)`` or
+    ``{"zh":…, "en":…, "unit":…}``."""
+    table = _names(rules) if rules is not None else configured_hazard_names()
+    zh, en = table.get(hazard, (hazard, hazard.replace("_", " ").capitalize()))
     unit = HAZARD_UNIT.get(hazard, "")
     given = (hazard_names or {}).get(hazard)
     if isinstance(given, Mapping):
@@ -256,9 +274,82 @@ def _categories(event: Mapping[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------------------- render
 
 
+@dataclass(frozen=True)
+class _InfoText:
+    """What both ``info`` blocks of one message share (see :func:`build_cap`)."""
+
+    level: str
+    cancel: bool
+    code: str
+    name_zh: str
+    name_en: str
+    unit: str
+    region_zh: str
+    region_en: str
+    prefecture: str | None
+    sender_zh: str
+    sender_en: str
+    sender_name: str
+    poly: str | None
+    web: str | None
+
+
+def _info(alert: ET.Element, event: Mapping[str, Any], lang: str, c: _InfoText) -> None:
+    """One ``info`` block (spec §3.2.2) of ``alert`` in ``lang`` (zh-CN or en-US)."""
+    zh = lang == "zh-CN"
+    info = _sub(alert, "info")
+    _sub(info, "language", lang)
+    for cat in _categories(event):
+        _sub(info, "category", cat)
+    _sub(info, "event", f"{c.name_zh}{COLOUR_ZH[c.level]}预警" if zh else f"{c.name_en} {c.level} warning")
+    _sub(info, "responseType", "AllClear" if c.cancel else RESPONSE_TYPE[c.level])
+    _sub(info, "urgency", event.get("urgency") or "Unknown")
+    _sub(info, "severity", event.get("severity") or SEVERITY[c.level])
+    _sub(info, "certainty", event.get("certainty") or "Unknown")
+    _pair(info, "eventCode", "CMA_11B", c.code[:-2] if len(c.code) > 5 else c.code)
+    _pair(info, "eventCode", "CMA_11B_level", c.code)
+    if event.get("onset"):
+        _sub(info, "onset", cap_time(event["onset"]))
+    if event.get("expires"):
+        _sub(info, "expires", cap_time(event["expires"]))
+    _sub(info, "senderName", (c.sender_zh if zh else c.sender_en) or c.sender_name)
+    headline = event.get("headline_zh" if zh else "headline_en")
+    if headline:
+        _sub(info, "headline", headline)
+    if c.cancel:
+        desc = (f"{c.region_zh}{c.name_zh}{COLOUR_ZH[c.level]}预警信号解除：各站已低于预警标准。" if zh else
+                f"The {c.name_en.lower()} {c.level} warning for {c.region_en} is cancelled: no station meets the "
+                "warning criteria any more.")
+    else:
+        desc = event.get("description_zh" if zh else "description_en") or ""
+    lines = _station_lines(event.get("stations") or (), c.unit, zh)
+    if lines:
+        desc += ("\n依据站点：\n" if zh else "\nStations:\n") + "\n".join(lines)
+    if desc:
+        _sub(info, "description", desc)
+    instruction = None if c.cancel else event.get("instruction_zh" if zh else "instruction_en")
+    if instruction:
+        _sub(info, "instruction", instruction)
+    if c.web:
+        _sub(info, "web", c.web)
+    _pair(info, "parameter", "signalColour", COLOUR_ZH[c.level] if zh else c.level)
+    _pair(info, "parameter", "signalLevel", SIGNAL_LEVEL[c.level])
+    _pair(info, "parameter", "awareness_level", AWARENESS_LEVEL[c.level])
+    if event["hazard"] in AWARENESS_TYPE:
+        _pair(info, "parameter", "awareness_type", AWARENESS_TYPE[event["hazard"]])
+    area = _sub(info, "area")
+    _sub(area, "areaDesc", c.region_zh if zh else c.region_en)
+    if c.poly:
+        _sub(area, "polygon", c.poly)
+    _pair(area, "geocode", "GB/T 2260", str(event["region_code"]))
+    if c.prefecture and str(c.prefecture) != str(event["region_code"]):
+        _pair(area, "geocode", "GB/T 2260 prefecture", str(c.prefecture))
+
+
 def build_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender_name: str = DEFAULT_SENDER_NAME,
               polygon: Polygon | None = None, hazard_names: Mapping[str, Any] | None = None,
-              referenced: Iterable[Mapping[str, Any]] | None = None, web: str | None = None) -> ET.Element:
+              referenced: Iterable[Mapping[str, Any]] | None = None, web: str | None = None,
+              rules: Mapping[str, Any] | None = None) -> ET.Element:
     """The CAP 1.2 ``<alert>`` element of a WarningEvent (see :func:`render_cap`)."""
     level = event["level"]
     if level not in LEVELS:
@@ -270,7 +361,7 @@ def build_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender_
     refs = _references(event, sender, referenced)
     if msg_type != "Alert" and not refs:
         raise ValueError(f"a {msg_type} must reference the earlier event(s) (CAP 1.2 §3.2.1 msgType)")
-    name_zh, name_en, unit = _hazard_names(event["hazard"], hazard_names)
+    name_zh, name_en, unit = _hazard_names(event["hazard"], hazard_names, rules)
     region_zh, region_en, prefecture = _region_names(event)
     sender_zh, _, sender_en = (p.strip() for p in sender_name.partition(" / "))
     cancel = msg_type == "Cancel"
@@ -289,65 +380,23 @@ def build_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender_
         _sub(alert, "references", refs)
     _sub(alert, "incidents", cap_identifier(str(event["warning_id"]), sender))  # the lifecycle chain
 
+    text = _InfoText(level, cancel, code, name_zh, name_en, unit, region_zh, region_en, prefecture, sender_zh,
+                     sender_en, sender_name, poly, web)
     for lang in ("zh-CN", "en-US"):
-        zh = lang == "zh-CN"
-        info = _sub(alert, "info")
-        _sub(info, "language", lang)
-        for cat in _categories(event):
-            _sub(info, "category", cat)
-        _sub(info, "event", f"{name_zh}{COLOUR_ZH[level]}预警" if zh else f"{name_en} {level} warning")
-        _sub(info, "responseType", "AllClear" if cancel else RESPONSE_TYPE[level])
-        _sub(info, "urgency", event.get("urgency") or "Unknown")
-        _sub(info, "severity", event.get("severity") or SEVERITY[level])
-        _sub(info, "certainty", event.get("certainty") or "Unknown")
-        _pair(info, "eventCode", "CMA_11B", code[:-2] if len(code) > 5 else code)
-        _pair(info, "eventCode", "CMA_11B_level", code)
-        if event.get("onset"):
-            _sub(info, "onset", cap_time(event["onset"]))
-        if event.get("expires"):
-            _sub(info, "expires", cap_time(event["expires"]))
-        _sub(info, "senderName", (sender_zh if zh else sender_en) or sender_name)
-        headline = event.get("headline_zh" if zh else "headline_en")
-        if headline:
-            _sub(info, "headline", headline)
-        if cancel:
-            desc = (f"{region_zh}{name_zh}{COLOUR_ZH[level]}预警信号解除：各站已低于预警标准。" if zh else
-                    f"The {name_en.lower()} {level} warning for {region_en} is cancelled: no station meets the "
-                    "warning criteria any more.")
-        else:
-            desc = event.get("description_zh" if zh else "description_en") or ""
-        lines = _station_lines(event.get("stations") or (), unit, zh)
-        if lines:
-            desc += ("\n依据站点：\n" if zh else "\nStations:\n") + "\n".join(lines)
-        if desc:
-            _sub(info, "description", desc)
-        instruction = None if cancel else event.get("instruction_zh" if zh else "instruction_en")
-        if instruction:
-            _sub(info, "instruction", instruction)
-        if web:
-            _sub(info, "web", web)
-        _pair(info, "parameter", "signalColour", COLOUR_ZH[level] if zh else level)
-        _pair(info, "parameter", "signalLevel", SIGNAL_LEVEL[level])
-        _pair(info, "parameter", "awareness_level", AWARENESS_LEVEL[level])
-        if event["hazard"] in AWARENESS_TYPE:
-            _pair(info, "parameter", "awareness_type", AWARENESS_TYPE[event["hazard"]])
-        area = _sub(info, "area")
-        _sub(area, "areaDesc", region_zh if zh else region_en)
-        if poly:
-            _sub(area, "polygon", poly)
-        _pair(area, "geocode", "GB/T 2260", str(event["region_code"]))
-        if prefecture and str(prefecture) != str(event["region_code"]):
-            _pair(area, "geocode", "GB/T 2260 prefecture", str(prefecture))
+        _info(alert, event, lang, text)
     return alert
 
 
 def render_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender_name: str = DEFAULT_SENDER_NAME,
                polygon: Polygon | None = None, hazard_names: Mapping[str, Any] | None = None,
-               referenced: Iterable[Mapping[str, Any]] | None = None, web: str | None = None) -> bytes:
+               referenced: Iterable[Mapping[str, Any]] | None = None, web: str | None = None,
+               rules: Mapping[str, Any] | None = None) -> bytes:
     """A WarningEvent (``warning.grading._event``) as UTF-8 OASIS CAP 1.2 XML.
 
     * ``polygon``: ``[(lat, lon), ...]`` WGS 84, closed, >= 4 points (spec §3.2.4), else ``ValueError``.
-    * ``hazard_names``: ``{hazard: (name_zh, name_en)}`` overrides; default: the packaged rules table.
+    * ``rules``: the rules table the event was graded with (``warning.rules.Rules``), for the hazard names;
+      default: the configured rules (EWS_RULES, else the packaged table; :func:`configured_hazard_names`).
+    * ``hazard_names``: ``{hazard: (name_zh, name_en)}`` overrides of the rules' names.
     * ``referenced``: the earlier events named in ``event["references"]``, for the exact ``sent`` of each
       ``sender,identifier,sent`` triple (spec §3.2.1 references); without them the chain onset is used.
     * ``web``: optional ``<web>`` URL (spec §3.2.2).
@@ -355,7 +404,7 @@ def render_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender
     Two ``info`` blocks (zh-CN, en-US; spec §3.2.2: one per language), one ``area`` per block (the county).
     """
     alert = build_cap(event, sender=sender, sender_name=sender_name, polygon=polygon, hazard_names=hazard_names,
-                      referenced=referenced, web=web)
+                      referenced=referenced, web=web, rules=rules)
     ET.register_namespace("", CAP_NS)
     ET.indent(alert, space="  ")
     return ET.tostring(alert, encoding="utf-8", xml_declaration=True)
@@ -391,7 +440,8 @@ def render_cap_json(event: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
 
 def atom_feed(events: Sequence[Mapping[str, Any]], *, feed_url: str, cap_url: Callable[[Mapping[str, Any]], str],
               title: str = "甘肃省气象预警 / Gansu active weather warnings (CAP 1.2)",
-              author: str = DEFAULT_SENDER_NAME, updated: str | None = None) -> bytes:
+              author: str = DEFAULT_SENDER_NAME, updated: str | None = None,
+              rules: Mapping[str, Any] | None = None) -> bytes:
     """An ATOM 1.0 (RFC 4287) feed of warnings, one entry per event, newest first, like the NWS/MeteoAlarm
     CAP feeds: entry id ``urn:uuid:<event id>``, title the English headline, summary the English
     description, ``link rel=alternate type=application/cap+xml`` to ``cap_url(event)``, categories for the
@@ -399,7 +449,8 @@ def atom_feed(events: Sequence[Mapping[str, Any]], *, feed_url: str, cap_url: Ca
     onset, expires, areaDesc, geocode) for readers that filter without fetching the CAP message.
 
     The caller passes the active events (the latest event of each open warning). ``updated`` defaults to the
-    newest ``sent`` (or now for an empty feed); times are RFC 3339 in +08:00.
+    newest ``sent`` (or now for an empty feed); times are RFC 3339 in +08:00. Hazard names as in
+    :func:`render_cap` (``rules``, else the configured rules).
     """
     ET.register_namespace("", ATOM_NS)
     ET.register_namespace("cap", CAP_NS)
@@ -433,12 +484,12 @@ def atom_feed(events: Sequence[Mapping[str, Any]], *, feed_url: str, cap_url: Ca
         a(entry, "published", cap_time(ev["sent"]))
         a(entry, "summary", ev.get("description_en") or "")
         a(entry, "link", rel="alternate", type=CAP_MIME, href=cap_url(ev))
-        a(entry, "category", term=str(ev["hazard"]), label=_hazard_names(str(ev["hazard"]), None)[1],
+        a(entry, "category", term=str(ev["hazard"]), label=_hazard_names(str(ev["hazard"]), None, rules)[1],
           scheme="urn:ews:hazard")
         a(entry, "category", term=str(ev["level"]), scheme="urn:ews:level")
         severity = ev.get("severity") or SEVERITY.get(ev["level"], "Unknown")
         a(entry, "category", term=severity, scheme=f"{CAP_NS}:severity")
-        for tag, value in (("event", f"{_hazard_names(str(ev['hazard']), None)[1]} {ev['level']} warning"),
+        for tag, value in (("event", f"{_hazard_names(str(ev['hazard']), None, rules)[1]} {ev['level']} warning"),
                            ("msgType", MSG_TYPE.get(ev["msg_type"], ev["msg_type"])),
                            ("urgency", ev.get("urgency")), ("severity", severity), ("certainty", ev.get("certainty")),
                            ("onset", ev.get("onset") and cap_time(ev["onset"])),

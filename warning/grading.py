@@ -286,77 +286,50 @@ def _hours_between(a: str, b: str) -> float:
     return (parse_utc(b) - parse_utc(a)).total_seconds() / 3600
 
 
-def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: HazardRule,
-                 now: datetime | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Fold one station signal, tick or operator action into the region's state; return (state, event or None).
+def _station_entry(stations: dict[str, dict[str, Any]], signal: dict[str, Any], rule: HazardRule, t: str
+                   ) -> dict[str, Any]:
+    """Put a station signal's level (and every level below it) into the station's entry in ``stations`` (a new
+    entry object), live until ``valid_hours`` after the report (a forecast: until its ``valid_to``); a level that
+    already runs longer keeps its expiry. Returns the entry."""
+    basis = signal.get("basis", "observed")
+    key = f"{signal['station_id']}|{basis}"
+    expires = signal.get("valid_to") or _plus_hours(t, rule.valid_hours)
+    old_entry = stations.get(key)
+    entry = {**old_entry, "levels": dict(old_entry["levels"])} if old_entry else {
+        "station_id": signal["station_id"], "station_name": signal["station_name"], "levels": {}}
+    for colour in _UP_TO[_level(signal["level"])]:
+        old = entry["levels"].get(colour)
+        if old is None or old["expires"] <= expires:
+            entry["levels"][colour] = {"time": t, "expires": expires, "value": signal.get("value"),
+                                       "quantity": signal.get("quantity"), "basis": basis,
+                                       "onset": signal.get("onset", t)}
+    stations[key] = entry
+    return entry
 
-    Signals: ``{"kind": "station", station_id, station_name, level, quantity, value, time, basis[, valid_to,
-    accepted_at]}`` (kind defaults to station), ``{"kind": "county", county_code, level or None, onset, expires,
-    stations, time}`` (a prefecture's roll-up of a county warning: ``county_rollup``), ``{"kind": "tick", "time"}``
-    and ``{"kind": "operator_cancel", "time", "accepted_at"}``; all carry region_code and hazard. After an operator
-    cancel, station (and county) signals accepted before it (``accepted_at``, the API's clock) are ignored, so a
-    report still in flight does not re-issue it.
-    """
-    st = state or {"stations": {}, "warning": None, "seq": 0, "pending": None, "region": {}}
-    stations = dict(st["stations"])  # entries are replaced, never changed in place: the old state stays intact
-    kind = signal.get("kind", "station")
-    t = signal["time"]
-    region: dict[str, Any] = {k: signal[k] for k in ("region_code", "region_name", "region_name_zh",
-                                                     "prefecture_code", "region_level") if k in signal}
-    if "region_name" not in region:  # ticks and operator actions carry only the code
-        region = {**st.get("region", {}), **region}
-    current = st["warning"]
-    sent = iso(now) if now is not None else _wall_clock_iso(int(time.time()))
 
-    # reports accepted before an operator cancel do not re-issue what the operator withdrew
-    suppressed_before = st.get("suppress_accepted_before", 0.0)
-    late = kind in ("station", "county") and float(signal.get("accepted_at", float("inf"))) <= suppressed_before
-    entry: dict[str, Any] | None = None
-    if kind == "station" and signal.get("level") and not late:
-        basis = signal.get("basis", "observed")
-        key = f"{signal['station_id']}|{basis}"
-        expires = signal.get("valid_to") or _plus_hours(t, rule.valid_hours)
-        old_entry = stations.get(key)
-        entry = {**old_entry, "levels": dict(old_entry["levels"])} if old_entry else {
-            "station_id": signal["station_id"], "station_name": signal["station_name"], "levels": {}}
-        for colour in _UP_TO[_level(signal["level"])]:
-            old = entry["levels"].get(colour)
-            if old is None or old["expires"] <= expires:
-                entry["levels"][colour] = {"time": t, "expires": expires, "value": signal.get("value"),
-                                           "quantity": signal.get("quantity"), "basis": basis,
-                                           "onset": signal.get("onset", t)}
-        stations[key] = entry
-    if kind == "county" and not late:  # a roll-up: the county's current warning replaces its entry
-        key = f"county|{signal['county_code']}"
-        if signal.get("level"):
-            levels = {colour: {"time": t, "expires": signal["expires"], "onset": signal.get("onset", t)}
-                      for colour in _UP_TO[_level(signal["level"])]}
-            stations[key] = {"county_code": signal["county_code"], "stations": signal.get("stations") or [],
-                             "levels": levels}
-        else:
-            stations.pop(key, None)
-    # The region's clock never runs back: a late report (its obs partition behind the others, a backlog) updates
-    # its station's entry as of its own time, but the region is judged at the latest time it has reached; judged
-    # at the report's time, entries that had expired came back to life and re-issued or re-upgraded warnings.
-    t = max(t, st.get("t", ""))
-    if kind == "operator_cancel":
-        stations = {}
-        suppressed_before = max(suppressed_before, float(signal.get("accepted_at", 0.0)))
-    summary = st.get("summary")
-    # (a county entry may be lowered or removed: only station entries and ticks keep the summary's premise)
-    fast = _live_since(summary, stations, entry, t) if summary and kind in ("station", "tick") else None
-    stations, new_level, warn_expiry, summary = fast or _live(stations, t)
+def _county_entry(stations: dict[str, dict[str, Any]], signal: dict[str, Any], t: str) -> None:
+    """A prefecture's roll-up signal: the county's current warning replaces its entry (none: the entry goes)."""
+    key = f"county|{signal['county_code']}"
+    if signal.get("level"):
+        levels = {colour: {"time": t, "expires": signal["expires"], "onset": signal.get("onset", t)}
+                  for colour in _UP_TO[_level(signal["level"])]}
+        stations[key] = {"county_code": signal["county_code"], "stations": signal.get("stations") or [],
+                         "levels": levels}
+    else:
+        stations.pop(key, None)
+
+
+Make = Callable[[str, str, WarningLevel, str, str], dict[str, Any]]
+
+
+def _transition(kind: str, current: dict[str, Any] | None, pending: dict[str, Any] | None,
+                new_level: WarningLevel | None, warn_expiry: str | None, stations: dict[str, dict[str, Any]], t: str,
+                rule: HazardRule, region: dict[str, Any], make: Make
+                ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The lifecycle step at time ``t`` from the current warning to the region's level ``new_level``: (the event
+    ``make(msg_type, change, level, onset, expires)`` made, or None; the pending change on hold, or None)."""
     cur_level = _level(current["level"]) if current else None
-    pending = st.get("pending")
     event: dict[str, Any] | None = None
-
-    def make(msg_type: str, change: str, level: WarningLevel, onset: str, expires: str) -> dict[str, Any]:
-        wid = current["warning_id"] if current else str(
-            uuid.uuid5(NAMESPACE, f"{region.get('region_code')}:{rule.hazard}:{t}"))
-        refs = (current["references"] + [current["id"]]) if current else []
-        return _event(wid, msg_type, change, level, region, rule, _station_list(stations, t), sent, onset, expires,
-                      refs, st["seq"] + 1)
-
     if kind == "operator_cancel" and current is not None:
         event = make("cancel", "operator_cancel", cur_level, current["onset"], t)  # type: ignore[arg-type]
         pending = None
@@ -386,6 +359,60 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
         if warn_expiry and _hours_between(current["expires"], warn_expiry) >= rule.extend_step_h - 1e-9:
             event = make("update", "extend", cur_level, current["onset"], warn_expiry)  # type: ignore[arg-type]
         # (no event: the stored warning keeps the station list it was issued with; events list the live ones)
+    return event, pending
+
+
+def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: HazardRule,
+                 now: datetime | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Fold one station signal, tick or operator action into the region's state; return (state, event or None).
+
+    Signals: ``{"kind": "station", station_id, station_name, level, quantity, value, time, basis[, valid_to,
+    accepted_at]}`` (kind defaults to station), ``{"kind": "county", county_code, level or None, onset, expires,
+    stations, time}`` (a prefecture's roll-up of a county warning: ``county_rollup``), ``{"kind": "tick", "time"}``
+    and ``{"kind": "operator_cancel", "time", "accepted_at"}``; all carry region_code and hazard. After an operator
+    cancel, station (and county) signals accepted before it (``accepted_at``, the API's clock) are ignored, so a
+    report still in flight does not re-issue it.
+    """
+    st = state or {"stations": {}, "warning": None, "seq": 0, "pending": None, "region": {}}
+    stations = dict(st["stations"])  # entries are replaced, never changed in place: the old state stays intact
+    kind = signal.get("kind", "station")
+    t = signal["time"]
+    region: dict[str, Any] = {k: signal[k] for k in ("region_code", "region_name", "region_name_zh",
+                                                     "prefecture_code", "region_level") if k in signal}
+    if "region_name" not in region:  # ticks and operator actions carry only the code
+        region = {**st.get("region", {}), **region}
+    current = st["warning"]
+    sent = iso(now) if now is not None else _wall_clock_iso(int(time.time()))
+
+    # reports accepted before an operator cancel do not re-issue what the operator withdrew
+    suppressed_before = st.get("suppress_accepted_before", 0.0)
+    late = kind in ("station", "county") and float(signal.get("accepted_at", float("inf"))) <= suppressed_before
+    entry: dict[str, Any] | None = None
+    if kind == "station" and signal.get("level") and not late:
+        entry = _station_entry(stations, signal, rule, t)
+    if kind == "county" and not late:
+        _county_entry(stations, signal, t)
+    # The region's clock never runs back: a late report (its obs partition behind the others, a backlog) updates
+    # its station's entry as of its own time, but the region is judged at the latest time it has reached; judged
+    # at the report's time, entries that had expired came back to life and re-issued or re-upgraded warnings.
+    t = max(t, st.get("t", ""))
+    if kind == "operator_cancel":
+        stations = {}
+        suppressed_before = max(suppressed_before, float(signal.get("accepted_at", 0.0)))
+    summary = st.get("summary")
+    # (a county entry may be lowered or removed: only station entries and ticks keep the summary's premise)
+    fast = _live_since(summary, stations, entry, t) if summary and kind in ("station", "tick") else None
+    stations, new_level, warn_expiry, summary = fast or _live(stations, t)
+
+    def make(msg_type: str, change: str, level: WarningLevel, onset: str, expires: str) -> dict[str, Any]:
+        wid = current["warning_id"] if current else str(
+            uuid.uuid5(NAMESPACE, f"{region.get('region_code')}:{rule.hazard}:{t}"))
+        refs = (current["references"] + [current["id"]]) if current else []
+        return _event(wid, msg_type, change, level, region, rule, _station_list(stations, t), sent, onset, expires,
+                      refs, st["seq"] + 1)
+
+    event, pending = _transition(kind, current, st.get("pending"), new_level, warn_expiry, stations, t, rule, region,
+                                 make)
     latest = t  # the time this state has been brought to (catch_up starts after it)
     if event is None:
         return {"stations": stations, "warning": current, "seq": st["seq"], "pending": pending,

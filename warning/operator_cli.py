@@ -24,10 +24,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 import orjson
+
+if TYPE_CHECKING:
+    from warning.shared.records import Signal
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 API = "/api/v1"
@@ -462,25 +465,30 @@ class ReplayStats:
                 f"{self.signals} station signals, {self.events} warning events (nothing published)")
 
 
-def replay_events(observations: Iterable[dict[str, Any]], start: datetime, end: datetime, *,
-                  hazards: Iterable[str] | None = None, tick_s: float = 3600.0, grader: Any = None,
-                  rules: Any = None, stats: ReplayStats | None = None) -> list[dict[str, Any]]:
-    """The WarningEvents the pipeline would have issued for ``observations`` in [start, end], in memory.
-
-    Observations are graded per station in time order (StationGrader), their signals folded into each region's
-    lifecycle (grading.apply_signal) with the signal time as the send time; regions with a live warning or a
-    pending change are ticked every ``tick_s`` of data time and at ``end``, so expiries, downgrades and cancels
-    after the hold times appear as they would have (to the tick's resolution).
-    """
-    from warning import grading
-    from warning.pipeline import StationGrader
+def replay_setup(settings: Any = None) -> tuple[Any, Any]:
+    """The rules and the station climatology ``ews replay`` grades with, found as the service finds them: the rules
+    from EWS_RULES (``Settings.rules_path``; the packaged table when unset), the climatology from
+    ``<EWS_DATA_DIR>/climatology`` (``ews climatology build``; empty when absent, so its products are skipped).
+    Raises RulesError for a malformed rules table."""
+    from warning.climatology import load_climatology
     from warning.rules import load_rules
-    from warning.shared.regions import RegionTree, StationRegistry
+    from warning.shared.config import Settings
 
-    rules = rules if rules is not None else load_rules()
-    grader = grader or StationGrader(rules, StationRegistry.load(), RegionTree.load())
-    stats = stats if stats is not None else ReplayStats()
-    wanted = set(hazards) if hazards else None
+    settings = settings if settings is not None else Settings.from_env()
+    rules = load_rules(settings.rules_path)
+    try:
+        climatology = load_climatology(settings.data_dir / "climatology", missing_ok=True)
+    except Exception as exc:  # as the service: a broken climatology skips its products, not the replay
+        print(f"replay: cannot load the climatology from {settings.data_dir}: {exc}; continuing without it",
+              file=sys.stderr)
+        climatology = None
+    return rules, climatology
+
+
+def _in_range(observations: Iterable[dict[str, Any]], start: datetime, end: datetime, stats: ReplayStats
+              ) -> list[tuple[datetime, str, dict[str, Any]]]:
+    """The observations in [start, end] as (time, station, observation), per station in time order (arrival order
+    on ties); malformed ones are counted and left out."""
     timed: list[tuple[datetime, str, dict[str, Any]]] = []
     for obs in observations:
         try:
@@ -493,37 +501,86 @@ def replay_events(observations: Iterable[dict[str, Any]], start: datetime, end: 
             timed.append((t, sid, {**obs, "station_id": sid, "time": _iso(t)}))
     timed.sort(key=lambda x: (x[0], x[1]))  # stable: per station in time order, arrival order on ties
     stats.observations += len(timed)
+    return timed
 
-    station_state: dict[str, Any] = {}
-    region_state: dict[str, Any] = {}
-    events: list[dict[str, Any]] = []
 
-    def apply(sig: dict[str, Any], at: datetime) -> None:
+class _ReplayGrade:
+    """The grade stage in memory: each region's signals go through the live fold (``GradeStage._fold``, which
+    catches up expiries and hold times before each signal), each county event becomes its prefecture's roll-up
+    signal (``StationGrader.rollup``, folded after the county's events as the live stage sends them), and regions
+    with a live warning or a pending change are ticked in data time."""
+
+    def __init__(self, rules: Any, grader: Any) -> None:
+        from warning.grade import GradeStage
+
+        self.fold_region = GradeStage._fold
+        self.rules, self.grader = rules, grader
+        self.region_state: dict[str, Any] = {}
+        self.events: list[dict[str, Any]] = []
+
+    def fold(self, sig: dict[str, Any]) -> None:
         key = f"{sig['region_code']}:{sig['hazard']}"
-        state, event = grading.apply_signal(region_state.get(key), sig, rules[sig["hazard"]], now=at)
-        region_state[key] = state
-        if event is not None:
-            events.append(event)
-            rollup = grader.rollup(event, sig["time"])  # a county's event -> its prefecture's roll-up
+        rule = self.rules.get(sig["hazard"])
+        if rule is None:
+            return
+        state = self.region_state.get(key)
+        if sig.get("kind") == "tick" and state and "seen" in state:
+            # Live, a tick from the global clock is held back to the region's latest report plus the wall time since
+            # ("seen"), so a fast replay's clock cannot outrun reports still in flight. Here every report before the
+            # tick has been folded already and data time is the only clock: the wall-clock anchor is dropped.
+            state = {k: v for k, v in state.items() if k != "seen"}
+        state, made = self.fold_region(state, [cast("Signal", sig)], rule)
+        self.region_state[key] = state
+        rollups = []
+        for made_event, at, accepted_at in made:
+            event: dict[str, Any] = {**made_event, "sent": at}  # sent at the data time it was made at: reproducible
+            self.events.append(event)
+            rollup = self.grader.rollup(event, at, accepted_at)  # a county's event -> its prefecture's roll-up
             if rollup is not None:
-                apply(rollup, at)
+                rollups.append(rollup)
+        for rollup in rollups:
+            self.fold(rollup)
 
-    def tick(at: datetime) -> None:
-        for key, state in list(region_state.items()):
+    def tick(self, at: datetime) -> None:
+        for key, state in list(self.region_state.items()):
             if state and (state.get("warning") or state.get("pending")):
                 code, hazard = key.rsplit(":", 1)
-                apply({"kind": "tick", "region_code": code, "hazard": hazard, "time": _iso(at)}, at)
+                self.fold({"kind": "tick", "region_code": code, "hazard": hazard, "time": _iso(at)})
 
+
+def replay_events(observations: Iterable[dict[str, Any]], start: datetime, end: datetime, *,
+                  hazards: Iterable[str] | None = None, tick_s: float = 3600.0, grader: Any = None,
+                  rules: Any = None, climatology: Any = None, stats: ReplayStats | None = None) -> list[dict[str, Any]]:
+    """The WarningEvents the pipeline would have issued for ``observations`` in [start, end], in memory.
+
+    Observations are graded per station in time order (StationGrader, with the station climatology), their signals
+    folded into each region's lifecycle with the grade stage's own fold and the prefecture roll-ups
+    (:class:`_ReplayGrade`); regions with a live warning or a pending change are ticked every ``tick_s`` of data time
+    and at ``end``, so expiries, downgrades and cancels after the hold times appear as they would have (to the tick's
+    resolution). Events are sent at the data time they were made at. Without ``rules`` (and ``grader``), the rules
+    and climatology are the service's (:func:`replay_setup`: EWS_RULES, <EWS_DATA_DIR>/climatology).
+    """
+    from warning.pipeline import StationGrader
+    from warning.shared.regions import RegionTree, StationRegistry
+
+    if rules is None:
+        rules, found = replay_setup()
+        climatology = climatology if climatology is not None else found
+    grader = grader or StationGrader(rules, StationRegistry.load(), RegionTree.load(), climatology)
+    stats = stats if stats is not None else ReplayStats()
+    wanted = set(hazards) if hazards else None
+    regions = _ReplayGrade(rules, grader)
     step = timedelta(seconds=tick_s)
     next_tick = datetime.fromtimestamp((start.timestamp() // tick_s + 1) * tick_s, UTC)
 
     def tick_until(t: datetime, inclusive: bool) -> None:
         nonlocal next_tick
         while next_tick < t or (inclusive and next_tick == t):
-            tick(next_tick)
+            regions.tick(next_tick)
             next_tick += step
 
-    for t, sid, obs in timed:
+    station_state: dict[str, Any] = {}
+    for t, sid, obs in _in_range(observations, start, end, stats):
         tick_until(t, inclusive=False)
         try:
             new, signals = grader.observe(station_state.get(sid), obs)
@@ -540,12 +597,12 @@ def replay_events(observations: Iterable[dict[str, Any]], start: datetime, end: 
         for sig in signals:
             if wanted is None or sig["hazard"] in wanted:
                 stats.signals += 1
-                apply(sig, t)
+                regions.fold(sig)
     tick_until(end, inclusive=True)
     if next_tick - step != end:
-        tick(end)
-    stats.events += len(events)
-    return events
+        regions.tick(end)
+    stats.events += len(regions.events)
+    return regions.events
 
 
 async def read_obs_topic(bootstrap: str, *, topic: str = "obs", idle_s: float = 2.0,
@@ -620,15 +677,19 @@ async def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:
     end = _parse_iso(args.end) if args.end else datetime.now(UTC).replace(microsecond=0)
     if end < start:
         raise UsageError(f"--to {_iso(end)} is before --from {_iso(start)}")
-    from warning.rules import load_rules
+    from warning.rules import RulesError
 
-    rules = load_rules()
+    try:  # the rules and climatology the service runs with (EWS_RULES, EWS_DATA_DIR)
+        rules, climatology = replay_setup()
+    except (RulesError, OSError) as exc:
+        raise UsageError(f"cannot use the warning rules: {exc}") from None
     unknown = [h for h in args.hazard or [] if h not in rules]
     if unknown:
         raise UsageError(f"--hazard: unknown hazard {unknown[0]!r}; known: {', '.join(sorted(rules))}")
     stats = ReplayStats()
     observations = await read_obs_topic(bootstrap, idle_s=args.idle, stats=stats)
-    events = replay_events(observations, start, end, hazards=args.hazard, rules=rules, stats=stats)
+    events = replay_events(observations, start, end, hazards=args.hazard, rules=rules, climatology=climatology,
+                           stats=stats)
     if args.region:
         from warning.shared.regions import RegionTree
 
@@ -733,8 +794,10 @@ def add_operator_parsers(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "replay", help="what-if: re-grade a time range of obs from Kafka, publishing nothing",
         description="Read the obs topic from the beginning outside any consumer group, keep the observations "
-                    "in [--from, --to], grade them with the current rules in memory and print the warning "
-                    "events that would have been issued. Nothing is published or committed.")
+                    "in [--from, --to], grade them in memory as the service does (the rules of EWS_RULES, else the "
+                    "packaged table; the station climatology in <EWS_DATA_DIR>/climatology; the grade stage's "
+                    "fold and prefecture roll-ups) and print the warning events that would have been issued. "
+                    "Nothing is published or committed.")
     p.add_argument("--from", dest="start", required=True, type=iso_time, metavar="ISO")
     p.add_argument("--to", dest="end", type=iso_time, metavar="ISO", help="default: now")
     p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap (env KAFKA_BOOTSTRAP)")

@@ -225,10 +225,38 @@ class StationGrader:
         """``grade_reports``; ``county_scale``: the flash-flood county scale per report, if known."""
         rules = self.rules
         n = len(station_ids)
+        informed_by = self._informed_by(present, n)
+        graded: list[tuple[str, list[int], list[int], np.ndarray | float]] = []  # hazard, reports, codes, scale
+        for hazard, rule in rules.items():
+            informed = informed_by(hazard)
+            if hazard == "frost":
+                informed = informed & self._frost_months[months]
+            if informed is False or (isinstance(informed, np.ndarray) and not informed.any()):
+                continue  # a hazard no report informs gives no signal
+            scale: np.ndarray | float = 1.0
+            if hazard == "flash_flood":
+                if county_scale is None:
+                    county_scale = np.array([rules.flash_flood.counties.get(self._county_of.get(sid, ""), 1.0)
+                                             for sid in station_ids])
+                scale = self._flash_flood_scale(arrays, n, county_scale)
+            hits = self._levels(hazard, rule, arrays, n, scale, informed, series_at)
+            if hits is not None:
+                graded.append((hazard, *hits, scale))
+        signals: list[dict[str, Any]] = []
+        for hazard, rows_, codes_, sc in graded:
+            for i, code in zip(rows_, codes_, strict=True):
+                level, lr = self._level_rule(hazard, code)
+                c, value = self._decide(lr, arrays, i, float(sc[i]) if isinstance(sc, np.ndarray) else sc)
+                station = self.registry.get(station_ids[i])
+                assert station is not None
+                signals.extend(self.station_signals(station, hazard, level, c, value, times[i], **extra))
+        return signals
+
+    def _informed_by(self, present: dict[str, np.ndarray], n: int) -> Any:
+        """hazard -> the reports that carry an element of the hazard (True: all of them, False: none)."""
         seen: dict[str, tuple[bool, bool]] = {}  # element -> (in every report, in some report)
 
         def informed_by(hazard: str) -> np.ndarray | bool:
-            """Reports that carry an element of the hazard (True: all of them, False: none)."""
             some: list[np.ndarray] = []
             for el in self._hazard_elements[hazard]:
                 if el not in seen:
@@ -245,63 +273,46 @@ class StationGrader:
             for p in some[1:]:
                 out = out | p
             return out
+        return informed_by
 
-        graded: list[tuple[str, list[int], list[int], np.ndarray | float]] = []  # hazard, reports, codes, scale
-        for hazard, rule in rules.items():
-            informed = informed_by(hazard)
-            if hazard == "frost":
-                informed = informed & self._frost_months[months]
-            if informed is False or (isinstance(informed, np.ndarray) and not informed.any()):
-                continue  # a hazard no report informs gives no signal
-            scale: np.ndarray | float = 1.0
-            if hazard == "flash_flood":
-                ff = rules.flash_flood
-                if county_scale is None:
-                    county_scale = np.array([ff.counties.get(self._county_of.get(sid, ""), 1.0)
-                                             for sid in station_ids])
-                api = arrays.get("api_mm")
-                wet = (np.where(np.isnan(api), 0.0, api) if api is not None else np.zeros(n)) >= ff.wet_api_mm
-                scale = np.where(wet, county_scale * ff.wet_factor, county_scale)
-            if n <= SCALAR_GRADING_MAX:  # a report or two: numpy's per-call overhead would dominate
-                codes = self._grade_scalar(rule, arrays, n, scale, series_at)
-            else:
-                # most reports meet no level: grade only the candidates, those that meet a condition necessary
-                # for some level (the codes of the others are not signals)
-                cand = self._candidates(hazard, arrays, n, scale)
-                if cand is not None:
-                    if informed is not True:
-                        cand &= informed
-                    idx = np.flatnonzero(cand)
-                    if idx.size == 0:
-                        continue
-                    if idx.size < n:
-                        pick = idx.tolist()
+    def _flash_flood_scale(self, arrays: dict[str, np.ndarray], n: int, county_scale: np.ndarray) -> np.ndarray:
+        """Per report: the county's critical-rainfall scale, times the wet-ground factor where API is high."""
+        ff = self.rules.flash_flood
+        api = arrays.get("api_mm")
+        wet = (np.where(np.isnan(api), 0.0, api) if api is not None else np.zeros(n)) >= ff.wet_api_mm
+        return np.asarray(np.where(wet, county_scale * ff.wet_factor, county_scale))
 
-                        def sub_series(i: int, name: str, pick: list[int] = pick) -> dict[str, float]:
-                            return series_at(pick[i], name)
-                        sub = {name: arrays[name][idx] for name in self.hazard_quantities[hazard] if name in arrays}
-                        sub_codes = grading.grade_arrays(rule, sub, idx.size, scale[idx] if isinstance(
-                            scale, np.ndarray) else scale, sub_series)
-                        hit = np.flatnonzero(sub_codes > 0)
-                        if hit.size:
-                            graded.append((hazard, idx[hit].tolist(), sub_codes[hit].tolist(), scale))
-                        continue
-                codes = grading.grade_arrays(rule, arrays, n, scale, series_at)
-            hits = codes > 0
-            if informed is not True:
-                hits &= informed
-            rows = np.flatnonzero(hits)
-            if rows.size:
-                graded.append((hazard, rows.tolist(), codes[rows].tolist(), scale))
-        signals: list[dict[str, Any]] = []
-        for hazard, rows_, codes_, sc in graded:
-            for i, code in zip(rows_, codes_, strict=True):
-                level, lr = self._level_rule(hazard, code)
-                c, value = self._decide(lr, arrays, i, float(sc[i]) if isinstance(sc, np.ndarray) else sc)
-                station = self.registry.get(station_ids[i])
-                assert station is not None
-                signals.extend(self.station_signals(station, hazard, level, c, value, times[i], **extra))
-        return signals
+    def _levels(self, hazard: str, rule: Any, arrays: dict[str, np.ndarray], n: int, scale: np.ndarray | float,
+                informed: np.ndarray | bool, series_at: Any) -> tuple[list[int], list[int]] | None:
+        """The informed reports that meet a level of ``rule``, and their level codes (None: no report does)."""
+        if n <= SCALAR_GRADING_MAX:  # a report or two: numpy's per-call overhead would dominate
+            codes = self._grade_scalar(rule, arrays, n, scale, series_at)
+        else:
+            # most reports meet no level: grade only the candidates, those that meet a condition necessary
+            # for some level (the codes of the others are not signals)
+            cand = self._candidates(hazard, arrays, n, scale)
+            if cand is not None:
+                if informed is not True:
+                    cand &= informed
+                idx = np.flatnonzero(cand)
+                if idx.size == 0:
+                    return None
+                if idx.size < n:
+                    pick = idx.tolist()
+
+                    def sub_series(i: int, name: str, pick: list[int] = pick) -> dict[str, float]:
+                        return series_at(pick[i], name)
+                    sub = {name: arrays[name][idx] for name in self.hazard_quantities[hazard] if name in arrays}
+                    sub_codes = grading.grade_arrays(rule, sub, idx.size, scale[idx] if isinstance(
+                        scale, np.ndarray) else scale, sub_series)
+                    hit = np.flatnonzero(sub_codes > 0)
+                    return (idx[hit].tolist(), sub_codes[hit].tolist()) if hit.size else None
+            codes = grading.grade_arrays(rule, arrays, n, scale, series_at)
+        hits = codes > 0
+        if informed is not True:
+            hits &= informed
+        rows = np.flatnonzero(hits)
+        return (rows.tolist(), codes[rows].tolist()) if rows.size else None
 
     def _candidates(self, hazard: str, arrays: dict[str, np.ndarray], n: int, scale: np.ndarray | float
                     ) -> np.ndarray | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from ingest.quantities import QUANTITIES
 from warning.shared.records import WarningLevel
 
+PACKAGED = "data/rules.toml"  # the packaged table, in the warning package
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
 CAP_SEVERITY = {WarningLevel.BLUE: "Minor", WarningLevel.YELLOW: "Moderate", WarningLevel.ORANGE: "Severe",
@@ -83,27 +85,39 @@ class HazardRule:
         return {c.quantity for r in self.levels for c in r.conditions}
 
 
+# The hazard-specific settings: values in rules.toml ([flash_flood], [frost], [sandstorm]); a bureau's table that
+# leaves a setting out takes the packaged table's (so each value has one place).
 @dataclass(frozen=True)
 class FlashFloodConfig:
-    api_decay: float = 0.85
-    wet_api_mm: float = 30.0
-    wet_factor: float = 0.8
+    api_decay: float
+    wet_api_mm: float
+    wet_factor: float
     counties: dict[str, float] = field(default_factory=dict)  # county code -> threshold scale
 
 
 @dataclass(frozen=True)
 class FrostConfig:
-    air_to_ground_offset_c: float = 2.0
-    season_months: tuple[int, ...] = (3, 4, 5, 6, 9, 10, 11)
+    air_to_ground_offset_c: float
+    season_months: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SandstormConfig:
+    """Settings of the sand-dust kernels (indices.wind), not read by the station grading."""
+
+    floating_dust_max_wind_ms: float
+    local_blue_visibility_m: float
 
 
 class Rules(dict[str, HazardRule]):
     """Hazard name -> HazardRule, plus the hazard-specific settings."""
 
-    def __init__(self, hazards: dict[str, HazardRule], flash_flood: FlashFloodConfig, frost: FrostConfig) -> None:
+    def __init__(self, hazards: dict[str, HazardRule], flash_flood: FlashFloodConfig, frost: FrostConfig,
+                 sandstorm: SandstormConfig) -> None:
         super().__init__(hazards)
         self.flash_flood = flash_flood
         self.frost = frost
+        self.sandstorm = sandstorm
 
 
 def _req(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -180,24 +194,50 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             forecast_lead_h=float(h.get("forecast_lead_h", 24.0)),
             levels=tuple(sorted(levels, key=lambda r: r.level, reverse=True)),
         )
-    ff = doc.get("flash_flood", {})
+    return Rules(out, *_settings(doc))
+
+
+@lru_cache(maxsize=1)
+def _packaged_doc() -> dict[str, Any]:
+    return tomllib.loads(resources.files("warning").joinpath(PACKAGED).read_text(encoding="utf-8"))
+
+
+def _settings(doc: dict[str, Any]) -> tuple[FlashFloodConfig, FrostConfig, SandstormConfig]:
+    """The [flash_flood], [frost] and [sandstorm] settings; a key the document leaves out is the packaged table's."""
+    packaged = _packaged_doc()
+
+    def table(name: str) -> dict[str, Any]:
+        given = doc.get(name, {})
+        if not isinstance(given, dict):
+            raise RulesError(f"{name}: expected a table")
+        return {**packaged.get(name, {}), **given}
+
+    def number(tab: dict[str, Any], name: str, key: str) -> float:
+        v = tab.get(key)
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            raise RulesError(f"{name}: '{key}' must be a number")
+        return float(v)
+
+    ff = table("flash_flood")
     counties = {str(k): float(v) for k, v in ff.get("counties", {}).items()}
     if any(v <= 0 for v in counties.values()):
         raise RulesError("flash_flood.counties: scales must be > 0")
-    fr = doc.get("frost", {})
-    months = tuple(int(m) for m in fr.get("season_months", FrostConfig.season_months))
+    fr = table("frost")
+    months = tuple(int(m) for m in fr.get("season_months", ()))
     if any(not 1 <= m <= 12 for m in months):
         raise RulesError("frost.season_months: months 1-12")
-    return Rules(out,
-                 FlashFloodConfig(float(ff.get("api_decay", 0.85)), float(ff.get("wet_api_mm", 30.0)),
-                                  float(ff.get("wet_factor", 0.8)), counties),
-                 FrostConfig(float(fr.get("air_to_ground_offset_c", 2.0)), months))
+    sd = table("sandstorm")
+    return (FlashFloodConfig(number(ff, "flash_flood", "api_decay"), number(ff, "flash_flood", "wet_api_mm"),
+                             number(ff, "flash_flood", "wet_factor"), counties),
+            FrostConfig(number(fr, "frost", "air_to_ground_offset_c"), months),
+            SandstormConfig(number(sd, "sandstorm", "floating_dust_max_wind_ms"),
+                            number(sd, "sandstorm", "local_blue_visibility_m")))
 
 
 def load_rules(path: Path | None = None) -> Rules:
     if path is None:
-        text = resources.files("warning").joinpath("data/rules.toml").read_text(encoding="utf-8")
-        where = "warning/data/rules.toml"
+        text = resources.files("warning").joinpath(PACKAGED).read_text(encoding="utf-8")
+        where = "warning/" + PACKAGED
     else:
         text, where = path.read_text(encoding="utf-8"), str(path)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -414,3 +415,25 @@ def test_cap_json_mirrors_the_xml() -> None:
     assert {p["valueName"]: p["value"] for p in en["parameter"]}["signalColour"] == "red"
     assert en["area"][0]["geocode"][0] == {"valueName": "GB/T 2260", "value": "620982"}
     assert len(en["area"][0]["polygon"]) == 1
+
+
+def test_hazard_names_come_from_the_configured_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CAP names the hazard as the rules the service runs with (EWS_RULES), not as the packaged table; a caller
+    may pass its rules table instead."""
+    from warning.rules import load_rules as load
+
+    packaged = (Path(__file__).resolve().parents[2] / "warning" / "data" / "rules.toml").read_text(encoding="utf-8")
+    own = tmp_path / "rules.toml"
+    own.write_text(packaged.replace('name_zh = "高温"\nname_en = "High temperature"',
+                                    'name_zh = "酷热"\nname_en = "Extreme heat"'), encoding="utf-8")
+    ev = by_hand()
+    monkeypatch.delenv("EWS_RULES", raising=False)
+    assert "<event>High temperature orange warning</event>" in render_cap(ev).decode()
+    monkeypatch.setenv("EWS_RULES", str(own))
+    xml = render_cap(ev).decode()
+    assert "<event>酷热橙色预警</event>" in xml and "<event>Extreme heat orange warning</event>" in xml
+    feed = atom_feed([ev], feed_url="https://x/feed.atom", cap_url=lambda e: f"https://x/{e['id']}.xml").decode()
+    assert "Extreme heat orange warning" in feed
+    monkeypatch.delenv("EWS_RULES")
+    assert "<event>Extreme heat orange warning</event>" in render_cap(ev, rules=load(own)).decode()
+    assert "<event>High temperature orange warning</event>" in render_cap(ev).decode()

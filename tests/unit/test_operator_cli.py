@@ -424,3 +424,76 @@ def test_redirect_is_not_followed_with_the_token(stub: Stub, capsys: pytest.Capt
     assert api(stub, "warnings") == 1
     assert "redirected to http://example.invalid/api/v1/warnings" in capsys.readouterr().err
     assert len(stub.requests) == 1
+
+
+# ---- replay grades as the service does: EWS_RULES, the data dir's climatology, the grade stage's fold ---------
+
+RULES_TOML = Path(__file__).parents[2] / "warning" / "data" / "rules.toml"
+DUNHUANG_40_6 = [{"station_id": "52418", "time": "2026-07-14T06:00:00Z", "tmax_c": 40.6}]
+
+
+def rules_with_red_heat_at(tmp_path: Path, value: float) -> Path:
+    text = RULES_TOML.read_text(encoding="utf-8")
+    red = '{ quantity = "tmax_day", op = ">=", value = 40.0 }'
+    assert text.count(red) == 1
+    path = tmp_path / "rules.toml"
+    path.write_text(text.replace(red, red.replace("40.0", str(value))), encoding="utf-8")
+    return path
+
+
+def test_replay_events_honours_ews_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    window = (t("2026-07-14T00:00:00Z"), t("2026-07-14T12:00:00Z"))
+    monkeypatch.delenv("EWS_RULES", raising=False)
+    assert [e["level"] for e in replay_events(DUNHUANG_40_6, *window)] == ["red", "red"]  # packaged: red >= 40
+    monkeypatch.setenv("EWS_RULES", str(rules_with_red_heat_at(tmp_path, 41.0)))
+    events = replay_events(DUNHUANG_40_6, *window)
+    assert [(e["region_code"], e["level"]) for e in events] == [("620982", "orange"), ("620900", "orange")]
+
+
+def test_ews_replay_command_uses_ews_rules_and_the_climatology(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ews replay` takes the rules from EWS_RULES and the station climatology from <EWS_DATA_DIR>/climatology (the
+    heat-health product needs it), as `ews run` does; the obs topic is stubbed."""
+    import warning.climatology
+    import warning.operator_cli
+
+    days = [{"station_id": "52418", "time": f"2026-06-{d:02d}T04:00:00Z", "tmax_c": 32.0, "tmin_c": 22.0}
+            for d in range(1, 31)]
+    days += [{"station_id": "52418", "time": f"2026-07-{d:02d}T04:00:00Z", "tmax_c": 32.0, "tmin_c": 22.0}
+             for d in range(1, 14)]
+    observations = days + DUNHUANG_40_6
+
+    async def obs_topic(bootstrap: str, **kw: Any) -> list[dict[str, Any]]:
+        return [dict(o) for o in observations]
+
+    class Climatology:  # EHF thresholds of every station: a daily mean of 27 degC is 1.4 x EHF85
+        def t95(self, sid: str) -> float:
+            return 20.0
+
+        def ehf85(self, sid: str) -> float:
+            return 5.0
+
+        def mci_params(self, sid: str) -> None:
+            return None
+
+    loaded: list[tuple[Path, bool]] = []
+
+    def load_climatology(out_dir: Path, *, missing_ok: bool = False) -> Climatology:
+        loaded.append((Path(out_dir), missing_ok))
+        return Climatology()
+
+    monkeypatch.setattr(warning.operator_cli, "read_obs_topic", obs_topic)
+    monkeypatch.setattr(warning.climatology, "load_climatology", load_climatology)
+    monkeypatch.setenv("EWS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EWS_RULES", str(rules_with_red_heat_at(tmp_path, 41.0)))
+    assert ews("replay", "--from", "2026-06-01T00:00:00Z", "--to", "2026-07-14T12:00:00Z", "--bootstrap",
+               "127.0.0.1:1", "--region", "620982", "--json") == 0
+    events = json.loads(capsys.readouterr().out)
+    assert loaded == [(tmp_path / "data" / "climatology", True)]
+    county = [e for e in events if e["region_code"] == "620982"]
+    heat = [(e["msg_type"], e["level"]) for e in county if e["hazard"] == "heat"]
+    assert heat == [("alert", "orange")]  # 40.6 degC is orange under the EWS_RULES table (red from 41)
+    assert {e["level"] for e in county if e["hazard"] == "heat_health"} == {"orange"}  # EHF 7 K2 = 1.4 EHF85
+    monkeypatch.setenv("EWS_RULES", str(tmp_path / "missing.toml"))
+    assert ews("replay", "--from", "2026-06-01T00:00:00Z", "--bootstrap", "127.0.0.1:1") == 2
+    assert "rules" in capsys.readouterr().err

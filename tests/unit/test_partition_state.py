@@ -21,9 +21,12 @@ from ingest.partition_state import (
 )
 from ingest.qc import QCState, check_columns
 from ingest.station_columns import BLOCK, StationColumns
+from warning.rules import load_rules
 from warning.shared.regions import StationRegistry
 
 REGISTRY = StationRegistry.load()
+RULES = load_rules()
+FOLD = {"api_decay": RULES.flash_flood.api_decay, "ground_offset_c": RULES.frost.air_to_ground_offset_c}
 IDS = [s.station_id for s in REGISTRY]
 
 
@@ -50,7 +53,7 @@ def fold(ps: PartitionState, cols: ObservationColumns) -> None:
             cols.values[el][i] = np.nan
     keep = np.array([h is None for h in hard], dtype=bool)
     cols = cols if keep.all() else cols.take(keep)
-    ps.columns.apply(cols.station_ids, cols.t, cols.values)
+    ps.columns.apply(cols.station_ids, cols.t, cols.values, **FOLD)
 
 
 def snapshot(ps: PartitionState, blocks: dict[str, list[bytes]], only_first: bool = False) -> None:
@@ -117,7 +120,7 @@ def test_report_by_report_undoes_a_failing_report() -> None:
     cols, _ = observation_columns(rows, known_station=REGISTRY.__contains__)
 
     def step(one: ObservationColumns) -> int:
-        ps.columns.apply(one.station_ids, one.t, one.values)  # changes the state first ...
+        ps.columns.apply(one.station_ids, one.t, one.values, **FOLD)  # changes the state first ...
         if one.station_ids[0] == IDS[1]:
             raise ValueError("bad report")  # ... then fails
         return 1

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from ingest.quantities import beijing_date, daily_series, forecast_quantities, station_quantities, update_station
+from ingest import quantities
+from ingest.quantities import beijing_date, forecast_quantities, update_station
 from warning import grading
 from warning.grading import apply_signal, grade
 from warning.rules import RulesError, load_rules, parse_rules
@@ -14,6 +15,7 @@ from warning.shared.records import WarningLevel
 RULES = load_rules()
 HEAT = RULES["heat"]
 NOW = datetime(2026, 7, 14, 8, 0, tzinfo=UTC)
+OFFSET, DECAY = RULES.frost.air_to_ground_offset_c, RULES.flash_flood.api_decay
 R, O, Y, B = WarningLevel.RED, WarningLevel.ORANGE, WarningLevel.YELLOW, WarningLevel.BLUE  # noqa: E741
 
 
@@ -69,6 +71,14 @@ def run(obs: list[dict[str, Any]]) -> dict[str, Any]:
     return st
 
 
+def station_quantities(st: dict[str, Any]) -> dict[str, float]:
+    return quantities.station_quantities(st, api_decay=DECAY, ground_offset_c=OFFSET)
+
+
+def daily_series(st: dict[str, Any], name: str) -> dict[str, float]:
+    return quantities.daily_series(st, name, ground_offset_c=OFFSET)
+
+
 def grade_of(hazard: str, st: dict[str, Any], scale: float = 1.0) -> WarningLevel | None:
     q = station_quantities(st)
     g = grade(RULES[hazard], q, lambda n: daily_series(st, n), scale)
@@ -112,7 +122,7 @@ def test_flash_flood_thresholds_scale_on_wet_ground() -> None:
     assert grade_of("flash_flood", st, scale=0.8) == Y  # 25 >= 30 * 0.8
     wet = run([{"time": "2026-07-12T06:00:00Z", "precip_mm": 40.0, "precip_period_h": 24},
                {"time": "2026-07-14T06:00:00Z", "precip_mm": 1.0, "precip_period_h": 1}])
-    assert station_quantities(wet)["api_mm"] == pytest.approx(1.0 + 0.85**2 * 40.0)
+    assert station_quantities(wet)["api_mm"] == pytest.approx(1.0 + DECAY**2 * 40.0)
 
 
 def test_frost_uses_ground_minimum_else_air_minus_offset() -> None:

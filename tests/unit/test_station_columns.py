@@ -20,6 +20,7 @@ from warning.shared.regions import RegionTree, StationRegistry
 
 RULES = load_rules()
 REGISTRY = StationRegistry.load()
+FOLD = {"api_decay": RULES.flash_flood.api_decay, "ground_offset_c": RULES.frost.air_to_ground_offset_c}
 STATIONS = ["52418", "52889", "57006", "56080", "52533"]
 
 
@@ -159,7 +160,7 @@ def test_daily_inputs_mci_and_ehf_equal_reference() -> None:
     cstate = columns_state(g)
     for b in batches:
         cols, _ = observation_columns(b, known_station=REGISTRY.__contains__)
-        cstate.apply(cols.station_ids, cols.t, cols.values)
+        cstate.apply(cols.station_ids, cols.t, cols.values, **FOLD)
     # the daily inputs really were exercised
     assert (cstate.arrays["mci_end"][: len(cstate)] > 0).sum() >= 3
     assert len(cstate.daily_precip("52418")) == 150
@@ -170,7 +171,7 @@ def test_blocks_round_trip_and_reject_garbage() -> None:
     cstate = columns_state(g)
     batch = reports(3, 400)
     cols, _ = observation_columns(batch, known_station=REGISTRY.__contains__)
-    cstate.apply(cols.station_ids, cols.t, cols.values)
+    cstate.apply(cols.station_ids, cols.t, cols.values, **FOLD)
     restored = columns_state(g)
     for b in range(cstate.blocks()):
         for part in ("fast", "daily"):
@@ -181,8 +182,8 @@ def test_blocks_round_trip_and_reject_garbage() -> None:
         np.testing.assert_array_equal(restored.arrays[name][:n], arr[:n])
     more = reports(4, 50)
     c1, _ = observation_columns(more, known_station=REGISTRY.__contains__)
-    a = cstate.apply(c1.station_ids, c1.t, c1.values)
-    b = restored.apply(c1.station_ids, c1.t, c1.values)
+    a = cstate.apply(c1.station_ids, c1.t, c1.values, **FOLD)
+    b = restored.apply(c1.station_ids, c1.t, c1.values, **FOLD)
     for name in a.quantities:
         np.testing.assert_array_equal(a.quantities[name], b.quantities[name])
     for junk in (b"", b"\x00\x00\x00\x05{}", b"\xff" * 20, cstate.encode_block(0, "fast")[:-3]):
@@ -197,7 +198,7 @@ def test_many_stations_span_blocks() -> None:
     t = np.full(len(ids), 1.789e9)
     values = {e: np.full(len(ids), np.nan) for e in quantities.QUANTITY_ELEMENTS["mci_day"]}
     values.update({"precip_period_h": np.full(len(ids), np.nan), "air_temp_c": np.arange(len(ids), dtype=float) / 10})
-    cstate.apply(ids, t, values)
+    cstate.apply(ids, t, values, **FOLD)
     assert cstate.blocks() == 2
     restored = StationColumns()
     for b in range(2):

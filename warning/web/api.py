@@ -377,7 +377,8 @@ async def get_warning_cap(request: web.Request) -> web.Response:
     if found is None:
         return _error(404, "no such warning or event")
     event, earlier = found
-    body = render_cap(event, referenced=earlier, polygon=region_polygon(event["region_code"]))
+    body = render_cap(event, referenced=earlier, polygon=region_polygon(event["region_code"]),
+                      rules=request.app[SVC].rules)
     return web.Response(body=body, content_type="application/cap+xml",
                         charset="utf-8")
 
@@ -387,7 +388,7 @@ async def cap_feed(request: web.Request) -> web.Response:
     base = f"{request.scheme}://{request.host}"
     events = [e for e in svc.warnings.active() if e.get("region_level", "county") == "county"]
     body = atom_feed(events, feed_url=base + "/api/v1/cap/feed.atom",
-                     cap_url=lambda e: f"{base}/api/v1/warnings/{e['id']}.cap")
+                     cap_url=lambda e: f"{base}/api/v1/warnings/{e['id']}.cap", rules=svc.rules)
     return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
 
 

@@ -13,6 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indices import heat
+from warning.rule_params import hot_spell_criterion
+from warning.rules import load_rules
+
+HOT_C, HOT_DAYS = hot_spell_criterion(load_rules())  # Order No. 16 heat yellow, from warning/data/rules.toml
 
 F2C = 5.0 / 9.0
 
@@ -222,12 +226,15 @@ def test_ehf_dataarray() -> None:
 # ----------------------------------------------------------------------------------------- hot spell
 def test_hot_spell_outputs() -> None:
     tx = np.array([34.0, 35.0, 36.0, 35.0, 33.0, 35.0, 35.0, np.nan, 36.0, 37.0, 38.0, 39.0])
-    np.testing.assert_array_equal(heat.hot_spell(tx), [0, 1, 2, 3, 0, 1, 2, np.nan, 1, 2, 3, 4])
+    assert (HOT_C, HOT_DAYS) == (35.0, 3)
+    np.testing.assert_array_equal(heat.hot_spell(tx, HOT_C, min_days=HOT_DAYS),
+                                  [0, 1, 2, 3, 0, 1, 2, np.nan, 1, 2, 3, 4])
     nan = np.nan
-    in_spell = heat.hot_spell(tx, output="in_spell")
+    in_spell = heat.hot_spell(tx, HOT_C, min_days=HOT_DAYS, output="in_spell")
     np.testing.assert_array_equal(in_spell, [0, 1, 1, 1, 0, 0, 0, nan, 1, 1, 1, 1])
-    np.testing.assert_array_equal(heat.hot_spell(tx, output="signal"), [0, 0, 0, 1, 0, 0, 0, nan, 0, 0, 1, 1])
-    np.testing.assert_array_equal(heat.hot_spell(tx, 35.0, op=">")[:4], [0, 0, 1, 0])
+    np.testing.assert_array_equal(heat.hot_spell(tx, HOT_C, min_days=HOT_DAYS, output="signal"),
+                                  [0, 0, 0, 1, 0, 0, 0, nan, 0, 0, 1, 1])
+    np.testing.assert_array_equal(heat.hot_spell(tx, HOT_C, min_days=HOT_DAYS, op=">")[:4], [0, 0, 1, 0])
 
 
 def test_hot_spell_vs_xclim_max_length() -> None:
@@ -236,17 +243,17 @@ def test_hot_spell_vs_xclim_max_length() -> None:
     vals = 33.0 + 3.0 * rng.standard_normal(365)
     time = xr.date_range("2001-01-01", periods=365, freq="D")
     tas = xr.DataArray(vals, dims="time", coords={"time": time}, attrs={"units": "degC"})
-    ref = xc.hot_spell_max_length(tas, thresh="35 degC", window=1, freq="YS", op=">=")
-    assert np.nanmax(heat.hot_spell(vals)) == float(ref.values[0])
+    ref = xc.hot_spell_max_length(tas, thresh=f"{HOT_C} degC", window=1, freq="YS", op=">=")
+    assert np.nanmax(heat.hot_spell(vals, HOT_C, min_days=HOT_DAYS)) == float(ref.values[0])
 
 
 @settings(max_examples=50, deadline=None, database=None)
 @given(st.lists(st.floats(20.0, 45.0), min_size=1, max_size=50))
 def test_hot_spell_run_length_properties(temps: list[float]) -> None:
     x = np.array(temps)
-    run = heat.hot_spell(x)
+    run = heat.hot_spell(x, HOT_C, min_days=HOT_DAYS)
     assert (run >= 0).all() and (run <= np.arange(1, x.size + 1)).all()
-    assert ((run > 0) == (x >= 35.0)).all()
+    assert ((run > 0) == (x >= HOT_C)).all()
 
 
 def test_ehf_per_station_threshold_dataarray() -> None:
@@ -266,7 +273,7 @@ def test_heat_kernels_nan_in_nan_out(temps: list[float]) -> None:
     nan = np.isnan(t)
     assert np.array_equal(np.isnan(heat.humidex(t, t - 5.0)), nan)
     assert np.array_equal(np.isnan(heat.apparent_temperature(t, 50.0, 3.0)), nan)
-    assert np.isnan(heat.hot_spell(t)[nan]).all()
+    assert np.isnan(heat.hot_spell(t, HOT_C, min_days=HOT_DAYS)[nan]).all()
     ehf = heat.excess_heat_factor(t, 25.0)
     for i in np.flatnonzero(nan):  # any window containing a missing day is missing
         assert np.isnan(ehf[max(0, i - 2):i + 31]).all()

@@ -10,8 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indices import precip
+from warning.rule_params import rainstorm_criteria
+from warning.rules import load_rules
 
 H = np.timedelta64(1, "h")
+RAINSTORM = rainstorm_criteria(load_rules())  # the thresholds' one place: warning/data/rules.toml
 T0 = np.datetime64("2025-07-20T00:00")
 
 
@@ -166,7 +169,14 @@ def test_api_leading_dims_and_dataarray() -> None:
 def test_rainstorm_signal_level() -> None:
     acc = {3: np.array([10.0, 55.0, 120.0, np.nan, np.nan]), 6: np.array([20.0, 60.0, 130.0, 52.0, np.nan]),
            12: np.array([51.0, 60.0, 130.0, 60.0, np.nan])}
-    np.testing.assert_array_equal(precip.rainstorm_signal_level(acc), [1, 3, 4, 2, np.nan])
+    np.testing.assert_array_equal(precip.rainstorm_signal_level(acc, RAINSTORM), [1, 3, 4, 2, np.nan])
+    # the criteria are parameters: a table with a lower red threshold gives red at 55 mm in 3 h
+    lower_red = {**RAINSTORM, "red": (3, 55.0)}
+    np.testing.assert_array_equal(precip.rainstorm_signal_level(acc, lower_red), [1, 4, 4, 2, np.nan])
+    with pytest.raises(ValueError, match="lacks windows"):
+        precip.rainstorm_signal_level({3: acc[3]}, RAINSTORM)
+    with pytest.raises(ValueError, match="unknown level"):
+        precip.rainstorm_signal_level(acc, {"purple": (3, 1.0)})
 
 
 def test_rainstorm_signal_level_dataarray() -> None:
@@ -174,6 +184,6 @@ def test_rainstorm_signal_level_dataarray() -> None:
     da = xr.DataArray(np.r_[np.zeros(10), 20.0, 20.0, 20.0], dims="time", coords={"time": times},
                       attrs={"units": "mm"})
     acc = precip.rolling_accumulations(da, (3, 6, 12))
-    level = precip.rainstorm_signal_level(acc)
+    level = precip.rainstorm_signal_level(acc, RAINSTORM)
     assert isinstance(level, xr.DataArray) and level.attrs["units"] == "1"
     np.testing.assert_array_equal(level.values[-3:], [0, 0, 3])  # 3 h = 60 mm >= 50 -> orange
