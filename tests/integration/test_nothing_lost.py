@@ -96,6 +96,6 @@ async def test_ids_whole_or_unique_prefix_unknown_404_ambiguous_400(ews: EwsProc
         assert (await call(s, ews, "POST", "/api/v1/dead-letters/redrive", {"subscription_id": prefix})
                 ) == {"redriven": 0}
         warning_missing = await call(s, ews, "GET", "/api/v1/warnings/no-such-warning", status=404)
-    assert "no subscription with id" in missing["error"] and "ambiguous" in ambiguous["error"]
+    assert "no such subscription" in missing["error"] and "ambiguous" in ambiguous["error"]
     assert "zzz" in redrive_missing["error"] and "ambiguous" in redrive_ambiguous["error"]
-    assert "no warning" in warning_missing["error"]
+    assert "no such warning" in warning_missing["error"]

@@ -122,7 +122,7 @@ async def cancel_warning(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     history = _warning_chain(svc, request.match_info["id"])
     if not history:
-        return _error(404, f"no warning with id or id prefix {request.match_info['id']!r}")
+        return _error(404, f"no such warning: no id or id prefix {request.match_info['id']!r}")
     last = history[-1]
     await svc.grade.operator_cancel(last)
     return _json({"warning_id": last["warning_id"], "region_code": last["region_code"], "hazard": last["hazard"],
@@ -352,7 +352,7 @@ async def get_warning(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     history = await in_view(lambda: _warning_chain(svc, request.match_info["id"]) or None)
     if not history:
-        return _error(404, f"no warning with id or id prefix {request.match_info['id']!r}")
+        return _error(404, f"no such warning: no id or id prefix {request.match_info['id']!r}")
     wid = history[-1]["warning_id"]
     receipts = [r for r in svc.deliveries.recent if r["warning_id"] == wid]
     return _json({"warning_id": wid, "events": history, "deliveries": receipts})

@@ -27,7 +27,7 @@ def resolve_id(given: str, ids: Iterable[str], what: str) -> str:
     """The one id ``given`` names; raises the HTTP answer (404 unknown, 400 ambiguous) otherwise."""
     found = find_id(given, ids)
     if not found:
-        raise _reply(web.HTTPNotFound, f"no {what} with id or id prefix {given!r}")
+        raise _reply(web.HTTPNotFound, f"no such {what}: no id or id prefix {given!r}")
     if len(found) > 1:
         shown = ", ".join(sorted(found)[:SHOWN_CANDIDATES]) + (", ..." if len(found) > SHOWN_CANDIDATES else "")
         raise _reply(web.HTTPBadRequest,
