@@ -70,6 +70,9 @@ async def test_dunhuang_turns_red_live(ews: EwsProcess, receiver: WebhookReceive
         assert await page.locator("svg path.county").count() == 87
         assert await page.locator("svg path.prefecture").count() == 14
         assert await page.locator("#warning-list li").count() == 0
+        # the tests' service runs on tansu (EWS_BROKER=tansu): the page says nothing survives a stop
+        await page.wait_for_selector("#memory-banner:not([hidden])", timeout=10_000)
+        assert "memory only: everything is lost when it stops" in await page.inner_text("#memory-banner")
 
         # the operator's token goes into the password field, is kept in sessionStorage, never in the URL
         await page.fill("#token", TOKEN)

@@ -67,7 +67,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def info(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     return _json({"service": "extreme-warning", "demo": svc.demo_label,
-                  "broker": svc.broker_label,
+                  "broker": svc.broker_label, "memory_only": "memory only" in svc.broker_label,
                   "hazards": sorted(svc.rules), "stations": len(svc.registry)})
 
 

@@ -521,6 +521,10 @@
       .catch(function () { /* markers are optional */ });
     fetch("/api/v1/info").then(function (r) { return r.json(); }).then(function (info) {
       if (info.demo) { $("demo-banner").textContent = info.demo; $("demo-banner").hidden = false; }
+      if (info.memory_only) {  // the embedded tansu broker: nothing survives a stop
+        $("memory-banner").textContent = "仅内存 · " + info.broker;
+        $("memory-banner").hidden = false;
+      }
     }).catch(function () { /* the banner is informational */ });
     connect();
     loadHealth();
