@@ -29,6 +29,7 @@ from alerts.subscriptions import Subscription, SubscriptionBook
 from ingest.intake import Intake, Rejects
 from ingest.partition_store import FoldParams, PartitionStore, QualityControl, load_qc_models
 from ingest.station_columns import SlotInfo
+from warning import faust_fixes
 from warning.cap import render_cap
 from warning.grade import TICK_INTERVAL_S, GradeStage
 from warning.pipeline import StationGrader
@@ -61,6 +62,7 @@ def load_station_climatology(settings: Settings) -> Any:
 
 
 def faust_app(settings: Settings, bootstrap: str) -> faust.App:
+    faust_fixes.install()  # faust's consumer loop marked records read that the streams never got
     st = settings.session_timeout_s
     return faust.App(
         settings.app_id, broker=f"kafka://{bootstrap}", store=settings.store,

@@ -162,17 +162,13 @@ async def test_sigkill_mid_burst_loses_nothing(broker: EmbeddedBroker, tmp_path:
           f"{flaky.requests} requests")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known loss, open (issue 'Nothing lost' point 4): under CPU load about 1 run in 3 loses the deliveries cycling "
-    "through alerts.retry.0 across the restart, on tansu and on Apache Kafka alike; the restarted worker's recovery "
-    "resumes flow before it seeks to the committed offsets and a block of retry offsets never reaches the agent "
-    "(faust-streaming #216/#217, #223, #312). Passes when the machine is idle."))
 async def test_sigterm_mid_burst_with_a_busy_endpoint_loses_nothing(broker: EmbeddedBroker, tmp_path: Path,
                                                                      flaky: WebhookReceiver) -> None:
     """The sequence of the chaos broker scenario's 32 lost webhooks: a burst to a busy endpoint cycles through the
     retry tiers, and a graceful stop (SIGTERM) lands while retry agents wait for their records' time and posts are
-    in flight. faust acks an event when its agent is cancelled mid-record; held offsets keep those records
-    uncommitted, so the restarted worker sends them."""
+    in flight. Before warning/faust_fixes.py, about 1 run in 3 under CPU load lost the deliveries still cycling:
+    the restarted worker's consumer loop marked a block of alerts.retry.0 records read that the agent never got,
+    and committed past them."""
     env = {**FAST, "KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-term",
            "EWS_ENDPOINT_CONCURRENCY": "1"}
     stations = one_station_per_county(30)
