@@ -14,9 +14,13 @@ import time
 import traceback
 from pathlib import Path
 
-from chaos.scenarios import SCENARIOS, Result
+from chaos.kafka_scenarios import KAFKA_SCENARIOS
+from chaos.scenarios import SCENARIOS as FIRST_SCENARIOS
+from chaos.scenarios import Result
 
-BUDGET_S = {"flaky": 150, "sigkill": 200, "broker": 330, "hostile": 300}
+SCENARIOS = {**FIRST_SCENARIOS, **KAFKA_SCENARIOS}
+BUDGET_S = {"flaky": 150, "sigkill": 200, "broker": 330, "hostile": 300, "pause": 240, "stopstart": 420,
+            "killboth": 420}
 
 
 async def _run_one(name: str, work: Path) -> Result:

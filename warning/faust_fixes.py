@@ -15,6 +15,12 @@ past them. Two steps of the loop do it:
 Here a record is marked read only once the streams have it; a suspended flow ends the batch (the recovery seeks
 back to the committed offsets); and a jump in an acknowledged topic seeks back to the first missing offset
 instead of recording a gap. Everything else is faust's loop as it is.
+
+The commit (``Consumer._new_offset``) has a third: the first commit of a partition in a process (no committed
+offset known yet, or 0) takes the first run of consecutive acknowledged offsets even when a lower offset is still
+being processed, so with concurrent actors (``deliver`` runs 8) a stop while the lowest record is in flight
+committed past it (make chaos "stopstart": 25 of 200 webhooks lost). The corrected commit stops below the lowest
+record still in flight and below a gap at the head.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import logging
 from typing import Any, cast
 
 from faust.transport import consumer as faust_consumer
+from faust.utils import functional as faust_functional
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +97,35 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
         unset_flag(flag_consumer_fetching)
 
 
+def _new_offset(self: Any, tp: Any) -> int | None:
+    """The offset to commit for ``tp``: past the first run of consecutive acknowledged offsets, but never past a
+    gap at the head (after the committed offset) or a record still being processed."""
+    acked = self._acked[tp]
+    if not acked:
+        return None
+    acked.sort()
+    committed = self._committed_offset[tp]
+    if committed is not None and acked[0] > committed:
+        return None  # the next record to commit is not acknowledged yet
+    batch = next(faust_functional.consecutive_numbers(acked))
+    generation = self.app.consumer_generation_id  # older generations' records are read again after the seek
+    in_flight = [m.offset for m in list(self._unacked_messages)
+                 if m.tp == tp and not m.acked and m.generation_id == generation]
+    if in_flight:
+        lowest = min(in_flight)
+        batch = [o for o in batch if o < lowest]
+        if not batch:
+            return None
+    acked[: len(batch)] = []
+    self._acked_index[tp].difference_update(batch)
+    return int(batch[-1]) + 1
+
+
 def install() -> None:
     """Replace faust's consumer loop with the corrected one (idempotent)."""
     global _installed
     if _installed:
         return
     faust_consumer.Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
+    faust_consumer.Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     _installed = True

@@ -92,6 +92,9 @@ def key_event(event: Any) -> Iterator[None]:
         faust_current_event.reset(token)
 
 
+_ABANDONED: list[Any] = []  # messages whose processing a stop or rebalance cancelled: never committed here
+
+
 @contextlib.asynccontextmanager
 async def held_offsets(stream: Any, events: Sequence[Any]) -> AsyncIterator[None]:
     """Keep ``events``' offsets uncommitted until the body has produced their outcomes. faust acks a stream's
@@ -105,6 +108,7 @@ async def held_offsets(stream: Any, events: Sequence[Any]) -> AsyncIterator[None
     try:
         yield
     except asyncio.CancelledError:
+        _ABANDONED.extend(e.message for e in held)  # alive, so the commit still sees them in flight (a weak set)
         raise
     except BaseException:
         await _ack_all(stream, held)
