@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from warning.shared.topics import metadata_ok
 
@@ -52,23 +53,16 @@ def die_with_parent() -> None:  # runs in the child between fork and exec
     os.setpgrp()  # Ctrl-C in the terminal goes to us; we stop the broker ourselves
 
 
-class EmbeddedBroker:
-    """A tansu broker process. Use as a context manager, or start()/stop()."""
+class BrokerProcess:
+    """A Kafka-protocol broker in a child process on loopback: ready once it answers a Metadata request, stopped
+    with SIGTERM (then SIGKILL). Use as a context manager, or start()/stop(). Subclasses say how to start it."""
 
-    def __init__(
-        self,
-        port: int | None = None,
-        *,
-        host: str = "127.0.0.1",
-        storage: str = "memory://tansu/",
-        log_path: Path | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
+    label = "broker"
+    stop_timeout_s = 5.0
+
+    def __init__(self, host: str, port: int | None) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.storage = storage
-        self.log_path = log_path
-        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_s: float | None = None
 
@@ -79,6 +73,72 @@ class EmbeddedBroker:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
+
+    def start(self, timeout_s: float = 30.0) -> Self:
+        raise NotImplementedError
+
+    def _await_ready(self, t0: float, timeout_s: float, poll_s: float, exited: str) -> None:
+        """Wait until the process answers a Metadata request; ``exited`` says where to look if it dies."""
+        assert self.proc is not None
+        while time.monotonic() < t0 + timeout_s:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.label} exited with code {self.proc.returncode} during start-up; {exited}")
+            if metadata_ok(self.bootstrap, timeout_s=0.5):
+                self.startup_s = time.monotonic() - t0
+                log.info("%s ready on %s (pid %s) in %.3f s", self.label, self.bootstrap, self.pid, self.startup_s)
+                return
+            time.sleep(poll_s)
+        self.stop()
+        raise TimeoutError(f"{self.label} did not answer a metadata request within {timeout_s} s")
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        wait_s = self.stop_timeout_s if timeout_s is None else timeout_s
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=wait_s)
+
+    def kill(self) -> None:
+        """SIGKILL, for crash tests."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class EmbeddedBroker(BrokerProcess):
+    """A tansu broker process."""
+
+    label = "tansu"
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        storage: str = "memory://tansu/",
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(host, port)
+        self.storage = storage
+        self.log_path = log_path
+        self.env = env
 
     def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
@@ -92,38 +152,8 @@ class EmbeddedBroker:
         )
         if not isinstance(out, int):
             out.close()
-        deadline = t0 + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tansu exited with code {self.proc.returncode} during start-up ({cmd[0]})")
-            if metadata_ok(self.bootstrap, timeout_s=0.5):
-                self.startup_s = time.monotonic() - t0
-                log.info("embedded broker ready on %s (pid %s) in %.3f s", self.bootstrap, self.pid,
-                         self.startup_s)
-                return self
-            time.sleep(0.02)
-        self.stop()
-        raise TimeoutError(f"tansu did not answer a metadata request within {timeout_s} s")
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout_s)
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        self._await_ready(t0, timeout_s, 0.02, f"({cmd[0]})")
+        return self
 
 
 def run_forever(port: int | None = None, storage: str = "memory://tansu/") -> int:

@@ -11,20 +11,16 @@ identifies its voters by node id, and its data does not depend on the ports.
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 
-from warning.broker import die_with_parent, free_port
-from warning.shared.topics import metadata_ok
+from warning.broker import BrokerProcess, die_with_parent, free_port
 
 log = logging.getLogger(__name__)
 
@@ -84,24 +80,17 @@ def server_properties(data: Path, host: str, port: int, controller_port: int, pa
     ])
 
 
-class KafkaNode:
-    """One KRaft node on loopback. Use as a context manager, or start()/stop()."""
+class KafkaNode(BrokerProcess):
+    """One KRaft node on loopback."""
+
+    label = f"Apache Kafka {KAFKA_VERSION}"
+    stop_timeout_s = 30.0  # a controlled shutdown flushes and closes the logs
 
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int | None = None, partitions: int = 4) -> None:
+        super().__init__(host, port)
         self.data = Path(data_dir).resolve()
-        self.host, self.port = host, port or free_port(host)
         self.controller_port = free_port(host)
         self.partitions = partitions
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.startup_s: float | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
 
     def _java(self, main: str, *args: str) -> list[str]:
         java, libs = java_binary(), kafka_libs()
@@ -127,44 +116,5 @@ class KafkaNode:
         with open(self.data / "stdout.log", "ab") as out:
             self.proc = subprocess.Popen(self._java("kafka.Kafka", str(props)), stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-        deadline = t0 + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Apache Kafka exited with code {self.proc.returncode} during start-up; "
-                                   f"see {self.data / 'server.log'}")
-            if metadata_ok(self.bootstrap, timeout_s=0.5):
-                self.startup_s = time.monotonic() - t0
-                log.info("Apache Kafka %s ready on %s (pid %s) in %.1f s", KAFKA_VERSION, self.bootstrap, self.pid,
-                         self.startup_s)
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"Apache Kafka did not answer a metadata request within {timeout_s} s")
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)  # a controlled shutdown flushes and closes the logs
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout_s)
-
-    def kill(self) -> None:
-        """SIGKILL, for crash tests: the next start recovers from the logs."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-    def __enter__(self) -> KafkaNode:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        self._await_ready(t0, timeout_s, 0.1, f"see {self.data / 'server.log'}")
+        return self
