@@ -12,6 +12,7 @@ import aiohttp
 from chaos.harness import (
     FAST,
     EwsProcess,
+    Receiver,
     api,
     delivered_all,
     hot,
@@ -66,6 +67,28 @@ async def pause_resume(work: Path, res: Result) -> None:
         await tear_down(res, procs, [], receivers)
 
 
+async def _quarter_of_a_burst(ews: EwsProcess, receivers: list[Receiver], stations: list[str]) -> str:
+    """Subscribe the receivers, post a burst of red heat and wait until a quarter of its webhooks arrived: the
+    moment to inject the fault. Returns "delivered/expected"."""
+    await subscribe(ews, receivers)
+    await post_observations(ews, hot(stations, _hour_ago()))
+    total = len(stations) * len(receivers)
+    await until(lambda: sum(len(r.ok) for r in receivers) >= total // 4, 90)
+    return f"{sum(len(r.ok) for r in receivers)}/{total}"
+
+
+async def _restart_and_drain(work: Path, env: dict[str, str], port: int, procs: list[EwsProcess], res: Result,
+                             receivers: list[Receiver], counties: list[str], t_fault: float) -> bool:
+    """Start the worker again on the same data and port, wait for every webhook; fills the figures."""
+    ews = start_ews(work, env, port=port)
+    procs.append(ews)
+    res.figures["restart_ready_s"] = round(await wait_ready(ews, timeout_s=180), 1)
+    done = await until(delivered_all(receivers, counties), 180)
+    res.recover_s = round(time.monotonic() - t_fault, 1)
+    _fill(res, receivers, counties)
+    return done
+
+
 async def stop_start(work: Path, res: Result) -> None:
     """`ews run` on its own Apache Kafka (data under the data dir), stopped mid-burst and started again."""
     work.mkdir(parents=True, exist_ok=True)
@@ -78,19 +101,10 @@ async def stop_start(work: Path, res: Result) -> None:
         ews = start_ews(work, env)
         procs.append(ews)
         res.figures["first_start_ready_s"] = round(await wait_ready(ews, timeout_s=180), 1)
-        await subscribe(ews, receivers)
-        await post_observations(ews, hot(stations, _hour_ago()))
-        total = len(stations) * len(receivers)
-        await until(lambda: sum(len(r.ok) for r in receivers) >= total // 4, 90)
-        res.figures["delivered_at_stop"] = f"{sum(len(r.ok) for r in receivers)}/{total}"
+        res.figures["delivered_at_stop"] = await _quarter_of_a_burst(ews, receivers, stations)
         t_stop = time.monotonic()
         res.figures["stop_exit_code"] = ews.stop(timeout_s=60)
-        ews = start_ews(work, env, port=ews.port)
-        procs.append(ews)
-        res.figures["restart_ready_s"] = round(await wait_ready(ews, timeout_s=180), 1)
-        done = await until(delivered_all(receivers, counties), 180)
-        res.recover_s = round(time.monotonic() - t_stop, 1)
-        _fill(res, receivers, counties)
+        done = await _restart_and_drain(work, env, ews.port, procs, res, receivers, counties, t_stop)
         res.ok = done and res.lost == 0 and "embedded Apache Kafka" in procs[0].output()
     finally:
         await tear_down(res, procs, [], receivers)
@@ -110,22 +124,13 @@ async def kill_broker_and_worker(work: Path, res: Result) -> None:
         ews = start_ews(work, env)
         procs.append(ews)
         res.figures["ready_s"] = round(await wait_ready(ews, timeout_s=120), 1)
-        await subscribe(ews, receivers)
-        await post_observations(ews, hot(stations, _hour_ago()))
-        total = len(stations) * len(receivers)
-        await until(lambda: sum(len(r.ok) for r in receivers) >= total // 4, 90)
+        res.figures["delivered_at_kill"] = await _quarter_of_a_burst(ews, receivers, stations)
         ews.kill()
         node.kill()
         t_kill = time.monotonic()
-        res.figures["delivered_at_kill"] = f"{sum(len(r.ok) for r in receivers)}/{total}"
         node = KafkaNode(work / "kafka", port=node.port).start()
         res.figures["kafka_recovery_s"] = round(node.startup_s or 0.0, 1)
-        ews = start_ews(work, env, port=ews.port)
-        procs.append(ews)
-        res.figures["restart_ready_s"] = round(await wait_ready(ews, timeout_s=180), 1)
-        done = await until(delivered_all(receivers, counties), 180)
-        res.recover_s = round(time.monotonic() - t_kill, 1)
-        _fill(res, receivers, counties)
+        done = await _restart_and_drain(work, env, ews.port, procs, res, receivers, counties, t_kill)
         res.ok = done and res.lost == 0
     finally:
         await tear_down(res, procs, [node], receivers)
