@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from warning.shared.bus import parse_utc
-from warning.shared.records import Receipt
+from warning.shared.records import Receipt, SeenOnce
 
 Status = Literal["paused", "unhealthy", "failing", "healthy"]
 
@@ -28,7 +28,7 @@ class HealthTracker:
     def __init__(self, unhealthy_after_s: float) -> None:
         self.unhealthy_after_s = unhealthy_after_s
         self._by_sub: dict[str, EndpointHealth] = {}
-        self._seen: set[tuple[str, int, str]] = set()
+        self._seen = SeenOnce()
 
     def get(self, sub_id: str) -> EndpointHealth:
         return self._by_sub.setdefault(sub_id, EndpointHealth())
@@ -45,12 +45,8 @@ class HealthTracker:
 
     def observe(self, receipt: Receipt) -> None:
         """A delivery receipt (each attempt counted once, however often it is seen)."""
-        key = (receipt["webhook_id"], receipt["attempt"], receipt["result"])
-        if key in self._seen:
+        if not self._seen.first(receipt):
             return
-        self._seen.add(key)
-        if len(self._seen) > 20000:
-            self._seen.clear()
         at = parse_utc(receipt["time"]).timestamp()
         if receipt["result"] == "delivered":
             self.success(receipt["subscription_id"], at)

@@ -205,3 +205,21 @@ class Receipt(TypedDict):
     latency_s: float
     error: str | None
     time: str
+
+
+class SeenOnce:
+    """Receipts lately seen, by attempt: a worker applies its own receipts at once and then reads them back through
+    the receipts mirror, and each consumer of them must count an attempt once. Bounded: forgets all at ``limit``."""
+
+    def __init__(self, limit: int = 20000) -> None:
+        self.limit = limit
+        self._seen: set[tuple[str, int, str]] = set()
+
+    def first(self, receipt: Receipt) -> bool:
+        key = (receipt["webhook_id"], receipt["attempt"], receipt["result"])
+        if key in self._seen:
+            return False
+        if len(self._seen) >= self.limit:
+            self._seen.clear()
+        self._seen.add(key)
+        return True

@@ -14,7 +14,7 @@ import orjson
 
 from warning.shared import metrics
 from warning.shared.bus import now_iso
-from warning.shared.records import Receipt, WarningEvent
+from warning.shared.records import Receipt, SeenOnce, WarningEvent
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +104,11 @@ class DeliveriesView:
         self.feed = feed
         self.recent: deque[Receipt] = deque(maxlen=2000)
         self.by_sub: dict[str, deque[Receipt]] = {}
-        self._seen: set[tuple[str, int, str]] = set()
+        self._seen = SeenOnce()
 
     def apply(self, receipt: Receipt) -> None:
-        key = (receipt["webhook_id"], receipt["attempt"], receipt["result"])
-        if key in self._seen:
+        if not self._seen.first(receipt):
             return
-        self._seen.add(key)
-        if len(self._seen) > 20000:
-            self._seen.clear()
         self.recent.append(receipt)
         self.by_sub.setdefault(receipt["subscription_id"], deque(maxlen=200)).append(receipt)
         self.feed.notify("receipt", receipt)
