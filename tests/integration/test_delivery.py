@@ -129,19 +129,35 @@ async def test_rotation_sends_both_signatures_during_grace(ews: EwsProcess, flak
     assert sub["secret"] not in (Path(ews.log).read_text()) and rot["secret"] not in Path(ews.log).read_text()
 
 
+async def _burst_to_busy_endpoint(ews: EwsProcess, flaky: WebhookReceiver, stations: list[str], name: str,
+                                  started: int) -> None:
+    """Subscribe ``flaky`` (answering 0.15 s late), post red heat for ``stations`` and wait until ``started``
+    webhooks arrived: the burst is still running."""
+    flaky.delay_s = 0.15
+    await wait_ready(ews)
+    async with aiohttp.ClientSession() as s:
+        await call(s, ews, "POST", "/api/v1/subscriptions",
+                   {"name": name, "department": "relief", "url": flaky.url, "regions": ["620000"]})
+        await call(s, ews, "POST", "/api/v1/observations", hot(stations, datetime.now(UTC) - timedelta(hours=1)))
+    assert await until(lambda: len(flaky.acked) >= started, 60), "timed out waiting for the burst to start"
+
+
+async def _restart_until_all(tmp_path: Path, env: dict[str, str], flaky: WebhookReceiver, n: int, why: str) -> None:
+    ews = start_ews(tmp_path, env)
+    try:
+        await wait_ready(ews)
+        assert await until(lambda: len(flaky.acked) >= n, 120), f"{why}: {len(flaky.acked)} of {n} webhooks"
+    finally:
+        assert ews.stop() == 0
+
+
 async def test_sigkill_mid_burst_loses_nothing(broker: EmbeddedBroker, tmp_path: Path, flaky: WebhookReceiver) -> None:
     env = {**FAST, "KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-kill",
            "EWS_ENDPOINT_CONCURRENCY": "1"}
     stations = one_station_per_county(30)
-    flaky.delay_s = 0.15  # every answer 0.15 s late: the burst is still running when the worker dies
     ews = start_ews(tmp_path, env)
     try:
-        await wait_ready(ews)
-        async with aiohttp.ClientSession() as s:
-            await call(s, ews, "POST", "/api/v1/subscriptions",
-                       {"name": "kill", "department": "relief", "url": flaky.url, "regions": ["620000"]})
-            await call(s, ews, "POST", "/api/v1/observations", hot(stations, datetime.now(UTC) - timedelta(hours=1)))
-        assert await until(lambda: len(flaky.acked) >= 3, 60), "timed out waiting for the burst to start"
+        await _burst_to_busy_endpoint(ews, flaky, stations, "kill", 3)
         ews.proc.send_signal(signal.SIGKILL)
         ews.proc.wait(timeout=10)
         at_kill = len(flaky.acked)
@@ -149,13 +165,8 @@ async def test_sigkill_mid_burst_loses_nothing(broker: EmbeddedBroker, tmp_path:
         ews.stop()
     assert at_kill < len(stations), "the burst finished before the kill; nothing was tested"
     t0 = time.monotonic()
-    ews = start_ews(tmp_path, env)
-    try:
-        await wait_ready(ews)
-        assert await until(lambda: len(flaky.acked) >= len(stations), 120), \
-            "timed out waiting for every webhook after the restart"
-    finally:
-        assert ews.stop() == 0
+    await _restart_until_all(tmp_path, env, flaky, len(stations),
+                             "timed out waiting for every webhook after the restart")
     recovered_s = time.monotonic() - t0
     assert len(flaky.acked) == len(stations)
     print(f"SIGKILL after {at_kill}/{len(stations)} delivered; all delivered {recovered_s:.1f} s after restart; "
@@ -172,24 +183,13 @@ async def test_sigterm_mid_burst_with_a_busy_endpoint_loses_nothing(broker: Embe
     env = {**FAST, "KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-term",
            "EWS_ENDPOINT_CONCURRENCY": "1"}
     stations = one_station_per_county(30)
-    flaky.delay_s = 0.15
     ews = start_ews(tmp_path, env)
     try:
-        await wait_ready(ews)
-        async with aiohttp.ClientSession() as s:
-            await call(s, ews, "POST", "/api/v1/subscriptions",
-                       {"name": "term", "department": "relief", "url": flaky.url, "regions": ["620000"]})
-            await call(s, ews, "POST", "/api/v1/observations", hot(stations, datetime.now(UTC) - timedelta(hours=1)))
-        assert await until(lambda: len(flaky.acked) >= 5, 60), "timed out waiting for the burst to start"
+        await _burst_to_busy_endpoint(ews, flaky, stations, "term", 5)
     finally:
         assert ews.stop() == 0  # SIGTERM: faust's graceful stop
     at_stop = len(flaky.acked)
     assert at_stop < len(stations), "the burst finished before the stop; nothing was tested"
-    ews = start_ews(tmp_path, env)
-    try:
-        await wait_ready(ews)
-        assert await until(lambda: len(flaky.acked) >= len(stations), 120), \
-            f"{len(flaky.acked)} of {len(stations)} webhooks after the restart ({at_stop} before the stop)"
-    finally:
-        assert ews.stop() == 0
+    await _restart_until_all(tmp_path, env, flaky, len(stations),
+                             f"after the restart ({at_stop} before the stop)")
     assert len(flaky.acked) == len(stations)
