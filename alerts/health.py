@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from warning.shared.bus import parse_utc
 from warning.shared.records import Receipt, SeenOnce
+from warning.shared.times import parse_utc
 
 Status = Literal["paused", "unhealthy", "failing", "healthy"]
 

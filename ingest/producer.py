@@ -51,6 +51,7 @@ from ingest.kafka_producer import producer_config
 from ingest.validate import ObservationError, validate_observation
 from warning.shared.records import Observation
 from warning.shared.regions import StationRegistry
+from warning.shared.times import now_iso
 from warning.shared.topics import partition_for
 
 __all__ = [
@@ -682,13 +683,9 @@ def _reject(sink: Sink, stats: IngestStats, fs: FileStats, reason: str, source: 
     """Count a rejected row (by file and by reason) and send its dead letter (the first RAW_KEEP bytes)."""
     fs.rejected += 1
     stats.rejected[reason_key(reason)] += 1
-    record = {"reason": reason, "source": source, "time": _now_iso(),
+    record = {"reason": reason, "source": source, "time": now_iso(),
               "raw": raw[:RAW_KEEP].decode("utf-8", "replace")}
     sink.reject(record, key)
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _kafka_sink(bootstrap: str, partitions: int | None, clock: Clock, partition_for: Callable[[str, int], int],

@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+from warning.shared.times import parse_utc
 
 BEIJING = timedelta(hours=8)
 KEEP_DAYS = 3  # daily extremes per station: 3-day heat, 48 h cold wave (older days live in the daily part)
@@ -92,10 +94,6 @@ _DAILY: dict[str, tuple[tuple[str, ...], Callable[[float, float], float]]] = {
     "gmax": (("gust_ms",), max),
 }
 _NOW = {"visibility_m": "vis", "wind_ms": "wind", "rh_pct": "rh"}
-
-
-def parse_utc(iso: str) -> datetime:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def beijing_date(iso_utc: str) -> str:

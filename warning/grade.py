@@ -13,12 +13,12 @@ from typing import Any, Protocol, cast
 
 import orjson
 
-from ingest.quantities import parse_utc
 from warning import grading
 from warning.rules import Rules
 from warning.shared import metrics
 from warning.shared.bus import DataClock, Produce, SignalSink, held_offsets, key_event
 from warning.shared.records import Signal, WarningEvent
+from warning.shared.times import parse_utc
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ingest.quantities import parse_utc
 from warning.rules import CAP_SEVERITY, CMA_LEVEL_CODE, LEVEL_ZH, OPS, Condition, HazardRule, LevelRule
 from warning.shared.records import NAMESPACE, WarningLevel
+from warning.shared.times import parse_utc
 
 Series = Callable[[str], dict[str, float]]
 # What a region's state keeps of its current warning: what the next event needs (chain, level, times). The

@@ -16,6 +16,7 @@ from faust.streams import _current_event as faust_current_event
 
 from warning.shared import metrics
 from warning.shared.records import Signal
+from warning.shared.times import now_iso, parse_utc
 from warning.shared.topics import partition_for
 
 # (topic name, key, value, partition or None): raw bytes straight to the producer. Offsets stay after outcomes:
@@ -30,14 +31,6 @@ class Topic(Protocol):
 
     async def send(self, *, key: bytes | None = None, value: bytes | None = None,
                    partition: int | None = None) -> Any: ...
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_utc(iso: str) -> datetime:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
 
 
 class DataClock:
