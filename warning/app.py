@@ -39,7 +39,7 @@ from warning.shared import metrics, topics
 from warning.shared.bus import DataClock, SignalSink
 from warning.shared.config import Settings
 from warning.shared.mirror import TopicMirror
-from warning.shared.records import Delivery
+from warning.shared.records import Delivery, WarningEvent
 from warning.shared.regions import RegionTree, StationRegistry
 from warning.web.views import DeliveriesView, LiveFeed, WarningsView
 
@@ -158,12 +158,15 @@ class WarningService:
                           ground_offset_c=self.rules.frost.air_to_ground_offset_c)
         return PartitionStore(tables, slot_info, getattr(c, "mci_params", None) if c is not None else None, qc, fold)
 
+    def cap_document(self, event: WarningEvent, earlier: list[WarningEvent]) -> bytes:
+        """The event as CAP 1.2, with the service's rules and the county outline (webhooks and the API alike)."""
+        return render_cap(event, referenced=earlier, rules=self.rules,
+                          polygon=region_polygon(event.get("region_code", "")))
+
     def render_body(self, d: Delivery, sub: Subscription) -> tuple[bytes, str]:
         event = d["event"]
         if sub.format == "cap":
-            cap = render_cap(event, referenced=self.warnings.earlier(event), rules=self.rules,
-                             polygon=region_polygon(event.get("region_code", "")))
-            return cap, "application/cap+xml"
+            return self.cap_document(event, self.warnings.earlier(event)), "application/cap+xml"
         return webhook_body(d["type"], event, d.get("backfill", False)), "application/json"
 
     def _mirror_receipt(self, key: bytes | None, value: bytes | None) -> None:

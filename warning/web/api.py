@@ -26,9 +26,8 @@ from alerts.subscriptions import (
 from ingest.intake import safe_dump
 from ingest.validate import ObservationError, format_time, parse_time, validate_forecast, validate_observation
 from warning.app import WarningService
-from warning.cap import atom_feed, render_cap
+from warning.cap import atom_feed
 from warning.drought_products import spi_product
-from warning.shapes import region_polygon
 from warning.shared import metrics
 from warning.shared.records import WarningEvent, WarningLevel
 from warning.web.auth import SVC, TOKEN, Handler, require_token
@@ -377,8 +376,7 @@ async def get_warning_cap(request: web.Request) -> web.Response:
     if found is None:
         return _error(404, "no such warning or event")
     event, earlier = found
-    body = render_cap(event, referenced=earlier, polygon=region_polygon(event["region_code"]),
-                      rules=request.app[SVC].rules)
+    body = request.app[SVC].cap_document(event, earlier)
     return web.Response(body=body, content_type="application/cap+xml",
                         charset="utf-8")
 
