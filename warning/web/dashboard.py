@@ -42,7 +42,7 @@ HEARTBEAT_S = 15.0
 QUEUE_MAX = 1000  # records buffered per SSE client before it is resynchronised with a fresh snapshot
 SNAPSHOT_RECEIPTS = 50
 CLOSING = web.AppKey("dashboard_closing", asyncio.Event)
-SSE_CLIENTS = web.AppKey("sse_clients", set)
+SSE_CLIENTS = web.AppKey("sse_clients", set)  # id() of each open stream's request
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -134,11 +134,11 @@ async def events(request: web.Request) -> web.StreamResponse:
         resp = error_response(503, f"too many live-feed clients ({svc.settings.sse_max_clients}); retry later")
         resp.headers["Retry-After"] = "30"
         return resp
-    clients.add(request)
+    clients.add(id(request))
     try:
         return await _stream(request, svc)
     finally:
-        clients.discard(request)
+        clients.discard(id(request))
 
 
 async def _stream(request: web.Request, svc: WarningService) -> web.StreamResponse:
