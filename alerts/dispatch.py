@@ -132,7 +132,8 @@ class DeliveryStage:
             "webhook_id": d["webhook_id"], "subscription_id": sub.id, "department": sub.department,
             "warning_id": event.get("warning_id"), "event_id": event.get("id"), "type": d["type"],
             "attempt": d["attempt"], "result": outcome.result, "status": outcome.status,
-            "latency_s": round(outcome.latency_s, 4), "error": outcome.error, "time": now_iso()}
+            "latency_s": round(outcome.latency_s, 4), "error": outcome.error, "time": now_iso(),
+            "error_class": outcome.error_class}
         await self.receipts.send(key=sub.id.encode(), value=orjson.dumps(receipt))
         self.on_receipt(receipt)
         log.info("webhook %s (%s, attempt %d)", outcome.result, outcome.status or outcome.error, d["attempt"],

@@ -2,9 +2,10 @@
 
 A subscription URL must be http(s), and every address its host resolves to must be public: loopback, private
 (RFC 1918 / ULA), link-local (incl. cloud metadata 169.254.169.254), multicast, reserved and unspecified
-addresses are refused unless an operator allow-lists a network (``EWS_WEBHOOK_ALLOW_NETS``). The check runs
-when a subscription is created *and* on the address actually connected to (``GuardedResolver``), so DNS
-rebinding between the two does not get through.
+addresses are refused unless an operator allow-lists a network (``EWS_WEBHOOK_ALLOW_NETS``). IPv6 addresses
+that carry an IPv4 address (IPv4-mapped, 6to4 2002::/16, NAT64 64:ff9b::/96, Teredo 2001::/32) are judged by
+it. The check runs when a subscription is created *and* on the address actually connected to
+(``GuardedResolver``), so DNS rebinding between the two does not get through.
 """
 
 from __future__ import annotations
@@ -27,10 +28,29 @@ class DestinationRefused(ValueError):
     pass
 
 
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix: the last 32 bits are the IPv4 address
+
+
+def embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries and reaches: IPv4-mapped (::ffff:a.b.c.d), 6to4 (2002::/16),
+    NAT64 (64:ff9b::/96) or Teredo (2001::/32, the client's address); None for a plain IPv6 address."""
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr.sixtofour is not None:
+        return addr.sixtofour
+    if addr in NAT64:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    if addr.teredo is not None:
+        return addr.teredo[1]
+    return None
+
+
 def address_refused(addr: Address, allow: Sequence[Network] = ()) -> str | None:
-    """The reason an address is refused, or None when it may be contacted."""
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+    """The reason an address is refused, or None when it may be contacted. An IPv6 address that embeds an IPv4
+    address (mapped, 6to4, NAT64, Teredo) is judged by the IPv4 address: 2002:7f00:1:: is 127.0.0.1."""
+    if isinstance(addr, ipaddress.IPv6Address) and (inner := embedded_ipv4(addr)) is not None:
+        reason = address_refused(inner, allow)
+        return f"{addr} embeds {reason}" if reason else None
     if any(addr in net for net in allow):
         return None
     for attr in ("is_loopback", "is_link_local", "is_multicast", "is_unspecified", "is_reserved",

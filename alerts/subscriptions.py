@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -22,6 +23,7 @@ FORMATS = ("json", "cap")
 BASES = ("observed", "forecast")
 MSG_TYPES = ("alert", "update", "cancel")
 DEFAULT_GRACE_S = 24 * 3600  # old and new secret both sign for a day after a rotation
+DEFAULT_MAX_LIST_ITEMS = 500  # Settings.max_list_items (EWS_SUBSCRIPTION_MAX_LIST) is what the API passes
 
 
 class SubscriptionError(ValueError):
@@ -71,18 +73,26 @@ class Subscription:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def _str_list(raw: dict[str, Any], key: str) -> list[str]:
+def _str_list(raw: dict[str, Any], key: str, max_items: int) -> list[str]:
     v = raw.get(key, [])
+    if isinstance(v, list) and len(v) > max_items:
+        raise SubscriptionError(f"{key}: {len(v)} entries; at most {max_items}")
     if not isinstance(v, list) or not all(isinstance(x, str | int) and not isinstance(x, bool) for x in v):
         raise SubscriptionError(f"{key}: expected a list of strings")
     return [str(x) for x in v]
+
+
+def printable(text: str) -> str:
+    """``text`` without control and format characters (C0/C1 controls such as ESC, bidi overrides): a name
+    reaches operators' terminals (``ews subscribers list``) and pages."""
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf"))
 
 
 EDITABLE = ("name", "department", "url", "regions", "hazards", "min_level", "format", "basis", "msg_types")
 
 
 def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_hazards: set[str],
-                      partial: bool) -> dict[str, Any]:
+                      partial: bool, max_list_items: int = DEFAULT_MAX_LIST_ITEMS) -> dict[str, Any]:
     """The editable fields of ``raw`` checked one by one; errors name the field."""
     if not isinstance(raw, dict):
         raise SubscriptionError("body: expected a JSON object")
@@ -92,9 +102,11 @@ def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_ha
     out: dict[str, Any] = {}
     if "name" in raw or not partial:
         name = raw.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise SubscriptionError("name: required string (1-200 characters)")
-        out["name"] = name.strip()
+        if isinstance(name, str):
+            name = " ".join(printable(name.replace("\t", " ").replace("\n", " ")).split())
+        if not isinstance(name, str) or not name or len(name) > 200:
+            raise SubscriptionError("name: required string (1-200 printable characters)")
+        out["name"] = name
     if "department" in raw or not partial:
         dept = raw.get("department", "other")
         if dept not in DEPARTMENTS:
@@ -106,7 +118,7 @@ def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_ha
             raise SubscriptionError("url: required string")
         out["url"] = url
     if "regions" in raw or not partial:
-        regions = _str_list(raw, "regions")
+        regions = _str_list(raw, "regions", max_list_items)
         if not regions:
             raise SubscriptionError("regions: at least one GB/T 2260 code (620000 for the whole province)")
         for r in regions:
@@ -114,7 +126,7 @@ def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_ha
                 raise SubscriptionError(f"regions: unknown region code {r!r}")
         out["regions"] = regions
     if "hazards" in raw or not partial:
-        hazards = _str_list(raw, "hazards")
+        hazards = _str_list(raw, "hazards", max_list_items)
         for h in hazards:
             if h not in known_hazards:
                 raise SubscriptionError(f"hazards: unknown hazard {h!r}; known: {', '.join(sorted(known_hazards))}")
@@ -131,7 +143,7 @@ def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_ha
         out["format"] = fmt
     for key, allowed in (("basis", BASES), ("msg_types", MSG_TYPES)):
         if key in raw or not partial:
-            values = _str_list(raw, key)
+            values = _str_list(raw, key, max_list_items)
             bad = [v for v in values if v not in allowed]
             if bad:
                 raise SubscriptionError(f"{key}: {bad[0]!r} is not one of {', '.join(allowed)}")
@@ -144,15 +156,18 @@ def _now(now: datetime | None) -> str:
 
 
 def new_subscription(raw: Any, *, known_region: Callable[[str], bool], known_hazards: set[str],
-                     now: datetime | None = None) -> Subscription:
-    fields = _validated_fields(raw, known_region=known_region, known_hazards=known_hazards, partial=False)
+                     now: datetime | None = None, max_list_items: int = DEFAULT_MAX_LIST_ITEMS) -> Subscription:
+    fields = _validated_fields(raw, known_region=known_region, known_hazards=known_hazards, partial=False,
+                               max_list_items=max_list_items)
     ts = _now(now)
     return Subscription(id=str(uuid.uuid4()), secret=new_secret(), created=ts, updated=ts, **fields)
 
 
 def patched_subscription(sub: Subscription, raw: Any, *, known_region: Callable[[str], bool],
-                         known_hazards: set[str], now: datetime | None = None) -> Subscription:
-    fields = _validated_fields(raw, known_region=known_region, known_hazards=known_hazards, partial=True)
+                         known_hazards: set[str], now: datetime | None = None,
+                         max_list_items: int = DEFAULT_MAX_LIST_ITEMS) -> Subscription:
+    fields = _validated_fields(raw, known_region=known_region, known_hazards=known_hazards, partial=True,
+                               max_list_items=max_list_items)
     return replace(sub, **fields, updated=_now(now))
 
 

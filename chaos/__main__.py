@@ -19,7 +19,7 @@ from chaos.scenarios import SCENARIOS as FIRST_SCENARIOS
 from chaos.scenarios import Result
 
 SCENARIOS = {**FIRST_SCENARIOS, **KAFKA_SCENARIOS}
-BUDGET_S = {"flaky": 150, "sigkill": 200, "broker": 330, "hostile": 300, "pause": 240, "stopstart": 420,
+BUDGET_S = {"flaky": 150, "sigkill": 200, "broker": 330, "hostile": 360, "pause": 240, "stopstart": 420,
             "killboth": 420}
 
 
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         res.figures["scenario_s"] = round(time.monotonic() - t, 1)
         print(f"  {name}: {'ok' if res.ok else 'FAILED'} in {res.figures['scenario_s']} s "
               f"(lost {res.lost}, duplicates {res.duplicates})", flush=True)
+        if "issue 17 findings" in res.figures:
+            print(f"  {name}: issue 17 findings {res.figures['issue 17 findings']}", flush=True)
         results.append(res)
     _print(results)
     print(f"\ntotal {time.monotonic() - t0:.0f} s; logs in {work}")

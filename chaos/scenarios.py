@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from chaos import issue17
 from chaos.harness import (
     FAST,
     EwsProcess,
@@ -39,6 +40,7 @@ from chaos.harness import (
     wait_ready,
 )
 from chaos.hostile import HttpCase, http_cases, topic_cases
+from tests.support import running_ews
 from warning.broker import EmbeddedBroker
 from warning.shared.regions import StationRegistry
 
@@ -371,6 +373,18 @@ async def hostile_inputs(work: Path, res: Result, n_obs: int = 4000, n_fc: int =
                   and not http.accepted_bad and health_before_valid == (200, 200))
     finally:
         await _tear_down(res, procs, [broker], receivers)
+    await _issue17_findings(work / "issue17", res)
+
+
+async def _issue17_findings(work: Path, res: Result) -> None:
+    """Issue 17's findings (chaos/issue17.py) against a service of their own: the ``tried / held`` tally."""
+    async with running_ews(work, issue17.ENV) as ews:
+        findings = await issue17.run_all(ews, work)
+    res.figures["issue 17 findings"] = findings.tally.removeprefix("issue 17 findings ")
+    for v in findings.verdicts:
+        if not v.held:
+            res.note(f"issue 17 NOT HELD: {v.finding}: {v.note}")
+    res.ok = res.ok and all(v.held for v in findings.verdicts)
 
 
 @dataclass

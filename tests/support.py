@@ -45,7 +45,7 @@ CAP = DATA / "cap"
 CAP_XSD = CAP / "CAP-v1.2.xsd"
 
 # --------------------------------------------------------------------------------------------- the service
-TOKEN = "test-token-0123456789"
+TOKEN = "test-token-0123456789abcdefghijklmnopqrstuv"  # >= 32 bytes: ews run refuses shorter
 # Short retry tiers and webhook timeout, so that a delivery scenario finishes in seconds.
 FAST = {"EWS_RETRY_TIERS": "0.3,0.6,1.2,2.4", "EWS_WEBHOOK_TIMEOUT": "1", "EWS_UNHEALTHY_AFTER": "3600"}
 

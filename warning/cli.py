@@ -1,4 +1,4 @@
-"""`ews` command line: run | broker | ingest | climatology | warnings | subscribers | dead-letters | replay."""
+"""`ews` command line: run | broker | ingest | climatology | warnings | subscribers | dead-letters | replay | token."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     from warning.operator_cli import add_operator_parsers, run_operator
 
     add_operator_parsers(sub)
+    from warning.operator_tokens import add_token_parser
+
+    add_token_parser(sub)
     args = parser.parse_args(argv)
     if getattr(args, "operator", None) is not None:
         return run_operator(args)
@@ -43,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
         settings = Settings.from_env(http_port=args.http_port, http_host=args.http_host, data_dir=args.data_dir)
         return run(settings, demo=args.demo, replay_files=args.replay, replay_speed=args.replay_speed)
+    if args.command == "token":
+        from warning.operator_tokens import run_token
+
+        return run_token(args)
     if args.command == "broker":
         if os.environ.get("KAFKA_BOOTSTRAP"):
             print("KAFKA_BOOTSTRAP is set: not starting an embedded broker", file=sys.stderr)

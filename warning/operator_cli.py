@@ -58,6 +58,15 @@ class UsageError(Exception):
 
 # ---- context: where the API is, the token, output ------------------------------------------------------------
 
+def terminal_safe(text: str, keep: str = "\n") -> str:
+    """``text`` with control and format characters (ESC and the rest of C0/C1, bidi overrides) shown as escapes
+    (``\\x1b``), so nothing the API returns (a subscription's name, an error) can drive the operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c in keep or unicodedata.category(c) not in ("Cc", "Cf")
+                   else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _read_token_file() -> str | None:
     path = Path(os.environ.get("EWS_DATA_DIR") or "data") / "token"
     try:
@@ -81,11 +90,11 @@ class Context:
                    timeout_s=float(getattr(args, "timeout", None) or 30.0))
 
     # Everything printed goes through here: the token is masked wherever it might appear (an echoed header in
-    # an error page, say), so no output of this CLI can leak it.
+    # an error page, say), so no output of this CLI can leak it; control characters are shown as escapes.
     def _scrub(self, text: str) -> str:
         if self.token and len(self.token) >= 4:
             text = text.replace(self.token, "***")
-        return text
+        return terminal_safe(text)
 
     def out(self, text: str = "") -> None:
         _write(sys.stdout, self._scrub(text))
@@ -189,7 +198,7 @@ def _cell(value: Any) -> str:
         return ",".join(_cell(v) for v in value) if value else "-"
     if isinstance(value, dict):
         return orjson.dumps(value).decode()
-    return " ".join(str(value).split())  # no newlines or tabs inside a cell
+    return terminal_safe(" ".join(str(value).split()), keep="")  # no newlines, tabs or escapes in a cell
 
 
 def _clip(text: str, limit: int) -> str:

@@ -19,10 +19,10 @@ from warning.broker import EmbeddedBroker
 from warning.kafka_node import KafkaNode
 from warning.logs import lean_log_records, logging_config
 from warning.rules import RulesError, load_rules
-from warning.shared.config import Settings, ensure_token
+from warning.shared.config import Settings, TokenError, ensure_token
 from warning.shared.regions import RegionTree, StationRegistry
 from warning.shared.topics import ensure_topics
-from warning.web.api import make_web_app
+from warning.web.api import make_web_app, server_options
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ class HttpServer(mode.Service):  # type: ignore[misc]
 
     async def on_start(self) -> None:
         await self.svc.start_views()
-        self.runner = web.AppRunner(make_web_app(self.svc, self.token), access_log=None)
+        self.runner = web.AppRunner(make_web_app(self.svc, self.token), access_log=None,
+                                    **server_options(self.svc.settings))
         await self.runner.setup()
         s = self.svc.settings
         await web.TCPSite(self.runner, s.http_host, s.http_port).start()
@@ -135,7 +136,11 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
         return 2
     registry = StationRegistry.load()
     regions = RegionTree.load()
-    token, created = ensure_token(settings)
+    try:
+        token, created = ensure_token(settings)
+    except TokenError as exc:
+        print(f"ews run: refusing to start: {exc}", file=sys.stderr, flush=True)
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         broker, bootstrap, broker_label = start_broker(settings)

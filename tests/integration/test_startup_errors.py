@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_ews(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "warning.cli", "run"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "EWS_DATA_DIR": str(tmp_path), "EWS_TOKEN": "t", **env})
+                          env={**os.environ, "EWS_DATA_DIR": str(tmp_path), "EWS_TOKEN": "t" * 32, **env})
 
 
 def test_malformed_rules_stop_the_service_before_anything_starts(tmp_path: Path) -> None:

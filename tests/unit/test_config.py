@@ -13,8 +13,8 @@ def test_generated_token_is_stored_0600_and_reused(tmp_path: Path) -> None:
 
 
 def test_env_token_wins_and_defaults_bind_loopback(tmp_path: Path) -> None:
-    s = Settings.from_env({"EWS_TOKEN": "abc", "EWS_DATA_DIR": str(tmp_path),
+    s = Settings.from_env({"EWS_TOKEN": "a" * 32, "EWS_DATA_DIR": str(tmp_path),
                            "EWS_WEBHOOK_ALLOW_NETS": "127.0.0.0/8, 10.0.0.0/8"})
-    assert ensure_token(s) == ("abc", False)
+    assert ensure_token(s) == ("a" * 32, False)
     assert s.http_host == "127.0.0.1" and s.http_port == 8080 and s.kafka_bootstrap is None
     assert [str(n) for n in s.webhook_allow_nets] == ["127.0.0.0/8", "10.0.0.0/8"]

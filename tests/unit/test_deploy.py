@@ -414,6 +414,20 @@ def test_prometheus_scrapes_every_worker_on_its_api_port(services: dict[str, Any
     assert targets == {f"{name}:8080" for name in workers}
 
 
+def test_prometheus_sends_the_token_the_workers_require(compose: dict[str, Any], services: dict[str, Any],
+                                                       workers: dict[str, Any]) -> None:
+    _, prom = service_by_image(services, "prom/prometheus:")
+    (config,) = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "ews"]
+    credentials = job["authorization"]["credentials_file"]
+    assert job["authorization"].get("type", "Bearer") == "Bearer"
+    (secret,) = prom["secrets"]
+    assert credentials == f"/run/secrets/{secret}"
+    assert compose["secrets"][secret]["file"] == "./prometheus-token"
+    for worker in workers.values():
+        assert str(worker["environment"]["EWS_METRICS_TOKEN_REQUIRED"]) == "1"
+
+
 # ---- grafana ----------------------------------------------------------------------------------------------------
 def test_grafana_provisioning_paths_exist(services: dict[str, Any]) -> None:
     prom_name, prom = service_by_image(services, "prom/prometheus:")

@@ -10,6 +10,11 @@ from pathlib import Path
 
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_PARTITIONS = 4
+MIN_TOKEN_BYTES = 32  # an operator token shorter than this (or empty) is refused at start
+
+
+class TokenError(ValueError):
+    """An operator token (EWS_TOKEN or the token file) that must not be used: empty or too short."""
 
 
 def _nets(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -51,6 +56,17 @@ class Settings:
     tansu_compat: bool = False  # apply the tansu ListOffsets workaround to an external broker too
     json_logs: bool | None = None  # None: JSON lines when stderr is not a terminal
     rules_path: Path | None = None  # a bureau's own rules.toml instead of the packaged one
+    # ---- what a hostile client may cost (issue 17; the figures are our choices, UNCONFIRMED by any standard) --
+    public_url: str = ""  # EWS_PUBLIC_URL: base of the ATOM feed's links ("": http://127.0.0.1:<http_port>)
+    max_items: int = 10_000  # observations / forecast points in one request (413 beyond)
+    max_list_items: int = 500  # entries of a subscription's regions / hazards / basis / msg_types lists (400)
+    sse_max_clients: int = 100  # concurrent /api/v1/events streams on this worker (503 beyond)
+    sse_snapshot_warnings: int = 500  # newest warnings in an SSE snapshot (plus every active one)
+    header_timeout_s: float = 10.0  # a connection must deliver a request's headers within this (then closed)
+    body_timeout_s: float = 30.0  # reading a request body (408 beyond)
+    auth_failures: int = 10  # failed bearer tokens per client address within auth_window_s before 429
+    auth_window_s: float = 60.0
+    metrics_token_required: bool = False  # EWS_METRICS_TOKEN_REQUIRED: GET /metrics needs a token
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -61,7 +77,7 @@ class Settings:
             "data_dir": Path(e.get("EWS_DATA_DIR", "data")),
             "http_host": e.get("EWS_HTTP_HOST", "127.0.0.1"),
             "http_port": int(e.get("EWS_HTTP_PORT", DEFAULT_HTTP_PORT)),
-            "token": e.get("EWS_TOKEN") or None,
+            "token": e.get("EWS_TOKEN"),  # "" (set but empty) is refused by ensure_token
             "app_id": e.get("EWS_APP_ID", "ews"),
             "partitions": int(e.get("EWS_PARTITIONS", DEFAULT_PARTITIONS)),
             "session_timeout_s": float(e.get("EWS_SESSION_TIMEOUT", "6")),
@@ -79,23 +95,50 @@ class Settings:
             "processing_guarantee": e.get("EWS_PROCESSING_GUARANTEE", "at_least_once"),
             "unhealthy_after_s": float(e.get("EWS_UNHEALTHY_AFTER", 300)),
             "endpoint_concurrency": int(e.get("EWS_ENDPOINT_CONCURRENCY", 4)),
+            "public_url": e.get("EWS_PUBLIC_URL", "").strip().rstrip("/"),
+            "max_items": int(e.get("EWS_MAX_ITEMS", 10_000)),
+            "max_list_items": int(e.get("EWS_SUBSCRIPTION_MAX_LIST", 500)),
+            "sse_max_clients": int(e.get("EWS_SSE_MAX_CLIENTS", 100)),
+            "sse_snapshot_warnings": int(e.get("EWS_SSE_SNAPSHOT_WARNINGS", 500)),
+            "header_timeout_s": float(e.get("EWS_HTTP_HEADER_TIMEOUT", 10)),
+            "body_timeout_s": float(e.get("EWS_HTTP_BODY_TIMEOUT", 30)),
+            "auth_failures": int(e.get("EWS_AUTH_FAILURES", 10)),
+            "auth_window_s": float(e.get("EWS_AUTH_WINDOW", 60)),
+            "metrics_token_required": _tristate(e.get("EWS_METRICS_TOKEN_REQUIRED", "")) or False,
         }
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)  # type: ignore[arg-type]
+
+    @property
+    def public_base_url(self) -> str:
+        """Where clients reach this API, for links the service writes (ATOM): never taken from a request."""
+        return self.public_url or f"http://127.0.0.1:{self.http_port}"
+
+
+def check_token(token: str, where: str) -> str:
+    """``token`` when it is long enough to be an operator token, else TokenError naming ``where`` it came from."""
+    if not token:
+        raise TokenError(f"{where} is empty: authentication would be off; set a random token of at least "
+                         f"{MIN_TOKEN_BYTES} bytes (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if len(token.encode()) < MIN_TOKEN_BYTES:
+        raise TokenError(f"{where} is {len(token.encode())} bytes; an operator token needs at least "
+                         f"{MIN_TOKEN_BYTES} (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return token
 
 
 def ensure_token(settings: Settings) -> tuple[str, bool]:
     """The operator token: EWS_TOKEN, else the one stored in the data dir, else a new one stored 0600.
 
-    Returns (token, created). The token is never logged; the CLI prints it once to the console.
+    Returns (token, created). The token is never logged; the CLI prints it once to the console. An empty or short
+    token (EWS_TOKEN set to "", an emptied token file) is TokenError: it must never turn authentication off.
     """
-    if settings.token:
-        return settings.token, False
+    if settings.token is not None:
+        return check_token(settings.token.strip(), "EWS_TOKEN"), False
     path = settings.data_dir / "token"
     if path.exists():
-        return path.read_text().strip(), False
+        return check_token(path.read_text().strip(), str(path)), False
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    token = secrets.token_urlsafe(MIN_TOKEN_BYTES)  # 43 characters
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")

@@ -203,8 +203,9 @@ class Receipt(TypedDict):
     result: str
     status: int | None
     latency_s: float
-    error: str | None
+    error: str | None  # the operator's detail (URL query strings redacted): shown with the token only
     time: str
+    error_class: NotRequired[str | None]  # timeout, refused, HTTP 503, ...: what views without the token show
 
 
 class SeenOnce:

@@ -1,5 +1,12 @@
 """Operator and subscription HTTP API (aiohttp). Reads need no token except subscriptions (they name
-departments' endpoints); every write needs ``Authorization: Bearer <EWS_TOKEN>``."""
+departments' endpoints); every write needs ``Authorization: Bearer <EWS_TOKEN>`` (or a named operator token).
+
+What a client may cost before it is refused (issue 17; figures in ``Settings``): request bodies up to
+``max_body_bytes``, read within ``body_timeout_s`` (408), never inflated (``Content-Encoding`` other than identity
+is 415, before authentication and before the body is read); at most ``max_items`` observations or forecast points a
+request (413); headers within ``header_timeout_s`` of connecting (aiohttp's keep-alive timer closes the
+connection); ``auth_failures`` wrong tokens per address per ``auth_window_s`` (then 429); the ``Server`` header
+names no versions."""
 
 from __future__ import annotations
 
@@ -28,13 +35,16 @@ from ingest.validate import ObservationError, format_time, parse_time, validate_
 from warning.app import WarningService
 from warning.cap import atom_feed
 from warning.drought_products import spi_product
+from warning.operator_tokens import OperatorTokens, tokens_path
 from warning.shared import metrics
+from warning.shared.config import Settings
 from warning.shared.records import WarningEvent, WarningLevel
-from warning.web.auth import SVC, TOKEN, Handler, require_token
+from warning.web.auth import SVC, THROTTLE, TOKENS, FailedTokens, Handler, check_token, operator_of, require_token
 from warning.web.auth import error_response as _error
 from warning.web.auth import json_response as _json
 from warning.web.dashboard import add_dashboard_routes
 from warning.web.ids import find_id, resolve_id
+from warning.web.views import public_receipt
 
 T = TypeVar("T")
 
@@ -44,7 +54,12 @@ def level_at_least(level: str, minimum: str) -> bool:
 
 
 async def _body_json(request: web.Request) -> Any:
-    raw = await request.read()  # client_max_size caps this (413)
+    try:
+        async with asyncio.timeout(request.app[SVC].settings.body_timeout_s):
+            raw = await request.read()  # client_max_size caps this (413)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(body=orjson.dumps({"error": "body: not received in time"}),
+                                     content_type="application/json", headers={"Connection": "close"}) from None
     try:
         return raw, orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -71,6 +86,8 @@ async def info(request: web.Request) -> web.Response:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
+    if request.app[SVC].settings.metrics_token_required and (refused := check_token(request)) is not None:
+        return refused
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -81,6 +98,9 @@ async def _accept_items(request: web.Request, validate: Callable[[Any], dict[str
     svc = request.app[SVC]
     _, body = await _body_json(request)
     items = body if isinstance(body, list) else [body]
+    if len(items) > svc.settings.max_items:
+        return _error(413, f"body: {len(items)} items; at most {svc.settings.max_items} a request "
+                           "(EWS_MAX_ITEMS): split the batch")
     accepted, rejected = [], []
     for i, item in enumerate(items):
         try:
@@ -193,7 +213,8 @@ async def _optional_body(request: web.Request) -> Any:
 
 
 def _known(svc: WarningService) -> dict[str, Any]:
-    return {"known_region": svc.regions.is_known, "known_hazards": set(svc.rules)}
+    return {"known_region": svc.regions.is_known, "known_hazards": set(svc.rules),
+            "max_list_items": svc.settings.max_list_items}
 
 
 @require_token
@@ -353,7 +374,9 @@ async def get_warning(request: web.Request) -> web.Response:
     if not history:
         return _error(404, f"no such warning: no id or id prefix {request.match_info['id']!r}")
     wid = history[-1]["warning_id"]
-    receipts = [r for r in svc.deliveries.recent if r["warning_id"] == wid]
+    receipts: list[Any] = [r for r in svc.deliveries.recent if r["warning_id"] == wid]
+    if operator_of(request) is None:  # the detail (hosts, ports, URLs, exception text) only with the token
+        receipts = [public_receipt(r) for r in receipts]
     return _json({"warning_id": wid, "events": history, "deliveries": receipts})
 
 
@@ -383,7 +406,7 @@ async def get_warning_cap(request: web.Request) -> web.Response:
 
 async def cap_feed(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    base = f"{request.scheme}://{request.host}"
+    base = svc.settings.public_base_url  # never the request's Host header: links are ours to write
     events = [e for e in svc.warnings.active() if e.get("region_level", "county") == "county"]
     body = atom_feed(events, feed_url=base + "/api/v1/cap/feed.atom",
                      cap_url=lambda e: f"{base}/api/v1/warnings/{e['id']}.cap", rules=svc.rules)
@@ -402,10 +425,39 @@ async def list_stations(request: web.Request) -> web.Response:
     return _json([s.to_dict() for s in request.app[SVC].registry])
 
 
+SERVER_HEADER = "ews"  # instead of aiohttp's "Python/3.x aiohttp/3.x"
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """aiohttp server (``AppRunner``) options: bodies are never inflated (compressed ones are refused by
+    ``refuse_encoded_bodies``), and a connection that has not delivered a request's headers within
+    ``header_timeout_s`` of connecting (or of its last answer) is closed: aiohttp's keep-alive timer is not
+    reset by incoming bytes, so it bounds half-sent requests as well as idle ones."""
+    return {"auto_decompress": False, "keepalive_timeout": settings.header_timeout_s}
+
+
+@web.middleware
+async def refuse_encoded_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """415 for a compressed (any ``Content-Encoding`` but identity) request body, before authentication and
+    before a byte of it is read: a 1 MiB gzip body can inflate to 1 GiB."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        resp = _error(415, "Content-Encoding: compressed request bodies are not accepted; send identity")
+        resp.force_close()
+        return resp
+    return await handler(request)
+
+
+async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
+
+
 def make_web_app(svc: WarningService, token: str) -> web.Application:
-    app = web.Application(client_max_size=svc.settings.max_body_bytes)
+    app = web.Application(client_max_size=svc.settings.max_body_bytes, middlewares=[refuse_encoded_bodies])
     app[SVC] = svc
-    app[TOKEN] = token
+    app[TOKENS] = OperatorTokens(token, tokens_path(svc.settings))
+    app[THROTTLE] = FailedTokens(svc.settings.auth_failures, svc.settings.auth_window_s)
+    app.on_response_prepare.append(_plain_server_header)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import re
 import time
@@ -31,7 +32,8 @@ from warning.app import WarningService
 from warning.shared.bus import now_iso
 from warning.shared.records import Receipt
 from warning.shared.regions import RegionTree
-from warning.web.auth import SVC, require_token
+from warning.web.auth import SVC, error_response, require_token
+from warning.web.views import public_receipt
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ HEARTBEAT_S = 15.0
 QUEUE_MAX = 1000  # records buffered per SSE client before it is resynchronised with a fresh snapshot
 SNAPSHOT_RECEIPTS = 50
 CLOSING = web.AppKey("dashboard_closing", asyncio.Event)
+SSE_CLIENTS = web.AppKey("sse_clients", set)  # id() of each open stream's request
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -103,10 +106,20 @@ async def static_file(request: web.Request) -> web.Response:
 
 
 def _snapshot(svc: WarningService) -> dict[str, Any]:
-    warnings = sorted(svc.warnings.latest.values(), key=lambda e: e["sent"], reverse=True)
-    receipts = list(svc.deliveries.recent)[-SNAPSHOT_RECEIPTS:]
+    """What a new SSE client gets first: every active warning plus the newest others, up to
+    ``sse_snapshot_warnings`` in all (active ones first), and the last receipts in their public form."""
+    active = svc.warnings.active()
+    limit = max(svc.settings.sse_snapshot_warnings, len(active))
+    newest = heapq.nlargest(limit, svc.warnings.latest.values(), key=lambda e: e["sent"])
+    chosen = {e["id"]: e for e in active}
+    for e in newest:
+        if len(chosen) >= limit:
+            break
+        chosen.setdefault(e["id"], e)
+    warnings = sorted(chosen.values(), key=lambda e: e["sent"], reverse=True)
+    receipts = [public_receipt(r) for r in list(svc.deliveries.recent)[-SNAPSHOT_RECEIPTS:]]
     return {"server_time": now_iso(), "warnings": warnings,
-            "active": [e["warning_id"] for e in svc.warnings.active()], "receipts": receipts}
+            "active": [e["warning_id"] for e in active], "receipts": receipts}
 
 
 def _sse(event: str, data: Any) -> bytes:
@@ -116,6 +129,19 @@ def _sse(event: str, data: Any) -> bytes:
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events; ``EventSource`` reconnects by itself and gets a fresh snapshot on every connect."""
     svc = request.app[SVC]
+    clients = request.app[SSE_CLIENTS]
+    if len(clients) >= svc.settings.sse_max_clients:
+        resp = error_response(503, f"too many live-feed clients ({svc.settings.sse_max_clients}); retry later")
+        resp.headers["Retry-After"] = "30"
+        return resp
+    clients.add(id(request))
+    try:
+        return await _stream(request, svc)
+    finally:
+        clients.discard(id(request))
+
+
+async def _stream(request: web.Request, svc: WarningService) -> web.StreamResponse:
     closing = request.app[CLOSING]
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=QUEUE_MAX)
@@ -129,7 +155,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     def listener(kind: str, record: dict[str, Any]) -> None:
         # listeners run on the service's loop today; call_soon_threadsafe keeps this right from a thread too
-        loop.call_soon_threadsafe(put, kind, record)
+        loop.call_soon_threadsafe(put, kind, public_receipt(record) if kind == "receipt" else record)
 
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                        "X-Accel-Buffering": "no", **_SECURITY_HEADERS})
@@ -254,6 +280,7 @@ async def subscribers_health(request: web.Request) -> web.Response:
 
 def add_dashboard_routes(app: web.Application) -> None:
     app[CLOSING] = asyncio.Event()
+    app[SSE_CLIENTS] = set()
     app.on_shutdown.append(_on_shutdown)
     app.router.add_get("/", index)
     app.router.add_get("/static/{path:.+}", static_file)

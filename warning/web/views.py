@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from alerts.delivery import public_error
 from warning.shared import metrics
 from warning.shared.bus import now_iso
 from warning.shared.records import Receipt, SeenOnce, WarningEvent
@@ -19,8 +20,18 @@ from warning.shared.records import Receipt, SeenOnce, WarningEvent
 log = logging.getLogger(__name__)
 
 MAX_WARNING_HISTORIES = 5000  # warnings (with all their events) the in-memory API views keep
+PUBLIC_RECEIPT_FIELDS = ("webhook_id", "subscription_id", "department", "warning_id", "event_id", "type", "attempt",
+                         "result", "status", "latency_s", "time")
 
 Listener = Callable[[str, dict[str, Any]], None]
+
+
+def public_receipt(receipt: Receipt | dict[str, Any]) -> dict[str, Any]:
+    """A receipt as views without the token show it: its ``error`` is the outcome class (timeout, refused,
+    HTTP 503, ...), never the receiver's host, port, URL or the exception's text (issue 17)."""
+    out = {k: receipt.get(k) for k in PUBLIC_RECEIPT_FIELDS}
+    out["error"] = receipt.get("error_class") or public_error(receipt.get("error"))
+    return out
 
 
 class LiveFeed:
