@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from warning.shared.kafka_auth import KafkaAuth, KafkaConfigError
+
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_PARTITIONS = 4
 
@@ -51,6 +53,9 @@ class Settings:
     tansu_compat: bool = False  # apply the tansu ListOffsets workaround to an external broker too
     json_logs: bool | None = None  # None: JSON lines when stderr is not a terminal
     rules_path: Path | None = None  # a bureau's own rules.toml instead of the packaged one
+    kafka: KafkaAuth = field(default_factory=KafkaAuth)  # EWS_KAFKA_*: TLS and SASL to a real cluster
+    data_key: str | None = field(default=None, repr=False)  # EWS_DATA_KEY: the key ring (warning.shared.sealing)
+    data_key_file: Path | None = None  # EWS_DATA_KEY_FILE; neither: <data dir>/keys, created 0600
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -79,9 +84,18 @@ class Settings:
             "processing_guarantee": e.get("EWS_PROCESSING_GUARANTEE", "at_least_once"),
             "unhealthy_after_s": float(e.get("EWS_UNHEALTHY_AFTER", 300)),
             "endpoint_concurrency": int(e.get("EWS_ENDPOINT_CONCURRENCY", 4)),
+            "kafka": KafkaAuth.from_env(e),
+            "data_key": e.get("EWS_DATA_KEY") or None,
+            "data_key_file": Path(e["EWS_DATA_KEY_FILE"]) if e.get("EWS_DATA_KEY_FILE") else None,
         }
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)  # type: ignore[arg-type]
+
+    def check_broker(self) -> None:
+        """`ews run`: TLS or SASL settings without KAFKA_BOOTSTRAP are a mistake, not a silent PLAINTEXT."""
+        if self.kafka.protocol != "PLAINTEXT" and not self.kafka_bootstrap:
+            raise KafkaConfigError(f"EWS_KAFKA_SECURITY_PROTOCOL={self.kafka.protocol} needs KAFKA_BOOTSTRAP: "
+                                   "the broker `ews run` starts itself is PLAINTEXT on loopback only")
 
 
 def ensure_token(settings: Settings) -> tuple[str, bool]:
