@@ -45,7 +45,8 @@ def add_keys_parser(sub: Any) -> None:
                           help="also seal and sign records from before sealing (no MAC): once, on upgrade")
 
 
-def run_keys(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_keys(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     try:
         settings = Settings.from_env()
         if args.keys_command == "rotate":
