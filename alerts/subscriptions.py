@@ -1,8 +1,10 @@
 """Subscriptions: who receives which warnings, where. Validated here; stored in the compacted
-``subscriptions`` topic (key = id, value = JSON, tombstone = delete) and held in memory by every worker."""
+``subscriptions`` topic (key = id, value = JSON with the secrets sealed, tombstone = delete; every record and
+tombstone with the service's MAC) and held in memory by every worker."""
 
 from __future__ import annotations
 
+import logging
 import time
 import unicodedata
 import uuid
@@ -17,6 +19,9 @@ from alerts.signing import new_secret
 from warning.shared import metrics
 from warning.shared.bus import Topic
 from warning.shared.records import WarningLevel
+from warning.shared.sealing import Sealer, SealError, is_sealed
+
+log = logging.getLogger(__name__)
 
 DEPARTMENTS = ("agriculture", "water", "health", "relief", "other")
 FORMATS = ("json", "cap")
@@ -24,6 +29,7 @@ BASES = ("observed", "forecast")
 MSG_TYPES = ("alert", "update", "cancel")
 DEFAULT_GRACE_S = 24 * 3600  # old and new secret both sign for a day after a rotation
 DEFAULT_MAX_LIST_ITEMS = 500  # Settings.max_list_items (EWS_SUBSCRIPTION_MAX_LIST) is what the API passes
+SECRET_FIELDS = ("secret", "previous_secret")  # sealed on the topic (warning.shared.sealing), plain in memory
 
 
 class SubscriptionError(ValueError):
@@ -205,31 +211,68 @@ class SubscriptionStore:
         return len(self._subs)
 
 
+def sealed_record(sub: Subscription, sealer: Sealer) -> dict[str, Any]:
+    """The subscription as the topic stores it: its secrets sealed, bound to its id and field."""
+    d = sub.to_dict()
+    for f in SECRET_FIELDS:
+        if d.get(f):
+            d[f] = sealer.seal(d[f], f"{sub.id}:{f}")
+    return d
+
+
+def opened_record(sub_id: str, d: dict[str, Any], sealer: Sealer) -> dict[str, Any]:
+    """A topic record with its secrets opened (SealError when one cannot be). A plain ``whsec_`` secret in a
+    record that carries a valid MAC (a writer from before sealing whose record was adopted) is accepted with a
+    warning and sealed on the subscription's next write."""
+    for f in SECRET_FIELDS:
+        v = d.get(f)
+        if isinstance(v, str) and v:
+            if is_sealed(v):
+                d[f] = sealer.open(v, f"{sub_id}:{f}")
+            else:
+                log.warning("subscription %s: %s is not sealed on the topic; it is sealed on its next write",
+                            sub_id, f, extra={"subscription_id": sub_id})
+    return d
+
+
 class SubscriptionBook(SubscriptionStore):
     """The store kept from the ``subscriptions`` topic (a whole-topic mirror on every worker), plus this worker's
-    writes to it, applied at once (read-your-writes) and skipped when the mirror brings older records back."""
+    writes to it, applied at once (read-your-writes) and skipped when the mirror brings older records back.
+    Records and tombstones without the service's MAC, or with a secret that does not open, are refused."""
 
-    def __init__(self, topic: Topic) -> None:
+    def __init__(self, topic: Topic, sealer: Sealer) -> None:
         super().__init__()
-        self.topic = topic
+        self.topic, self.sealer = topic, sealer
         self._own_writes: dict[str, bytes | None] = {}  # subscription id -> value written, until mirrored back
 
-    def mirror(self, key: bytes | None, value: bytes | None) -> None:
+    def mirror(self, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
         if key is None:
             return
-        sub_id = key.decode()
+        name = self.topic.get_topic_name()
+        why = self.sealer.check(name, key, value, headers)
+        sub_id = key.decode(errors="replace")
+        try:
+            record = opened_record(sub_id, orjson.loads(value), self.sealer) if value and why is None else None
+        except (SealError, orjson.JSONDecodeError, TypeError, AttributeError) as exc:
+            why = "unsealable" if isinstance(exc, SealError) else "malformed"
+        if why is not None:
+            metrics.RECORDS_REJECTED.labels(name, why).inc()
+            log.warning("subscriptions: refusing the record for %r (%s): not applied", sub_id[:64], why)
+            return
         if sub_id in self._own_writes:
             # this worker wrote this id and applied it already: records before ours (one partition) are older
             if self._own_writes[sub_id] != value:
                 return
             del self._own_writes[sub_id]
-        self.apply(sub_id, orjson.loads(value) if value else None)
+        self.apply(sub_id, record)
         metrics.SUBSCRIPTIONS.set(len(self))
 
     async def put(self, sub: Subscription | None, sub_id: str) -> None:
-        """Create, change or (with None) delete a subscription."""
-        value = orjson.dumps(sub.to_dict()) if sub else None
+        """Create, change or (with None) delete a subscription: secrets sealed, record and tombstone MACed."""
+        value = orjson.dumps(sealed_record(sub, self.sealer)) if sub else None
         self._own_writes[sub_id] = value
-        await self.topic.send(key=sub_id.encode(), value=value)
+        key = sub_id.encode()
+        await self.topic.send(key=key, value=value,
+                              headers=self.sealer.headers(self.topic.get_topic_name(), key, value))
         self.apply(sub_id, sub.to_dict() if sub else None)
         metrics.SUBSCRIPTIONS.set(len(self))

@@ -58,10 +58,12 @@ def run_grid_ingest(paths: list[str], *, bootstrap: str | None, partitions: int 
     from kafka import KafkaProducer
 
     from ingest.kafka_producer import producer_config
+    from warning.shared.kafka_auth import KafkaAuth
 
     n_parts = partitions or int(os.environ.get("EWS_PARTITIONS", "4"))
-    ensure_topics(bootstrap, n_parts)
-    producer = KafkaProducer(**producer_config(bootstrap))
+    auth = KafkaAuth.from_env(os.environ)
+    ensure_topics(bootstrap, n_parts, auth=auth)
+    producer = KafkaProducer(**producer_config(bootstrap, auth))
     buffers: dict[int, list[dict[str, Any]]] = {}
 
     def flush(part: int) -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from warning.shared.kafka_auth import KafkaAuth
 
-def producer_config(bootstrap: str) -> dict[str, Any]:
-    """kafka-python producer settings for the obs batches (BROKER.md §1c, §3; no idempotence on tansu)."""
+
+def producer_config(bootstrap: str, auth: KafkaAuth | None = None) -> dict[str, Any]:
+    """kafka-python producer settings for the obs batches (BROKER.md §1c, §3; no idempotence on tansu), with
+    TLS and SASL from ``auth`` (default: the EWS_KAFKA_* environment)."""
+    auth = auth if auth is not None else KafkaAuth.from_env(os.environ)
     return {
+        **auth.kafka_python(),
         "bootstrap_servers": bootstrap,
         "client_id": "ews-ingest",
         "acks": "all",

@@ -695,15 +695,17 @@ def _kafka_sink(bootstrap: str, partitions: int | None, clock: Clock, partition_
 
     # A raw Metadata request bounded in time: the admin client would retry an unreachable address for ~30 s.
     servers = [s.strip() for s in bootstrap.split(",") if s.strip()]
-    if not any(metadata_ok(s, timeout_s=PROBE_TIMEOUT_S) for s in servers):
+    settings = Settings.from_env()
+    if settings.kafka.protocol == "PLAINTEXT" and not any(metadata_ok(s, timeout_s=PROBE_TIMEOUT_S)
+                                                          for s in servers):
         raise ConnectionError(f"no Kafka broker answers at {bootstrap} (probed for {PROBE_TIMEOUT_S:g} s each)")
-    wanted = partitions or Settings.from_env().partitions
-    ensure_topics(bootstrap, wanted)
+    wanted = partitions or settings.partitions
+    ensure_topics(bootstrap, wanted, auth=settings.kafka)
     if producer_factory is None:
         from kafka import KafkaProducer
 
         producer_factory = KafkaProducer
-    producer = producer_factory(**producer_config(bootstrap))
+    producer = producer_factory(**producer_config(bootstrap, settings.kafka))
     try:
         found = producer.partitions_for(OBS_TOPIC)
         actual = len(found) if found else wanted

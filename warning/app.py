@@ -36,11 +36,12 @@ from warning.pipeline import StationGrader
 from warning.rules import Rules
 from warning.shapes import region_polygon
 from warning.shared import metrics, topics
-from warning.shared.bus import DataClock, SignalSink
+from warning.shared.bus import DataClock, Headers, SignalSink
 from warning.shared.config import Settings
 from warning.shared.mirror import TopicMirror
 from warning.shared.records import Delivery, WarningEvent
 from warning.shared.regions import RegionTree, StationRegistry
+from warning.shared.sealing import KeyRing, Sealer, load_key_ring
 from warning.web.views import DeliveriesView, LiveFeed, WarningsView
 
 log = logging.getLogger(__name__)
@@ -71,15 +72,19 @@ def faust_app(settings: Settings, bootstrap: str) -> faust.App:
         broker_session_timeout=st, broker_rebalance_timeout=st, broker_heartbeat_interval=max(0.3, st / 5),
         consumer_auto_offset_reset="earliest", producer_linger=0.005, table_standby_replicas=0,
         web_enabled=False,  # the operator API is our own aiohttp server (warning.web.api)
-        web_bind="127.0.0.1")
+        web_bind="127.0.0.1",
+        broker_credentials=settings.kafka.faust_credentials())  # EWS_KAFKA_*: TLS + SASL on a real cluster
 
 
 class WarningService:
     """The wired pipeline: the faust app, its stages, and the read models the HTTP API serves."""
 
     def __init__(self, settings: Settings, bootstrap: str, registry: StationRegistry, regions: RegionTree,
-                 rules: Rules) -> None:
+                 rules: Rules, keys: KeyRing | None = None) -> None:
         self.settings, self.bootstrap = settings, bootstrap
+        if keys is None:
+            keys, _ = load_key_ring(settings.data_key, settings.data_key_file, settings.data_dir)
+        self.sealer = sealer = Sealer(keys)  # secrets sealed on `subscriptions`, MACs on control records
         self.registry, self.regions, self.rules = registry, regions, rules
         self.ready = asyncio.Event()
         self.demo_label: str | None = None  # set when the labelled demo scenario runs
@@ -94,8 +99,9 @@ class WarningService:
         def table(name: str, **kw: Any) -> Any:
             return app.Table(name, default=None, partitions=settings.partitions, **kw)
 
-        async def produce(topic: str, key: bytes, value: bytes, partition: int | None) -> None:
-            await app.producer.send(topic, key, value, partition, None, None)  # no per-message channel futures
+        async def produce(topic: str, key: bytes, value: bytes, partition: int | None,
+                          headers: Headers | None = None) -> None:
+            await app.producer.send(topic, key, value, partition, None, headers)  # no per-message channel futures
 
         t = {name: raw(name) for name in (topics.OBS, topics.OBS_REJECTED, topics.FORECAST, topics.SIGNALS,
                                           topics.WARNINGS, topics.OUTBOX, topics.DEAD, topics.RECEIPTS)}
@@ -109,9 +115,9 @@ class WarningService:
         self.warnings = WarningsView(self.feed)
         self.deliveries = DeliveriesView(self.feed)
         self.health = HealthTracker(settings.unhealthy_after_s)  # endpoint health: delivery gate and dashboard
-        self.subscriptions = SubscriptionBook(t[topics.SUBSCRIPTIONS])
+        self.subscriptions = SubscriptionBook(t[topics.SUBSCRIPTIONS], sealer)
         self.dead_letters = DeadLetters(t[topics.DEAD], t[topics.OUTBOX])
-        signals = SignalSink(produce, topics.SIGNALS, settings.partitions)
+        signals = SignalSink(produce, topics.SIGNALS, settings.partitions, sealer)
         grader = StationGrader(rules, registry, regions, self.climatology)
         self.intake = Intake(
             partitions=settings.partitions, obs_topic=t[topics.OBS], forecast_topic=t[topics.FORECAST],
@@ -137,11 +143,12 @@ class WarningService:
         app.agent(t[topics.OUTBOX], name="deliver", concurrency=8)(self.delivery.deliver)
         for i, topic in enumerate(retry_topics):
             app.agent(topic, name=f"redeliver-{i}", concurrency=4)(self.delivery.redeliver_agent(i))
+        auth = settings.kafka
         self._mirrors = [
-            TopicMirror(bootstrap, topics.SUBSCRIPTIONS, self.subscriptions.mirror),
-            TopicMirror(bootstrap, topics.WARNINGS, self.warnings.mirror, fetch_max_wait_ms=50),  # CAP links
-            TopicMirror(bootstrap, topics.RECEIPTS, self._mirror_receipt),
-            TopicMirror(bootstrap, topics.DEAD, self.dead_letters.mirror),
+            TopicMirror(bootstrap, topics.SUBSCRIPTIONS, self.subscriptions.mirror, auth=auth, with_headers=True),
+            TopicMirror(bootstrap, topics.WARNINGS, self.warnings.mirror, fetch_max_wait_ms=50, auth=auth),  # CAP
+            TopicMirror(bootstrap, topics.RECEIPTS, self._mirror_receipt, auth=auth),
+            TopicMirror(bootstrap, topics.DEAD, self.dead_letters.mirror, auth=auth),
         ]
 
     def _partition_store(self, tables: dict[str, Any]) -> PartitionStore:

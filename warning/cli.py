@@ -1,4 +1,5 @@
-"""`ews` command line: run | broker | ingest | climatology | warnings | subscribers | dead-letters | replay | token."""
+"""`ews` command line: run | broker | ingest | climatology | keys | warnings | subscribers | dead-letters |
+replay | token."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     from warning.operator_tokens import add_token_parser
 
     add_token_parser(sub)
+    from warning.keys_cli import add_keys_parser, run_keys
+
+    add_keys_parser(sub)
     args = parser.parse_args(argv)
     if getattr(args, "operator", None) is not None:
         return run_operator(args)
@@ -44,12 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from warning.service import run
 
-        settings = Settings.from_env(http_port=args.http_port, http_host=args.http_host, data_dir=args.data_dir)
+        try:
+            settings = Settings.from_env(http_port=args.http_port, http_host=args.http_host, data_dir=args.data_dir)
+        except ValueError as exc:  # KafkaConfigError names the variable; a malformed number says what it got
+            print(f"ews run: configuration: {exc}", file=sys.stderr, flush=True)
+            return 2
         return run(settings, demo=args.demo, replay_files=args.replay, replay_speed=args.replay_speed)
     if args.command == "token":
         from warning.operator_tokens import run_token
 
         return run_token(args)
+    if args.command == "keys":
+        return run_keys(args)
     if args.command == "broker":
         if os.environ.get("KAFKA_BOOTSTRAP"):
             print("KAFKA_BOOTSTRAP is set: not starting an embedded broker", file=sys.stderr)

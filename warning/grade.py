@@ -74,13 +74,18 @@ class GradeStage:
                 self.region_state[key] = state
         metrics.SIGNALS.labels("graded").inc(taken)  # folded (or dropped as malformed)
 
-    @staticmethod
-    def _by_key(events: list[Any]) -> tuple[dict[str, tuple[list[Signal], Any]], int]:
-        """The take's signals by region:hazard (in order), each with the faust event it came in; malformed
-        messages and signals are logged and dropped."""
+    def _by_key(self, events: list[Any]) -> tuple[dict[str, tuple[list[Signal], Any]], int]:
+        """The take's signals by region:hazard (in order), each with the faust event it came in; messages
+        without the service's MAC (forged: an operator cancel written straight to the topic), malformed messages
+        and signals are logged and dropped."""
         by_key: dict[str, tuple[list[Signal], Any]] = {}
         taken = 0
         for event in events:
+            why = self.signals.refused(event)
+            if why is not None:
+                log.warning("grade: refusing a signals message without a valid MAC (%s) at partition %s offset %s",
+                            why, event.message.partition, event.message.offset)
+                continue
             try:
                 msg = orjson.loads(event.value)
                 signals = msg["signals"] if isinstance(msg, dict) and "signals" in msg else [msg]
@@ -194,8 +199,7 @@ class GradeStage:
                 region_code, hazard = key.rsplit(":", 1)
                 ticks.append({"kind": "tick", "region_code": region_code, "hazard": hazard, "time": t})
             for sig in ticks:
-                metrics.SIGNALS.labels("sent").inc()
-                await self.produce(self.signals.topic, sig["region_code"].encode(), orjson.dumps(sig), None)
+                await self.signals.send_one(sig)
         except Exception:  # a timer that raises would stop the app: log and try again next tick
             log.exception("tick failed")
 
@@ -203,5 +207,4 @@ class GradeStage:
         """Cancel the warning whose latest event is ``last`` (the API finds it in its view)."""
         sig: Signal = {"kind": "operator_cancel", "region_code": last["region_code"], "hazard": last["hazard"],
                        "time": self.clock.now(), "accepted_at": time.time()}
-        metrics.SIGNALS.labels("sent").inc()
-        await self.produce(self.signals.topic, last["region_code"].encode(), orjson.dumps(sig), None)
+        await self.signals.send_one(sig)

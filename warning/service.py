@@ -20,7 +20,9 @@ from warning.kafka_node import KafkaNode
 from warning.logs import lean_log_records, logging_config
 from warning.rules import RulesError, load_rules
 from warning.shared.config import Settings, TokenError, ensure_token
+from warning.shared.kafka_auth import KafkaConfigError
 from warning.shared.regions import RegionTree, StationRegistry
+from warning.shared.sealing import DataKeyError, load_key_ring
 from warning.shared.topics import ensure_topics
 from warning.web.api import make_web_app, server_options
 
@@ -142,6 +144,13 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
         print(f"ews run: refusing to start: {exc}", file=sys.stderr, flush=True)
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:  # the data keys (sealed secrets, MACs), next to the token; and no TLS/SASL settings for a loopback broker
+        keys, keys_from = load_key_ring(settings.data_key, settings.data_key_file, settings.data_dir)
+        settings.check_broker()
+    except (DataKeyError, KafkaConfigError) as exc:
+        print(f"ews run: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(f"data keys: current {keys.current!r} of {len(keys.keys)}, from {keys_from}", flush=True)
     try:
         broker, bootstrap, broker_label = start_broker(settings)
     except (RuntimeError, TimeoutError, OSError) as exc:
@@ -149,12 +158,12 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
         return 2
     try:
         try:
-            ensure_topics(bootstrap, settings.partitions, len(settings.retry_tiers_s))
+            ensure_topics(bootstrap, settings.partitions, len(settings.retry_tiers_s), auth=settings.kafka)
         except Exception as exc:  # NoBrokersAvailable, KafkaTimeoutError, ...
             print(f"ews run: cannot reach Kafka at {bootstrap} ({type(exc).__name__}); check KAFKA_BOOTSTRAP",
                   file=sys.stderr, flush=True)
             return 2
-        svc = WarningService(settings, bootstrap, registry, regions, rules)
+        svc = WarningService(settings, bootstrap, registry, regions, rules, keys)
         svc.demo_label = _demo_label() if demo else None
         svc.broker_label = broker_label
         http = HttpServer(svc, token)

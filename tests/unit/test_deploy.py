@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+import certifi
 import pytest
 import yaml
 
@@ -25,6 +26,9 @@ DASHBOARD = DEPLOY / "grafana" / "dashboards" / "ews.json"
 K8S = DEPLOY / "k8s"
 METRICS_PY = ROOT / "warning" / "shared" / "metrics.py"
 CONFIG_PY = ROOT / "warning" / "shared" / "config.py"
+KAFKA_AUTH_PY = ROOT / "warning" / "shared" / "kafka_auth.py"
+START_KAFKA = DEPLOY / "kafka" / "start-kafka.sh"
+MAKE_SECRETS = DEPLOY / "kafka" / "make-secrets.sh"
 
 # Metrics the dashboard may use although the service does not export them: they come from a Kafka exporter, and a
 # panel using one must say so in its description.
@@ -244,8 +248,9 @@ def test_env_var_names_are_known_to_config(services: dict[str, Any], workers: di
                                            configmap: dict[str, str]) -> None:
     """A misspelt variable would be silently ignored: every EWS_/KAFKA_ name given to the service is read by
     warning/shared/config.py."""
-    known = set(re.findall(r"e\.get\(\"([A-Z0-9_]+)\"", CONFIG_PY.read_text(encoding="utf-8")))
-    assert {"KAFKA_BOOTSTRAP", "EWS_TOKEN", "EWS_STORE"} <= known
+    known = set(re.findall(r"e\.get\(\"([A-Z0-9_]+)\"",
+                           CONFIG_PY.read_text(encoding="utf-8") + KAFKA_AUTH_PY.read_text(encoding="utf-8")))
+    assert {"KAFKA_BOOTSTRAP", "EWS_TOKEN", "EWS_STORE", "EWS_KAFKA_SASL_PASSWORD_FILE", "EWS_DATA_KEY_FILE"} <= known
     given = set(configmap)
     for svc in workers.values():
         given |= set(env_of(svc))
@@ -271,33 +276,51 @@ def test_compose_has_kafka_two_workers_prometheus_grafana(services: dict[str, An
             assert (command if isinstance(command, list) else shlex.split(command)) == ["ews", "run"], name
 
 
-def test_kafka_runs_kraft_combined_single_node(kafka: tuple[str, dict[str, Any]]) -> None:
-    name, svc = kafka
-    env = env_of(svc)
-    assert not any(k.startswith("KAFKA_ZOOKEEPER") for k in env)
-    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    assert env["CLUSTER_ID"]
-    listeners = parse_listeners(env["KAFKA_LISTENERS"])
-    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
-    assert controller in listeners
-    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
-    assert set(listeners) <= set(protocols)
-    (voter,) = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
-    node_id, _, address = voter.partition("@")
-    assert node_id == env["KAFKA_NODE_ID"]
-    host, port = host_port(address)
-    assert host in (name, svc.get("hostname")) and port == listeners[controller][1]
-    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in listeners
-    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"  # one broker
+def kafka_properties() -> dict[str, str]:
+    """The broker's server.properties as deploy/kafka/start-kafka.sh writes them (the first heredoc)."""
+    text = START_KAFKA.read_text(encoding="utf-8")
+    body = text.split('cat > "$CONF" <<PROPS\n', 1)[1].split("\nPROPS\n", 1)[0]
+    return dict(line.split("=", 1) for line in body.splitlines() if line and not line.startswith("#"))
 
 
-def test_workers_join_one_group_on_the_kafka_listener(workers: dict[str, Any],
-                                                      kafka: tuple[str, dict[str, Any]]) -> None:
+def test_kafka_runs_kraft_combined_single_node_with_only_sasl_ssl_clients(kafka: tuple[str, dict[str, Any]],
+                                                                          compose: dict[str, Any]) -> None:
+    _, svc = kafka
+    props = kafka_properties()
+    assert env_of(svc)["CLUSTER_ID"]
+    assert set(props["process.roles"].split(",")) == {"broker", "controller"}
+    listeners = parse_listeners(props["listeners"].replace("://:", "://0.0.0.0:"))
+    protocols = dict(item.split(":") for item in props["listener.security.protocol.map"].split(","))
+    controller = props["controller.listener.names"]
+    assert listeners[controller][0] == "localhost"  # PLAINTEXT, but on the container's loopback only
+    (voter,) = props["controller.quorum.voters"].split(",")
+    assert voter == f"{props['node.id']}@localhost:{listeners[controller][1]}"
+    assert {protocols[n] for n in listeners if n != controller} == {"SASL_SSL"}, "no PLAINTEXT client listener"
+    assert protocols[props["inter.broker.listener.name"]] == "SASL_SSL"
+    assert props["sasl.enabled.mechanisms"] == props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    assert "ScramLoginModule" in props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    assert props["offsets.topic.replication.factor"] == "1"  # one broker
+    # the store files are the compose secrets the service mounts, made by make-secrets.sh
+    mounted = set(svc["secrets"])
+    for key in ("ssl.keystore.location", "ssl.truststore.location"):
+        secret = PurePosixPath(props[key].replace("$S", "/run/secrets")).name
+        assert secret in mounted and (COMPOSE_FILE.parent / compose["secrets"][secret]["file"]).parent.name == "secrets"
+    entry = svc["entrypoint"]
+    script = next(v.split(":")[1] for v in svc["volumes"] if v.split(":")[0] == "./kafka/start-kafka.sh")
+    assert entry[-1] == script
+    assert "--add-scram" in START_KAFKA.read_text(encoding="utf-8")
+
+
+def test_workers_connect_over_sasl_ssl_with_scram(workers: dict[str, Any], kafka: tuple[str, dict[str, Any]],
+                                                  compose: dict[str, Any], tmp_path: Path) -> None:
+    """The workers' environment, with the secret files in place, is a valid EWS_KAFKA_* configuration for the
+    broker's advertised SASL_SSL listener."""
+    from warning.shared.config import Settings
+
     kafka_name, kafka_svc = kafka
-    kenv = env_of(kafka_svc)
-    listeners = parse_listeners(kenv["KAFKA_LISTENERS"])
-    advertised = parse_listeners(kenv["KAFKA_ADVERTISED_LISTENERS"])
-    controller = kenv["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    props = kafka_properties()
+    advertised = parse_listeners(props["advertised.listeners"])
+    protocols = dict(item.split(":") for item in props["listener.security.protocol.map"].split(","))
     app_ids = set()
     for name, svc in workers.items():
         env = env_of(svc)
@@ -306,11 +329,51 @@ def test_workers_join_one_group_on_the_kafka_listener(workers: dict[str, Any],
             host, port = host_port(address)
             assert host in (kafka_name, kafka_svc.get("hostname")), f"{name}: {host} is not the kafka service"
             match = [ln for ln, (h, p) in advertised.items() if (h, p) == (host, port)]
-            assert match, f"{name}: {address} is not an advertised listener"
-            assert match[0] != controller and listeners[match[0]][1] == port
+            assert match and protocols[match[0]] == env["EWS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["EWS_KAFKA_SASL_MECHANISM"] in props["sasl.enabled.mechanisms"].split(",")
+        assert env["EWS_KAFKA_SASL_USERNAME"] == "ews" and "EWS_KAFKA_SASL_PASSWORD" not in env
+        local = {}
+        for var in ("EWS_KAFKA_SASL_PASSWORD_FILE", "EWS_KAFKA_CA_FILE", "EWS_DATA_KEY_FILE"):
+            secret = PurePosixPath(env[var])
+            assert secret.parent == PurePosixPath("/run/secrets") and secret.name in svc["secrets"], var
+            assert secret.name in compose["secrets"], var
+            local[var] = tmp_path / secret.name
+        local["EWS_KAFKA_SASL_PASSWORD_FILE"].write_text("pw\n")
+        local["EWS_KAFKA_CA_FILE"].write_bytes(Path(certifi.where()).read_bytes())  # any CA bundle
+        settings = Settings.from_env(env | {k: str(v) for k, v in local.items()})
+        creds = settings.kafka.aiokafka()
+        assert (creds["security_protocol"], creds["sasl_mechanism"], creds["sasl_plain_password"]) == (
+            "SASL_SSL", "SCRAM-SHA-512", "pw") or pytest.fail(name)
         assert kafka_name in svc["depends_on"]
         assert env.get("EWS_TANSU_COMPAT", "0") in ("0", "false", "")
     assert len(app_ids) == 1, "all workers in one consumer group"
+
+
+def test_make_secrets_makes_every_file_compose_mounts(compose: dict[str, Any], tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl")
+    script = tmp_path / "kafka" / "make-secrets.sh"
+    script.parent.mkdir()
+    shutil.copy(MAKE_SECRETS, script)
+    subprocess.run(["sh", str(script)], check=True, capture_output=True, timeout=120)
+    for name, secret in compose["secrets"].items():
+        assert (tmp_path / secret["file"]).is_file(), name
+    out = tmp_path / "kafka" / "secrets"
+    assert oct(out.stat().st_mode & 0o777) == "0o700"
+    check = subprocess.run(["openssl", "verify", "-CAfile", str(out / "ca.pem"), str(out / "broker.pem")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    san = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(out / "broker.pem")],
+                         capture_output=True, text=True).stdout
+    assert "DNS:kafka" in san
+    keystore = (out / "broker-keystore.pem").read_text()
+    assert "BEGIN PRIVATE KEY" in keystore and keystore.count("BEGIN CERTIFICATE") == 2  # PKCS#8 key + chain
+    from warning.shared.sealing import KeyRing
+
+    assert KeyRing.parse((out / "ews-data.key").read_text().splitlines(), "ews-data.key").current == "k1"
 
 
 def test_workers_keep_rocksdb_state_in_their_own_volume(compose: dict[str, Any], workers: dict[str, Any]) -> None:
@@ -558,6 +621,30 @@ def test_workload_env_from_names_exist(k8s: list[dict[str, Any]], container: dic
     assert configmap["EWS_STORE"].startswith("rocksdb://")
     assert "EWS_TOKEN" not in configmap
     assert container.get("command", ["ews", "run"]) == ["ews", "run"]
+
+
+def test_k8s_workers_connect_over_sasl_ssl(k8s: list[dict[str, Any]], workload: dict[str, Any],
+                                           container: dict[str, Any], configmap: dict[str, str],
+                                           tmp_path: Path) -> None:
+    """ConfigMap + Secret + the mounted CA make a valid SASL_SSL/SCRAM configuration with one shared key ring."""
+    from warning.shared.config import Settings
+
+    (secret,) = k8s_get(k8s, "Secret", "ews-secrets")
+    data = secret["stringData"]
+    assert {"EWS_KAFKA_SASL_PASSWORD", "EWS_DATA_KEY"} <= set(data)
+    assert not {"EWS_KAFKA_SASL_PASSWORD", "EWS_DATA_KEY"} & set(configmap), "secrets stay in the Secret"
+    ca = PurePosixPath(configmap["EWS_KAFKA_CA_FILE"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+    (vol,) = [n for n, path in mounts.items() if PurePosixPath(path) == ca.parent]
+    assert [i["path"] for i in volumes[vol]["secret"]["items"]] == [ca.name]
+    local_ca = tmp_path / "ca.crt"
+    local_ca.write_bytes(Path(certifi.where()).read_bytes())
+    env = configmap | data | {"EWS_KAFKA_CA_FILE": str(local_ca)}
+    settings = Settings.from_env(env)
+    assert (settings.kafka.protocol, settings.kafka.mechanism, settings.kafka.username) == (
+        "SASL_SSL", "SCRAM-SHA-512", "ews")
+    assert settings.data_key == data["EWS_DATA_KEY"]
 
 
 def test_services_select_the_worker_pods(k8s: list[dict[str, Any]], workload: dict[str, Any],

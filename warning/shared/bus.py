@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -16,12 +16,19 @@ from faust.streams import _current_event as faust_current_event
 
 from warning.shared import metrics
 from warning.shared.records import Signal
+from warning.shared.sealing import Sealer
 from warning.shared.times import now_iso, parse_utc
 from warning.shared.topics import partition_for
 
-# (topic name, key, value, partition or None): raw bytes straight to the producer. Offsets stay after outcomes:
-# faust flushes its producer before every commit.
-Produce = Callable[[str, bytes, bytes, int | None], Awaitable[None]]
+Headers = list[tuple[str, bytes]]
+
+
+class Produce(Protocol):
+    """(topic name, key, value, partition or None[, headers]): raw bytes straight to the producer. Offsets stay
+    after outcomes: faust flushes its producer before every commit."""
+
+    def __call__(self, topic: str, key: bytes, value: bytes, partition: int | None,
+                 headers: Headers | None = None) -> Awaitable[None]: ...
 
 
 class Topic(Protocol):
@@ -30,7 +37,7 @@ class Topic(Protocol):
     def get_topic_name(self) -> str: ...
 
     async def send(self, *, key: bytes | None = None, value: bytes | None = None,
-                   partition: int | None = None) -> Any: ...
+                   partition: int | None = None, headers: Headers | None = None) -> Any: ...
 
 
 class DataClock:
@@ -56,11 +63,26 @@ class DataClock:
 
 
 class SignalSink:
-    """Sends station signals to ``signals``: one message per partition (the region's, as the key would pick), in
-    emission order."""
+    """Sends signals to ``signals``: one message per partition (the region's, as the key would pick), in
+    emission order, each with the MAC (``ews-mac`` header) the grade agent requires."""
 
-    def __init__(self, produce: Produce, topic: str, partitions: int) -> None:
-        self.produce, self.topic, self.partitions = produce, topic, partitions
+    def __init__(self, produce: Produce, topic: str, partitions: int, sealer: Sealer) -> None:
+        self.produce, self.topic, self.partitions, self.sealer = produce, topic, partitions, sealer
+
+    async def send_one(self, sig: Signal) -> None:
+        """One bare signal (a tick, an operator cancel) keyed by its region."""
+        metrics.SIGNALS.labels("sent").inc()
+        key, value = sig["region_code"].encode(), orjson.dumps(sig)
+        await self.produce(self.topic, key, value, None, self.sealer.headers(self.topic, key, value))
+
+    def refused(self, event: Any) -> str | None:
+        """Why a consumed ``signals`` message is refused (no valid MAC), or None: counted and logged (topic,
+        partition, offset and reason only), never graded."""
+        msg = event.message
+        why = self.sealer.check(self.topic, msg.key, msg.value, msg.headers)
+        if why is not None:
+            metrics.RECORDS_REJECTED.labels(self.topic, why).inc()
+        return why
 
     async def send(self, signals: list[Signal]) -> None:
         if not signals:
@@ -70,7 +92,8 @@ class SignalSink:
             by_part.setdefault(partition_for(sig["region_code"], self.partitions), []).append(sig)
         for p, sigs in by_part.items():
             metrics.SIGNALS.labels("sent").inc(len(sigs))
-            await self.produce(self.topic, sigs[0]["region_code"].encode(), orjson.dumps({"signals": sigs}), p)
+            key, value = sigs[0]["region_code"].encode(), orjson.dumps({"signals": sigs})
+            await self.produce(self.topic, key, value, p, self.sealer.headers(self.topic, key, value))
 
 
 @contextlib.contextmanager

@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from warning.shared.kafka_auth import KafkaAuth, KafkaConfigError
+
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_PARTITIONS = 4
 MIN_TOKEN_BYTES = 32  # an operator token shorter than this (or empty) is refused at start
@@ -67,6 +69,9 @@ class Settings:
     auth_failures: int = 10  # failed bearer tokens per client address within auth_window_s before 429
     auth_window_s: float = 60.0
     metrics_token_required: bool = False  # EWS_METRICS_TOKEN_REQUIRED: GET /metrics needs a token
+    kafka: KafkaAuth = field(default_factory=KafkaAuth)  # EWS_KAFKA_*: TLS and SASL to a real cluster
+    data_key: str | None = field(default=None, repr=False)  # EWS_DATA_KEY: the key ring (warning.shared.sealing)
+    data_key_file: Path | None = None  # EWS_DATA_KEY_FILE; neither: <data dir>/keys, created 0600
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -105,9 +110,18 @@ class Settings:
             "auth_failures": int(e.get("EWS_AUTH_FAILURES", 10)),
             "auth_window_s": float(e.get("EWS_AUTH_WINDOW", 60)),
             "metrics_token_required": _tristate(e.get("EWS_METRICS_TOKEN_REQUIRED", "")) or False,
+            "kafka": KafkaAuth.from_env(e),
+            "data_key": e.get("EWS_DATA_KEY") or None,
+            "data_key_file": Path(e["EWS_DATA_KEY_FILE"]) if e.get("EWS_DATA_KEY_FILE") else None,
         }
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)  # type: ignore[arg-type]
+
+    def check_broker(self) -> None:
+        """`ews run`: TLS or SASL settings without KAFKA_BOOTSTRAP are a mistake, not a silent PLAINTEXT."""
+        if self.kafka.protocol != "PLAINTEXT" and not self.kafka_bootstrap:
+            raise KafkaConfigError(f"EWS_KAFKA_SECURITY_PROTOCOL={self.kafka.protocol} needs KAFKA_BOOTSTRAP: "
+                                   "the broker `ews run` starts itself is PLAINTEXT on loopback only")
 
     @property
     def public_base_url(self) -> str:

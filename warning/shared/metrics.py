@@ -29,6 +29,8 @@ SUBSCRIPTIONS = Gauge("ews_subscriptions", "Subscriptions known to this worker")
 QC_FLAGGED = Counter("ews_qc_flagged_values_total", "Observation values flagged by quality control (kept, not graded)")
 SIGNALS = Counter("ews_signals_total", "Signals (station levels, ticks, operator actions) sent to and graded from "
                   "the signals topic", ["stage"])
+RECORDS_REJECTED = Counter("ews_control_records_rejected_total", "Control records (subscriptions, signals) refused "
+                           "for a missing or invalid MAC or secret seal", ["topic", "reason"])
 CONSUMER_LAG = Gauge("ews_consumer_lag_records", "Records not yet processed on this worker's partitions", ["topic"])
 
 

@@ -13,6 +13,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from warning.shared.kafka_auth import KafkaAuth
+
 log = logging.getLogger(__name__)
 
 # How long an idle fetch waits at the broker, by default: each idle mirror at 50 ms cost ~2 % of a core in fetch
@@ -21,9 +23,15 @@ FETCH_MAX_WAIT_MS = 250
 
 
 class TopicMirror:
-    def __init__(self, bootstrap: str, topic: str, apply: Callable[[bytes | None, bytes | None], None],
-                 fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
+    """``apply(key, value)``, or ``apply(key, value, headers)`` with ``with_headers`` (records whose MAC is
+    checked: ``subscriptions``)."""
+
+    def __init__(self, bootstrap: str, topic: str, apply: Callable[..., None],
+                 fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS, *, auth: KafkaAuth | None = None,
+                 with_headers: bool = False) -> None:
         self.bootstrap = bootstrap
+        self.auth = auth or KafkaAuth()
+        self.with_headers = with_headers
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.topic = topic
         self.apply = apply
@@ -43,7 +51,7 @@ class TopicMirror:
         while True:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                         auto_offset_reset="earliest",
-                                        fetch_max_wait_ms=self.fetch_max_wait_ms)
+                                        fetch_max_wait_ms=self.fetch_max_wait_ms, **self.auth.aiokafka())
             try:
                 await consumer.start()
                 parts = consumer.partitions_for_topic(self.topic)
@@ -59,7 +67,10 @@ class TopicMirror:
                     for records in batches.values():
                         for rec in records:
                             try:
-                                self.apply(rec.key, rec.value)
+                                if self.with_headers:
+                                    self.apply(rec.key, rec.value, rec.headers)
+                                else:
+                                    self.apply(rec.key, rec.value)
                             except Exception:  # a bad record must not stop the mirror
                                 log.exception("mirror %s: cannot apply record at offset %s", self.topic,
                                               rec.offset)

@@ -11,6 +11,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from warning.shared.kafka_auth import KafkaAuth
+
 log = logging.getLogger(__name__)
 
 OBS = "obs"
@@ -44,11 +46,16 @@ def retry_tier(i: int) -> str:
     return f"{RETRY}.{i}"
 
 
-def ensure_topics(bootstrap: str, partitions: int, retry_tiers: int = 6) -> list[str]:
-    """Create missing topics; existing ones are left as they are. Returns the names created."""
-    if not any(metadata_ok(server.strip(), timeout_s=3.0) for server in bootstrap.split(",") if server.strip()):
+def ensure_topics(bootstrap: str, partitions: int, retry_tiers: int = 6, auth: KafkaAuth | None = None
+                  ) -> list[str]:
+    """Create missing topics; existing ones are left as they are. Returns the names created. (The raw metadata
+    probe speaks PLAINTEXT only; over TLS or SASL the admin client's own connection errors say it.)"""
+    auth = auth or KafkaAuth()
+    if auth.protocol == "PLAINTEXT" and not any(
+            metadata_ok(server.strip(), timeout_s=3.0) for server in bootstrap.split(",") if server.strip()):
         raise ConnectionError(f"no broker answers a metadata request at {bootstrap}")
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ews-admin", request_timeout_ms=10000)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ews-admin", request_timeout_ms=10000,
+                             **auth.kafka_python())
     try:
         existing = set(admin.list_topics())
         new = [

@@ -1,0 +1,219 @@
+"""The service's data keys: webhook secrets encrypted at rest in ``subscriptions`` and a MAC on every control
+record (``subscriptions`` records and tombstones, every ``signals`` message), so write access to the broker is
+not a way to read secrets, cancel a warning or inject a subscription (docs/ARCHITECTURE.md "Data keys").
+
+A key ring is a current key id plus older keys kept for reading. It comes from ``EWS_DATA_KEY``
+(``id:base64url,...``, the first current), else the file ``EWS_DATA_KEY_FILE``, else ``<data dir>/keys``, created
+0600 with one random key on first start (as the token file). A file holds one ``id base64url-key`` per line, the
+first current; ``ews keys rotate`` puts a new key first.
+
+Only the standard library: ``cryptography`` is not in the service's environment. A secret is sealed by
+encrypt-then-MAC with keys derived per purpose by HMAC-SHA256 from the ring key: the key stream is HMAC-SHA256 in
+counter mode over a random 16-byte nonce (a PRF in CTR mode), the tag HMAC-SHA256 over version, key id, context
+(subscription id and field), nonce and ciphertext. The format is versioned (``sealed:v1:``) so an AES-GCM ``v2`` can
+be added beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+MAC_HEADER = "ews-mac"
+SEALED_PREFIX = "sealed:v1:"
+_KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_NONCE = 16
+_TAG = 32
+
+
+class DataKeyError(ValueError):
+    """A malformed or missing data key; the message says where it came from and never contains a key."""
+
+
+class SealError(ValueError):
+    """A sealed value that cannot be opened: unknown key id, wrong context or tampered bytes."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    current: str
+    keys: Mapping[str, bytes]  # key id -> 32 random bytes; the current one included
+
+    @classmethod
+    def parse(cls, entries: Iterable[str], where: str) -> KeyRing:
+        """``id key`` or ``id:key`` entries (base64url, 32 bytes), the first the current key."""
+        keys: dict[str, bytes] = {}
+        for n, entry in enumerate(entries, 1):
+            entry = entry.strip()
+            if not entry or entry.startswith("#"):
+                continue
+            kid, _, raw = entry.replace(":", " ", 1).partition(" ")
+            kid, raw = kid.strip(), raw.strip()
+            if not _KEY_ID.match(kid):
+                raise DataKeyError(f"{where}: entry {n}: a key id is 1-32 letters, digits, '_', '-' or '.'")
+            try:
+                key = _unb64(raw)
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != 32:
+                raise DataKeyError(f"{where}: key {kid!r} is not 32 bytes of base64url")
+            if kid in keys:
+                raise DataKeyError(f"{where}: key id {kid!r} appears twice")
+            keys[kid] = key
+        if not keys:
+            raise DataKeyError(f"{where}: no key")
+        return cls(next(iter(keys)), keys)
+
+    @classmethod
+    def generate(cls, kid: str = "k1") -> KeyRing:
+        return cls(kid, {kid: secrets.token_bytes(32)})
+
+    def rotated(self) -> KeyRing:
+        """A new current key (id ``k<n+1>``), every older key kept for reading."""
+        n = 1 + max((int(k[1:]) for k in self.keys if re.fullmatch(r"k\d+", k)), default=0)
+        kid = f"k{n}"
+        return KeyRing(kid, {kid: secrets.token_bytes(32), **self.keys})
+
+    def to_text(self) -> str:
+        order = [self.current, *(k for k in self.keys if k != self.current)]
+        return "".join(f"{k} {_b64(self.keys[k])}\n" for k in order)
+
+
+def write_key_file(path: Path, ring: KeyRing) -> None:
+    """Write the ring 0600 (atomically: a new file renamed over the old)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(ring.to_text())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def load_key_ring(data_key: str | None, key_file: Path | None, data_dir: Path) -> tuple[KeyRing, str]:
+    """(the ring, where it came from): ``EWS_DATA_KEY``, else ``EWS_DATA_KEY_FILE`` (must exist), else
+    ``<data dir>/keys``, created 0600 with one new key when missing."""
+    if data_key:
+        return KeyRing.parse(data_key.split(","), "EWS_DATA_KEY"), "EWS_DATA_KEY"
+    if key_file is not None:
+        if not key_file.is_file():
+            raise DataKeyError(f"EWS_DATA_KEY_FILE: {key_file} does not exist")
+        return KeyRing.parse(key_file.read_text().splitlines(), str(key_file)), str(key_file)
+    path = data_dir / "keys"
+    if not path.exists():
+        write_key_file(path, KeyRing.generate())
+        return KeyRing.parse(path.read_text().splitlines(), str(path)), f"{path} (new)"
+    return KeyRing.parse(path.read_text().splitlines(), str(path)), str(path)
+
+
+def _derive(key: bytes, purpose: bytes) -> bytes:
+    return hmac.new(key, b"ews/v1/" + purpose, hashlib.sha256).digest()
+
+
+def _stream(key: bytes, nonce: bytes, n: int) -> bytes:
+    blocks = (hmac.new(key, nonce + struct.pack(">I", i), hashlib.sha256).digest() for i in range(0, n // 32 + 1))
+    return b"".join(blocks)[:n]
+
+
+def canonical(topic: str, key: bytes | None, value: bytes | None) -> bytes:
+    """The bytes a record's MAC covers: topic, key and value (a tombstone distinct from an empty value)."""
+    k, v = key if key is not None else b"", value if value is not None else b""
+    return b"".join((b"ews-record-v1\0", topic.encode(), b"\0", struct.pack(">q", len(k) if key is not None else -1),
+                     k, struct.pack(">q", len(v) if value is not None else -1), v))
+
+
+def header_value(headers: object, name: str = MAC_HEADER) -> bytes | None:
+    """The value of header ``name`` from a Kafka record's headers (a list of pairs or a mapping)."""
+    items = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for k, v in items:  # type: ignore[attr-defined]
+        if k == name:
+            return bytes(v) if v is not None else None
+    return None
+
+
+class Sealer:
+    """Seals and opens secrets, signs and checks records, with one key ring."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+        self._enc = {k: _derive(v, b"secret-stream") for k, v in ring.keys.items()}
+        self._auth = {k: _derive(v, b"secret-tag") for k, v in ring.keys.items()}
+        self._mac = {k: _derive(v, b"record-mac") for k, v in ring.keys.items()}
+
+    # ----------------------------------------------------------------------------------------- secrets at rest
+    def seal(self, plain: str, context: str) -> str:
+        kid = self.ring.current
+        nonce = secrets.token_bytes(_NONCE)
+        data = plain.encode()
+        ct = bytes(a ^ b for a, b in zip(data, _stream(self._enc[kid], nonce, len(data)), strict=True))
+        return f"{SEALED_PREFIX}{kid}:{_b64(nonce + ct + self._tag(kid, context, nonce, ct))}"
+
+    def open(self, sealed: str, context: str) -> str:
+        if not is_sealed(sealed):
+            raise SealError("not a sealed value")
+        kid, _, body = sealed[len(SEALED_PREFIX):].partition(":")
+        if kid not in self._enc:
+            raise SealError(f"sealed with key {kid!r}, which is not in the key ring")
+        try:
+            raw = _unb64(body)
+        except (binascii.Error, ValueError):
+            raise SealError("malformed sealed value") from None
+        nonce, ct, tag = raw[:_NONCE], raw[_NONCE:-_TAG], raw[-_TAG:]
+        if len(raw) < _NONCE + _TAG or not hmac.compare_digest(tag, self._tag(kid, context, nonce, ct)):
+            raise SealError("the sealed value fails its check (tampered, or sealed for another record)")
+        plain = bytes(a ^ b for a, b in zip(ct, _stream(self._enc[kid], nonce, len(ct)), strict=True))
+        return plain.decode()
+
+    def _tag(self, kid: str, context: str, nonce: bytes, ct: bytes) -> bytes:
+        msg = b"\0".join((b"v1", kid.encode(), context.encode(), nonce)) + ct
+        return hmac.new(self._auth[kid], msg, hashlib.sha256).digest()
+
+    # ----------------------------------------------------------------------------------------- record MACs
+    def mac(self, topic: str, key: bytes | None, value: bytes | None) -> bytes:
+        """The ``ews-mac`` header value: ``<key id>:<hex HMAC-SHA256>`` with the current key."""
+        kid = self.ring.current
+        return f"{kid}:{self._digest(kid, topic, key, value)}".encode()
+
+    def headers(self, topic: str, key: bytes | None, value: bytes | None) -> list[tuple[str, bytes]]:
+        return [(MAC_HEADER, self.mac(topic, key, value))]
+
+    def check(self, topic: str, key: bytes | None, value: bytes | None, headers: object) -> str | None:
+        """None when the record carries a valid MAC from a key of the ring, else why not (missing, unknown_key,
+        bad_mac): the reason is a metric label and never contains record bytes."""
+        got = header_value(headers)
+        if got is None:
+            return "missing"
+        kid, _, digest = got.decode(errors="replace").partition(":")
+        if kid not in self._mac:
+            return "unknown_key"
+        if not hmac.compare_digest(digest.encode(), self._digest(kid, topic, key, value).encode()):
+            return "bad_mac"
+        return None
+
+    def _digest(self, kid: str, topic: str, key: bytes | None, value: bytes | None) -> str:
+        return hmac.new(self._mac[kid], canonical(topic, key, value), hashlib.sha256).hexdigest()
+
+
+def is_sealed(value: str) -> bool:
+    return value.startswith(SEALED_PREFIX)
+
+
+def sealed_key_id(value: str) -> str | None:
+    return value[len(SEALED_PREFIX):].partition(":")[0] if is_sealed(value) else None
