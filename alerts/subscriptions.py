@@ -15,7 +15,7 @@ import orjson
 from alerts.signing import new_secret
 from warning.shared import metrics
 from warning.shared.bus import Topic
-from warning.shared.records import WarningLevel
+from warning.shared.records import ACTUAL, STATUSES, WarningLevel
 
 DEPARTMENTS = ("agriculture", "water", "health", "relief", "other")
 FORMATS = ("json", "cap")
@@ -41,6 +41,8 @@ class Subscription:
     format: str = "json"
     basis: list[str] = field(default_factory=list)  # empty: observed and forecast
     msg_types: list[str] = field(default_factory=list)  # empty: alert, update and cancel
+    # which statuses it receives: actual only unless it opts in to exercise (drills, demos) or test messages
+    statuses: list[str] = field(default_factory=lambda: [ACTUAL])
     active: bool = True
     paused_reason: str | None = None
     previous_secret: str | None = None
@@ -78,7 +80,8 @@ def _str_list(raw: dict[str, Any], key: str) -> list[str]:
     return [str(x) for x in v]
 
 
-EDITABLE = ("name", "department", "url", "regions", "hazards", "min_level", "format", "basis", "msg_types")
+EDITABLE = ("name", "department", "url", "regions", "hazards", "min_level", "format", "basis", "msg_types",
+            "statuses")
 
 
 def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_hazards: set[str],
@@ -136,6 +139,13 @@ def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_ha
             if bad:
                 raise SubscriptionError(f"{key}: {bad[0]!r} is not one of {', '.join(allowed)}")
             out[key] = values
+    if "statuses" in raw or not partial:
+        statuses = _str_list(raw, "statuses") if "statuses" in raw else [ACTUAL]
+        bad = [v for v in statuses if v not in STATUSES]
+        if bad or not statuses:
+            raise SubscriptionError(f"statuses: a non-empty list of {', '.join(STATUSES)}"
+                                    + (f" ({bad[0]!r} is not one)" if bad else ""))
+        out["statuses"] = list(dict.fromkeys(statuses))
     return out
 
 
