@@ -27,9 +27,11 @@ $(KAFKA_LIBS)/.resolved: deploy/kafka/pom.xml
 kafka: $(STAMP)
 	@$(MAKE) --no-print-directory $(KAFKA_LIBS)/.resolved
 
-# `make run` replays the labelled demo scenario; `make run FILE=station.dly` replays your file instead.
+# `make run` replays the labelled demo scenario; `make run FILE=station.dly` replays your file instead, as an
+# exercise (drill warnings, CAP status Exercise) unless STATUS=actual; AS_STATION=52889 replays a file of a station
+# outside the registry (e.g. an ISD-Lite file of another country) as that registry station.
 run: $(STAMP) kafka
-	$(BIN)/ews run $(if $(FILE),--replay $(FILE),--demo)
+	$(BIN)/ews run $(if $(FILE),--replay $(FILE),--demo)$(if $(AS_STATION), --as-station $(AS_STATION))$(if $(STATUS), --status $(STATUS))
 
 test: $(STAMP) chromium kafka
 	$(BIN)/python -m pytest -q

@@ -10,14 +10,17 @@ import orjson
 
 from alerts.subscriptions import Subscription
 from warning.shared.bus import Topic
-from warning.shared.records import NAMESPACE, Delivery, WarningEvent, WarningLevel
+from warning.shared.records import NAMESPACE, Delivery, WarningEvent, WarningLevel, status_of
 
 Covers = Callable[[str, str], bool]  # (filter region code, event region code) -> bool
 
 
 def matches(sub: Subscription, event: Mapping[str, Any], covers: Covers) -> bool:
     """Whether ``event`` passes ``sub``'s filters. A paused subscription still matches: its deliveries are held
-    (parked as "subscription paused") and sent on resume, never dropped."""
+    (parked as "subscription paused") and sent on resume, never dropped. Exercise and test events match only a
+    subscription that opted in to their status."""
+    if status_of(event) not in sub.statuses:
+        return False
     if sub.hazards and event["hazard"] not in sub.hazards:
         return False
     if WarningLevel.parse(event["level"]) < WarningLevel.parse(sub.min_level):

@@ -18,7 +18,7 @@ import orjson
 from alerts.signing import new_secret
 from warning.shared import metrics
 from warning.shared.bus import Topic
-from warning.shared.records import WarningLevel
+from warning.shared.records import ACTUAL, STATUSES, WarningLevel
 from warning.shared.sealing import Sealer, SealError, is_sealed
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class Subscription:
     format: str = "json"
     basis: list[str] = field(default_factory=list)  # empty: observed and forecast
     msg_types: list[str] = field(default_factory=list)  # empty: alert, update and cancel
+    # which statuses it receives: actual only unless it opts in to exercise (drills, demos) or test messages
+    statuses: list[str] = field(default_factory=lambda: [ACTUAL])
     active: bool = True
     paused_reason: str | None = None
     previous_secret: str | None = None
@@ -94,7 +96,8 @@ def printable(text: str) -> str:
     return "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf"))
 
 
-EDITABLE = ("name", "department", "url", "regions", "hazards", "min_level", "format", "basis", "msg_types")
+EDITABLE = ("name", "department", "url", "regions", "hazards", "min_level", "format", "basis", "msg_types",
+            "statuses")
 
 
 def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_hazards: set[str],
@@ -154,6 +157,13 @@ def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_ha
             if bad:
                 raise SubscriptionError(f"{key}: {bad[0]!r} is not one of {', '.join(allowed)}")
             out[key] = values
+    if "statuses" in raw or not partial:
+        statuses = _str_list(raw, "statuses", max_list_items) if "statuses" in raw else [ACTUAL]
+        bad = [v for v in statuses if v not in STATUSES]
+        if bad or not statuses:
+            raise SubscriptionError(f"statuses: a non-empty list of {', '.join(STATUSES)}"
+                                    + (f" ({bad[0]!r} is not one)" if bad else ""))
+        out["statuses"] = list(dict.fromkeys(statuses))
     return out
 
 

@@ -28,7 +28,7 @@ from ingest.validate import (
     parse_time,
     validate_observation,
 )
-from warning.shared.records import OBSERVATION_ELEMENTS
+from warning.shared.records import ACTUAL, OBSERVATION_ELEMENTS, STATUSES
 
 ELEMENTS: tuple[str, ...] = tuple(OBSERVATION_ELEMENTS)
 _NUMBER = (float, int, type(None))
@@ -217,15 +217,25 @@ class BatchError(ValueError):
 @dataclass(slots=True)
 class ObservationBatch:
     """A decoded ``obs`` message: its valid rows as columns, the rejected rows with reasons, ``record(i)`` (row i
-    as received, for dead letters) and ``accepted_at`` (when the API or ingest took it; None if not given)."""
+    as received, for dead letters), ``accepted_at`` (when the API or ingest took it; None if not given) and
+    ``status`` (actual, exercise or test: the whole batch's)."""
 
     columns: ObservationColumns
     rejected: list[tuple[int, str]]
     record: Callable[[int], Any]
     accepted_at: float | None
+    status: str = ACTUAL
 
 
-_ENVELOPE = frozenset({"accepted_at", "observations", "columns"})
+_ENVELOPE = frozenset({"accepted_at", "status", "observations", "columns"})
+
+
+def envelope_status(msg: dict[str, Any]) -> str:
+    """The batch's status (absent: actual), or BatchError: a batch is live or a drill as a whole."""
+    status = msg.get("status", ACTUAL)
+    if status not in STATUSES:
+        raise BatchError(f"malformed (status: {str(status)[:20]!r} is not one of {', '.join(STATUSES)})")
+    return str(status)
 
 
 def decode_batch(value: bytes | None, *, known_station: Callable[[str], bool] | None = None,
@@ -254,6 +264,7 @@ def decode_batch(value: bytes | None, *, known_station: Callable[[str], bool] | 
         accepted_at = float(msg["accepted_at"]) if "accepted_at" in msg else None
     except (TypeError, ValueError) as exc:
         raise BatchError(f"malformed (accepted_at: {exc})") from None
+    status = envelope_status(msg)
     if ("observations" in msg) == ("columns" in msg):
         raise BatchError("malformed (expected one of 'observations' or 'columns')")
     if "observations" in msg:
@@ -261,10 +272,10 @@ def decode_batch(value: bytes | None, *, known_station: Callable[[str], bool] | 
         if type(rows) is not list:
             raise BatchError("malformed (observations is not a list)")
         cols, rejected = observation_columns(rows, known_station=known_station, now=now)
-        return ObservationBatch(cols, rejected, rows.__getitem__, accepted_at)
+        return ObservationBatch(cols, rejected, rows.__getitem__, accepted_at, status)
     columns = _column_lists(msg["columns"])
     cols, rejected = column_observations(columns, known_station=known_station, now=now)
-    return ObservationBatch(cols, rejected, partial(column_row, columns), accepted_at)
+    return ObservationBatch(cols, rejected, partial(column_row, columns), accepted_at, status)
 
 
 def _column_lists(columns: Any) -> dict[str, list[Any]]:
@@ -276,11 +287,16 @@ def _column_lists(columns: Any) -> dict[str, list[Any]]:
     return columns
 
 
-def encode_batch(batch: Sequence[dict[str, Any]], accepted_at: float) -> bytes:
-    """A batch of Observation dicts as an ``obs`` message in column form (the fields any row has)."""
+def encode_batch(batch: Sequence[dict[str, Any]], accepted_at: float, status: str = ACTUAL) -> bytes:
+    """A batch of Observation dicts as an ``obs`` message in column form (the fields any row has); ``status``
+    is written only when it is not actual (the envelope every earlier reader knows)."""
     present: set[str] = set().union(*batch)
     keys = [k for k in _FIELD_ORDER if k in present] + sorted(present - _FIELD_SET)
-    return orjson.dumps({"accepted_at": accepted_at, "columns": {k: [o.get(k) for o in batch] for k in keys}})
+    msg: dict[str, Any] = {"accepted_at": accepted_at}
+    if status != ACTUAL:
+        msg["status"] = status
+    msg["columns"] = {k: [o.get(k) for o in batch] for k in keys}
+    return orjson.dumps(msg)
 
 
 def batch_rows(msg: Any) -> list[Any]:

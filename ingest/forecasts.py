@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import IO, Any
@@ -39,7 +40,7 @@ def forecast_points(paths: list[str], registry: StationRegistry, stats: dict[str
 
 
 def run_grid_ingest(paths: list[str], *, bootstrap: str | None, partitions: int | None, dry_run: bool,
-                    out: IO[str], err: IO[str]) -> int:
+                    out: IO[str], err: IO[str], status: str = "actual") -> int:
     registry = StationRegistry.load()
     stats: dict[str, Any] = {"read": 0, "published": 0, "rejected": 0, "errors": [], "skipped_stations": 0}
     if dry_run:
@@ -69,8 +70,10 @@ def run_grid_ingest(paths: list[str], *, bootstrap: str | None, partitions: int 
     def flush(part: int) -> None:
         batch = buffers.pop(part, [])
         if batch:
-            producer.send(FORECAST, value=orjson.dumps({"points": batch}), key=batch[0]["station_id"].encode(),
-                          partition=part)
+            msg: dict[str, Any] = {"points": batch, "accepted_at": time.time()}
+            if status != "actual":  # the batch's status (ews ingest --status): absent is actual
+                msg["status"] = status
+            producer.send(FORECAST, value=orjson.dumps(msg), key=batch[0]["station_id"].encode(), partition=part)
             stats["published"] += len(batch)
 
     try:

@@ -18,7 +18,7 @@ from ingest.partition_state import copy_columns
 from ingest.partition_store import PartitionStore, report_by_report
 from warning.shared import metrics
 from warning.shared.bus import DataClock, SignalSink, Topic, held_offsets, key_event, now_iso
-from warning.shared.records import Signal
+from warning.shared.records import ACTUAL, STATUSES, Signal
 from warning.shared.topics import partition_for
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,12 @@ class StationGrading(Protocol):
 
     def observe_columns(self, state: Any, cols: Any, **extra: Any) -> tuple[int, int, list[Any]]: ...
 
-    def forecast(self, p: dict[str, Any]) -> list[Any]: ...
+    def forecast(self, p: dict[str, Any], **extra: Any) -> list[Any]: ...
+
+
+def status_fields(status: str) -> dict[str, str]:
+    """What a signal carries of its report's status: nothing for actual (the signals every reader knows)."""
+    return {} if status == ACTUAL else {"status": status}
 
 
 def safe_dump(value: Any, limit: int = 65536) -> bytes:
@@ -69,22 +74,24 @@ class Intake:
         self.partitions = partitions
         self.obs_topic, self.forecast_topic = obs_topic, forecast_topic
         self.rejects, self.store, self.grader = rejects, store, grader
+        # exercise and test reports fold into station states of their own (PartitionStore.namespaced)
+        self.stores = {status: store if status == ACTUAL else store.namespaced(status) for status in STATUSES}
         self.signals, self.clock = signals, clock
         self.known_station = known_station
 
     # ---- producing (the push API) ------------------------------------------------------------------------
-    async def publish_observations(self, observations: list[dict[str, Any]]) -> None:
+    async def publish_observations(self, observations: list[dict[str, Any]], status: str = ACTUAL) -> None:
         """Group by partition and send one batch message per partition (batches make a worker fast). The key
-        is the batch's first station, the partition is explicit."""
+        is the batch's first station, the partition is explicit; ``status`` applies to the whole batch."""
         accepted_at = time.time()
         for p, chunk in self._chunks(observations):
-            await self.obs_topic.send(key=chunk[0]["station_id"].encode(), value=encode_batch(chunk, accepted_at),
-                                      partition=p)
+            await self.obs_topic.send(key=chunk[0]["station_id"].encode(),
+                                      value=encode_batch(chunk, accepted_at, status), partition=p)
 
-    async def publish_forecasts(self, points: list[dict[str, Any]]) -> None:
+    async def publish_forecasts(self, points: list[dict[str, Any]], status: str = ACTUAL) -> None:
         for p, chunk in self._chunks(points):
-            await self.forecast_topic.send(key=chunk[0]["station_id"].encode(),
-                                           value=orjson.dumps({"points": chunk}), partition=p)
+            msg: dict[str, Any] = {"points": chunk, **status_fields(status), "accepted_at": time.time()}
+            await self.forecast_topic.send(key=chunk[0]["station_id"].encode(), value=orjson.dumps(msg), partition=p)
 
     def _chunks(self, records: list[dict[str, Any]]) -> list[tuple[int, list[dict[str, Any]]]]:
         parts: dict[int, list[dict[str, Any]]] = {}
@@ -127,41 +134,43 @@ class Intake:
         batch's delta (and, now and then, a snapshot of the state). Returns the station signals."""
         cols = batch.columns
         accepted_at = batch.accepted_at if batch.accepted_at is not None else time.time()
+        store = self.stores[batch.status]
         for i, reason in batch.rejected:  # the topic is open to any producer: the same checks as the push API
             obs = batch.record(i)
             sid = obs.get("station_id", "?") if isinstance(obs, dict) else "?"
             await self.reject(safe_dump(obs), reason, "obs-topic", str(sid)[:64])
         if not len(cols):
             return []
-        ps = self.store.get(part)
+        ps = store.get(part)
         raw_cols = copy_columns(cols)  # before QC: what the delta records and a replay folds in again
-        hard, cols = self.store.quality_control(ps.qc, cols)
+        hard, cols = store.quality_control(ps.qc, cols)
         for i, reason in hard:
             await self.reject(safe_dump(batch.record(int(raw_cols.rows[i]))), f"qc: {reason}", "obs-topic",
                               raw_cols.station_ids[i])
+        extra = {"accepted_at": accepted_at, **status_fields(batch.status)}
         try:  # the fast path: the whole batch at once
-            applied, stale, signals = self.grader.observe_columns(ps.columns, cols, accepted_at=accepted_at)
+            applied, stale, signals = self.grader.observe_columns(ps.columns, cols, **extra)
         except Exception:  # a bug or an odd value: start again from the stored state, one report at a time
             log.warning("observations: batch path failed; grading record by record", exc_info=True)
-            applied, stale, signals = await self._grade_one_by_one(part, raw_cols, accepted_at)
+            applied, stale, signals = await self._grade_one_by_one(store, part, raw_cols, extra)
         metrics.OBS_PROCESSED.inc(applied)
         metrics.OBS_STALE.inc(stale)
         if len(cols):
             self.clock.advance(max(cols.times))
         try:
-            self.store.store(part, self.store.partitions[part], raw_cols)
+            store.store(part, store.partitions[part], raw_cols)
         except Exception as exc:  # a state that cannot be stored must not kill the agent
             log.exception("observations: cannot store partition state")
             await self.reject(raw[:65536], f"state: cannot store ({exc})", "obs-topic")
             return []
         return signals
 
-    async def _grade_one_by_one(self, part: int, raw_cols: ObservationColumns, accepted_at: float
-                                ) -> tuple[int, int, list[Signal]]:
-        ps = self.store.get(part, reload=True)
-        _, cols = self.store.quality_control(ps.qc, copy_columns(raw_cols))
+    async def _grade_one_by_one(self, store: PartitionStore, part: int, raw_cols: ObservationColumns,
+                                extra: dict[str, Any]) -> tuple[int, int, list[Signal]]:
+        ps = store.get(part, reload=True)
+        _, cols = store.quality_control(ps.qc, copy_columns(raw_cols))
         done, failed = report_by_report(
-            ps, cols, lambda one: self.grader.observe_columns(ps.columns, one, accepted_at=accepted_at))
+            ps, cols, lambda one: self.grader.observe_columns(ps.columns, one, **extra))
         for one, exc in failed:  # one bad record never stops the batch or the worker
             await self.reject(safe_dump(one.record(0)), f"record: {type(exc).__name__}: {exc}"[:500], "obs-topic")
         return sum(d[0] for d in done), sum(d[1] for d in done), [sig for d in done for sig in d[2]]
@@ -175,18 +184,23 @@ class Intake:
     async def _forecast_message(self, value: Any) -> None:
         """One forecast message -> its station signals (bad messages and points go to obs.rejected)."""
         try:
-            points = orjson.loads(value)["points"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            msg = orjson.loads(value)
+            points = msg["points"]
+            status = msg.get("status", ACTUAL)
+            extra: dict[str, Any] = {"accepted_at": float(msg.get("accepted_at") or time.time())}
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             await self.reject(value if isinstance(value, bytes) else b"", f"forecast batch: malformed ({exc})",
                               "forecast-topic")
             return
-        if not isinstance(points, list):
-            await self.reject(value, "forecast batch: points is not a list", "forecast-topic")
+        if not isinstance(points, list) or status not in STATUSES:
+            why = "points is not a list" if not isinstance(points, list) else f"status {str(status)[:20]!r}"
+            await self.reject(value, f"forecast batch: {why}", "forecast-topic")
             return
+        extra.update(status_fields(status))
         signals: list[Signal] = []
         for p in points:
             try:
-                signals.extend(self.grader.forecast(p))
+                signals.extend(self.grader.forecast(p, **extra))
             except Exception as exc:
                 log.exception("forecast: cannot apply point")
                 await self.reject(safe_dump(p), f"forecast: {type(exc).__name__}: {exc}"[:500], "forecast-topic")

@@ -105,15 +105,25 @@ class FoldParams:
 
 class PartitionStore:
     """The obs partitions' state of this worker: cached, restored from the tables after a rebalance, recovery or
-    error, and written back as deltas plus periodic snapshots."""
+    error, and written back as deltas plus periodic snapshots.
+
+    ``namespace``: "" for actual reports (the keys deployments already hold); exercise and test reports keep a
+    station state of their own in the same tables under ``"<status>|partition:block"`` keys, so a drill replaying
+    history never changes the live stations' state, nor a live report a drill's."""
 
     def __init__(self, tables: dict[str, Table], slot_info: Callable[[str], SlotInfo], mci_lookup: Any,
-                 quality_control: QualityControl, fold_params: FoldParams) -> None:
+                 quality_control: QualityControl, fold_params: FoldParams, namespace: str = "") -> None:
         self.tables = tables  # "fast", "daily", "qc" (snapshots) and "log" (the delta ring)
         self.slot_info, self.mci_lookup = slot_info, mci_lookup
         self.quality_control = quality_control
         self.fold_params = fold_params
+        self.prefix = f"{namespace}|" if namespace else ""
         self.partitions: dict[int, PartitionState] = {}
+
+    def namespaced(self, namespace: str) -> PartitionStore:
+        """The store of another status's station state (same tables, its own keys)."""
+        return PartitionStore(self.tables, self.slot_info, self.mci_lookup, self.quality_control, self.fold_params,
+                              namespace)
 
     def new_columns(self) -> StationColumns:
         return StationColumns(self.slot_info, self.mci_lookup)
@@ -129,12 +139,12 @@ class PartitionStore:
         try:
             for name in ("fast", "daily", "qc"):
                 b, found = 0, []
-                while (blob := self.tables[name].get(f"{part}:{b}")) is not None:
+                while (blob := self.tables[name].get(f"{self.prefix}{part}:{b}")) is not None:
                     found.append(unpack(blob))
                     b += 1
                 blocks[name] = found
             deltas = [unpack(d) for i in range(SNAPSHOT_EVERY)
-                      if (d := self.tables["log"].get(f"{part}:{i}")) is not None]
+                      if (d := self.tables["log"].get(f"{self.prefix}{part}:{i}")) is not None]
             ps = restore(blocks, deltas, self.new_columns(), QCState(), ELEMENTS, self.fold)
         except ValueError:
             log.exception("observations: stored state of partition %d is unreadable; starting it afresh", part)
@@ -158,7 +168,7 @@ class PartitionStore:
         """The batch's delta into its ring slot; every SNAPSHOT_EVERY - 1 batches (and after a recovery) every
         block of the state, stamped with the batch sequence number."""
         ps.seq += 1
-        key = f"{part}:{ps.seq % SNAPSHOT_EVERY}"
+        key = f"{self.prefix}{part}:{ps.seq % SNAPSHOT_EVERY}"
         blob = pack(encode_delta(ps.seq, raw_cols))
         self.tables["log"][key] = blob
         ps.written["log", key] = blob
@@ -168,13 +178,13 @@ class PartitionStore:
         for b in range(columns.blocks()):
             for name in ("fast", "daily"):
                 blob = pack(stamp(ps.seq, columns.encode_block(b, name)))
-                self.tables[name][f"{part}:{b}"] = blob
-                ps.written[name, f"{part}:{b}"] = blob
+                self.tables[name][f"{self.prefix}{part}:{b}"] = blob
+                ps.written[name, f"{self.prefix}{part}:{b}"] = blob
         for b in range((len(qc) + BLOCK - 1) // BLOCK):
             lo, hi = b * BLOCK, min((b + 1) * BLOCK, len(qc))
             blob = pack(stamp(ps.seq, qc.subset(np.arange(lo, hi)).to_bytes()))
-            self.tables["qc"][f"{part}:{b}"] = blob
-            ps.written["qc", f"{part}:{b}"] = blob
+            self.tables["qc"][f"{self.prefix}{part}:{b}"] = blob
+            ps.written["qc", f"{self.prefix}{part}:{b}"] = blob
         ps.snapshot_seq, ps.snapshot_due = ps.seq, False
 
     def daily_precip_states(self) -> dict[str, dict[str, Any]]:

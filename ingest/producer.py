@@ -21,9 +21,15 @@ by time with :func:`heapq.merge`; rows are assumed time-ordered within a file); 
 the broker takes them, file after file. ``--since`` (inclusive) and ``--until`` (exclusive) select by
 observation time. ``--dry-run`` needs no broker: accepted Observations are written to stdout as JSON lines.
 
-Exit codes: 0 all files read (row-level rejections never change it); 1 the broker failed (unreachable,
-delivery errors); 2 usage error, or a file could not be read at all (the other files are still processed);
-130 interrupted (what was read is flushed first).
+``--status`` (actual, exercise or test) is written on every batch: an exercise or test file makes drill warnings
+of its own (their own station state and chains, CAP status Exercise/Test, sent only to subscriptions that opt in)
+stamped with the file's data times. Actual reports older than a hazard's staleness horizon (rules.toml
+``stale_after_h``) update the station state but issue no live warning: the summary says so.
+
+Exit codes: 0 all files read and some row accepted (other row-level rejections never change it); 1 the broker
+failed (unreachable, delivery errors); 2 usage error, or a file could not be read at all (the other files are
+still processed); 3 rows were read but every one was rejected (e.g. a station outside the registry without
+``--as-station``); 130 interrupted (what was read is flushed first).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ from ingest.columns import encode_batch
 from ingest.formats import FORMATS, ParsedRow, RowError, UnreadableFileError, read_observations
 from ingest.kafka_producer import producer_config
 from ingest.validate import ObservationError, validate_observation
-from warning.shared.records import Observation
+from warning.shared.records import ACTUAL, STATUSES, Observation
 from warning.shared.regions import StationRegistry
 from warning.shared.times import now_iso
 from warning.shared.topics import partition_for
@@ -57,6 +63,7 @@ from warning.shared.topics import partition_for
 __all__ = [
     "EXIT_BROKER",
     "EXIT_INTERRUPTED",
+    "EXIT_NOTHING_ACCEPTED",
     "EXIT_OK",
     "EXIT_USAGE",
     "MAX_BATCH",
@@ -70,6 +77,8 @@ __all__ = [
 EXIT_OK = 0
 EXIT_BROKER = 1
 EXIT_USAGE = 2  # also: a file could not be read at all
+EXIT_NOTHING_ACCEPTED = 3  # rows were read and every one was rejected: nothing reached the service
+OLD_DATA_HINT_S = 24 * 3600  # newest accepted report older than this: the summary explains what actual means
 EXIT_INTERRUPTED = 130
 
 MAX_BATCH = 1000  # observations per obs message (the worker's batch pattern, BROKER.md)
@@ -109,6 +118,10 @@ def add_ingest_parser(subparsers: Any) -> None:
                    help="only observations before this time (exclusive; naive = UTC)")
     p.add_argument("--as-station", default=None, metavar="WMO",
                    help="replay the files as if they came from this registry station (drills)")
+    p.add_argument("--status", default=ACTUAL, choices=STATUSES,
+                   help="actual (default): live reports; exercise: a drill or demo (warnings of their own, CAP "
+                   "status Exercise, stamped with the data times, sent only to subscriptions that opt in); "
+                   "test: a technical test")
     p.add_argument("--dry-run", action="store_true",
                    help="no broker: write accepted observations to stdout as JSON lines, summary on stderr")
     p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
@@ -177,6 +190,8 @@ class IngestStats:
     filtered: int = 0  # outside --since/--until
     rejected: Counter[str] = field(default_factory=Counter)
     files: list[FileStats] = field(default_factory=list)
+    newest: str = ""  # the newest accepted report time
+    status: str = ACTUAL
 
     @property
     def rejected_total(self) -> int:
@@ -201,6 +216,8 @@ class IngestStats:
             "published_per_s": round(published / elapsed, 1),
             "interrupted": interrupted,
             "error": error,
+            "status": self.status,
+            "newest": self.newest or None,
         }
 
 
@@ -220,7 +237,24 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"  ERROR: {s['error']}")
     if s["interrupted"]:
         lines.append("  interrupted: stopped early")
+    lines += _hints(s)
     return "\n".join(lines)
+
+
+def _hints(s: dict[str, Any]) -> list[str]:
+    """What an operator should know about what was sent: nothing accepted, or history sent as actual."""
+    out = []
+    if s["read"] and not s["accepted"] and s["rejected_by_reason"].get("station_id"):
+        out.append("  NOTHING ACCEPTED: the file's station is not in the registry; to replay it as a registry "
+                   "station give --as-station WMO (make run FILE=... AS_STATION=WMO)")
+    newest = s.get("newest")
+    if s.get("status", ACTUAL) == ACTUAL and newest and not s["dry_run"]:
+        age = time.time() - (_epoch(newest) or time.time())
+        if age > OLD_DATA_HINT_S:
+            out.append(f"  NOTE: the newest report is from {newest}. Actual reports older than a hazard's staleness "
+                       "horizon (rules.toml stale_after_h) update the station state but issue no live warning. "
+                       "For a drill use --status exercise; to look at a past season use `ews replay`.")
+    return out
 
 
 class Progress:
@@ -343,8 +377,9 @@ class KafkaSink:
 
     def __init__(self, producer: Any, partitions: int, clock: Clock, partition_for: Callable[[str, int], int],
                  flush_interval_s: float = FLUSH_INTERVAL_S, max_batch: int = MAX_BATCH,
-                 max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+                 max_bytes: int = MAX_MESSAGE_BYTES, status: str = ACTUAL) -> None:
         self.producer = producer
+        self.status = status  # every batch's: actual, exercise or test
         self.partitions = partitions
         self.clock = clock
         self.partition_for = partition_for
@@ -400,7 +435,7 @@ class KafkaSink:
             self._send_batch(p, batch, time.time())
 
     def _send_batch(self, p: int, batch: list[dict[str, Any]], accepted_at: float) -> None:
-        value = encode_batch(batch, accepted_at)
+        value = encode_batch(batch, accepted_at, self.status)
         if len(value) > self.max_bytes and len(batch) > 1:
             half = len(batch) // 2
             self._send_batch(p, batch[:half], accepted_at)
@@ -542,7 +577,7 @@ def _run(args: argparse.Namespace, clock: Clock, sleep: Sleep, out: IO[str], err
         from ingest.forecasts import run_grid_ingest
 
         return run_grid_ingest(list(args.files), bootstrap=args.bootstrap, partitions=args.partitions,
-                               dry_run=bool(args.dry_run), out=out, err=err)
+                               dry_run=bool(args.dry_run), out=out, err=err, status=args.status)
     registry = StationRegistry.load()
     as_station = args.as_station.strip() if args.as_station else None
     if as_station is not None and as_station not in registry:
@@ -550,7 +585,7 @@ def _run(args: argparse.Namespace, clock: Clock, sleep: Sleep, out: IO[str], err
     if args.since and args.until and args.since >= args.until:
         raise _UsageError(f"--since {args.since} is not before --until {args.until}")
     dry_run = bool(args.dry_run)
-    stats = IngestStats(started=clock())
+    stats = IngestStats(started=clock(), status=args.status)
     sink: Sink | None = DryRunSink(out, err) if dry_run else _broker_sink(args, clock, producer_factory, err)
     if sink is None:
         return EXIT_BROKER
@@ -575,6 +610,8 @@ def _run(args: argparse.Namespace, clock: Clock, sleep: Sleep, out: IO[str], err
         return EXIT_USAGE
     if failed or error:
         return EXIT_BROKER
+    if stats.read and not stats.accepted and stats.rejected_total:
+        return EXIT_NOTHING_ACCEPTED
     return EXIT_OK
 
 
@@ -588,7 +625,7 @@ def _broker_sink(args: argparse.Namespace, clock: Clock, producer_factory: Calla
     if args.partitions is not None and args.partitions < 1:
         raise _UsageError(f"--partitions {args.partitions}: must be at least 1")
     try:
-        return _kafka_sink(bootstrap, args.partitions, clock, partition_for, producer_factory, err)
+        return _kafka_sink(bootstrap, args.partitions, clock, partition_for, producer_factory, err, args.status)
     except Exception as exc:  # NoBrokersAvailable, KafkaTimeoutError, ...
         err.write(f"ews ingest: broker {bootstrap}: {exc!r}\n")
         return None
@@ -676,6 +713,8 @@ def _validate_and_add(fs: FileStats, row: Observation, known: Callable[[str], bo
         obs.qc = row.qc
     fs.accepted += 1
     stats.accepted += 1
+    if obs.time > stats.newest:
+        stats.newest = obs.time
     sink.add(obs.to_dict())
 
 
@@ -689,7 +728,7 @@ def _reject(sink: Sink, stats: IngestStats, fs: FileStats, reason: str, source: 
 
 
 def _kafka_sink(bootstrap: str, partitions: int | None, clock: Clock, partition_for: Callable[[str, int], int],
-                producer_factory: Callable[..., Any] | None, err: IO[str]) -> KafkaSink:
+                producer_factory: Callable[..., Any] | None, err: IO[str], status: str = ACTUAL) -> KafkaSink:
     from warning.shared.config import Settings
     from warning.shared.topics import ensure_topics, metadata_ok
 
@@ -714,4 +753,4 @@ def _kafka_sink(bootstrap: str, partitions: int | None, clock: Clock, partition_
         raise
     if partitions and actual != partitions:
         err.write(f"ews ingest: topic {OBS_TOPIC} has {actual} partitions, not {partitions}: routing by {actual}\n")
-    return KafkaSink(producer, actual, clock, partition_for)
+    return KafkaSink(producer, actual, clock, partition_for, status=status)

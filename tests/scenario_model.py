@@ -12,7 +12,7 @@ from warning.rules import load_rules
 from warning.shared.regions import RegionTree, StationRegistry
 
 
-def model_events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def model_events(rows: list[dict[str, Any]], status: str = "actual") -> list[dict[str, Any]]:
     rules = load_rules()
     grader = StationGrader(rules, StationRegistry.load(), RegionTree.load())
     states: dict[str, Any] = {}
@@ -20,7 +20,8 @@ def model_events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     now = datetime(2026, 1, 1, tzinfo=UTC)
     for obs in rows:
-        new, sigs = grader.observe(states.get(obs["station_id"]), obs)
+        extra = {} if status == "actual" else {"status": status}  # as the intake marks a drill's signals
+        new, sigs = grader.observe(states.get(obs["station_id"]), obs, **extra)
         if new is None:
             continue
         states[obs["station_id"]] = new

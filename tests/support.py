@@ -58,11 +58,11 @@ class NotReadyError(RuntimeError):
 
 def start_ews(workdir: Path, env: dict[str, str] | None = None, *, token: str = TOKEN, port: int | None = None,
               module: str = "warning.cli", data_dir: Path | None = None, log_name: str = "ews",
-              cls: type[P] = EwsProcess) -> P:  # type: ignore[assignment]
-    """``python -m <module> run`` with its own data dir under ``workdir``, a free (or the given) loopback HTTP port,
-    ``token`` and ``env`` on top of the launcher's environment; output appended to <log_name>-<port>.log."""
+              cls: type[P] = EwsProcess, run_args: tuple[str, ...] = ()) -> P:  # type: ignore[assignment]
+    """``python -m <module> run [run_args]`` with its own data dir under ``workdir``, a free (or the given) loopback
+    HTTP port, ``token`` and ``env`` on top of the launcher's environment; output appended to <log_name>-<port>.log."""
     return launch.start_ews(workdir, token=token, env_extra=env, port=port, module=module, data_dir=data_dir,
-                            log_name=log_name, cls=cls)
+                            log_name=log_name, cls=cls, run_args=run_args)
 
 
 async def wait_ready(proc: EwsProcess, timeout_s: float = 90.0, *, session: aiohttp.ClientSession | None = None,

@@ -52,6 +52,8 @@ DEFAULT_SENDER = "62000041600000"  # 兰州中心气象台's CMA sender code (ST
 DEFAULT_SENDER_NAME = "甘肃省气象局 / Gansu Meteorological Bureau"
 
 MSG_TYPE = {"alert": "Alert", "update": "Update", "cancel": "Cancel"}
+# spec §3.2.1 status: an event's status (absent: actual) -> the CAP code; exercise and test messages carry a note
+CAP_STATUS = {"actual": "Actual", "exercise": "Exercise", "test": "Test"}
 LEVELS = ("blue", "yellow", "orange", "red")
 COLOUR_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 SIGNAL_LEVEL = {"blue": "Ⅳ", "yellow": "Ⅲ", "orange": "Ⅱ", "red": "Ⅰ"}  # Order 16: 蓝 Ⅳ .. 红 Ⅰ
@@ -371,11 +373,16 @@ def build_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender_
     _sub(alert, "identifier", cap_identifier(str(event["id"]), sender))
     _sub(alert, "sender", sender)
     _sub(alert, "sent", cap_time(event["sent"]))
-    _sub(alert, "status", "Actual")
+    status = str(event.get("status") or "actual")
+    if status not in CAP_STATUS:
+        raise ValueError(f"status {status!r} is not one of {sorted(CAP_STATUS)}")
+    _sub(alert, "status", CAP_STATUS[status])
     _sub(alert, "msgType", msg_type)
     if event.get("source"):
         _sub(alert, "source", str(event["source"]))
     _sub(alert, "scope", "Public")
+    if status != "actual":  # spec §3.2.1 note: what the message is, so no receiver mistakes a drill for a warning
+        _sub(alert, "note", str(event.get("note") or f"{CAP_STATUS[status].upper()}: not a real warning"))
     if refs:
         _sub(alert, "references", refs)
     _sub(alert, "incidents", cap_identifier(str(event["warning_id"]), sender))  # the lifecycle chain

@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--replay", nargs="+", metavar="FILE", default=None,
                        help="replay station files (any `ews ingest` format) once the worker is ready")
     p_run.add_argument("--replay-speed", type=float, default=None, help="data seconds per second for --replay")
+    p_run.add_argument("--as-station", default=None, metavar="WMO",
+                       help="--replay: the files' reports as if from this registry station (a file of a station "
+                       "outside the registry, e.g. an ISD-Lite file of another country)")
+    p_run.add_argument("--status", default=None, choices=("actual", "exercise", "test"),
+                       help="status of what --demo and --replay send (default exercise: drill warnings of their "
+                       "own, CAP status Exercise, only to subscriptions that opt in); actual only on purpose")
     p_broker = sub.add_parser("broker", help="run the embedded tansu broker alone")
     p_broker.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     p_broker.add_argument("--storage", default="memory://tansu/", help="memory://tansu/ or s3://bucket/")
@@ -53,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:  # KafkaConfigError names the variable; a malformed number says what it got
             print(f"ews run: configuration: {exc}", file=sys.stderr, flush=True)
             return 2
-        return run(settings, demo=args.demo, replay_files=args.replay, replay_speed=args.replay_speed)
+        return run(settings, demo=args.demo, replay_files=args.replay, replay_speed=args.replay_speed,
+                   replay_status=args.status or "exercise", as_station=args.as_station)
     if args.command == "token":
         from warning.operator_tokens import run_token
 

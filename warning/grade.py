@@ -17,8 +17,8 @@ from warning import grading
 from warning.rules import Rules
 from warning.shared import metrics
 from warning.shared.bus import DataClock, Produce, SignalSink, held_offsets, key_event
-from warning.shared.records import Signal, WarningEvent
-from warning.shared.times import parse_utc
+from warning.shared.records import ACTUAL, Signal, WarningEvent, chain_key, parse_chain_key, status_of
+from warning.shared.times import now_iso, parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,9 @@ class GradeStage:
                 continue
             taken += len(signals)
             for sig in signals:
-                try:
-                    key = f"{sig['region_code']}:{sig['hazard']}"
-                except (KeyError, TypeError) as exc:
+                try:  # exercise and test signals fold into chains of their own
+                    key = chain_key(sig["region_code"], sig["hazard"], status_of(sig))
+                except (KeyError, TypeError, AttributeError) as exc:
                     log.warning("grade: dropping malformed signal: %s", exc)
                     continue
                 sigs, _ = by_key.get(key) or ([], None)
@@ -109,11 +109,13 @@ class GradeStage:
     async def grade_key(self, key: str, signals: list[Signal]) -> tuple[dict[str, Any] | None, list[Signal]]:
         """Fold one region's signals, in order; send its warning events and their deliveries. Returns the new state
         (None if unchanged), for the caller to store once the take's sends are out, and the prefecture roll-ups."""
-        hazard = key.rsplit(":", 1)[1]
+        _, hazard, status = parse_chain_key(key)
         rule = self.rules.get(hazard)
         if rule is None:
             log.warning("grade: dropping signals for unknown hazard %r", hazard[:40])
             return None, []
+        if status == ACTUAL:
+            signals = self._within_horizon(signals, rule)
         first = self.region_state.get(key)
         backfills = [s for s in signals if s.get("kind") == "backfill"]
         if backfills:
@@ -131,19 +133,37 @@ class GradeStage:
             return None, []
         return state, rollups
 
+    @staticmethod
+    def _within_horizon(signals: list[Signal], rule: Any) -> list[Signal]:
+        """The actual chain's signals without the station reports older than the hazard's staleness horizon
+        (against the wall clock when they were accepted): those updated their station's state, but a backfilled
+        or replayed old report must not by itself issue, upgrade or extend a live warning."""
+        now = time.time()
+        kept = [s for s in signals if s.get("kind", "station") != "station"
+                or not grading.past_horizon(cast(dict[str, Any], s), rule, float(s.get("accepted_at", now)))]
+        if len(kept) < len(signals):
+            metrics.PAST_HORIZON.labels(rule.hazard).inc(len(signals) - len(kept))
+        return kept
+
     async def _backfill(self, state: dict[str, Any] | None, sig: Signal) -> None:
         """Send the region's live warning to a new (or resumed) subscription when the event the API saw is still
-        the warning's latest; a later event was made after the subscription existed and was routed to it."""
+        the warning's latest; a later event was made after the subscription existed and was routed to it. An
+        exercise or test chain runs on its own data clock (the time its state was brought to)."""
         event, current = sig["event"], (state or {}).get("warning")
+        now = self.clock.now() if status_of(event) == ACTUAL else (state or {}).get("t", "")
         if (current and current["warning_id"] == event["warning_id"] and current["seq"] == event["seq"]
-                and event["expires"] > self.clock.now()):
+                and event["expires"] > now):
             await self.router.backfill(event, sig["subscription_id"])
 
     async def request_backfill(self, events: list[WarningEvent], sub_id: str) -> None:
         """Ask the grade agent (the regions' only writer) to backfill ``events`` to subscription ``sub_id``."""
         now = self.clock.now()
-        await self.signals.send([{"kind": "backfill", "region_code": e["region_code"], "hazard": e["hazard"],
-                                  "time": now, "subscription_id": sub_id, "event": e} for e in events])
+        signals: list[Signal] = []
+        for e in events:
+            sig: Signal = {"kind": "backfill", "region_code": e["region_code"], "hazard": e["hazard"], "time": now,
+                           "subscription_id": sub_id, "event": e}
+            signals.append(_with_status(sig, status_of(e)))
+        await self.signals.send(signals)
 
     @staticmethod
     def _fold(first: dict[str, Any] | None, signals: list[Signal], rule: Any
@@ -178,9 +198,16 @@ class GradeStage:
         return state, events
 
     async def _emit(self, key: str, event: WarningEvent) -> None:
-        metrics.WARNING_EVENTS.labels(event["hazard"], event["level"], event["msg_type"]).inc()
+        status = status_of(event)
+        metrics.WARNING_EVENTS.labels(event["hazard"], event["level"], event["msg_type"], status).inc()
         event["emitted_at"] = time.time()
         await self.produce(self.warnings_topic, key.encode(), orjson.dumps(event), None)
+        if status == ACTUAL and event["msg_type"] != "cancel" and event["expires"] <= now_iso():
+            # a live alert or update that has already expired informs nobody (its cancel still goes to receivers)
+            metrics.EXPIRED_NOT_SENT.labels(event["hazard"]).inc()
+            log.info("warning %s %s not routed: expired %s", event["msg_type"], event["region_code"],
+                     event["expires"], extra={"warning_id": event["warning_id"], "event_id": event["id"]})
+            return
         await self.router.route(event)
         log.info("warning %s %s %s %s", event["msg_type"], event["hazard"], event["level"], event["region_code"],
                  extra={"warning_id": event["warning_id"], "hazard": event["hazard"],
@@ -196,8 +223,9 @@ class GradeStage:
             for key, state in list(self.region_state.items()):
                 if not state or not (state.get("warning") or state.get("pending")):
                     continue
-                region_code, hazard = key.rsplit(":", 1)
-                ticks.append({"kind": "tick", "region_code": region_code, "hazard": hazard, "time": t})
+                region_code, hazard, status = parse_chain_key(key)
+                ticks.append(_with_status({"kind": "tick", "region_code": region_code, "hazard": hazard,
+                                           "time": t}, status))
             for sig in ticks:
                 await self.signals.send_one(sig)
         except Exception:  # a timer that raises would stop the app: log and try again next tick
@@ -205,6 +233,13 @@ class GradeStage:
 
     async def operator_cancel(self, last: WarningEvent) -> None:
         """Cancel the warning whose latest event is ``last`` (the API finds it in its view)."""
-        sig: Signal = {"kind": "operator_cancel", "region_code": last["region_code"], "hazard": last["hazard"],
-                       "time": self.clock.now(), "accepted_at": time.time()}
+        sig = _with_status({"kind": "operator_cancel", "region_code": last["region_code"], "hazard": last["hazard"],
+                            "time": self.clock.now(), "accepted_at": time.time()}, status_of(last))
         await self.signals.send_one(sig)
+
+
+def _with_status(sig: Signal, status: str) -> Signal:
+    """``sig`` of a chain of ``status``: actual signals carry none (the signals every reader knows)."""
+    if status != ACTUAL:
+        sig["status"] = status
+    return sig

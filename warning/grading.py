@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from warning.rules import CAP_SEVERITY, CMA_LEVEL_CODE, LEVEL_ZH, OPS, Condition, HazardRule, LevelRule
-from warning.shared.records import NAMESPACE, WarningLevel
+from warning.shared.records import ACTUAL, NAMESPACE, WarningLevel
 from warning.shared.times import parse_utc
 
 Series = Callable[[str], dict[str, float]]
@@ -42,6 +42,12 @@ Series = Callable[[str], dict[str, float]]
 # (one per signal, changelogged) ~5 KB.
 CURRENT_WARNING_FIELDS = ("id", "warning_id", "seq", "msg_type", "level", "onset", "expires", "references")
 
+
+# What an exercise or test event says it is (its CAP note); actual events carry no note.
+STATUS_NOTES = {
+    "exercise": "演练 EXERCISE: a drill or demonstration, not a real warning; times are those of the replayed reports",
+    "test": "测试 TEST: a technical test, not a real warning; times are those of the test reports",
+}
 
 _LEVELS = {lv.colour: lv for lv in WarningLevel}
 _RANK = {lv.colour: int(lv) for lv in WarningLevel}
@@ -286,6 +292,13 @@ def _hours_between(a: str, b: str) -> float:
     return (parse_utc(b) - parse_utc(a)).total_seconds() / 3600
 
 
+def past_horizon(signal: dict[str, Any], rule: HazardRule, now_s: float) -> bool:
+    """Whether an actual station signal (observed or forecast) is older than the hazard's staleness horizon,
+    measured against ``now_s`` (epoch seconds: when its report was accepted, else now). Such a report has updated
+    its station's state but must not by itself issue, upgrade or extend a live warning."""
+    return _plus_hours(signal["time"], rule.stale_after_h) < _wall_clock_iso(int(now_s))
+
+
 def _station_entry(stations: dict[str, dict[str, Any]], signal: dict[str, Any], rule: HazardRule, t: str
                    ) -> dict[str, Any]:
     """Put a station signal's level (and every level below it) into the station's entry in ``stations`` (a new
@@ -377,12 +390,13 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
     stations = dict(st["stations"])  # entries are replaced, never changed in place: the old state stays intact
     kind = signal.get("kind", "station")
     t = signal["time"]
+    # (status: exercise and test chains keep it with their region fields; absent is actual)
     region: dict[str, Any] = {k: signal[k] for k in ("region_code", "region_name", "region_name_zh",
-                                                     "prefecture_code", "region_level") if k in signal}
+                                                     "prefecture_code", "region_level", "status") if k in signal}
     if "region_name" not in region:  # ticks and operator actions carry only the code
         region = {**st.get("region", {}), **region}
     current = st["warning"]
-    sent = iso(now) if now is not None else _wall_clock_iso(int(time.time()))
+    status = region.get("status", ACTUAL)
 
     # reports accepted before an operator cancel do not re-issue what the operator withdrew
     suppressed_before = st.get("suppress_accepted_before", 0.0)
@@ -404,9 +418,14 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
     fast = _live_since(summary, stations, entry, t) if summary and kind in ("station", "tick") else None
     stations, new_level, warn_expiry, summary = fast or _live(stations, t)
 
+    # an actual event is sent now; an exercise or test event at its data time (a drill replaying history is
+    # stamped with the replayed times, not with the day of the drill)
+    wall = iso(now) if now is not None else _wall_clock_iso(int(time.time()))
+    sent = wall if status == ACTUAL else t
+
     def make(msg_type: str, change: str, level: WarningLevel, onset: str, expires: str) -> dict[str, Any]:
-        wid = current["warning_id"] if current else str(
-            uuid.uuid5(NAMESPACE, f"{region.get('region_code')}:{rule.hazard}:{t}"))
+        chain = f"{region.get('region_code')}:{rule.hazard}:{t}" + ("" if status == ACTUAL else f":{status}")
+        wid = current["warning_id"] if current else str(uuid.uuid5(NAMESPACE, chain))
         refs = (current["references"] + [current["id"]]) if current else []
         return _event(wid, msg_type, change, level, region, rule, _station_list(stations, t), sent, onset, expires,
                       refs, st["seq"] + 1)
@@ -466,8 +485,10 @@ def county_rollup(event: dict[str, Any], at: str, prefecture: dict[str, Any]) ->
     ``prefecture``: the prefecture's region fields (region_code, region_name, region_name_zh, region_level)."""
     if event.get("region_level", "county") != "county" or not event.get("prefecture_code"):
         return None
-    return {**prefecture, "kind": "county", "prefecture_code": event["prefecture_code"], "hazard": event["hazard"],
-            "time": at, "county_code": event["region_code"],
+    status = event.get("status", ACTUAL)
+    status_field = {} if status == ACTUAL else {"status": status}
+    return {**prefecture, **status_field, "kind": "county", "prefecture_code": event["prefecture_code"],
+            "hazard": event["hazard"], "time": at, "county_code": event["region_code"],
             "level": None if event["msg_type"] == "cancel" else event["level"],
             "onset": event["onset"], "expires": event["expires"], "stations": event["stations"]}
 
@@ -480,6 +501,7 @@ def _event(warning_id: str, msg_type: str, change: str, level: WarningLevel, reg
     name_zh = region.get("region_name_zh") or name
     verb_zh = {"alert": "发布", "update": "更新", "cancel": "解除"}[msg_type]
     verb_en = {"alert": "issued", "update": "updated", "cancel": "cancelled"}[msg_type]
+    status = region.get("status", ACTUAL)
     top = [s for s in stations if s["level"] == level.colour]
     basis = "observed" if not top or any(s["basis"] == "observed" for s in top) else "forecast"
     if basis == "observed":
@@ -519,4 +541,6 @@ def _event(warning_id: str, msg_type: str, change: str, level: WarningLevel, reg
         "urgency": urgency,
         "certainty": certainty,
         "source": rule.source,
+        "status": status,
+        **({"note": STATUS_NOTES[status]} if status in STATUS_NOTES else {}),
     }

@@ -72,8 +72,9 @@ P = TypeVar("P", bound=EwsProcess)
 
 def start_ews(workdir: Path, *, token: str, env_extra: dict[str, str] | None = None, port: int | None = None,
               module: str = "warning.cli", data_dir: Path | None = None, log_name: str = "ews",
-              cls: type[P] = EwsProcess) -> P:  # type: ignore[assignment]
-    """``python -m <module> run`` with its own data dir and HTTP port; output appended to <log_name>-<port>.log."""
+              cls: type[P] = EwsProcess, run_args: tuple[str, ...] = ()) -> P:  # type: ignore[assignment]
+    """``python -m <module> run [run_args]`` with its own data dir and HTTP port; output appended to
+    <log_name>-<port>.log."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = workdir / f"{log_name}-{port}.log"
@@ -82,7 +83,7 @@ def start_ews(workdir: Path, *, token: str, env_extra: dict[str, str] | None = N
            "EWS_HTTP_PORT": str(port), "EWS_WEBHOOK_ALLOW_NETS": "127.0.0.0/8", "EWS_SESSION_TIMEOUT": "2",
            **(env_extra or {})}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    args = [sys.executable, "-m", module] + (["run"] if module == "warning.cli" else [])
+    args = [sys.executable, "-m", module] + (["run", *run_args] if module == "warning.cli" else [])
     with open(log, "ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 cwd=workdir)

@@ -29,6 +29,8 @@ from urllib.parse import quote
 
 import orjson
 
+from warning.shared.records import status_of
+
 if TYPE_CHECKING:
     from warning.shared.records import Signal
 
@@ -304,7 +306,7 @@ async def cmd_warnings(args: argparse.Namespace, ctx: Context) -> int:
     params: dict[str, str] = {}
     if args.active:
         params["active"] = "true"
-    for key in ("hazard", "region", "level", "since"):
+    for key in ("hazard", "region", "level", "since", "status"):
         if getattr(args, key):
             params[key] = getattr(args, key)
     events = _as_list(await ctx.request("GET", f"{API}/warnings", params=params), "warnings")
@@ -615,10 +617,10 @@ def replay_events(observations: Iterable[dict[str, Any]], start: datetime, end: 
 
 
 async def read_obs_topic(bootstrap: str, *, topic: str = "obs", idle_s: float = 2.0,
-                         stats: ReplayStats | None = None) -> list[dict[str, Any]]:
-    """Every observation in ``topic``, read outside any consumer group from the beginning of each partition
-    until nothing new arrived for ``idle_s`` (end offsets are not trusted: tansu reports them wrong). Nothing
-    is committed or published."""
+                         stats: ReplayStats | None = None, status: str = "actual") -> list[dict[str, Any]]:
+    """Every observation of batches of ``status`` in ``topic``, read outside any consumer group from the beginning
+    of each partition until nothing new arrived for ``idle_s`` (end offsets are not trusted: tansu reports them
+    wrong). Nothing is committed or published."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
     from aiokafka.structs import TopicPartition
@@ -657,9 +659,12 @@ async def read_obs_topic(bootstrap: str, *, topic: str = "obs", idle_s: float = 
                     got = True
                     stats.records += 1
                     try:
-                        batch = batch_rows(orjson.loads(rec.value) if rec.value is not None else None)
+                        msg = orjson.loads(rec.value) if rec.value is not None else None
+                        batch = batch_rows(msg)
                     except (orjson.JSONDecodeError, BatchError):  # either batch form (ingest.columns)
                         stats.malformed += 1
+                        continue
+                    if status_of(msg) != status:  # a drill's reports are not the season's, nor the reverse
                         continue
                     out.extend(o for o in batch if isinstance(o, dict))
             if got:
@@ -696,7 +701,7 @@ async def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:
     if unknown:
         raise UsageError(f"--hazard: unknown hazard {unknown[0]!r}; known: {', '.join(sorted(rules))}")
     stats = ReplayStats()
-    observations = await read_obs_topic(bootstrap, idle_s=args.idle, stats=stats)
+    observations = await read_obs_topic(bootstrap, idle_s=args.idle, stats=stats, status=args.status)
     events = replay_events(observations, start, end, hazards=args.hazard, rules=rules, climatology=climatology,
                            stats=stats)
     if args.region:
@@ -752,6 +757,8 @@ def add_operator_parsers(subparsers: Any) -> None:
     p.add_argument("--region", metavar="CODE", help="GB/T 2260 code: a county, a prefecture or 620000")
     p.add_argument("--level", type=_level, help="at least this level (blue, yellow, orange, red)")
     p.add_argument("--since", type=iso_time, metavar="ISO", help="sent at or after this time")
+    p.add_argument("--status", metavar="STATUS",
+                   help="actual (default), exercise, test, all, or a comma-separated list")
     p.set_defaults(operator=cmd_warnings)
 
     p = subparsers.add_parser("subscribers", help="department subscriptions (webhooks)",
@@ -815,6 +822,8 @@ def add_operator_parsers(subparsers: Any) -> None:
     p.add_argument("--level", type=_level, help="only events at least this level")
     p.add_argument("--idle", type=float, default=2.0, metavar="S",
                    help="stop reading after S seconds without new records (default 2)")
+    p.add_argument("--status", default="actual", choices=("actual", "exercise", "test"),
+                   help="re-grade the batches sent with this status (default actual: the live record)")
     p.add_argument("--json", action="store_true", help="JSON output for scripts")
     p.set_defaults(operator=cmd_replay)
 

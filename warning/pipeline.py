@@ -400,8 +400,9 @@ class StationGrader:
                 signals.extend(self.station_signals(station, hazard, level, quantity, val, obs["time"], **extra))
         return new, signals
 
-    def forecast(self, p: dict[str, Any]) -> list[dict[str, Any]]:
-        """Signals from one ForecastPoint: levels whose onset lead is within the hazard's forecast_lead_h."""
+    def forecast(self, p: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
+        """Signals from one ForecastPoint: levels whose onset lead is within the hazard's forecast_lead_h.
+        ``extra``: fields every signal carries (accepted_at, status)."""
         station = self.registry.get(p["station_id"])
         if station is None:
             return []
@@ -418,5 +419,5 @@ class StationGrader:
                 continue
             level, quantity, val = g
             out.extend(self.station_signals(station, hazard, level, quantity, val, p["issued_at"], "forecast",
-                                            valid_to=p["valid_to"], onset=p["valid_from"]))
+                                            valid_to=p["valid_to"], onset=p["valid_from"], **extra))
         return out

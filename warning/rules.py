@@ -73,6 +73,7 @@ class HazardRule:
     levels: tuple[LevelRule, ...]  # most severe first
     unconfirmed: str = ""
     forecast_lead_h: float = 24.0
+    stale_after_h: float = 36.0  # an actual report older than this (vs the wall clock) issues no live warning
 
     def level_rule(self, level: WarningLevel) -> LevelRule:
         for r in self.levels:
@@ -192,9 +193,23 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             cancel_hold_h=float(h.get("cancel_hold_h", defaults.get("cancel_hold_h", 1.0))),
             source=_req(h, "source", str, where), unconfirmed=str(h.get("unconfirmed", "")),
             forecast_lead_h=float(h.get("forecast_lead_h", 24.0)),
+            stale_after_h=_stale_after_h(name, h, defaults, where),
             levels=tuple(sorted(levels, key=lambda r: r.level, reverse=True)),
         )
     return Rules(out, *_settings(doc))
+
+
+STALE_AFTER_H_FALLBACK = 36.0  # a hazard no table gives a horizon: the longest packaged one (never the stricter)
+
+
+def _stale_after_h(name: str, h: dict[str, Any], defaults: dict[str, Any], where: str) -> float:
+    """The hazard's staleness horizon: its own, else the table's [defaults], else the packaged table's for the
+    same hazard (a bureau's older table keeps the packaged horizons)."""
+    packaged = _packaged_doc().get("hazards", {}).get(name, {})
+    v = h.get("stale_after_h", defaults.get("stale_after_h", packaged.get("stale_after_h", STALE_AFTER_H_FALLBACK)))
+    if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
+        raise RulesError(f"{where}: 'stale_after_h' must be a number of hours > 0")
+    return float(v)
 
 
 @lru_cache(maxsize=1)

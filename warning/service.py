@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -59,35 +60,60 @@ class HttpServer(mode.Service):  # type: ignore[misc]
         await self.svc.stop_views()
 
 
+@dataclass(frozen=True)
+class ReplayPlan:
+    """What `ews run` replays once the worker is ready: the demo scenario and/or files, and as what. Demos and
+    replays are exercise unless the operator says ``--status actual``."""
+
+    demo: bool = False
+    files: tuple[str, ...] = ()
+    speed: float | None = None
+    status: str = "exercise"
+    as_station: str | None = None
+
+    def ingest_argv(self, bootstrap: str, partitions: int) -> list[str]:
+        argv = ["ingest", *self.files, "--bootstrap", bootstrap, "--partitions", str(partitions),
+                "--status", self.status]
+        if self.speed:
+            argv += ["--replay-speed", str(self.speed)]
+        if self.as_station:
+            argv += ["--as-station", self.as_station]
+        return argv
+
+
 class ScenarioReplay(mode.Service):  # type: ignore[misc]
     """After the worker is ready: replay the labelled demo scenario, or the user's files through `ews ingest`."""
 
-    def __init__(self, svc: WarningService, demo: bool, files: list[str], speed: float | None, **kw: Any) -> None:
-        self.svc, self.demo, self.files, self.speed = svc, demo, files, speed
+    def __init__(self, svc: WarningService, plan: ReplayPlan, **kw: Any) -> None:
+        self.svc, self.plan = svc, plan
         super().__init__(**kw)
 
     @mode.Service.task
     async def _replay(self) -> None:
         await self.svc.ready.wait()
-        if self.demo:
+        plan = self.plan
+        if plan.demo:
             from warning import demo
 
-            print(f"{demo.LABEL}: replaying", flush=True)
-            n = await demo.replay(self.svc.intake.publish_observations)
-            print(f"demo: {n} synthetic reports replayed; open the dashboard", flush=True)
-        if self.files:
+            print(f"{demo.LABEL}: replaying as {plan.status}", flush=True)
+
+            async def publish(step: list[dict[str, Any]]) -> None:
+                await self.svc.intake.publish_observations(step, plan.status)
+            n = await demo.replay(publish)
+            print(f"demo: {n} synthetic reports replayed as {plan.status}; open the dashboard", flush=True)
+        if plan.files:
             import argparse
 
-            from ingest.producer import add_ingest_parser, run_ingest
+            from ingest.producer import EXIT_NOTHING_ACCEPTED, add_ingest_parser, run_ingest
 
             parser = argparse.ArgumentParser(prog="ews")
             add_ingest_parser(parser.add_subparsers(dest="command"))
-            argv = ["ingest", *self.files, "--bootstrap", self.svc.bootstrap,
-                    "--partitions", str(self.svc.settings.partitions)]
-            if self.speed:
-                argv += ["--replay-speed", str(self.speed)]
+            argv = plan.ingest_argv(self.svc.bootstrap, self.svc.settings.partitions)
             rc = await asyncio.to_thread(run_ingest, parser.parse_args(argv))
-            print(f"replay of {', '.join(self.files)} finished (exit {rc})", flush=True)
+            print(f"replay of {', '.join(plan.files)} as {plan.status} finished (exit {rc})", flush=True)
+            if rc == EXIT_NOTHING_ACCEPTED:
+                print("replay: NOTHING was accepted; a file of a station outside the registry needs "
+                      "--as-station WMO (make run FILE=... AS_STATION=WMO)", file=sys.stderr, flush=True)
 
 
 class EwsWorker(faust.Worker):  # type: ignore[misc]
@@ -130,7 +156,7 @@ def start_broker(settings: Settings) -> tuple[EmbeddedBroker | KafkaNode | None,
 
 
 def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | None = None,
-        replay_speed: float | None = None) -> int:
+        replay_speed: float | None = None, replay_status: str = "exercise", as_station: str | None = None) -> int:
     try:  # refuse a malformed table before anything starts
         rules = load_rules(settings.rules_path)
     except RulesError as exc:
@@ -165,11 +191,14 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
             return 2
         svc = WarningService(settings, bootstrap, registry, regions, rules, keys)
         svc.demo_label = _demo_label() if demo else None
+        if replay_files and replay_status != "actual":
+            svc.demo_label = f"{replay_status.upper()}: replay of {', '.join(replay_files)}"
         svc.broker_label = broker_label
         http = HttpServer(svc, token)
         services: list[Any] = [http]
         if demo or replay_files:
-            services.append(ScenarioReplay(svc, demo, replay_files or [], replay_speed))
+            plan = ReplayPlan(demo, tuple(replay_files or ()), replay_speed, replay_status, as_station)
+            services.append(ScenarioReplay(svc, plan))
         log_config = logging_config(settings.log_level, settings.json_logs)
         if log_config is not None:  # JSON lines: records need no caller, thread or process fields
             lean_log_records()

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from ingest.columns import batch_rows
-from ingest.producer import EXIT_OK, MAX_BATCH, add_ingest_parser, run_ingest
+from ingest.producer import EXIT_NOTHING_ACCEPTED, EXIT_OK, MAX_BATCH, add_ingest_parser, run_ingest
 from tests.support import ISD
 from warning.broker import EmbeddedBroker
 from warning.shared.regions import StationRegistry
@@ -147,7 +147,7 @@ def test_real_isd_slice_as_lanzhou(bootstrap: str) -> None:
 
 def test_real_isd_unknown_station_goes_to_obs_rejected(bootstrap: str) -> None:
     code, summary, _ = ingest(bootstrap, str(ISD), "--since", "2017-03-01", "--until", "2017-03-02")
-    assert code == EXIT_OK
+    assert code == EXIT_NOTHING_ACCEPTED  # every row rejected: the run says so
     assert summary["published"] == 0 and summary["rejected_by_reason"] == {"station_id": 24}
     recs = [orjson.loads(m.value) for m in read_topic(bootstrap, "obs.rejected", PARTITIONS, 24)]
     assert len(recs) == 24

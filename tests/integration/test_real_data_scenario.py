@@ -1,6 +1,9 @@
 """A real station file through the real broker: NOAA ISD-Lite Beijing, June 2017, replayed as Lanzhou (52889)
-with `ews ingest --as-station` into `ews run`; the webhooks must be exactly the events of the in-memory model
-(tests/scenario_model.py) and include the documented facts of that month (orange heat from 2017-06-09)."""
+with `ews ingest --as-station --status exercise` into `ews run` (a drill of history); the webhooks to a subscription
+that opted in to exercises must be exactly the events of the in-memory model (tests/scenario_model.py), Exercise
+events stamped with the data times, and include the documented facts of that month (orange heat from 2017-06-09).
+The same file as actual reports updates the station state but warns nobody; and `ews run --replay FILE
+--as-station` (what `make run FILE=... AS_STATION=...` runs) replays it as an exercise."""
 
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ def _ingest(*extra: str) -> tuple[int, str, str]:
 async def test_isd_june_2017_as_lanzhou(broker: EmbeddedBroker, tmp_path: Path, receiver: WebhookReceiver) -> None:
     rc, rows_text, err = _ingest("--dry-run")
     assert rc == 0, err
-    expected = [e for e in model_events([json.loads(x) for x in rows_text.splitlines()])
+    expected = [e for e in model_events([json.loads(x) for x in rows_text.splitlines()], "exercise")
                 if e["region_code"] == "620102"]
     assert expected[0]["hazard"] == "heat" and expected[0]["level"] == "orange"  # 37.5 degC on 2017-06-09
     env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-isd"}
@@ -40,12 +43,14 @@ async def test_isd_june_2017_as_lanzhou(broker: EmbeddedBroker, tmp_path: Path, 
         async with aiohttp.ClientSession() as s, s.post(
                 ews.url + "/api/v1/subscriptions", headers=ews.headers(),
                 json={"name": "Lanzhou relief", "department": "relief", "url": receiver.url,
-                      "regions": ["620102"]}) as r:
+                      "regions": ["620102"], "statuses": ["exercise"]}) as r:
             assert r.status == 201
-        rc, _, err = _ingest("--bootstrap", broker.bootstrap)
+        rc, _, err = _ingest("--bootstrap", broker.bootstrap, "--status", "exercise")
         assert rc == 0, err
         got = await receiver.wait_for(len(expected), timeout_s=90)
     events = [orjson.loads(g["body"])["data"] for g in got]
+    assert {e["status"] for e in events} == {"exercise"} and all(e["note"] for e in events)
+    assert all(e["sent"].startswith("2017-0") for e in events)  # stamped with the replayed data times
 
     def per_hazard(evs: list[dict]) -> dict[str, list[tuple[str, str, str, str, str]]]:
         """Each hazard's events in chain order. Webhooks to one endpoint run concurrently (as Standard Webhooks

@@ -6,16 +6,21 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-OBS_IN = Counter("ews_observations_total", "Observations accepted into the pipeline", ["source"])
+OBS_IN = Counter("ews_observations_total", "Observations accepted into the pipeline", ["source", "status"])
 OBS_REJECTED = Counter("ews_observations_rejected_total", "Observations rejected", ["reason"])
 OBS_PROCESSED = Counter("ews_observations_processed_total", "Observations applied to station state")
 OBS_STALE = Counter("ews_observations_stale_total", "Observations skipped as not newer than station state")
 PROCESSING_LATENCY = Histogram(
     "ews_processing_latency_seconds", "Observation accepted -> warning event emitted",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+PAST_HORIZON = Counter("ews_reports_past_horizon_total", "Actual station signals older than their hazard's staleness "
+                       "horizon (rules.toml stale_after_h): the station state took them, no live warning did",
+                       ["hazard"])
+EXPIRED_NOT_SENT = Counter("ews_expired_events_not_routed_total", "Actual warning events already expired when made: "
+                           "kept on the warnings topic, routed to no subscription", ["hazard"])
 WARNING_EVENTS = Counter("ews_warning_events_total", "Warning lifecycle events emitted",
-                         ["hazard", "level", "msg_type"])
-WARNINGS_ACTIVE = Gauge("ews_warnings_active", "Active warnings", ["hazard", "level"])
+                         ["hazard", "level", "msg_type", "status"])
+WARNINGS_ACTIVE = Gauge("ews_warnings_active", "Active warnings", ["hazard", "level", "status"])
 DELIVERIES = Counter("ews_deliveries_total", "Webhook delivery attempts by outcome", ["outcome", "department"])
 DELIVERY_LATENCY = Histogram(
     "ews_delivery_latency_seconds", "Warning event emitted -> 2xx at the receiver",

@@ -33,6 +33,34 @@ OBSERVATION_ELEMENTS: dict[str, str] = {
 }
 
 
+# Whether a report (and every warning made from it) is live: ``actual`` (the default), or a drill or demo
+# (``exercise``) or a technical test (``test``), as CAP 1.2 §3.2.1 status. Exercise and test reports are graded
+# in their own station state and region chains and never reach a subscription that did not opt in.
+STATUSES = ("actual", "exercise", "test")
+ACTUAL = "actual"
+
+
+def chain_key(region_code: str, hazard: str, status: str = ACTUAL) -> str:
+    """The key of a region's warning chain (``region_state``, ``warnings``): ``region:hazard`` for actual
+    reports (the keys deployments already hold), ``region:hazard:status`` for exercise and test chains, so they
+    never mix with the actual chain of the same county and hazard."""
+    return f"{region_code}:{hazard}" if status == ACTUAL else f"{region_code}:{hazard}:{status}"
+
+
+def parse_chain_key(key: str) -> tuple[str, str, str]:
+    """(region code, hazard, status) of a ``chain_key``."""
+    parts = key.split(":")
+    if len(parts) >= 3 and parts[-1] in STATUSES:
+        return ":".join(parts[:-2]), parts[-2], parts[-1]
+    region, _, hazard = key.rpartition(":")
+    return region, hazard, ACTUAL
+
+
+def status_of(record: Any) -> str:
+    """A signal's, batch's or event's status; records written before statuses existed are actual."""
+    return str(record.get("status") or ACTUAL) if isinstance(record, dict) else ACTUAL
+
+
 class WarningLevel(enum.IntEnum):
     """CMA signal colours (Order No. 16): blue IV .. red I. Ordered so that max() is the most severe."""
 
@@ -131,6 +159,7 @@ class Signal(TypedDict, total=False):
     onset: str
     expires: str
     stations: list[dict[str, Any]]
+    status: str  # exercise or test (absent: actual); part of the chain key
     subscription_id: str  # backfill: the new or resumed subscription
     event: WarningEvent  # backfill: the warning's latest event as the API's view holds it
 
@@ -170,6 +199,8 @@ class WarningEvent(TypedDict):
     urgency: str
     certainty: str
     source: str
+    status: NotRequired[str]  # actual | exercise | test (events before statuses existed: actual)
+    note: NotRequired[str]  # exercise and test: what the message is (CAP note)
     emitted_at: NotRequired[float]
 
 

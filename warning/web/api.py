@@ -38,7 +38,7 @@ from warning.drought_products import spi_product
 from warning.operator_tokens import OperatorTokens, tokens_path
 from warning.shared import metrics
 from warning.shared.config import Settings
-from warning.shared.records import WarningEvent, WarningLevel
+from warning.shared.records import ACTUAL, STATUSES, WarningEvent, WarningLevel, status_of
 from warning.web.auth import SVC, THROTTLE, TOKENS, FailedTokens, Handler, check_token, operator_of, require_token
 from warning.web.auth import error_response as _error
 from warning.web.auth import json_response as _json
@@ -91,28 +91,45 @@ async def metrics_view(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def _item_status(item: Any, default: str) -> str:
+    """An item's ``status`` (taken out of it: the record schemas do not carry it), else ``default``."""
+    if not isinstance(item, dict) or "status" not in item:
+        return default
+    status = item.pop("status")
+    if status not in STATUSES:
+        raise ObservationError(f"status: one of {', '.join(STATUSES)}")
+    return str(status)
+
+
 async def _accept_items(request: web.Request, validate: Callable[[Any], dict[str, Any]],
-                        publish: Callable[[list[dict[str, Any]]], Awaitable[None]], source: str) -> web.Response:
+                        publish: Callable[[list[dict[str, Any]], str], Awaitable[None]], source: str
+                        ) -> web.Response:
     """One object or a list: valid items are published, invalid ones answered with a reason naming the field
-    and kept in obs.rejected (with the HTTP peer); 202 either way."""
+    and kept in obs.rejected (with the HTTP peer); 202 either way. Each item's ``status`` (actual, exercise or
+    test), else ``?status=``, else actual: items of each status go out as batches of that status."""
     svc = request.app[SVC]
+    default = request.query.get("status", ACTUAL)
+    if default not in STATUSES:
+        return _error(400, f"status: one of {', '.join(STATUSES)}")
     _, body = await _body_json(request)
     items = body if isinstance(body, list) else [body]
     if len(items) > svc.settings.max_items:
         return _error(413, f"body: {len(items)} items; at most {svc.settings.max_items} a request "
                            "(EWS_MAX_ITEMS): split the batch")
-    accepted, rejected = [], []
+    accepted: dict[str, list[dict[str, Any]]] = {}
+    rejected = []
     for i, item in enumerate(items):
         try:
-            accepted.append(validate(item))
+            status = _item_status(item, default)
+            accepted.setdefault(status, []).append(validate(item))
         except ObservationError as exc:
             rejected.append({"index": i, "reason": str(exc)})
             sid = item.get("station_id") if isinstance(item, dict) else None
             key = str(sid)[:64] if sid else "?"
             await svc.intake.reject(safe_dump(item), str(exc), f"{source} from {request.remote}", key)
-    if accepted:
-        await publish(accepted)
-    return _json({"accepted": len(accepted), "rejected": rejected}, 202)
+    for status, batch in accepted.items():
+        await publish(batch, status)
+    return _json({"accepted": sum(map(len, accepted.values())), "rejected": rejected}, 202)
 
 
 @require_token
@@ -122,9 +139,9 @@ async def post_observations(request: web.Request) -> web.Response:
     def validate(item: Any) -> dict[str, Any]:
         return validate_observation(item, known_station=svc.registry.__contains__).to_dict()
 
-    async def publish(accepted: list[dict[str, Any]]) -> None:
-        await svc.intake.publish_observations(accepted)
-        metrics.OBS_IN.labels("push").inc(len(accepted))
+    async def publish(accepted: list[dict[str, Any]], status: str) -> None:
+        await svc.intake.publish_observations(accepted, status)
+        metrics.OBS_IN.labels("push", status).inc(len(accepted))
 
     return await _accept_items(request, validate, publish, "push")
 
@@ -321,6 +338,11 @@ async def list_warnings(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     active = request.query.get("active", "false").lower() in ("1", "true", "yes")
     events = svc.warnings.active() if active else list(svc.warnings.latest.values())
+    try:
+        statuses = _statuses(request)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    events = [e for e in events if status_of(e) in statuses]
     hazard = request.query.get("hazard")
     region = request.query.get("region")
     level = request.query.get("level")
@@ -404,10 +426,26 @@ async def get_warning_cap(request: web.Request) -> web.Response:
                         charset="utf-8")
 
 
+def _statuses(request: web.Request) -> set[str]:
+    """``?status=`` (comma-separated, or ``all``): the statuses a list or feed includes; default actual only, so a
+    reader that does not ask never takes a drill for a warning."""
+    given = request.query.get("status", ACTUAL)
+    wanted = set(STATUSES) if given == "all" else {s.strip() for s in given.split(",") if s.strip()}
+    bad = sorted(wanted - set(STATUSES))
+    if bad or not wanted:
+        raise ValueError(f"status: {', '.join(STATUSES)} or all (comma-separated), not {given[:40]!r}")
+    return wanted
+
+
 async def cap_feed(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     base = svc.settings.public_base_url  # never the request's Host header: links are ours to write
-    events = [e for e in svc.warnings.active() if e.get("region_level", "county") == "county"]
+    try:
+        statuses = _statuses(request)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    events = [e for e in svc.warnings.active() if e.get("region_level", "county") == "county"
+              and status_of(e) in statuses]
     body = atom_feed(events, feed_url=base + "/api/v1/cap/feed.atom",
                      cap_url=lambda e: f"{base}/api/v1/warnings/{e['id']}.cap", rules=svc.rules)
     return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")

@@ -15,7 +15,7 @@ import orjson
 from alerts.delivery import public_error
 from warning.shared import metrics
 from warning.shared.bus import now_iso
-from warning.shared.records import Receipt, SeenOnce, WarningEvent
+from warning.shared.records import ACTUAL, Receipt, SeenOnce, WarningEvent, status_of
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,15 @@ class WarningsView:
         self._gauge_at = now
         metrics.WARNINGS_ACTIVE.clear()
         for e in self.active():
-            metrics.WARNINGS_ACTIVE.labels(e["hazard"], e["level"]).inc()
+            metrics.WARNINGS_ACTIVE.labels(e["hazard"], e["level"], status_of(e)).inc()
 
     def active(self, at: str | None = None) -> list[WarningEvent]:
+        """The latest event of each open warning. An actual warning is open until its cancel or its expiry on
+        the wall clock; an exercise or test chain runs on its replayed data's clock (a drill of 2017 data expires
+        in 2017), so it is open until the grade stage ends it with its cancel."""
         t = at or now_iso()
-        return [e for e in self.latest.values() if e["msg_type"] != "cancel" and e["expires"] > t]
+        return [e for e in self.latest.values()
+                if e["msg_type"] != "cancel" and (e["expires"] > t or status_of(e) != ACTUAL)]
 
     def earlier(self, event: WarningEvent) -> list[WarningEvent]:
         """The events of ``event``'s warning before it (what its CAP references)."""

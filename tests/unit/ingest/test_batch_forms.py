@@ -20,7 +20,10 @@ KNOWN = frozenset({"52889", "52533", "52418"}).__contains__
 
 values = st.one_of(
     st.floats(-100, 2000, allow_nan=False), st.integers(-10, 5000), st.none(), st.booleans(),
-    st.sampled_from(["12.5", "", "x" * 40]), st.lists(st.integers(), max_size=2), st.just(2 ** 70),
+    # (list items within 64 bits: orjson reads a longer integer back as a float, so no dead letter could carry it
+    # as sent; a bare 2 ** 70 value is still tried)
+    st.sampled_from(["12.5", "", "x" * 40]), st.lists(st.integers(-2 ** 63, 2 ** 63 - 1), max_size=2),
+    st.just(2 ** 70),
     st.just(1.0e308),
 )
 rows = st.lists(st.fixed_dictionaries(

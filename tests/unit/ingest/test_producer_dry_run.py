@@ -16,6 +16,7 @@ import pytest
 from ingest.columns import batch_rows
 from ingest.producer import (
     EXIT_BROKER,
+    EXIT_NOTHING_ACCEPTED,
     EXIT_OK,
     EXIT_USAGE,
     MAX_BATCH,
@@ -91,13 +92,27 @@ def test_real_isd_slice_as_lanzhou() -> None:
 
 
 def test_real_isd_without_as_station_is_beijing_and_rejected() -> None:
-    """545110 -> WMO 54511 (Beijing) by the default rule: not a registry station, every row rejected."""
+    """545110 -> WMO 54511 (Beijing) by the default rule: not a registry station, every row rejected, and the run
+    says so in its exit code (3) and summary instead of ending as if the file had been replayed."""
     run = ingest(str(ISD), "--dry-run", "--since", "2017-01-01", "--until", "2017-01-02", "--json-summary")
-    assert run.code == EXIT_OK
+    assert run.code == EXIT_NOTHING_ACCEPTED
     assert run.out == ""
     s = run.summary
     assert s["accepted"] == 0 and s["rejected"] == 24 and s["rejected_by_reason"] == {"station_id": 24}
     assert f"rejected {ISD}@2017-01-01T00:00:00Z: station_id: unknown station '54511'" in run.err
+
+
+def test_a_file_of_a_station_outside_the_registry_says_how_to_replay_it() -> None:
+    run = ingest(str(ISD), "--dry-run", "--since", "2017-01-01", "--until", "2017-01-02")
+    assert run.code == EXIT_NOTHING_ACCEPTED
+    assert "NOTHING ACCEPTED" in run.err and "--as-station WMO" in run.err and "AS_STATION=WMO" in run.err
+
+
+def test_status_is_an_ingest_option() -> None:
+    assert parser().parse_args(["ingest", "f"]).status == "actual"
+    assert parser().parse_args(["ingest", "f", "--status", "exercise"]).status == "exercise"
+    with pytest.raises(SystemExit):
+        parser().parse_args(["ingest", "f", "--status", "drill"])
 
 
 def test_human_summary_on_stderr(tmp_path: Path) -> None:
@@ -353,6 +368,19 @@ def test_sink_batches_by_partition_at_most_1000_with_first_station_key() -> None
         seen += batch
     assert sorted(json.dumps(o, sort_keys=True) for o in seen) == sorted(json.dumps(o, sort_keys=True) for o in rows)
     assert any(len(batch_rows(m["value"])) == MAX_BATCH for m in prod.sent)
+
+
+def test_sink_writes_the_status_of_an_exercise_on_every_batch_and_none_for_actual() -> None:
+    from ingest.columns import decode_batch
+
+    for status, expected in (("exercise", "exercise"), ("actual", None)):
+        prod = FakeProducer()
+        sink = KafkaSink(prod, 4, FakeClock(), partition_for, status=status)
+        for r in obs_rows(["52889", "52533"], 3):
+            sink.add(r)
+        assert sink.close()[:2] == (6, 0)
+        assert {m["value"].get("status") for m in prod.sent} == {expected}
+        assert {decode_batch(json.dumps(m["value"]).encode()).status for m in prod.sent} == {status}
 
 
 def test_sink_time_flush_and_size_split() -> None:

@@ -26,7 +26,7 @@
     stations: [],         // from /api/v1/stations
     stationEls: {},       // station_id -> <circle>
     project: null,        // [lon, lat] -> [x, y]
-    warnings: new Map(),  // "region:hazard" -> latest WarningEvent (as the server keeps it)
+    warnings: new Map(),  // "region:hazard[:status]" -> latest WarningEvent (as the server keeps it)
     seen: new Set(),      // event ids already shown (to flash new ones)
     offsetMs: 0,          // server clock - browser clock
     selected: null,       // selected warning_id
@@ -82,8 +82,16 @@
 
   function isRollup(e) { return e.region_level === "prefecture"; }
 
+  // exercise (drills, demos) and test warnings: their own chains, shown hatched and labelled, and hideable
+  var STATUS_LABEL = { exercise: "EXERCISE 演练", test: "TEST 测试" };
+  function statusOf(e) { return e.status || "actual"; }
+  function isDrill(e) { return statusOf(e) !== "actual"; }
+  function showDrills() { var box = $("show-drills"); return !box || box.checked; }
+
+  // an actual warning ends at its expiry on the wall clock; a drill's chain runs on its replayed data's clock
+  // and ends with its cancel (as the server's view judges it)
   function isActive(e) {
-    return e.msg_type !== "cancel" && e.expires > serverNowIso();
+    return e.msg_type !== "cancel" && (isDrill(e) || e.expires > serverNowIso());
   }
 
   function debounce(fn, ms) {
@@ -137,6 +145,7 @@
     var w = (maxLon - minLon) * k * S + 2 * pad, h = (maxLat - minLat) * S + 2 * pad;
     var root = svg("svg", { viewBox: "0 0 " + w.toFixed(0) + " " + h.toFixed(0), role: "img",
                             "aria-label": "Gansu counties", preserveAspectRatio: "xMidYMid meet" });
+    root.appendChild(hatchPatterns());
     var gCounties = svg("g", { "class": "counties" });
     var gPrefs = svg("g", { "class": "prefectures" });
     var gStations = svg("g", { "class": "stations" });
@@ -192,9 +201,10 @@
   }
 
   // ------------------------------------------------------------------------------------ the warnings
-  function activeWarnings() {
+  function activeWarnings() {  // what is shown: exercise and test warnings only while "show drills" is on
     var out = [];
-    state.warnings.forEach(function (e) { if (isActive(e)) out.push(e); });
+    var drills = showDrills();
+    state.warnings.forEach(function (e) { if (isActive(e) && (drills || !isDrill(e))) out.push(e); });
     return out;
   }
 
@@ -206,6 +216,19 @@
       if (!levels[c] || RANK[e.level] > RANK[levels[c]]) levels[c] = e.level;
     });
     return levels;
+  }
+
+  // one diagonal-stripe pattern per level: a county with only exercise or test warnings is filled with it
+  function hatchPatterns() {
+    var defs = svg("defs", {});
+    Object.keys(COLOURS).forEach(function (level) {
+      var pat = svg("pattern", { id: "hatch-" + level, patternUnits: "userSpaceOnUse", width: "8", height: "8",
+                                 patternTransform: "rotate(45)" });
+      pat.appendChild(svg("rect", { width: "8", height: "8", fill: "#ffffff" }));
+      pat.appendChild(svg("rect", { width: "4", height: "8", fill: COLOURS[level] }));
+      defs.appendChild(pat);
+    });
+    return defs;
   }
 
   function stationReadings(active) {
@@ -224,15 +247,19 @@
 
   function render() {
     var active = activeWarnings();
-    var levels = regionLevels(active);
+    var live = active.filter(function (e) { return !isDrill(e); });
+    var levels = regionLevels(live);
+    var drillLevels = regionLevels(active.filter(isDrill));
     Object.keys(state.countyEls).forEach(function (code) {
       var path = state.countyEls[code];
-      var level = levels[code];
-      path.setAttribute("fill", level ? COLOURS[level] : NO_WARNING_FILL);
+      var level = levels[code], drill = drillLevels[code];
+      // a live warning's solid colour always wins over a drill's hatching
+      path.setAttribute("fill", level ? COLOURS[level] : drill ? "url(#hatch-" + drill + ")" : NO_WARNING_FILL);
       if (level) path.setAttribute("data-level", level); else path.removeAttribute("data-level");
+      if (!level && drill) path.setAttribute("data-drill-level", drill); else path.removeAttribute("data-drill-level");
     });
     Object.keys(state.prefEls).forEach(function (code) {
-      var level = levels[code];
+      var level = levels[code];  // (roll-up outlines: live warnings only)
       if (level) state.prefEls[code].setAttribute("data-level", level);
       else state.prefEls[code].removeAttribute("data-level");
     });
@@ -249,7 +276,10 @@
 
   function renderList(active) {
     var showEnded = $("show-ended").checked;
-    var items = showEnded ? Array.from(state.warnings.values()) : active;
+    var drills = showDrills();
+    var items = showEnded ? Array.from(state.warnings.values()).filter(function (e) {
+      return drills || !isDrill(e);
+    }) : active;
     items.sort(function (a, b) {
       var aa = isActive(a) ? 1 : 0, ba = isActive(b) ? 1 : 0;
       if (aa !== ba) return ba - aa;
@@ -264,9 +294,13 @@
       var top = (e.stations || [])[0];
       var li = el("li", { "data-warning-id": e.warning_id, "data-level": e.level, "data-region": e.region_code,
                           "data-msg-type": e.msg_type, "data-region-level": e.region_level || "county",
-                          className: (ended ? "ended " : "") + (state.selected === e.warning_id ? "selected" : "") },
-        el("span", { className: "chip", "data-level": e.level }),
+                          "data-status": statusOf(e),
+                          className: (ended ? "ended " : "") + (isDrill(e) ? "drill " : "") +
+                            (state.selected === e.warning_id ? "selected" : "") },
+        el("span", { className: "chip" + (isDrill(e) ? " hatched" : ""), "data-level": e.level }),
         el("span", { className: "title", text: e.headline_zh || "" },
+          isDrill(e) ? el("span", { className: "tag status-tag", text: STATUS_LABEL[statusOf(e)] || statusOf(e) })
+            : null,
           isRollup(e) ? el("span", { className: "tag", text: "prefecture roll-up" }) : null),
         el("span", { className: "meta", text: (e.headline_en || "") }),
         el("span", { className: "meta", text: e.msg_type + " · " + (e.region_name_zh || "") + " " + e.region_code +
@@ -277,12 +311,12 @@
       list.appendChild(li);
     });
     items.forEach(function (e) { state.seen.add(e.id); });
-    $("warning-count").textContent = String(active.length);
+    $("warning-count").textContent = String(active.filter(function (e) { return !isDrill(e); }).length);
     $("no-warnings").hidden = items.length > 0;
   }
 
   function applyWarning(e) {
-    var key = e.region_code + ":" + e.hazard;
+    var key = e.region_code + ":" + e.hazard + (isDrill(e) ? ":" + statusOf(e) : "");
     var latest = state.warnings.get(key);
     if (!latest || latest.warning_id !== e.warning_id || latest.seq <= e.seq) state.warnings.set(key, e);
   }
@@ -306,7 +340,8 @@
     $("hover").textContent = (r ? r.name_zh + " " + r.name + " (" + code + ")" : code) +
       (parent ? " · " + parent.name_zh : "") + " · " +
       (here.length ? here.map(function (e) {
-        return e.hazard + " " + e.level + (isRollup(e) ? " (prefecture)" : "");
+        return e.hazard + " " + e.level + (isRollup(e) ? " (prefecture)" : "") +
+          (isDrill(e) ? " (" + (STATUS_LABEL[statusOf(e)] || statusOf(e)) + ")" : "");
       }).join(", ") : "no active warning");
   }
 
@@ -493,6 +528,7 @@
   // ---------------------------------------------------------------------------------------------- start
   function start() {
     $("show-ended").addEventListener("change", function () { renderList(activeWarnings()); });
+    $("show-drills").addEventListener("change", function () { render(); });
     $("detail-close").addEventListener("click", function () {
       state.selected = null;
       $("detail-panel").hidden = true;
