@@ -25,11 +25,13 @@ from warning.rules import RulesError, load_rules, parse_rules
 from warning.shared.bus import DataClock, SignalSink
 from warning.shared.records import WarningLevel, chain_key, parse_chain_key
 from warning.shared.regions import RegionTree, StationRegistry
+from warning.shared.sealing import KeyRing, Sealer
 from warning.web.views import LiveFeed, WarningsView
 
 RULES = load_rules()
 GRADER = StationGrader(RULES, StationRegistry.load(), RegionTree.load())
 ROOT = Path(__file__).resolve().parents[2]
+SEALER = Sealer(KeyRing.generate())
 
 
 def iso(t: datetime) -> str:
@@ -57,11 +59,12 @@ class Router:
 def stage() -> tuple[GradeStage, Router, list[tuple[str, bytes, bytes]], dict[str, Any]]:
     sent: list[tuple[str, bytes, bytes]] = []
 
-    async def produce(topic: str, key: bytes, value: bytes, partition: int | None) -> None:
+    async def produce(topic: str, key: bytes, value: bytes, partition: int | None, headers: Any = None) -> None:
         sent.append((topic, key, value))
     router, table = Router(), {}
-    grade = GradeStage(rules=RULES, rollups=GRADER, region_state=table, signals=SignalSink(produce, "signals", 4),
-                       produce=produce, warnings_topic="warnings", router=router, clock=DataClock())
+    signals = SignalSink(produce, "signals", 4, SEALER)
+    grade = GradeStage(rules=RULES, rollups=GRADER, region_state=table, signals=signals, produce=produce,
+                       warnings_topic="warnings", router=router, clock=DataClock())
     return grade, router, sent, table
 
 
