@@ -7,11 +7,10 @@ A key ring is a current key id plus older keys kept for reading. It comes from `
 0600 with one random key on first start (as the token file). A file holds one ``id base64url-key`` per line, the
 first current; ``ews keys rotate`` puts a new key first.
 
-Only the standard library: ``cryptography`` is not in the service's environment. A secret is sealed by
-encrypt-then-MAC with keys derived per purpose by HMAC-SHA256 from the ring key: the key stream is HMAC-SHA256 in
-counter mode over a random 16-byte nonce (a PRF in CTR mode), the tag HMAC-SHA256 over version, key id, context
-(subscription id and field), nonce and ciphertext. The format is versioned (``sealed:v1:``) so an AES-GCM ``v2`` can
-be added beside it.
+A secret is sealed with AES-256-GCM (``cryptography``'s AESGCM, NIST SP 800-38D) under a key derived for that
+purpose by HMAC-SHA256 from the ring key, with a random 96-bit nonce and the version, key id and context
+(subscription id and field) as associated data, so a sealed value copied into another record does not open. Record
+MACs are HMAC-SHA256 (RFC 2104) under a second derived key. The format is versioned (``sealed:v1:``).
 """
 
 from __future__ import annotations
@@ -28,11 +27,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 MAC_HEADER = "ews-mac"
 SEALED_PREFIX = "sealed:v1:"
 _KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
-_NONCE = 16
-_TAG = 32
+_NONCE = 12  # the GCM nonce size NIST SP 800-38D recommends; random per sealing
 
 
 class DataKeyError(ValueError):
@@ -127,9 +128,8 @@ def _derive(key: bytes, purpose: bytes) -> bytes:
     return hmac.new(key, b"ews/v1/" + purpose, hashlib.sha256).digest()
 
 
-def _stream(key: bytes, nonce: bytes, n: int) -> bytes:
-    blocks = (hmac.new(key, nonce + struct.pack(">I", i), hashlib.sha256).digest() for i in range(0, n // 32 + 1))
-    return b"".join(blocks)[:n]
+def _associated(kid: str, context: str) -> bytes:
+    return b"\0".join((b"v1", kid.encode(), context.encode()))
 
 
 def canonical(topic: str, key: bytes | None, value: bytes | None) -> bytes:
@@ -153,37 +153,31 @@ class Sealer:
 
     def __init__(self, ring: KeyRing) -> None:
         self.ring = ring
-        self._enc = {k: _derive(v, b"secret-stream") for k, v in ring.keys.items()}
-        self._auth = {k: _derive(v, b"secret-tag") for k, v in ring.keys.items()}
+        self._aead = {k: AESGCM(_derive(v, b"secret-aes-256-gcm")) for k, v in ring.keys.items()}
         self._mac = {k: _derive(v, b"record-mac") for k, v in ring.keys.items()}
 
     # ----------------------------------------------------------------------------------------- secrets at rest
     def seal(self, plain: str, context: str) -> str:
         kid = self.ring.current
         nonce = secrets.token_bytes(_NONCE)
-        data = plain.encode()
-        ct = bytes(a ^ b for a, b in zip(data, _stream(self._enc[kid], nonce, len(data)), strict=True))
-        return f"{SEALED_PREFIX}{kid}:{_b64(nonce + ct + self._tag(kid, context, nonce, ct))}"
+        ct = self._aead[kid].encrypt(nonce, plain.encode(), _associated(kid, context))
+        return f"{SEALED_PREFIX}{kid}:{_b64(nonce + ct)}"
 
     def open(self, sealed: str, context: str) -> str:
         if not is_sealed(sealed):
             raise SealError("not a sealed value")
         kid, _, body = sealed[len(SEALED_PREFIX):].partition(":")
-        if kid not in self._enc:
+        if kid not in self._aead:
             raise SealError(f"sealed with key {kid!r}, which is not in the key ring")
         try:
             raw = _unb64(body)
         except (binascii.Error, ValueError):
             raise SealError("malformed sealed value") from None
-        nonce, ct, tag = raw[:_NONCE], raw[_NONCE:-_TAG], raw[-_TAG:]
-        if len(raw) < _NONCE + _TAG or not hmac.compare_digest(tag, self._tag(kid, context, nonce, ct)):
-            raise SealError("the sealed value fails its check (tampered, or sealed for another record)")
-        plain = bytes(a ^ b for a, b in zip(ct, _stream(self._enc[kid], nonce, len(ct)), strict=True))
+        try:
+            plain = self._aead[kid].decrypt(raw[:_NONCE], raw[_NONCE:], _associated(kid, context))
+        except (InvalidTag, ValueError):
+            raise SealError("the sealed value fails its check (tampered, or sealed for another record)") from None
         return plain.decode()
-
-    def _tag(self, kid: str, context: str, nonce: bytes, ct: bytes) -> bytes:
-        msg = b"\0".join((b"v1", kid.encode(), context.encode(), nonce)) + ct
-        return hmac.new(self._auth[kid], msg, hashlib.sha256).digest()
 
     # ----------------------------------------------------------------------------------------- record MACs
     def mac(self, topic: str, key: bytes | None, value: bytes | None) -> bytes:
