@@ -25,7 +25,7 @@ from warning import launch
 from warning.shared.topics import partition_for
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "bench-token-0123456789abcdef"
+TOKEN = "bench-token-0123456789abcdef-0123456789abcdef"  # >= 32 bytes: shorter ones are refused
 PARTITIONS = 4
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TRIGGER_MM = 21.0  # rain_1h >= 20 mm: flash-flood blue (rules.toml); 2 in 24 h stay below rain_24h 50 mm

@@ -33,7 +33,7 @@ from warning.broker import free_port
 from warning.launch import EwsProcess as EwsProcess
 from warning.shared.regions import StationRegistry
 
-TOKEN = "chaos-token-0123456789abcdef"
+TOKEN = "chaos-token-0123456789abcdef-0123456789abcdef"  # >= 32 bytes: shorter ones are refused
 
 
 def county_of(station_id: str) -> str:
