@@ -236,9 +236,10 @@ def test_clear_rewinds_each_partition_to_lowest_cleared_offset() -> None:
     flow = FlowControlEvent(initially_suspended=False)
     q1 = FlowControlQueue(flow_control=flow, clear_on_resume=True)
     q2 = FlowControlQueue(flow_control=flow, clear_on_resume=True)
-    for offset in (14, 12):
+    for offset in (12, 14):
         q1.put_nowait(queued(consumer, msg(offset)))
-    q2.put_nowait(queued(consumer, msg(11)))  # TP0's lowest is in the other queue
+    for offset in (11, 13):  # TP0's lowest is in the other queue, and never the last one seen
+        q2.put_nowait(queued(consumer, msg(offset)))
     q2.put_nowait(queued(consumer, msg(3, tp=TP1)))
     q2.put_nowait(queued(consumer, msg(1, tp=TP1, acked=True)))  # acknowledged: no reason to read it again
     faust_fixes._clear_and_rewind(flow)
