@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from warning.broker import BrokerProcess, die_with_parent, free_port
@@ -80,17 +81,67 @@ def server_properties(data: Path, host: str, port: int, controller_port: int, pa
     ])
 
 
+@dataclass(frozen=True)
+class SaslSsl:
+    """A second client listener, SASL_SSL with SCRAM-SHA-512 as deploy/kafka/start-kafka.sh configures it: PEM
+    stores (``keystore``: the PKCS#8 key and the certificate chain; ``truststore``: the CA) and the SCRAM users
+    (name -> password) added when the storage is formatted. The PLAINTEXT listener stays (the readiness probe and
+    inter-broker traffic), so a test reaches both; deploy/ has no PLAINTEXT client listener at all."""
+
+    keystore: Path
+    truststore: Path
+    users: dict[str, str] = field(default_factory=dict, repr=False)
+    port: int | None = None
+
+    def properties(self) -> list[str]:
+        return [
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            # the server side of SCRAM needs a login context; its credentials are checked against the metadata
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+            f"listener.name.sasl_ssl.ssl.keystore.location={self.keystore}",
+            "listener.name.sasl_ssl.ssl.truststore.type=PEM",
+            f"listener.name.sasl_ssl.ssl.truststore.location={self.truststore}",
+            "listener.name.sasl_ssl.ssl.client.auth=none",
+        ]
+
+    def format_args(self) -> list[str]:
+        return [a for name, pw in self.users.items()
+                for a in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={pw}]")]
+
+
 class KafkaNode(BrokerProcess):
-    """One KRaft node on loopback."""
+    """One KRaft node on loopback; with ``sasl_ssl``, also a SASL_SSL (SCRAM-SHA-512) listener on ``sasl_port``."""
 
     label = f"Apache Kafka {KAFKA_VERSION}"
     stop_timeout_s = 30.0  # a controlled shutdown flushes and closes the logs
 
-    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int | None = None, partitions: int = 4) -> None:
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int | None = None, partitions: int = 4,
+                 *, sasl_ssl: SaslSsl | None = None) -> None:
         super().__init__(host, port)
         self.data = Path(data_dir).resolve()
         self.controller_port = free_port(host)
         self.partitions = partitions
+        self.sasl_ssl = sasl_ssl
+        self.sasl_port = (sasl_ssl.port or free_port(host)) if sasl_ssl else None
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        if self.sasl_port is None:
+            raise RuntimeError("this node has no SASL_SSL listener")
+        return f"{self.host}:{self.sasl_port}"
+
+    def _properties(self) -> str:
+        text = server_properties(self.data, self.host, self.port, self.controller_port, self.partitions)
+        if self.sasl_ssl is None or self.sasl_port is None:
+            return text
+        sasl = f"SASL_SSL://{self.host}:{self.sasl_port}"
+        lines = [line + (f",{sasl}" if line.startswith(("listeners=", "advertised.listeners=")) else "")
+                 for line in text.splitlines()]
+        lines = [line + ",SASL_SSL:SASL_SSL" if line.startswith("listener.security.protocol.map=") else line
+                 for line in lines]
+        return "\n".join(lines + self.sasl_ssl.properties() + [""])
 
     def _java(self, main: str, *args: str) -> list[str]:
         java, libs = java_binary(), kafka_libs()
@@ -103,10 +154,11 @@ class KafkaNode(BrokerProcess):
         self.data.mkdir(parents=True, exist_ok=True)
         (self.data / "log4j.properties").write_text(LOG4J.format(log=self.data / "server.log"))
         props = self.data / "server.properties"
-        props.write_text(server_properties(self.data, self.host, self.port, self.controller_port, self.partitions))
+        props.write_text(self._properties())
         if not (self.data / "logs" / "meta.properties").exists():  # first start: format the storage once
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
+            scram = self.sasl_ssl.format_args() if self.sasl_ssl else []
+            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram),
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
         return props
 
