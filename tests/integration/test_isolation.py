@@ -111,34 +111,45 @@ async def test_hostile_retry_after_does_not_hold_the_tiers_and_delete_releases(
 
 async def test_sigterm_with_hostile_deliveries_pending_stops_fast_and_loses_none(
         broker: EmbeddedBroker, tmp_path: Path, hostile: WebhookReceiver) -> None:
-    env = {**FAST, "KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-iso"}
+    """Pending: 8 deliveries waiting for a capped Retry-After, and POSTs in flight to a receiver that answers after
+    35 s (webhook timeout 30 s; 4 at once, the others wait in the retry tiers as "endpoint busy"). SIGTERM exits
+    within 10 s; after the restart, all are still there."""
+    env = {**FAST, "KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-iso",
+           "EWS_WEBHOOK_TIMEOUT": "30"}
     stations = one_station_per_county(N)
     ews = start_ews(tmp_path, env)
-    try:
-        await wait_ready(ews)
-        async with aiohttp.ClientSession() as s:
-            bad = await subscribe(s, ews, hostile, "other")
-            await call(s, ews, "POST", "/api/v1/observations", hot(stations, datetime.now(UTC) - timedelta(hours=1)))
-            assert await until(lambda: len(hostile.by_id) >= N, 60), f"hostile got {len(hostile.by_id)} of {N}"
-            await until(lambda: False, 4.0)  # past the 2.4 s tier: every one waits in the last tier's room
-    finally:
-        t0 = time.monotonic()
-        code = ews.stop()
-        stop_s = time.monotonic() - t0
-    print(f"SIGTERM with {N} hostile deliveries pending: stopped in {stop_s:.1f} s (code {code})")
-    assert code == 0 and stop_s < 10, f"stop took {stop_s:.1f} s, code {code}:\n{ews.output()[-3000:]}"
-    ews = start_ews(tmp_path, env)
-    try:
-        await wait_ready(ews)
-        async with aiohttp.ClientSession() as s:
-            await call(s, ews, "DELETE", f"/api/v1/subscriptions/{bad}")
-            letters: list[dict[str, Any]] = []
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                letters = await deleted_letters(s, ews, bad)
-                if len({d["webhook_id"] for d in letters}) >= N:
-                    break
-                await until(lambda: False, 0.3)
-    finally:
-        assert ews.stop() == 0
+    async with WebhookReceiver("slow", 204, delay_s=35) as slow:
+        try:
+            await wait_ready(ews)
+            async with aiohttp.ClientSession() as s:
+                bad = await subscribe(s, ews, hostile, "other")
+                await subscribe(s, ews, slow, "relief")
+                await call(s, ews, "POST", "/api/v1/observations",
+                           hot(stations, datetime.now(UTC) - timedelta(hours=1)))
+                assert await until(lambda: len(hostile.by_id) >= N and len(slow.by_id) >= 4, 60), \
+                    f"hostile got {len(hostile.by_id)}, slow {len(slow.by_id)} of {N}"
+                await until(lambda: False, 4.0)  # past the 2.4 s tier: every hostile one waits in the room
+        finally:
+            t0 = time.monotonic()
+            code = ews.stop()
+            stop_s = time.monotonic() - t0
+        print(f"SIGTERM with {N} hostile deliveries waiting and {len(slow.by_id)} slow POSTs in flight: "
+              f"stopped in {stop_s:.1f} s (code {code})")
+        assert code == 0 and stop_s < 10, f"stop took {stop_s:.1f} s, code {code}:\n{ews.output()[-3000:]}"
+        slow.delay_s = 0
+        ews = start_ews(tmp_path, env)
+        try:
+            await wait_ready(ews)
+            assert await until(lambda: len(slow.ok) >= N, 60), f"slow: {len(slow.ok)} of {N} after the restart"
+            async with aiohttp.ClientSession() as s:
+                await call(s, ews, "DELETE", f"/api/v1/subscriptions/{bad}")
+                letters: list[dict[str, Any]] = []
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    letters = await deleted_letters(s, ews, bad)
+                    if len({d["webhook_id"] for d in letters}) >= N:
+                        break
+                    await until(lambda: False, 0.3)
+        finally:
+            assert ews.stop() == 0
     assert len({d["webhook_id"] for d in letters}) == N, f"{len(letters)} parked after the restart: lost some"
