@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from alerts.delivery import Outcome, deliver_webhook, new_session
 from alerts.health import HealthTracker
 from alerts.ssrf import Network
 from alerts.subscriptions import Subscription, SubscriptionBook, paused_subscription
+from alerts.waiting import Waiting, WaitingRoom
 from warning.shared import metrics
 from warning.shared.bus import Topic, held_offsets, now_iso
 from warning.shared.records import Delivery, Receipt, WarningEvent
@@ -33,16 +35,29 @@ RenderBody = Callable[[Delivery, Subscription], tuple[bytes, str]]
 HELD = "subscription paused"  # the reason of deliveries held while their subscription is paused (sent on resume)
 
 
+def _due(value: bytes) -> tuple[str, float]:
+    """(subscription id, not_before) of a retry record; ("", 0) when unreadable (the attempt dead-letters it)."""
+    try:
+        d = orjson.loads(value)
+        not_before = float(d.get("not_before", 0))
+        return str(d.get("subscription_id", "")), not_before if math.isfinite(not_before) else 0.0
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return "", 0.0
+
+
 class DeliveryStage:
     def __init__(self, *, subscriptions: SubscriptionBook, dead_letters: DeadLetters, retry_topics: Sequence[Topic],
                  receipts: Topic, policy: retry.RetryPolicy, health: HealthTracker, render: RenderBody,
                  on_receipt: Callable[[Receipt], None], allow_nets: Sequence[Network], timeout_s: float,
-                 endpoint_concurrency: int) -> None:
+                 endpoint_concurrency: int, tier_concurrency: int = 4, waiting_max: int = 10_000,
+                 retry_hold_s: float = 60.0) -> None:
         self.subscriptions, self.dead_letters = subscriptions, dead_letters
         self.retry_topics, self.receipts = retry_topics, receipts
         self.policy, self.health, self.render, self.on_receipt = policy, health, render, on_receipt
         self.allow_nets, self.timeout_s, self.endpoint_concurrency = allow_nets, timeout_s, endpoint_concurrency
         self._endpoint_slots: dict[str, asyncio.Semaphore] = {}
+        self.rooms: dict[int, WaitingRoom] = {}  # retry tier -> its records not yet due
+        self.tier_concurrency, self.waiting_max, self.retry_hold_s = tier_concurrency, waiting_max, retry_hold_s
         self._http: Any = None
 
     # ---- agents ------------------------------------------------------------------------------------------
@@ -53,20 +68,39 @@ class DeliveryStage:
 
     def redeliver_agent(self, tier: int) -> Callable[[Any], Any]:
         async def redeliver(stream: Any) -> None:
-            """One agent per retry tier. A tier has one delay, so its records are (nearly) in due order and
-            sleeping until the head is due never holds back a record due earlier in the same tier."""
+            """One agent per retry tier. A record that is due is attempted here; one that is not waits in the
+            tier's waiting room (``alerts.waiting``), so no slot is held by a delivery waiting for its time."""
+            room = self.room(tier)
             async for value in stream:
+                metrics.RETRY_QUEUE.dec()
+                sub_id, not_before = _due(value)
+                if not_before > time.time():
+                    await room.admit(stream, stream.current_event, value, sub_id, not_before)
+                    continue
                 async with held_offsets(stream, [stream.current_event]):
-                    metrics.RETRY_QUEUE.dec()
-                    try:
-                        not_before = float(orjson.loads(value).get("not_before", 0))
-                    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-                        not_before = 0.0
-                    delay = not_before - time.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
                     await self.attempt(value, first=False)
         return redeliver
+
+    def room(self, tier: int) -> WaitingRoom:
+        room = self.rooms.get(tier)
+        if room is None:
+            async def requeue(w: Waiting) -> None:  # still not due after the hold: to the end of its tier
+                metrics.RETRY_QUEUE.inc()
+                await self.retry_topics[tier].send(key=w.sub_id.encode(), value=w.value)
+
+            room = self.rooms[tier] = WaitingRoom(
+                attempt=lambda value: self.attempt(value, first=False), requeue=requeue, released=self.released,
+                concurrency=self.tier_concurrency, capacity=self.waiting_max, hold_s=self.retry_hold_s)
+        return room
+
+    def released(self, sub_id: str) -> bool:
+        """A waiting delivery's subscription was deleted or paused: attempt it at once (it is parked or held)."""
+        sub = self.subscriptions.get(sub_id)
+        return sub is None or not sub.active
+
+    def drop_waiting(self, tps: Any = None) -> int:
+        """Revoked partitions (or all, on stop): their waiting records stay uncommitted for the next owner."""
+        return sum(room.drop(tps) for room in self.rooms.values())
 
     # ---- one attempt -------------------------------------------------------------------------------------
     async def attempt(self, value: bytes, first: bool) -> None:
@@ -177,5 +211,7 @@ class DeliveryStage:
         return self._http
 
     async def close(self) -> None:
+        for room in self.rooms.values():
+            await room.close()
         if self._http is not None:
             await self._http.close()

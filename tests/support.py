@@ -141,8 +141,9 @@ class WebhookReceiver:
     Use as ``async with WebhookReceiver() as rec`` or ``await rec.start()`` ... ``await rec.stop()``."""
 
     def __init__(self, name: str = "receiver", mode: Answer | Callable[[], Answer] = 204, *, delay_s: float = 0.0,
-                 timeout_sleep_s: float = 1.6, secret: str = "") -> None:
+                 timeout_sleep_s: float = 1.6, secret: str = "", retry_after: str = "") -> None:
         self.name = name
+        self.retry_after = retry_after  # sent as Retry-After with every 429 and 503 answer when set
         self.mode = mode
         self.delay_s = delay_s  # before answering any request
         self.timeout_sleep_s = timeout_sleep_s
@@ -211,6 +212,8 @@ class WebhookReceiver:
         status = int(answer)
         if 200 <= status < 300:
             self._acted(wid, rec, in_time=True)
+        if status in (429, 503) and self.retry_after:
+            return web.Response(status=status, headers={"Retry-After": self.retry_after})
         return web.Response(status=status)
 
     def _acted(self, wid: str, rec: dict[str, Any], in_time: bool) -> None:

@@ -47,6 +47,7 @@ from warning.web.views import DeliveriesView, LiveFeed, WarningsView
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 10.0
+REDELIVER_CONCURRENCY = 4  # attempts at once per retry tier (agent slots, and the tier's waiting room)
 STATE_TABLES = {"fast": "station_columns", "daily": "station_daily", "qc": "qc_columns", "log": "obs_log"}
 
 
@@ -71,6 +72,9 @@ def faust_app(settings: Settings, bootstrap: str) -> faust.App:
         processing_guarantee=settings.processing_guarantee,  # exactly_once: Kafka only (fails on tansu)
         broker_session_timeout=st, broker_rebalance_timeout=st, broker_heartbeat_interval=max(0.3, st / 5),
         consumer_auto_offset_reset="earliest", producer_linger=0.005, table_standby_replicas=0,
+        # a stop or rebalance does not wait for records in processing (a retry waiting for its time, a POST to a
+        # slow receiver): they stay uncommitted and are processed again by the partition's next owner
+        stream_wait_empty=False,
         web_enabled=False,  # the operator API is our own aiohttp server (warning.web.api)
         web_bind="127.0.0.1",
         broker_credentials=settings.kafka.faust_credentials())  # EWS_KAFKA_*: TLS + SASL on a real cluster
@@ -133,7 +137,9 @@ class WarningService:
             receipts=t[topics.RECEIPTS], policy=RetryPolicy.from_settings(settings),
             health=self.health, render=self.render_body,
             on_receipt=self.deliveries.apply, allow_nets=settings.webhook_allow_nets,
-            timeout_s=settings.webhook_timeout_s, endpoint_concurrency=settings.endpoint_concurrency)
+            timeout_s=settings.webhook_timeout_s, endpoint_concurrency=settings.endpoint_concurrency,
+            tier_concurrency=REDELIVER_CONCURRENCY, waiting_max=settings.retry_waiting_max,
+            retry_hold_s=settings.retry_hold_s)
 
         app.agent(t[topics.OBS], name="observations")(self.intake.observations)
         app.agent(t[topics.FORECAST], name="forecasts")(self.intake.forecasts)
@@ -142,7 +148,8 @@ class WarningService:
         app.agent(t[topics.SIGNALS], name="grade")(self.grade.grade)
         app.agent(t[topics.OUTBOX], name="deliver", concurrency=8)(self.delivery.deliver)
         for i, topic in enumerate(retry_topics):
-            app.agent(topic, name=f"redeliver-{i}", concurrency=4)(self.delivery.redeliver_agent(i))
+            app.agent(topic, name=f"redeliver-{i}", concurrency=REDELIVER_CONCURRENCY)(self.delivery.redeliver_agent(i))
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # mode stub: a Callable union
         auth = settings.kafka
         self._mirrors = [
             TopicMirror(bootstrap, topics.SUBSCRIPTIONS, self.subscriptions.mirror, auth=auth, with_headers=True),
@@ -150,6 +157,13 @@ class WarningService:
             TopicMirror(bootstrap, topics.RECEIPTS, self._mirror_receipt, auth=auth),
             TopicMirror(bootstrap, topics.DEAD, self.dead_letters.mirror, auth=auth),
         ]
+
+    async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Waiting retries of revoked partitions (``args[0]``) are left to their next owner (uncommitted, read
+        again there)."""
+        n = self.delivery.drop_waiting(args[0] if args else kwargs.get("revoked", ()))
+        if n:
+            log.info("left %d waiting retries of revoked partitions to their next owner", n)
 
     def _partition_store(self, tables: dict[str, Any]) -> PartitionStore:
         c, registry = self.climatology, self.registry

@@ -135,3 +135,22 @@ async def held_offsets(stream: Any, events: Sequence[Any]) -> AsyncIterator[None
 async def _ack_all(stream: Any, events: list[Any]) -> None:
     for e in events:
         await stream.ack(e)
+
+
+def hold(event: Any) -> None:
+    """Keep ``event``'s offset uncommitted beyond the agent's turn (faust's own ack becomes a no-op), until
+    :func:`release` (done) or :func:`abandon` (cancelled: read again by the partition's next owner)."""
+    if event is not None and getattr(event, "message", None) is not None:
+        event.message.incref()
+
+
+async def release(stream: Any, event: Any) -> None:
+    """The outcome of a :func:`hold` event is produced: its final acknowledgement."""
+    if event is not None and getattr(event, "message", None) is not None:
+        await stream.ack(event)
+
+
+def abandon(event: Any) -> None:
+    """A :func:`hold` event whose processing was cancelled: never acknowledged, kept alive for the commit check."""
+    if event is not None and getattr(event, "message", None) is not None:
+        _ABANDONED.append(event.message)

@@ -55,6 +55,8 @@ class Settings:
     max_retry_after_s: float = 3600.0  # a receiver's Retry-After is obeyed up to this (UNCONFIRMED; alerts.retry)
     unhealthy_after_s: float = 300.0
     endpoint_concurrency: int = 4
+    retry_hold_s: float = 60.0  # a retry not yet due waits in memory this long at most, then goes back to its tier
+    retry_waiting_max: int = 10_000  # retries not yet due held in memory per tier (past it the tier's agent waits)
     tansu_compat: bool = False  # apply the tansu ListOffsets workaround to an external broker too
     json_logs: bool | None = None  # None: JSON lines when stderr is not a terminal
     rules_path: Path | None = None  # a bureau's own rules.toml instead of the packaged one
@@ -100,6 +102,8 @@ class Settings:
             "processing_guarantee": e.get("EWS_PROCESSING_GUARANTEE", "at_least_once"),
             "unhealthy_after_s": float(e.get("EWS_UNHEALTHY_AFTER", 300)),
             "endpoint_concurrency": int(e.get("EWS_ENDPOINT_CONCURRENCY", 4)),
+            "retry_hold_s": float(e.get("EWS_RETRY_HOLD", 60)),
+            "retry_waiting_max": int(e.get("EWS_RETRY_WAITING_MAX", 10_000)),
             "public_url": e.get("EWS_PUBLIC_URL", "").strip().rstrip("/"),
             "max_items": int(e.get("EWS_MAX_ITEMS", 10_000)),
             "max_list_items": int(e.get("EWS_SUBSCRIPTION_MAX_LIST", 500)),
