@@ -7,7 +7,6 @@ webhook-id."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import random
@@ -55,7 +54,7 @@ class DeliveryStage:
         self.retry_topics, self.receipts = retry_topics, receipts
         self.policy, self.health, self.render, self.on_receipt = policy, health, render, on_receipt
         self.allow_nets, self.timeout_s, self.endpoint_concurrency = allow_nets, timeout_s, endpoint_concurrency
-        self._endpoint_slots: dict[str, asyncio.Semaphore] = {}
+        self._in_flight: dict[str, int] = {}  # subscription id -> attempts posting now
         self.rooms: dict[int, WaitingRoom] = {}  # retry tier -> its records not yet due
         self.tier_concurrency, self.waiting_max, self.retry_hold_s = tier_concurrency, waiting_max, retry_hold_s
         self._http: Any = None
@@ -127,16 +126,24 @@ class DeliveryStage:
             d["last_error"] = gate.reason
             await self.schedule_retry(d, sub.id, gate)  # not dropped: the retry attempt probes the endpoint
             return
-        slot = self._endpoint_slot(sub.id)
-        if slot.locked():
+        if self._in_flight.get(sub.id, 0) >= self.endpoint_limit(sub.id):
             # per-endpoint concurrency limit: a delivery to a busy endpoint goes (back) to a retry tier rather
             # than hold an agent slot, so a slow endpoint never holds up the others (measured: waiting for the
             # slot in the retry agents stalled them after a crash-restart; docs/ARCHITECTURE.md "Decisions").
             tier, not_before = retry.retry_at(self.policy, int(d.get("attempt", 1)), None, now, random.random())
             await self.schedule_retry(d, sub.id, retry.Decision("retry", "endpoint busy", tier, not_before))
             return
-        async with slot:
+        self._in_flight[sub.id] = self._in_flight.get(sub.id, 0) + 1
+        try:
             await self.post(d, sub, event)
+        finally:
+            self._in_flight[sub.id] -= 1
+
+    def endpoint_limit(self, sub_id: str) -> int:
+        """Attempts one endpoint may have posting at once: the configured concurrency while it answers, one
+        while its last attempt failed, so a slow or broken receiver (dripping bodies until the timeout) holds
+        at most one of the agents' slots (measured in chaos ``neighbours``)."""
+        return 1 if self.health.get(sub_id).consecutive_failures else self.endpoint_concurrency
 
     async def post(self, d: Delivery, sub: Subscription, event: WarningEvent) -> None:
         d["attempt"] = int(d.get("attempt", 0)) + 1
@@ -198,12 +205,6 @@ class DeliveryStage:
         metrics.DEAD_LETTERS.labels(department).inc()
         metrics.DELIVERIES.labels("dead", department).inc()
         await self.dead_letters.park(d, str(d.get("subscription_id", "?")))
-
-    def _endpoint_slot(self, sub_id: str) -> asyncio.Semaphore:
-        sem = self._endpoint_slots.get(sub_id)
-        if sem is None:
-            sem = self._endpoint_slots[sub_id] = asyncio.Semaphore(self.endpoint_concurrency)
-        return sem
 
     def _session(self) -> Any:
         if self._http is None or self._http.closed:

@@ -15,12 +15,14 @@ import traceback
 from pathlib import Path
 
 from chaos.kafka_scenarios import KAFKA_SCENARIOS
+from chaos.neighbours import hostile_neighbours
 from chaos.scenarios import SCENARIOS as FIRST_SCENARIOS
 from chaos.scenarios import Result
 
-SCENARIOS = {**FIRST_SCENARIOS, **KAFKA_SCENARIOS}
+SCENARIOS = {**FIRST_SCENARIOS, **KAFKA_SCENARIOS,
+             "neighbours": ("8 healthy receivers beside hostile ones: p99 within 2x", hostile_neighbours)}
 BUDGET_S = {"flaky": 150, "sigkill": 200, "broker": 330, "hostile": 360, "pause": 240, "stopstart": 420,
-            "killboth": 420}
+            "killboth": 420, "neighbours": 300}
 
 
 async def _run_one(name: str, work: Path) -> Result:
