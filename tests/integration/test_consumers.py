@@ -4,6 +4,7 @@ Last-Modified and 304s; the warnings list's filters and cursor."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,15 +12,18 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from lxml import etree
 from standardwebhooks.webhooks import Webhook
 
 from tests.support import FAST, WebhookReceiver, hot, one_station_per_county
 from warning.launch import EwsProcess
 
+HUB = "https://hub.example.cn/"
+
 
 @pytest.fixture
 def ews_env() -> dict[str, str]:
-    return {**FAST, "EWS_PUBLIC_URL": "https://ews.example.cn/base"}
+    return {**FAST, "EWS_PUBLIC_URL": "https://ews.example.cn/base", "EWS_WEBSUB_HUB": HUB}
 
 
 async def call(s: aiohttp.ClientSession, ews: EwsProcess, method: str, path: str, body: object = None) -> Any:
@@ -51,3 +55,58 @@ async def test_envelope_timestamp_is_the_events_time_on_every_attempt(ews: EwsPr
         header_ts = int(attempt["headers"]["webhook-timestamp"])
         assert abs(header_ts - attempt["time"]) < 5  # the attempt's time (a failure bound, not a timing claim)
         Webhook(sub["secret"]).verify(attempt["body"], attempt["headers"])
+
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+CAP = "{urn:oasis:names:tc:emergency:cap:1.2}"
+PUBLIC = "https://ews.example.cn/base"
+
+
+async def _warn_counties(s: aiohttp.ClientSession, ews: EwsProcess, stations: list[str]) -> list[dict[str, Any]]:
+    """Red heat in each station's county; the county warnings once all are in the view."""
+    await call(s, ews, "POST", "/api/v1/observations", hot(stations, datetime.now(UTC) - timedelta(hours=1)))
+    found: list[dict[str, Any]] = []
+
+    async def county_warnings() -> list[dict[str, Any]]:
+        async with s.get(ews.url + "/api/v1/warnings?active=true&region_level=county") as r:
+            return list(await r.json())
+
+    for _ in range(300):
+        found = await county_warnings()
+        if len(found) >= len(stations):
+            break
+        await asyncio.sleep(0.1)
+    assert len(found) == len(stations), found
+    return found
+
+
+async def test_feed_keeps_cancels_with_links_from_the_public_url(ews: EwsProcess) -> None:
+    """Two county warnings, both cancelled by the operator: the feed lists their Cancel entries (newest first, a
+    cancel before its alert), every link built from EWS_PUBLIC_URL whatever the Host header, the WebSub hub."""
+    async with aiohttp.ClientSession() as s:
+        alerts = await _warn_counties(s, ews, one_station_per_county(2, skip=3))
+        for event in alerts:
+            await call(s, ews, "POST", f"/api/v1/warnings/{event['warning_id']}/cancel")
+        for _ in range(300):
+            if not await (await s.get(ews.url + "/api/v1/warnings?active=true&region_level=county")).json():
+                break
+            await asyncio.sleep(0.1)
+        async with s.get(ews.url + "/api/v1/cap/feed.atom", headers={"Host": "evil.example:666"}) as r:
+            assert r.status == 200
+            feed = etree.fromstring(await r.read())
+        entries = feed.findall(f"{ATOM}entry")
+        kinds = [(e.findtext(f"{CAP}msgType"), e.findtext(f"{CAP}geocode/{CAP}value")) for e in entries]
+        cap_links = [e.find(f"{ATOM}link").get("href") for e in entries]
+        for link in cap_links:  # each entry's CAP answers, from the path under the public base
+            async with s.get(ews.url + link.removeprefix(PUBLIC)) as r:
+                assert r.status == 200 and r.content_type == "application/cap+xml"
+    counties = {e["region_code"] for e in alerts}
+    assert sorted(k for k in kinds if k[0] == "Cancel") == sorted(("Cancel", c) for c in counties)
+    assert sorted(k for k in kinds if k[0] == "Alert") == sorted(("Alert", c) for c in counties)
+    for county in counties:  # newest first: each county's cancel before its alert
+        assert kinds.index(("Cancel", county)) < kinds.index(("Alert", county))
+    assert feed.findtext(f"{ATOM}id") == PUBLIC + "/api/v1/cap/feed.atom"
+    assert all(link.startswith(PUBLIC + "/api/v1/warnings/") for link in cap_links)
+    assert "evil.example" not in etree.tostring(feed).decode()
+    [hub] = [link.get("href") for link in feed.findall(f"{ATOM}link") if link.get("rel") == "hub"]
+    assert hub == HUB
