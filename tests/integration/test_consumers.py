@@ -110,3 +110,55 @@ async def test_feed_keeps_cancels_with_links_from_the_public_url(ews: EwsProcess
     assert "evil.example" not in etree.tostring(feed).decode()
     [hub] = [link.get("href") for link in feed.findall(f"{ATOM}link") if link.get("rel") == "hub"]
     assert hub == HUB
+
+
+async def test_public_reads_revalidate_with_etag_and_last_modified(ews: EwsProcess) -> None:
+    """The warnings list, one warning, its CAP (by event id and by warning id) and the ATOM feed carry a strong
+    ETag, Last-Modified (once the second of the last change has passed) and Cache-Control; If-None-Match and
+    If-Modified-Since answer 304; a new event changes the ETag; with the token nothing may be kept."""
+    async with aiohttp.ClientSession() as s:
+        [event] = await _warn_counties(s, ews, one_station_per_county(1, skip=7))
+        await asyncio.sleep(1.1)  # past the second of the last change: Last-Modified is given
+        paths = {"/api/v1/warnings": "public, max-age=30",
+                 f"/api/v1/warnings/{event['warning_id']}": "public, max-age=30",
+                 f"/api/v1/warnings/{event['id']}.cap": "public, max-age=86400",
+                 f"/api/v1/warnings/{event['warning_id']}.cap": "public, max-age=30",
+                 "/api/v1/cap/feed.atom": "public, max-age=60"}
+        first: dict[str, tuple[str, str]] = {}
+        for path, cache_control in paths.items():
+            async with s.get(ews.url + path) as r:
+                assert r.status == 200, path
+                etag, last_modified = r.headers["ETag"], r.headers["Last-Modified"]
+                assert etag.startswith('"') and r.headers["Cache-Control"] == cache_control, (path, r.headers)
+            first[path] = etag, last_modified
+            for conditional in ({"If-None-Match": etag}, {"If-None-Match": f'"other", W/{etag}'},
+                                {"If-Modified-Since": last_modified}):
+                async with s.get(ews.url + path, headers=conditional) as r:
+                    assert r.status == 304, (path, conditional)
+                    assert await r.read() == b"" and r.headers["ETag"] == etag
+            async with s.get(ews.url + path, headers={"If-None-Match": '"other"'}) as r:
+                assert r.status == 200
+            async with s.get(ews.url + path, headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}) as r:
+                assert r.status == 200
+        async with s.get(ews.url + f"/api/v1/warnings/{event['warning_id']}", headers=ews.headers()) as r:
+            assert r.status == 200 and r.headers["Cache-Control"] == "private, no-store"
+            assert r.headers["Vary"] == "Authorization"
+        async with s.get(ews.url + "/api/v1/subscriptions", headers=ews.headers()) as r:
+            assert r.status == 200 and r.headers["Cache-Control"] == "private, no-store"
+        await call(s, ews, "POST", f"/api/v1/warnings/{event['warning_id']}/cancel")
+        changed = {"/api/v1/warnings", f"/api/v1/warnings/{event['warning_id']}",
+                   f"/api/v1/warnings/{event['warning_id']}.cap", "/api/v1/cap/feed.atom"}
+        for path in changed:  # the cancel reaches the view: each answers in full again
+            for _ in range(300):
+                async with s.get(ews.url + path, headers={"If-None-Match": first[path][0]}) as r:
+                    if r.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            assert r.status == 200 and r.headers["ETag"] != first[path][0], path
+        await asyncio.sleep(1.1)
+        for path in changed:  # and its old Last-Modified no longer matches
+            async with s.get(ews.url + path, headers={"If-Modified-Since": first[path][1]}) as r:
+                assert r.status == 200, path
+        async with s.get(ews.url + f"/api/v1/warnings/{event['id']}.cap",
+                         headers={"If-None-Match": first[f"/api/v1/warnings/{event['id']}.cap"][0]}) as r:
+            assert r.status == 304  # the alert's own CAP message never changes
