@@ -17,6 +17,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.support import FAST, WebhookReceiver, hot, one_station_per_county
 from warning.launch import EwsProcess
+from warning.shared.regions import StationRegistry
 
 HUB = "https://hub.example.cn/"
 
@@ -162,3 +163,74 @@ async def test_public_reads_revalidate_with_etag_and_last_modified(ews: EwsProce
         async with s.get(ews.url + f"/api/v1/warnings/{event['id']}.cap",
                          headers={"If-None-Match": first[f"/api/v1/warnings/{event['id']}.cap"][0]}) as r:
             assert r.status == 304  # the alert's own CAP message never changes
+
+
+async def test_warnings_filters_and_cursor(ews: EwsProcess) -> None:
+    """The list's filters on a running service: three red heat warnings (county events and their prefecture
+    roll-ups), one cancelled; CAP values, region, point, times, region level; a cursor walk with limit=1 follows
+    the next links through every item once; a typo in any parameter is 400 naming it."""
+    stations = one_station_per_county(3, skip=12)
+    async with aiohttp.ClientSession() as s:
+        counties = await _warn_counties(s, ews, stations)
+        registry = StationRegistry.load()
+        by_county = {e["region_code"]: e for e in counties}
+        cancelled = by_county[registry.get(stations[0]).county_code]  # type: ignore[union-attr]
+        await call(s, ews, "POST", f"/api/v1/warnings/{cancelled['warning_id']}/cancel")
+
+        async def get(query: str, status: int = 200) -> Any:
+            async with s.get(ews.url + "/api/v1/warnings" + query) as r:
+                assert r.status == status, (query, await r.text())
+                return await r.json()
+
+        for _ in range(300):
+            if await get("?msg_type=cancel&region_level=county"):
+                break
+            await asyncio.sleep(0.1)
+        codes = {e["region_code"] for e in counties}
+        every = await get("")
+        assert {e["region_code"] for e in every} >= codes and {e["region_level"] for e in every} == \
+            {"county", "prefecture"}
+        assert [e["region_code"] for e in await get("?msg_type=cancel&region_level=county")] == \
+            [cancelled["region_code"]]
+        assert {e["region_code"] for e in await get("?active=true&region_level=county")} == \
+            codes - {cancelled["region_code"]}
+        assert {e["region_code"] for e in await get("?region_level=county&severity=extreme&urgency=Immediate"
+                                                   "&certainty=Observed&level=orange&hazard=heat")} == codes
+        assert await get("?region_level=county&severity=Minor,Moderate") == []
+        assert await get("?hazard=rainstorm") == []
+        station = registry.get(stations[1])
+        assert station is not None
+        one = by_county[station.county_code]
+        assert [e["region_code"] for e in await get(f"?region={one['region_code']}")] == [one["region_code"]]
+        by_prefecture = await get(f"?region={one['prefecture_code']}")
+        assert {e["region_code"] for e in by_prefecture} >= {one["region_code"], one["prefecture_code"]}
+        assert {e["region_code"] for e in await get("?region=620000")} == {e["region_code"] for e in every}
+        at_point = await get(f"?point={station.latitude},{station.longitude}")
+        assert {e["region_code"] for e in at_point} == {one["region_code"], one["prefecture_code"]}
+        assert await get("?point=0,0") == []  # nowhere in Gansu
+        sent = max(e["sent"] for e in every)
+        assert {e["id"] for e in await get(f"?since={sent}")} == {e["id"] for e in every if e["sent"] >= sent}
+        assert {e["id"] for e in await get(f"?until={sent}")} == {e["id"] for e in every}
+        assert await get("?until=2001-01-01T00:00:00Z") == []
+
+        walked: list[str] = []
+        url: str | None = ews.url + "/api/v1/warnings?limit=1"
+        while url:
+            async with s.get(url) as r:
+                assert r.status == 200
+                walked += [e["id"] for e in await r.json()]
+                url = r.links.get("next", {}).get("url")  # type: ignore[assignment]
+                if url is not None:
+                    assert str(url).startswith(PUBLIC + "/api/v1/warnings?")
+                    url = ews.url + str(url).removeprefix(PUBLIC)
+        assert walked == [e["id"] for e in every]
+
+        for query, name in (("?hazard=haet", "hazard"), ("?region=620999", "region"), ("?level=purple", "level"),
+                            ("?hazrd=heat", "hazrd"), ("?severity=bad", "severity"), ("?msg_type=x", "msg_type"),
+                            ("?urgency=soon", "urgency"), ("?certainty=sure", "certainty"),
+                            ("?point=36.1", "point"), ("?point=91,0", "point"), ("?since=yesterday", "since"),
+                            ("?until=x", "until"), ("?region_level=city", "region_level"), ("?limit=501", "limit"),
+                            ("?limit=0", "limit"), ("?cursor=@@", "cursor"), ("?active=maybe", "active"),
+                            ("?status=live", "status")):
+            error = (await get(query, 400))["error"]
+            assert error.startswith(name), (query, error)
