@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,7 +16,7 @@ import pytest
 from lxml import etree
 from standardwebhooks.webhooks import Webhook
 
-from tests.support import FAST, WebhookReceiver, hot, one_station_per_county
+from tests.support import FAST, WebhookReceiver, hot, one_station_per_county, running_ews
 from warning.launch import EwsProcess
 from warning.shared.regions import StationRegistry
 
@@ -247,3 +248,25 @@ async def test_warnings_filters_and_cursor(ews: EwsProcess) -> None:
                             ("?status=live", "status")):
             error = (await get(query, 400))["error"]
             assert error.startswith(name), (query, error)
+
+
+async def test_cap_is_signed_when_a_key_and_certificate_are_configured(tmp_path: Path) -> None:
+    """EWS_CAP_SIGNING_KEY / _CERT: the CAP a receiver fetches and the one a `format: cap` webhook carries both
+    verify with the certificate (signxml's verifier; unsigned stays the default: tests above)."""
+    signxml = pytest.importorskip("signxml")
+    from tests.unit.test_cap_signing import key_and_cert
+
+    key_pem, cert_pem = key_and_cert()
+    (tmp_path / "cap-key.pem").write_bytes(key_pem)
+    (tmp_path / "cap-cert.pem").write_bytes(cert_pem)
+    env = {"EWS_CAP_SIGNING_KEY": str(tmp_path / "cap-key.pem"), "EWS_CAP_SIGNING_CERT": str(tmp_path / "cap-cert.pem")}
+    async with running_ews(tmp_path, env) as ews, WebhookReceiver("cap") as rec, aiohttp.ClientSession() as s:
+        await call(s, ews, "POST", "/api/v1/subscriptions",
+                   {"name": "cap", "department": "water", "url": rec.url, "regions": ["620000"], "format": "cap"})
+        [event] = await _warn_counties(s, ews, one_station_per_county(1, skip=20))
+        [delivery] = await rec.wait_for(1, timeout_s=30)
+        async with s.get(ews.url + f"/api/v1/warnings/{event['id']}.cap") as r:
+            fetched = await r.read()
+    for document in (fetched, delivery["body"]):
+        verified = signxml.XMLVerifier().verify(document, x509_cert=cert_pem.decode())
+        assert verified.signed_xml.findtext(f"{CAP}identifier").endswith(event["id"])
