@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos clean chromium kafka
+.PHONY: run test lint bench chaos clean chromium kafka xmlsec1
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ kafka: $(STAMP)
 run: $(STAMP) kafka
 	$(BIN)/ews run $(if $(FILE),--replay $(FILE),--demo)$(if $(AS_STATION), --as-station $(AS_STATION))$(if $(STATUS), --status $(STATUS))
 
-test: $(STAMP) chromium kafka
+test: $(STAMP) chromium kafka xmlsec1
 	$(BIN)/python -m pytest -q
+
+# libxmlsec1's command line, the independent verifier of CAP XML signatures in tests/unit/test_cap_signing.py
+xmlsec1:
+	@command -v xmlsec1 >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q xmlsec1) || \
+	  echo "xmlsec1 not installed: the CAP signature test uses signxml's verifier only"; }
 
 # Debian Chromium for the dashboard's browser test (playwright drives it; no browser download).
 chromium:

@@ -129,9 +129,22 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now or time.time()))
 
 
+def event_time(event: Mapping[str, Any]) -> str:
+    """When the event occurred, as the envelope's ``timestamp`` (Standard Webhooks: "the timestamp of when the
+    event occurred"): the event's ``sent`` (an exercise's data time), so every attempt, redrive and re-fold of one
+    ``webhook-id`` carries the same body; the attempt's time is the ``webhook-timestamp`` header."""
+    sent = event.get("sent")
+    if isinstance(sent, str) and sent:
+        return sent
+    emitted = event.get("emitted_at")  # an event without ``sent`` (never made by this service): when it was made
+    if isinstance(emitted, int | float):
+        return datetime.fromtimestamp(emitted, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "1970-01-01T00:00:00Z"
+
+
 def webhook_body(msg_type: str, event: Mapping[str, Any], backfill: bool = False) -> bytes:
-    envelope: dict[str, Any] = {"type": msg_type, "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                "data": event}
+    """The JSON envelope ``{"type", "timestamp", "data"[, "backfill"]}``: the same bytes on every attempt."""
+    envelope: dict[str, Any] = {"type": msg_type, "timestamp": event_time(event), "data": event}
     if backfill:
         envelope["backfill"] = True
     return orjson.dumps(envelope)

@@ -31,6 +31,7 @@ from ingest.partition_store import FoldParams, PartitionStore, QualityControl, l
 from ingest.station_columns import SlotInfo
 from warning import faust_fixes
 from warning.cap import render_cap
+from warning.cap_signing import CapSigner
 from warning.grade import TICK_INTERVAL_S, GradeStage
 from warning.pipeline import StationGrader
 from warning.rules import Rules
@@ -90,6 +91,7 @@ class WarningService:
             keys, _ = load_key_ring(settings.data_key, settings.data_key_file, settings.data_dir)
         self.sealer = sealer = Sealer(keys)  # secrets sealed on `subscriptions`, MACs on control records
         self.registry, self.regions, self.rules = registry, regions, rules
+        self.cap_signer = CapSigner.from_files(settings.cap_signing_key, settings.cap_signing_cert)
         self.ready = asyncio.Event()
         self.demo_label: str | None = None  # set when the labelled demo scenario runs
         self.broker_label = "external Kafka"  # or the embedded broker `ews run` started
@@ -180,9 +182,11 @@ class WarningService:
         return PartitionStore(tables, slot_info, getattr(c, "mci_params", None) if c is not None else None, qc, fold)
 
     def cap_document(self, event: WarningEvent, earlier: list[WarningEvent]) -> bytes:
-        """The event as CAP 1.2, with the service's rules and the county outline (webhooks and the API alike)."""
-        return render_cap(event, referenced=earlier, rules=self.rules,
-                          polygon=region_polygon(event.get("region_code", "")))
+        """The event as CAP 1.2, with the service's rules and the county outline (webhooks and the API alike);
+        with an XML signature when EWS_CAP_SIGNING_KEY / _CERT are set (``warning.cap_signing``)."""
+        xml = render_cap(event, referenced=earlier, rules=self.rules,
+                         polygon=region_polygon(event.get("region_code", "")))
+        return self.cap_signer.sign(xml) if self.cap_signer is not None else xml
 
     def render_body(self, d: Delivery, sub: Subscription) -> tuple[bytes, str]:
         event = d["event"]

@@ -448,16 +448,19 @@ def render_cap_json(event: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
 def atom_feed(events: Sequence[Mapping[str, Any]], *, feed_url: str, cap_url: Callable[[Mapping[str, Any]], str],
               title: str = "甘肃省气象预警 / Gansu active weather warnings (CAP 1.2)",
               author: str = DEFAULT_SENDER_NAME, updated: str | None = None,
-              rules: Mapping[str, Any] | None = None) -> bytes:
+              rules: Mapping[str, Any] | None = None, hub: str | None = None) -> bytes:
     """An ATOM 1.0 (RFC 4287) feed of warnings, one entry per event, newest first, like the NWS/MeteoAlarm
     CAP feeds: entry id ``urn:uuid:<event id>``, title the English headline, summary the English
     description, ``link rel=alternate type=application/cap+xml`` to ``cap_url(event)``, categories for the
     hazard, level and CAP severity, and a few ``cap:`` elements (event, msgType, urgency, severity, certainty,
     onset, expires, areaDesc, geocode) for readers that filter without fetching the CAP message.
 
-    The caller passes the active events (the latest event of each open warning). ``updated`` defaults to the
-    newest ``sent`` (or now for an empty feed); times are RFC 3339 in +08:00. Hazard names as in
-    :func:`render_cap` (``rules``, else the configured rules).
+    The caller chooses the events (the API: the latest event of each open warning and every event of the last
+    day, so updates and cancels stay listed; several entries may belong to one warning, each its own CAP
+    message). Newest first by ``sent``, a later step of one chain first at equal times. ``updated`` defaults to
+    the newest ``sent`` (or now for an empty feed); times are RFC 3339 in +08:00. Hazard names as in
+    :func:`render_cap` (``rules``, else the configured rules). ``hub``: a WebSub hub, announced as
+    ``<link rel="hub">`` (W3C WebSub §4).
     """
     ET.register_namespace("", ATOM_NS)
     ET.register_namespace("cap", CAP_NS)
@@ -468,7 +471,7 @@ def atom_feed(events: Sequence[Mapping[str, Any]], *, feed_url: str, cap_url: Ca
             el.text = text
         return el
 
-    ordered = sorted(events, key=lambda e: cap_time(e["sent"]), reverse=True)
+    ordered = sorted(events, key=lambda e: (cap_time(e["sent"]), e.get("seq", 0)), reverse=True)
     if updated is None:
         updated = (max(cap_time(e["sent"]) for e in ordered) if ordered
                    else cap_time(datetime.now(UTC).isoformat()))
@@ -477,6 +480,8 @@ def atom_feed(events: Sequence[Mapping[str, Any]], *, feed_url: str, cap_url: Ca
     a(feed, "title", title)
     a(feed, "updated", updated)
     a(feed, "link", rel="self", href=feed_url, type="application/atom+xml")
+    if hub:
+        a(feed, "link", rel="hub", href=hub)
     a(a(feed, "author"), "name", author)
     a(feed, "generator", "extreme-warning warning.cap")
     for ev in ordered:

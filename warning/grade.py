@@ -17,7 +17,15 @@ from warning import grading
 from warning.rules import Rules
 from warning.shared import metrics
 from warning.shared.bus import DataClock, Produce, SignalSink, held_offsets, key_event
-from warning.shared.records import ACTUAL, Signal, WarningEvent, chain_key, parse_chain_key, status_of
+from warning.shared.records import (
+    ACTUAL,
+    Signal,
+    WarningEvent,
+    chain_key,
+    parse_chain_key,
+    status_of,
+    warning_headers,
+)
 from warning.shared.times import now_iso, parse_utc
 
 log = logging.getLogger(__name__)
@@ -201,7 +209,7 @@ class GradeStage:
         status = status_of(event)
         metrics.WARNING_EVENTS.labels(event["hazard"], event["level"], event["msg_type"], status).inc()
         event["emitted_at"] = time.time()
-        await self.produce(self.warnings_topic, key.encode(), orjson.dumps(event), None)
+        await self.produce(self.warnings_topic, key.encode(), orjson.dumps(event), None, warning_headers(event))
         if status == ACTUAL and event["msg_type"] != "cancel" and event["expires"] <= now_iso():
             # a live alert or update that has already expired informs nobody (its cancel still goes to receivers)
             metrics.EXPIRED_NOT_SENT.labels(event["hazard"]).inc()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 
@@ -83,6 +83,7 @@ class Context:
     token: str | None
     json: bool
     timeout_s: float = 30.0
+    next_cursor: str | None = None  # the last answer's ``Link: <...?cursor=...>; rel="next"`` cursor, if any
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Context:
@@ -128,6 +129,11 @@ class Context:
                 raw = await resp.read()
                 status = resp.status
                 location = resp.headers.get("Location", "")
+                # only the cursor is taken from a next link: the token never follows a URL the answer names
+                next_link = resp.links.get("next")
+                next_url = next_link.get("url") if next_link is not None else None
+                cursors = parse_qs(urlsplit(str(next_url)).query).get("cursor", []) if next_url is not None else []
+                self.next_cursor = cursors[0] if cursors else None
         except (aiohttp.InvalidURL, ValueError) as exc:
             raise UsageError(f"bad API URL {self.url!r}: {exc}") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -289,6 +295,10 @@ def _as_list(data: Any, what: str) -> list[dict[str, Any]]:
 
 # ---- warnings -------------------------------------------------------------------------------------------------
 
+PAGE_LIMIT = 500  # the API's largest page
+WARNING_FILTERS = ("hazard", "region", "level", "since", "until", "status", "msg_type", "severity", "urgency",
+                   "certainty", "point", "region_level")
+
 async def cmd_warnings(args: argparse.Namespace, ctx: Context) -> int:
     if args.warning_id:
         detail = await ctx.request("GET", f"{API}/warnings/{quote(args.warning_id, safe='')}")
@@ -306,10 +316,16 @@ async def cmd_warnings(args: argparse.Namespace, ctx: Context) -> int:
     params: dict[str, str] = {}
     if args.active:
         params["active"] = "true"
-    for key in ("hazard", "region", "level", "since", "status"):
+    for key in WARNING_FILTERS:
         if getattr(args, key):
             params[key] = getattr(args, key)
-    events = _as_list(await ctx.request("GET", f"{API}/warnings", params=params), "warnings")
+    events: list[dict[str, Any]] = []
+    while len(events) < args.limit:  # page by page (the API's cursor), up to --limit
+        params["limit"] = str(min(PAGE_LIMIT, args.limit - len(events)))
+        events += _as_list(await ctx.request("GET", f"{API}/warnings", params=params), "warnings")
+        if ctx.next_cursor is None:
+            break
+        params["cursor"] = ctx.next_cursor
     if ctx.json:
         ctx.emit_json(_without_secrets(events))
     else:
@@ -738,6 +754,16 @@ def _api_options(url_flag: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a positive integer, not {value!r}")
+    return n
+
+
 def _level(value: str) -> str:
     v = value.strip().lower()
     if v not in LEVELS:
@@ -757,8 +783,18 @@ def add_operator_parsers(subparsers: Any) -> None:
     p.add_argument("--region", metavar="CODE", help="GB/T 2260 code: a county, a prefecture or 620000")
     p.add_argument("--level", type=_level, help="at least this level (blue, yellow, orange, red)")
     p.add_argument("--since", type=iso_time, metavar="ISO", help="sent at or after this time")
+    p.add_argument("--until", type=iso_time, metavar="ISO", help="sent at or before this time")
     p.add_argument("--status", metavar="STATUS",
                    help="actual (default), exercise, test, all, or a comma-separated list")
+    p.add_argument("--msg-type", dest="msg_type", metavar="TYPE", help="alert, update, cancel (comma-separated)")
+    p.add_argument("--severity", help="CAP severity: Extreme, Severe, Moderate, Minor (comma-separated)")
+    p.add_argument("--urgency", help="CAP urgency: Immediate, Expected, Future (comma-separated)")
+    p.add_argument("--certainty", help="CAP certainty: Observed, Likely, Possible (comma-separated)")
+    p.add_argument("--point", metavar="LAT,LON", help="warnings of the county containing this point")
+    p.add_argument("--region-level", dest="region_level", choices=("county", "prefecture"),
+                   help="county warnings or prefecture roll-ups only")
+    p.add_argument("--limit", type=_positive_int, default=PAGE_LIMIT,
+                   help=f"at most this many, newest first (default {PAGE_LIMIT}; pages of {PAGE_LIMIT} are followed)")
     p.set_defaults(operator=cmd_warnings)
 
     p = subparsers.add_parser("subscribers", help="department subscriptions (webhooks)",

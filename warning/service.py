@@ -17,6 +17,7 @@ from aiohttp import web
 from warning import kafka_node, tansu_compat
 from warning.app import WarningService
 from warning.broker import EmbeddedBroker
+from warning.cap_signing import CapSigner, CapSigningError
 from warning.kafka_node import KafkaNode
 from warning.logs import lean_log_records, logging_config
 from warning.rules import RulesError, load_rules
@@ -173,7 +174,9 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
     try:  # the data keys (sealed secrets, MACs), next to the token; and no TLS/SASL settings for a loopback broker
         keys, keys_from = load_key_ring(settings.data_key, settings.data_key_file, settings.data_dir)
         settings.check_broker()
-    except (DataKeyError, KafkaConfigError) as exc:
+        if CapSigner.from_files(settings.cap_signing_key, settings.cap_signing_cert) is not None:
+            print(f"CAP documents are signed (XMLDSig) with {settings.cap_signing_key}", flush=True)
+    except (DataKeyError, KafkaConfigError, CapSigningError) as exc:
         print(f"ews run: {exc}", file=sys.stderr, flush=True)
         return 2
     print(f"data keys: current {keys.current!r} of {len(keys.keys)}, from {keys_from}", flush=True)

@@ -115,6 +115,18 @@ async def test_dunhuang_turns_red_live(ews: EwsProcess, receiver: WebhookReceive
         await page.wait_for_selector("#redrive-result[data-status]", timeout=10_000)
         assert (await page.inner_text("#redrive-result")).startswith("HTTP ")
 
+        # "show ended" asks the warnings list (its filters) for what ended in the last day; the operator's cancel
+        # is then listed as ended
+        async with s.post(ews.url + f"/api/v1/warnings/{warning_id}/cancel", headers=headers) as r:
+            assert r.status == 202
+        await page.wait_for_selector(f"{county}[fill=\"{NO_WARNING_FILL}\"]", state="attached", timeout=30_000)
+        async with page.expect_response(lambda r: "/api/v1/warnings?" in r.url and "msg_type=cancel" in r.url
+                                        ) as listed:
+            await page.check("#show-ended")
+        assert (await listed.value).status == 200
+        await page.wait_for_selector('#warning-list li.ended[data-region="620982"][data-msg-type="cancel"]',
+                                     timeout=10_000)
+
     shot = tmp_path / "dashboard.png"
     await page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000

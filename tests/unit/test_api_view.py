@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from warning.web.api import in_view
+from warning.web.feeds import in_view
 
 
 async def test_a_lookup_waits_for_the_view_to_catch_up() -> None:

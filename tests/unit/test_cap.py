@@ -396,6 +396,19 @@ def test_atom_feed_of_active_warnings() -> None:
     assert updated == sorted(updated, reverse=True)
 
 
+def test_atom_feed_keeps_a_cancel_before_its_alert_and_announces_the_hub() -> None:
+    cancel, [alert] = chain("heat", "red", "cancel")
+    same_second = {**cancel, "sent": alert["sent"]}  # a cancel in the alert's second still comes first (seq)
+    a = {"a": ATOM_NS, "c": CAP_NS}
+    for ev in (cancel, same_second):
+        root = etree.fromstring(atom_feed([alert, ev], feed_url="https://x/feed.atom", cap_url=cap_url,
+                                          hub="https://hub.example/"))
+        assert [e.findtext("c:msgType", namespaces=a) for e in root.findall("a:entry", a)] == ["Cancel", "Alert"]
+        assert root.find("a:link[@rel='hub']", a).get("href") == "https://hub.example/"
+    root = etree.fromstring(atom_feed([alert], feed_url="https://x/feed.atom", cap_url=cap_url))
+    assert root.find("a:link[@rel='hub']", a) is None
+
+
 def test_empty_atom_feed_is_valid_xml() -> None:
     root = etree.fromstring(atom_feed([], feed_url="https://x/feed.atom", cap_url=cap_url,
                                       updated="2026-07-14T14:00:00+08:00"))

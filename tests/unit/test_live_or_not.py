@@ -56,11 +56,15 @@ class Router:
         return True
 
 
+HEADERS: list[tuple[str, Any]] = []  # (topic, headers) of every record the stages below produced
+
+
 def stage() -> tuple[GradeStage, Router, list[tuple[str, bytes, bytes]], dict[str, Any]]:
     sent: list[tuple[str, bytes, bytes]] = []
 
     async def produce(topic: str, key: bytes, value: bytes, partition: int | None, headers: Any = None) -> None:
         sent.append((topic, key, value))
+        HEADERS.append((topic, headers))
     router, table = Router(), {}
     signals = SignalSink(produce, "signals", 4, SEALER)
     grade = GradeStage(rules=RULES, rollups=GRADER, region_state=table, signals=signals, produce=produce,
@@ -95,6 +99,20 @@ def test_an_actual_report_past_the_horizon_issues_nothing_and_a_fresh_one_does()
     fold(grade, [heat_signal(now - timedelta(hours=1), accepted_at=now.timestamp())])
     assert [orjson.loads(v)["msg_type"] for t, _, v in sent if t == "warnings"] == ["alert"]
     assert len(router.routed) == 1 and router.routed[0]["status"] == "actual"
+
+
+def test_warning_records_carry_headers_for_consumers() -> None:
+    """Event type, hazard, level, region level (and region code, status) as Kafka headers of every warnings
+    record: the county alert and, after the roll-up, nothing else is needed to route it."""
+    grade, _, sent, _ = stage()
+    HEADERS.clear()
+    now = datetime.now(UTC).replace(microsecond=0)
+    fold(grade, [heat_signal(now - timedelta(hours=1), accepted_at=now.timestamp())])
+    [(_, headers)] = [(t, h) for t, h in HEADERS if t == "warnings"]
+    event = orjson.loads(next(v for t, _, v in sent if t == "warnings"))
+    assert dict(headers) == {"ews-event-type": b"warning.alert", "ews-hazard": b"heat", "ews-level": b"red",
+                             "ews-region-level": b"county", "ews-region-code": event["region_code"].encode(),
+                             "ews-status": b"actual"}
 
 
 def test_the_horizon_is_measured_from_when_the_report_was_accepted() -> None:

@@ -72,6 +72,8 @@ def stub() -> Iterator[Stub]:
         status, body = s.routes.get((request.method, request.path), (404, {"error": "no such route"}))
         if callable(body):
             body = body(request)
+        if isinstance(body, web.Response):
+            return body
         if status == 204:
             return web.Response(status=204)
         if isinstance(body, str):
@@ -125,7 +127,7 @@ def test_warnings_table_sends_filters_and_token(stub: Stub, capsys: pytest.Captu
                "--since", "2026-07-14T08:00:00+08:00") == 0
     req = stub.last()
     assert req["query"] == {"active": "true", "hazard": "heat", "region": "620900", "level": "orange",
-                            "since": "2026-07-14T00:00:00Z"}  # normalised to UTC before it is sent
+                            "since": "2026-07-14T00:00:00Z", "limit": "500"}  # normalised to UTC before it is sent
     assert req["headers"]["Authorization"] == f"Bearer {TOKEN}"
     out, err = capsys.readouterr()
     lines = out.splitlines()
@@ -141,12 +143,34 @@ def test_warnings_table_sends_filters_and_token(stub: Stub, capsys: pytest.Captu
     assert TOKEN not in out + err
 
 
+def test_warnings_follows_the_cursor_but_never_the_links_host(stub: Stub,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Pages up to --limit through the API's cursor; the next link's host (the public URL) is not where the
+    token goes: only its cursor is taken, and every new filter is passed on."""
+    def page(request: web.Request) -> web.Response:
+        if request.query.get("cursor") == "c1":
+            return web.json_response([EVENT_PREF])
+        return web.json_response([EVENT], headers={
+            "Link": '<https://elsewhere.example/api/v1/warnings?limit=1&cursor=c1>; rel="next"'})
+
+    stub.routes[("GET", "/api/v1/warnings")] = (200, page)
+    assert api(stub, "warnings", "--limit", "2", "--msg-type", "cancel", "--severity", "Extreme", "--urgency",
+               "Immediate", "--certainty", "Observed", "--point", "40.1,94.7", "--region-level", "county",
+               "--until", "2026-07-15T00:00:00Z", "--json") == 0
+    first, second = stub.requests
+    assert first["query"] == {"msg_type": "cancel", "severity": "Extreme", "urgency": "Immediate",
+                              "certainty": "Observed", "point": "40.1,94.7", "region_level": "county",
+                              "until": "2026-07-15T00:00:00Z", "limit": "2"}
+    assert second["query"] == {**first["query"], "limit": "1", "cursor": "c1"}
+    assert [e["id"] for e in json.loads(capsys.readouterr().out)] == ["e1", "e2"]
+
+
 def test_warnings_json(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
     stub.routes[("GET", "/api/v1/warnings")] = (200, [EVENT])
     assert api(stub, "warnings", "--json") == 0
     out, _ = capsys.readouterr()
     assert json.loads(out) == [EVENT]
-    assert stub.last()["query"] == {}
+    assert stub.last()["query"] == {"limit": "500"}
     assert "敦煌市" in out  # UTF-8, not \\u escapes
 
 

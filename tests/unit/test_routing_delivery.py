@@ -1,6 +1,7 @@
+import orjson
 import pytest
 
-from alerts.delivery import classify, parse_retry_after
+from alerts.delivery import classify, parse_retry_after, webhook_body
 from alerts.routing import route
 from alerts.subscriptions import SubscriptionError, new_subscription
 from warning.shared.regions import RegionTree
@@ -58,3 +59,13 @@ def test_parse_retry_after() -> None:  # the retry delays themselves: tests/unit
     assert parse_retry_after("30") == 30
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480 - 60) == pytest.approx(60)
     assert parse_retry_after("soon") is None
+
+
+def test_envelope_timestamp_is_the_events_time_on_every_attempt() -> None:
+    """Standard Webhooks: ``timestamp`` is when the event occurred; the attempt time is the signed header."""
+    event = {"id": "e1", "sent": "2026-07-14T06:00:00Z", "msg_type": "alert"}
+    first = webhook_body("warning.alert", event)
+    assert orjson.loads(first)["timestamp"] == "2026-07-14T06:00:00Z"
+    assert webhook_body("warning.alert", event) == first  # a later attempt: the same bytes
+    assert orjson.loads(webhook_body("warning.alert", {"id": "e2", "emitted_at": 0}))["timestamp"] == \
+        "1970-01-01T00:00:00Z"

@@ -62,6 +62,10 @@ class Settings:
     rules_path: Path | None = None  # a bureau's own rules.toml instead of the packaged one
     # ---- what a hostile client may cost (issue 17; the figures are our choices, UNCONFIRMED by any standard) --
     public_url: str = ""  # EWS_PUBLIC_URL: base of the ATOM feed's links ("": http://127.0.0.1:<http_port>)
+    feed_window_s: float = 24 * 3600.0  # EWS_FEED_WINDOW: how long updates and cancels stay in the ATOM feed
+    websub_hub: str = ""  # EWS_WEBSUB_HUB: a WebSub hub the ATOM feed announces (<link rel="hub">); "": none
+    cap_signing_key: Path | None = None  # EWS_CAP_SIGNING_KEY: PEM private key; with the cert, CAP is signed
+    cap_signing_cert: Path | None = None  # EWS_CAP_SIGNING_CERT: its PEM X.509 certificate (in <KeyInfo>)
     max_items: int = 10_000  # observations / forecast points in one request (413 beyond)
     max_list_items: int = 500  # entries of a subscription's regions / hazards / basis / msg_types lists (400)
     sse_max_clients: int = 100  # concurrent /api/v1/events streams on this worker (503 beyond)
@@ -105,6 +109,10 @@ class Settings:
             "retry_hold_s": float(e.get("EWS_RETRY_HOLD", 60)),
             "retry_waiting_max": int(e.get("EWS_RETRY_WAITING_MAX", 10_000)),
             "public_url": e.get("EWS_PUBLIC_URL", "").strip().rstrip("/"),
+            "feed_window_s": float(e.get("EWS_FEED_WINDOW", 24 * 3600)),
+            "websub_hub": e.get("EWS_WEBSUB_HUB", "").strip(),
+            "cap_signing_key": Path(e["EWS_CAP_SIGNING_KEY"]) if e.get("EWS_CAP_SIGNING_KEY") else None,
+            "cap_signing_cert": Path(e["EWS_CAP_SIGNING_CERT"]) if e.get("EWS_CAP_SIGNING_CERT") else None,
             "max_items": int(e.get("EWS_MAX_ITEMS", 10_000)),
             "max_list_items": int(e.get("EWS_SUBSCRIPTION_MAX_LIST", 500)),
             "sse_max_clients": int(e.get("EWS_SSE_MAX_CLIENTS", 100)),

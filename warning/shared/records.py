@@ -204,6 +204,19 @@ class WarningEvent(TypedDict):
     emitted_at: NotRequired[float]
 
 
+WARNING_HEADERS = ("ews-event-type", "ews-hazard", "ews-level", "ews-region-level", "ews-region-code",
+                   "ews-status")
+
+
+def warning_headers(event: WarningEvent) -> list[tuple[str, bytes]]:
+    """The Kafka headers of a ``warnings`` record, so a consumer can route or skip a record without decoding it
+    (docs/TOPICS.md): the webhook type (``warning.alert`` / ``.update`` / ``.cancel``), hazard, level, region
+    level (county, or a prefecture roll-up), region code and status; UTF-8 values."""
+    values = (f"warning.{event['msg_type']}", event["hazard"], event["level"], event.get("region_level", "county"),
+              event["region_code"], status_of(event))
+    return [(name, str(value).encode()) for name, value in zip(WARNING_HEADERS, values, strict=True)]
+
+
 class Delivery(TypedDict):
     """An ``alerts.outbox`` / ``alerts.retry.N`` / ``alerts.dead`` record: one warning event for one
     subscription. ``webhook_id`` is stable across attempts and redrives (receivers deduplicate on it)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -31,26 +31,21 @@ from alerts.subscriptions import (
     rotated_subscription,
 )
 from ingest.intake import safe_dump
-from ingest.validate import ObservationError, format_time, parse_time, validate_forecast, validate_observation
+from ingest.validate import ObservationError, validate_forecast, validate_observation
 from warning.app import WarningService
-from warning.cap import atom_feed
 from warning.drought_products import spi_product
 from warning.operator_tokens import OperatorTokens, tokens_path
 from warning.shared import metrics
 from warning.shared.config import Settings
-from warning.shared.records import ACTUAL, STATUSES, WarningEvent, WarningLevel, status_of
-from warning.web.auth import SVC, THROTTLE, TOKENS, FailedTokens, Handler, check_token, operator_of, require_token
+from warning.shared.records import ACTUAL, STATUSES
+from warning.web.api_docs import add_docs_routes
+from warning.web.auth import REQUIRES_TOKEN, SVC, THROTTLE, TOKENS, FailedTokens, Handler, check_token, require_token
 from warning.web.auth import error_response as _error
 from warning.web.auth import json_response as _json
+from warning.web.caching import PRIVATE
 from warning.web.dashboard import add_dashboard_routes
-from warning.web.ids import find_id, resolve_id
-from warning.web.views import public_receipt
-
-T = TypeVar("T")
-
-
-def level_at_least(level: str, minimum: str) -> bool:
-    return WarningLevel.parse(level) >= WarningLevel.parse(minimum)
+from warning.web.feeds import add_feed_routes, warning_chain
+from warning.web.ids import resolve_id
 
 
 async def _body_json(request: web.Request) -> Any:
@@ -156,7 +151,7 @@ async def post_forecasts(request: web.Request) -> web.Response:
 @require_token
 async def cancel_warning(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    history = _warning_chain(svc, request.match_info["id"])
+    history = warning_chain(svc, request.match_info["id"])
     if not history:
         return _error(404, f"no such warning: no id or id prefix {request.match_info['id']!r}")
     last = history[-1]
@@ -334,123 +329,6 @@ async def delete_subscription(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def list_warnings(request: web.Request) -> web.Response:
-    svc = request.app[SVC]
-    active = request.query.get("active", "false").lower() in ("1", "true", "yes")
-    events = svc.warnings.active() if active else list(svc.warnings.latest.values())
-    try:
-        statuses = _statuses(request)
-    except ValueError as exc:
-        return _error(400, str(exc))
-    events = [e for e in events if status_of(e) in statuses]
-    hazard = request.query.get("hazard")
-    region = request.query.get("region")
-    level = request.query.get("level")
-    since = request.query.get("since")
-    if hazard:
-        events = [e for e in events if e["hazard"] == hazard]
-    if region:
-        events = [e for e in events if svc.regions.covers(region, e["region_code"])]
-    if level:
-        try:
-            events = [e for e in events if level_at_least(e["level"], level)]
-        except ValueError as exc:
-            return _error(400, f"level: {exc}")
-    if since:
-        try:
-            t = format_time(parse_time(since, "since"))
-        except ObservationError as exc:
-            return _error(400, str(exc))
-        events = [e for e in events if e["sent"] >= t]
-    events.sort(key=lambda e: e["sent"], reverse=True)
-    return _json(events)
-
-
-VIEW_CATCH_UP_S = 1.0  # how long a lookup of an unknown warning waits for this worker's view to catch up
-
-
-async def in_view(lookup: Callable[[], T | None], timeout_s: float = VIEW_CATCH_UP_S, poll_s: float = 0.05
-                  ) -> T | None:
-    """``lookup()``, waiting up to ``timeout_s`` while it finds nothing: a receiver may fetch a warning (or its
-    CAP) the moment the webhook announcing it arrives, before the warnings mirror of the worker it asks has read
-    the event (it fetches every 50 ms); an id that is not there after that is a 404."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while (found := lookup()) is None and loop.time() < deadline:
-        await asyncio.sleep(poll_s)
-    return found
-
-
-def _warning_chain(svc: WarningService, given: str) -> list[WarningEvent] | None:
-    """The events of the warning ``given`` names (its id or a unique prefix); None if none (yet); 400 if the
-    prefix is ambiguous."""
-    found = find_id(given, svc.warnings.history)
-    if len(found) > 1:
-        resolve_id(given, found, "warning")
-    return svc.warnings.history.get(found[0]) if found else None
-
-
-async def get_warning(request: web.Request) -> web.Response:
-    svc = request.app[SVC]
-    history = await in_view(lambda: _warning_chain(svc, request.match_info["id"]) or None)
-    if not history:
-        return _error(404, f"no such warning: no id or id prefix {request.match_info['id']!r}")
-    wid = history[-1]["warning_id"]
-    receipts: list[Any] = [r for r in svc.deliveries.recent if r["warning_id"] == wid]
-    if operator_of(request) is None:  # the detail (hosts, ports, URLs, exception text) only with the token
-        receipts = [public_receipt(r) for r in receipts]
-    return _json({"warning_id": wid, "events": history, "deliveries": receipts})
-
-
-def _find_event(svc: WarningService, ident: str) -> tuple[WarningEvent, list[WarningEvent]] | None:
-    """An event by event id, or the latest event of a warning id (either may be a unique prefix); with the
-    earlier events of its chain."""
-    chain = _warning_chain(svc, ident)
-    if chain:
-        return chain[-1], chain[:-1]
-    found = find_id(ident, svc.warnings.events_by_id)
-    if not found:
-        return None
-    event = svc.warnings.events_by_id[resolve_id(ident, found, "warning event")]
-    chain = svc.warnings.history.get(event["warning_id"], [])
-    return event, [e for e in chain if e["seq"] < event["seq"]]
-
-
-async def get_warning_cap(request: web.Request) -> web.Response:
-    found = await in_view(lambda: _find_event(request.app[SVC], request.match_info["id"]))
-    if found is None:
-        return _error(404, "no such warning or event")
-    event, earlier = found
-    body = request.app[SVC].cap_document(event, earlier)
-    return web.Response(body=body, content_type="application/cap+xml",
-                        charset="utf-8")
-
-
-def _statuses(request: web.Request) -> set[str]:
-    """``?status=`` (comma-separated, or ``all``): the statuses a list or feed includes; default actual only, so a
-    reader that does not ask never takes a drill for a warning."""
-    given = request.query.get("status", ACTUAL)
-    wanted = set(STATUSES) if given == "all" else {s.strip() for s in given.split(",") if s.strip()}
-    bad = sorted(wanted - set(STATUSES))
-    if bad or not wanted:
-        raise ValueError(f"status: {', '.join(STATUSES)} or all (comma-separated), not {given[:40]!r}")
-    return wanted
-
-
-async def cap_feed(request: web.Request) -> web.Response:
-    svc = request.app[SVC]
-    base = svc.settings.public_base_url  # never the request's Host header: links are ours to write
-    try:
-        statuses = _statuses(request)
-    except ValueError as exc:
-        return _error(400, str(exc))
-    events = [e for e in svc.warnings.active() if e.get("region_level", "county") == "county"
-              and status_of(e) in statuses]
-    body = atom_feed(events, feed_url=base + "/api/v1/cap/feed.atom",
-                     cap_url=lambda e: f"{base}/api/v1/warnings/{e['id']}.cap", rules=svc.rules)
-    return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
-
-
 async def drought_spi(request: web.Request) -> web.Response:
     """Monthly SPI drought monitoring (information product) from this worker's station states."""
     svc = request.app[SVC]
@@ -486,8 +364,13 @@ async def refuse_encoded_bodies(request: web.Request, handler: Handler) -> web.S
     return await handler(request)
 
 
-async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``Server: ews``; and no cache keeps what a token-protected route answers (receivers' endpoints, their
+    deliveries, dead letters) unless the handler said otherwise."""
     response.headers["Server"] = SERVER_HEADER
+    if "Cache-Control" not in response.headers and (
+            getattr(request.match_info.route.handler, REQUIRES_TOKEN, False) or "Authorization" in request.headers):
+        response.headers["Cache-Control"] = PRIVATE
 
 
 def make_web_app(svc: WarningService, token: str) -> web.Application:
@@ -495,7 +378,7 @@ def make_web_app(svc: WarningService, token: str) -> web.Application:
     app[SVC] = svc
     app[TOKENS] = OperatorTokens(token, tokens_path(svc.settings))
     app[THROTTLE] = FailedTokens(svc.settings.auth_failures, svc.settings.auth_window_s)
-    app.on_response_prepare.append(_plain_server_header)
+    app.on_response_prepare.append(_common_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
@@ -512,10 +395,8 @@ def make_web_app(svc: WarningService, token: str) -> web.Application:
     app.router.add_get("/api/v1/subscriptions/{id}/deliveries", subscription_deliveries)
     app.router.add_get("/api/v1/dead-letters", list_dead_letters)
     app.router.add_post("/api/v1/dead-letters/redrive", redrive_dead_letters)
-    app.router.add_get("/api/v1/warnings", list_warnings)
-    app.router.add_get(r"/api/v1/warnings/{id:[^/.]+}.cap", get_warning_cap)
-    app.router.add_get("/api/v1/cap/feed.atom", cap_feed)
-    app.router.add_get("/api/v1/warnings/{id}", get_warning)
+    add_feed_routes(app)
+    add_docs_routes(app)
     app.router.add_post("/api/v1/warnings/{id}/cancel", cancel_warning)
     app.router.add_post("/api/v1/forecasts", post_forecasts)
     app.router.add_get("/api/v1/stations", list_stations)

@@ -110,10 +110,15 @@ def check_token(request: web.Request) -> web.Response | None:
     return None
 
 
+REQUIRES_TOKEN = "ews_requires_token"  # attribute set on the handlers require_token wraps (the API description)
+
+
 def require_token(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         refused = check_token(request)
         if refused is not None:
             return refused
         return await handler(request)
+    setattr(wrapped, REQUIRES_TOKEN, True)
+    wrapped.__name__ = wrapped.__qualname__ = getattr(handler, "__name__", "handler")
     return wrapped

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from alerts.delivery import public_error
 from warning.shared import metrics
 from warning.shared.bus import now_iso
 from warning.shared.records import ACTUAL, Receipt, SeenOnce, WarningEvent, status_of
+from warning.shared.times import parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class WarningsView:
         self.latest: dict[str, WarningEvent] = {}  # key region:hazard -> latest WarningEvent
         self.history: dict[str, list[WarningEvent]] = {}  # warning_id -> events, in seq order
         self.events_by_id: dict[str, WarningEvent] = {}
+        self.changed_at = 0.0  # wall clock when this worker's view last took in an event (HTTP Last-Modified)
+        self.warning_changed_at: dict[str, float] = {}  # warning_id -> when its chain last grew here
         self._gauge_at = 0.0
 
     def mirror(self, key: bytes | None, value: bytes | None) -> None:
@@ -68,6 +72,7 @@ class WarningsView:
             history.append(event)
             if len(history) > 1 and history[-2]["seq"] > event["seq"]:
                 history.sort(key=lambda e: e["seq"])
+            self.changed_at = self.warning_changed_at[event["warning_id"]] = time.time()
         latest = self.latest.get(key.decode())
         if latest is None or latest["warning_id"] != event["warning_id"] or latest["seq"] <= event["seq"]:
             self.latest[key.decode()] = event
@@ -88,6 +93,7 @@ class WarningsView:
                 continue
             for e in self.history.pop(wid):
                 self.events_by_id.pop(e["id"], None)
+            self.warning_changed_at.pop(wid, None)
             excess -= 1
 
     def refresh_active_gauge(self, force: bool = False) -> None:
@@ -107,6 +113,37 @@ class WarningsView:
         return [e for e in self.latest.values()
                 if e["msg_type"] != "cancel" and (e["expires"] > t or status_of(e) != ACTUAL)]
 
+    def feed_events(self, window_s: float, now: float | None = None, at: str | None = None) -> list[WarningEvent]:
+        """What the ATOM feed lists: the latest event of every open warning, however old, and every event (alert,
+        update, cancel) made within the last ``window_s`` seconds, so a warning's cancel stays in the feed that
+        long. When an event was made is its ``emitted_at`` (wall clock; an exercise's ``sent`` is its data time),
+        else its ``sent``."""
+        cutoff = (time.time() if now is None else now) - window_s
+        cutoff_iso = datetime.fromtimestamp(cutoff, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        chosen = {e["id"]: e for e in self.active(at)}
+        for e in self.events_by_id.values():
+            made = e.get("emitted_at")
+            if made >= cutoff if made is not None else e["sent"] >= cutoff_iso:
+                chosen.setdefault(e["id"], e)
+        return list(chosen.values())
+
+    def last_change(self, now: float | None = None, window_s: float | None = None) -> float:
+        """When the lists made from this view last changed: the newest event's arrival, an actual warning's
+        expiry since then (it leaves the active lists), and with ``window_s`` an event leaving the feed's
+        window."""
+        t = time.time() if now is None else now
+        changed = self.changed_at
+        t_iso = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for e in self.latest.values():
+            if e["msg_type"] != "cancel" and status_of(e) == ACTUAL and e["expires"] <= t_iso:
+                changed = max(changed, parse_utc(e["expires"]).timestamp())
+        if window_s is not None:
+            for e in self.events_by_id.values():
+                made = e.get("emitted_at")
+                if made is not None and made + window_s <= t:
+                    changed = max(changed, made + window_s)
+        return changed
+
     def earlier(self, event: WarningEvent) -> list[WarningEvent]:
         """The events of ``event``'s warning before it (what its CAP references)."""
         return [e for e in self.history.get(event.get("warning_id", ""), []) if e["seq"] < event.get("seq", 0)]
@@ -119,6 +156,7 @@ class DeliveriesView:
         self.feed = feed
         self.recent: deque[Receipt] = deque(maxlen=2000)
         self.by_sub: dict[str, deque[Receipt]] = {}
+        self.warning_changed_at: OrderedDict[str, float] = OrderedDict()  # warning_id -> its last receipt's arrival
         self._seen = SeenOnce()
 
     def apply(self, receipt: Receipt) -> None:
@@ -126,4 +164,9 @@ class DeliveriesView:
             return
         self.recent.append(receipt)
         self.by_sub.setdefault(receipt["subscription_id"], deque(maxlen=200)).append(receipt)
+        wid = str(receipt.get("warning_id", ""))
+        self.warning_changed_at.pop(wid, None)
+        self.warning_changed_at[wid] = time.time()
+        if len(self.warning_changed_at) > MAX_WARNING_HISTORIES:
+            self.warning_changed_at.popitem(last=False)
         self.feed.notify("receipt", receipt)

@@ -1,7 +1,8 @@
 /* Operators' dashboard: plain browser JavaScript, no build step, no external library.
  *
  * Data: GET /api/v1/regions (GeoJSON: region tree + shapes), GET /api/v1/stations, the live feed
- * GET /api/v1/events (Server-Sent Events: snapshot, warning, receipt), GET /api/v1/warnings/{id} for a
+ * GET /api/v1/events (Server-Sent Events: snapshot, warning, receipt), GET /api/v1/warnings?msg_type=cancel&since=
+ * for the warnings ended in the last day ("show ended"), GET /api/v1/warnings/{id} for a
  * warning's history and deliveries, GET /api/v1/subscribers/health and POST /api/v1/dead-letters/redrive
  * with the operator's token (kept in sessionStorage of this tab, sent only in the Authorization header).
  * Everything from the server is inserted with textContent, never as HTML.
@@ -493,6 +494,24 @@
     });
   }
 
+  // Warnings that ended within the last day, from the warnings list (GET /api/v1/warnings with filters): the
+  // SSE snapshot holds only the newest ones. Each is the latest event of its chain; a newer one seen live wins.
+  function loadEnded() {
+    var since = new Date(Date.now() + state.offsetMs - 24 * 3600 * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+    var url = "/api/v1/warnings?status=all&msg_type=cancel&limit=500&since=" + encodeURIComponent(since);
+    fetch(url, { headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : []; })
+      .then(function (events) {
+        events.forEach(function (e) {
+          var key = e.region_code + ":" + e.hazard + (isDrill(e) ? ":" + statusOf(e) : "");
+          var latest = state.warnings.get(key);
+          if (!latest || latest.sent < e.sent) state.warnings.set(key, e);
+        });
+        render();
+      })
+      .catch(function () { /* the live list still shows what the snapshot had */ });
+  }
+
   // ----------------------------------------------------------------------------------------- live feed
   function connect() {
     var conn = $("conn");
@@ -527,7 +546,10 @@
 
   // ---------------------------------------------------------------------------------------------- start
   function start() {
-    $("show-ended").addEventListener("change", function () { renderList(activeWarnings()); });
+    $("show-ended").addEventListener("change", function () {
+      if ($("show-ended").checked) loadEnded();
+      renderList(activeWarnings());
+    });
     $("show-drills").addEventListener("change", function () { render(); });
     $("detail-close").addEventListener("click", function () {
       state.selected = null;
