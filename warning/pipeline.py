@@ -401,7 +401,7 @@ class StationGrader:
         return new, signals
 
     def forecast(self, p: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
-        """Signals from one ForecastPoint: levels whose onset lead is within the hazard's forecast_lead_h.
+        """Signals from one ForecastPoint: only levels whose own forecast_lead_h covers the point's onset lead.
         ``extra``: fields every signal carries (accepted_at, status)."""
         station = self.registry.get(p["station_id"])
         if station is None:
@@ -414,7 +414,7 @@ class StationGrader:
         for hazard, rule in self.rules.items():
             if lead_h > rule.forecast_lead_h + 1e-9:
                 continue
-            g = grading.grade(rule, q, None, self.hazard_scale(hazard, station.county_code, q))
+            g = grading.grade(rule.within_lead(lead_h), q, None, self.hazard_scale(hazard, station.county_code, q))
             if g is None or g[0] is None:
                 continue
             level, quantity, val = g

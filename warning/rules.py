@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -52,6 +52,7 @@ class LevelRule:
     basis_en: str
     guidance_zh: str
     guidance_en: str
+    forecast_lead_h: float = 24.0  # a forecast may issue this level at most this far ahead (Order-16 "N小时内")
 
     @property
     def conditions(self) -> tuple[Condition, ...]:
@@ -75,6 +76,11 @@ class HazardRule:
     forecast_lead_h: float = 24.0
     stale_after_h: float = 36.0  # an actual report older than this (vs the wall clock) issues no live warning
 
+    def within_lead(self, lead_h: float) -> HazardRule:
+        """This rule with only the levels a forecast ``lead_h`` hours ahead may issue (each level's own
+        ``forecast_lead_h``): a forecast beyond a level's horizon can issue only the levels whose horizon covers it."""
+        return _within_lead(self, round(float(lead_h), 6))
+
     def level_rule(self, level: WarningLevel) -> LevelRule:
         for r in self.levels:
             if r.level == level:
@@ -84,6 +90,12 @@ class HazardRule:
     @property
     def quantities(self) -> set[str]:
         return {c.quantity for r in self.levels for c in r.conditions}
+
+
+@lru_cache(maxsize=256)
+def _within_lead(rule: HazardRule, lead_h: float) -> HazardRule:
+    keep = tuple(lr for lr in rule.levels if lead_h <= lr.forecast_lead_h + 1e-9)
+    return rule if len(keep) == len(rule.levels) else replace(rule, levels=keep)
 
 
 # The hazard-specific settings: values in rules.toml ([flash_flood], [frost], [sandstorm]); a bureau's table that
@@ -179,8 +191,12 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             any_ = _conditions(lv.get("any", []), f"{lw}.any")
             if not all_ and not any_:
                 raise RulesError(f"{lw}: needs 'all' or 'any' conditions")
+            lead = lv.get("forecast_lead_h", h.get("forecast_lead_h", 24.0))
+            if not isinstance(lead, int | float) or isinstance(lead, bool) or lead < 0:
+                raise RulesError(f"{lw}: 'forecast_lead_h' must be a number of hours >= 0")
             levels.append(LevelRule(level, all_, any_, _req(lv, "basis_zh", str, lw), _req(lv, "basis_en", str, lw),
-                                    _req(lv, "guidance_zh", str, lw), _req(lv, "guidance_en", str, lw)))
+                                    _req(lv, "guidance_zh", str, lw), _req(lv, "guidance_en", str, lw),
+                                    float(lead)))
         if not levels:
             raise RulesError(f"{where}: no levels")
         num = (int, float)
@@ -192,7 +208,7 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             downgrade_hold_h=float(h.get("downgrade_hold_h", defaults.get("downgrade_hold_h", 1.0))),
             cancel_hold_h=float(h.get("cancel_hold_h", defaults.get("cancel_hold_h", 1.0))),
             source=_req(h, "source", str, where), unconfirmed=str(h.get("unconfirmed", "")),
-            forecast_lead_h=float(h.get("forecast_lead_h", 24.0)),
+            forecast_lead_h=max(lr.forecast_lead_h for lr in levels),
             stale_after_h=_stale_after_h(name, h, defaults, where),
             levels=tuple(sorted(levels, key=lambda r: r.level, reverse=True)),
         )
