@@ -33,7 +33,8 @@ class StationGrading(Protocol):
 
     def observe_columns(self, state: Any, cols: Any, **extra: Any) -> tuple[int, int, list[Any]]: ...
 
-    def forecast(self, p: dict[str, Any], **extra: Any) -> list[Any]: ...
+    def forecast_run(self, points: list[dict[str, Any]], observed: dict[str, dict[str, float]] | None = None,
+                     **extra: Any) -> list[Any]: ...
 
 
 def status_fields(status: str) -> dict[str, str]:
@@ -178,10 +179,22 @@ class Intake:
     # ---- the forecasts agent -----------------------------------------------------------------------------
     async def forecasts(self, stream: Any) -> None:
         async for value in stream:
-            async with held_offsets(stream, [stream.current_event]):
-                await self._forecast_message(value)
+            event = stream.current_event
+            async with held_offsets(stream, [event]):
+                await self._forecast_message(value, getattr(getattr(event, "message", None), "partition", None))
 
-    async def _forecast_message(self, value: Any) -> None:
+    def _observed_days(self, status: str, part: int | None, station_id: str) -> dict[str, dict[str, float]]:
+        """The station's observed days (its partition's state, which the forecast topic shares with obs), so a
+        forecast run that starts today is combined with what was observed; nothing when not available here."""
+        if part is None:
+            return {}
+        try:
+            return dict(self.stores[status].get(part).columns.observed_days(station_id))
+        except Exception:  # a state this worker cannot read: grade the forecast days alone
+            log.debug("forecasts: no observed days for %s", station_id, exc_info=True)
+            return {}
+
+    async def _forecast_message(self, value: Any, part: int | None = None) -> None:
         """One forecast message -> its station signals (bad messages and points go to obs.rejected)."""
         try:
             msg = orjson.loads(value)
@@ -198,10 +211,17 @@ class Intake:
             return
         extra.update(status_fields(status))
         signals: list[Signal] = []
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}  # a station's points of one issue time: one run
         for p in points:
+            if not isinstance(p, dict) or not isinstance(p.get("station_id"), str):
+                await self.reject(safe_dump(p), "forecast: not a forecast point", "forecast-topic")
+                continue
+            runs.setdefault((p["station_id"], str(p.get("issued_at"))), []).append(p)
+        for (sid, _), run in runs.items():
             try:
-                signals.extend(self.grader.forecast(p, **extra))
+                signals.extend(self.grader.forecast_run(run, self._observed_days(status, part, sid), **extra))
             except Exception as exc:
-                log.exception("forecast: cannot apply point")
-                await self.reject(safe_dump(p), f"forecast: {type(exc).__name__}: {exc}"[:500], "forecast-topic")
+                log.exception("forecast: cannot apply a run")
+                for p in run:
+                    await self.reject(safe_dump(p), f"forecast: {type(exc).__name__}: {exc}"[:500], "forecast-topic")
         await self.signals.send(signals)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -99,6 +99,11 @@ _NOW = {"visibility_m": "vis", "wind_ms": "wind", "rh_pct": "rh"}
 def beijing_date(iso_utc: str) -> str:
     """The Beijing-time (UTC+8) calendar date of a UTC time: CMA daily extremes are per local day."""
     return (parse_utc(iso_utc) + BEIJING).date().isoformat()
+
+
+def day_of(t: datetime) -> str:
+    """The day (ISO date) a UTC time belongs to, by the observed days' day boundary."""
+    return (t + BEIJING).date().isoformat()
 
 
 @lru_cache(maxsize=4096)
@@ -230,21 +235,7 @@ def station_quantities(st: State, *, api_decay: float, ground_offset_c: float,
     end, today = time_keys(st["t"])
     days = st["d"]
     cur = days.get(today, {})
-    for name, field_ in (("tmax_day", "tmax"), ("tmin_day", "tmin"), ("wind_max_day", "wmax"),
-                         ("gust_max_day", "gmax")):
-        if field_ in cur:
-            q[name] = cur[field_]
-    if "gtmin" in cur:
-        q["ground_tmin_day"] = cur["gtmin"]
-    elif "tmin" in cur:
-        q["ground_tmin_day"] = cur["tmin"] - ground_offset_c
-    if "tmin" in cur:
-        y1, y2 = days.get(_day(today, -1), {}).get("tmin"), days.get(_day(today, -2), {}).get("tmin")
-        if y1 is not None:
-            q["tmin_drop_24h"] = y1 - cur["tmin"]
-        prev = [v for v in (y1, y2) if v is not None]
-        if prev:
-            q["tmin_drop_48h"] = max(prev) - cur["tmin"]
+    q.update(day_quantities(days, today, ground_offset_c=ground_offset_c))
     if st["h"]:
         hours = st["h"]
         total, i = 0.0, 0
@@ -283,13 +274,43 @@ def station_quantities(st: State, *, api_decay: float, ground_offset_c: float,
     return q
 
 
+def day_quantities(days: dict[str, dict[str, float]], today: str, *, ground_offset_c: float) -> dict[str, float]:
+    """The daily quantities of day ``today`` from per-day extremes (day -> {tmax, tmin, gtmin, wmax, gmax}):
+    observed days (a station state) and forecast days (``warning.forecast_run``) alike, so the cold-wave drops
+    have one definition: ``tmin_drop_24h`` = yesterday's minimum minus today's, ``tmin_drop_48h`` = the higher of
+    the two previous days' minima minus today's (GB/T 21987-2017 降温幅度, as rules.toml reads it)."""
+    q: dict[str, float] = {}
+    cur = days.get(today, {})
+    for name, field_ in (("tmax_day", "tmax"), ("tmin_day", "tmin"), ("wind_max_day", "wmax"),
+                         ("gust_max_day", "gmax")):
+        if field_ in cur:
+            q[name] = cur[field_]
+    if "gtmin" in cur:
+        q["ground_tmin_day"] = cur["gtmin"]
+    elif "tmin" in cur:
+        q["ground_tmin_day"] = cur["tmin"] - ground_offset_c
+    if "tmin" in cur:
+        y1, y2 = days.get(_day(today, -1), {}).get("tmin"), days.get(_day(today, -2), {}).get("tmin")
+        if y1 is not None:
+            q["tmin_drop_24h"] = y1 - cur["tmin"]
+        prev = [v for v in (y1, y2) if v is not None]
+        if prev:
+            q["tmin_drop_48h"] = max(prev) - cur["tmin"]
+    return q
+
+
 def daily_series(st: State, quantity: str, *, ground_offset_c: float) -> dict[str, float]:
     """Per-day values of a daily quantity (for consecutive-day conditions)."""
+    return days_series(st["d"], quantity, ground_offset_c=ground_offset_c)
+
+
+def days_series(days: dict[str, dict[str, float]], quantity: str, *, ground_offset_c: float) -> dict[str, float]:
+    """Per-day values of a daily quantity from per-day extremes (``day_quantities``' input)."""
     field_ = {"tmax_day": "tmax", "tmin_day": "tmin", "wind_max_day": "wmax", "gust_max_day": "gmax",
               "ground_tmin_day": "gtmin"}[quantity]
-    out = {d: v[field_] for d, v in st["d"].items() if field_ in v}
+    out = {d: v[field_] for d, v in days.items() if field_ in v}
     if quantity == "ground_tmin_day":
-        for d, v in st["d"].items():
+        for d, v in days.items():
             if "gtmin" not in v and "tmin" in v:
                 out[d] = v["tmin"] - ground_offset_c
     return out

@@ -473,6 +473,22 @@ class StationColumns:
                 out[iso_day(u)] = float(v)
         return out
 
+    def observed_days(self, station_id: str) -> dict[str, dict[str, float]]:
+        """The station's daily extremes of its last KEEP_DAYS days (ISO day -> {tmax, tmin, gtmin, wmax, gmax,
+        rain}, missing fields left out), the form ``quantities.day_quantities`` reads: what a forecast run
+        starting today is combined with."""
+        slot = self.slot_of.get(station_id)
+        if slot is None or self.arrays["day_end"][slot] == NONE:
+            return {}
+        end = int(self.arrays["day_end"][slot])
+        out: dict[str, dict[str, float]] = {}
+        for u in range(end - KEEP_DAYS + 1, end + 1):
+            row = self.arrays["day"][slot, u % KEEP_DAYS]
+            fields = {f: float(v) for f, v in zip(DAY_FIELDS, row.tolist(), strict=True) if v == v}
+            if fields:
+                out[iso_day(u)] = fields
+        return out
+
     # ---- storage ----------------------------------------------------------------------------------------
     def blocks(self) -> int:
         return (len(self) + BLOCK - 1) // BLOCK

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ingest import quantities
-from warning import grading
+from warning import forecast_run, grading
 from warning.rules import LevelRule, Rules
 from warning.shared.records import OBSERVATION_ELEMENTS as OBS_ELEMENTS
 from warning.shared.records import WarningLevel
@@ -401,23 +401,37 @@ class StationGrader:
         return new, signals
 
     def forecast(self, p: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
-        """Signals from one ForecastPoint: only levels whose own forecast_lead_h covers the point's onset lead.
-        ``extra``: fields every signal carries (accepted_at, status)."""
-        station = self.registry.get(p["station_id"])
+        """Signals from one ForecastPoint (a run of one point: ``forecast_run``)."""
+        return self.forecast_run([p], None, **extra)
+
+    def forecast_run(self, points: list[dict[str, Any]], observed: dict[str, dict[str, float]] | None = None,
+                     **extra: Any) -> list[dict[str, Any]]:
+        """Signals from the points of one station's forecast run (one issue time): window criteria per point,
+        daily criteria (heat, cold wave, frost) on the run's forecast days combined with ``observed`` days
+        (``StationColumns.observed_days``); each level only within its own forecast_lead_h
+        (``warning.forecast_run``). ``extra``: fields every signal carries (accepted_at, status)."""
+        if not points:
+            return []
+        station = self.registry.get(points[0]["station_id"])
         if station is None:
             return []
-        window_h = max(0.0, (quantities.parse_utc(p["valid_to"]) - quantities.parse_utc(p["valid_from"]))
-                       .total_seconds() / 3600)
-        q = quantities.forecast_quantities(p["values"], window_h)
-        lead_h = float(p.get("lead_h", 0))  # "within N hours": the forecast onset is at most N hours ahead
+        daily = forecast_run.daily_hazards(self.rules)
         out: list[dict[str, Any]] = []
-        for hazard, rule in self.rules.items():
-            if lead_h > rule.forecast_lead_h + 1e-9:
-                continue
-            g = grading.grade(rule.within_lead(lead_h), q, None, self.hazard_scale(hazard, station.county_code, q))
-            if g is None or g[0] is None:
-                continue
-            level, quantity, val = g
-            out.extend(self.station_signals(station, hazard, level, quantity, val, p["issued_at"], "forecast",
-                                            valid_to=p["valid_to"], onset=p["valid_from"], **extra))
+        for p in points:
+            window_h = max(0.0, (quantities.parse_utc(p["valid_to"]) - quantities.parse_utc(p["valid_from"]))
+                           .total_seconds() / 3600)
+            q = quantities.forecast_quantities(p["values"], window_h)
+            lead_h = float(p.get("lead_h", 0))  # "within N hours": the forecast onset is at most N hours ahead
+            for hazard, rule in self.rules.items():
+                if hazard in daily or lead_h > rule.forecast_lead_h + 1e-9:
+                    continue
+                g = grading.grade(rule.within_lead(lead_h), q, None, self.hazard_scale(hazard, station.county_code, q))
+                if g is None or g[0] is None:
+                    continue
+                out.extend(self.station_signals(station, hazard, g[0], g[1], g[2], p["issued_at"], "forecast",
+                                                valid_to=p["valid_to"], onset=p["valid_from"], **extra))
+        run = forecast_run.forecast_days(points, quantities.day_of)
+        for hazard, fd, (level, quantity, val) in forecast_run.grade_run_days(self.rules, daily, run, observed or {}):
+            out.extend(self.station_signals(station, hazard, level, quantity, val, points[0]["issued_at"],
+                                            "forecast", valid_to=fd.valid_to, onset=fd.valid_from, **extra))
         return out
