@@ -96,21 +96,52 @@ _DAILY: dict[str, tuple[tuple[str, ...], Callable[[float, float], float]]] = {
 _NOW = {"visibility_m": "vis", "wind_ms": "wind", "rh_pct": "rh"}
 
 
+# The day boundary (日界) of daily extremes and totals, in Beijing time. CMA surface records use 20:00 BJT for every
+# element but sunshine (日落) and weather phenomena (0时) (地面气象观测规范; "记录日界", qixiangzhan.cn: "其余观测项目
+# 均以北京时20时为日界"): the record of day D runs from 20:00 BJT on D-1 to 20:00 BJT on D. Set from rules.toml
+# [days] boundary_bjt_h by every entry point that grades or builds a climatology (``set_day_boundary``), so the
+# live path, ``ews replay`` and ``ews climatology build`` share one boundary.
+DEFAULT_DAY_BOUNDARY_BJT_H = 20
+_day_shift = [timedelta(hours=8 + (24 - DEFAULT_DAY_BOUNDARY_BJT_H) % 24)]
+
+
+def set_day_boundary(hour_bjt: int) -> None:
+    """Use ``hour_bjt`` (0-23; 0 = the calendar day) as the day boundary from now on (process-wide)."""
+    if not 0 <= hour_bjt <= 23:
+        raise ValueError("day boundary: an hour 0-23 of Beijing time")
+    shift = timedelta(hours=8 + (24 - hour_bjt) % 24)
+    if shift != _day_shift[0]:
+        _day_shift[0] = shift
+        time_keys.cache_clear()
+
+
+def day_shift_s() -> int:
+    """Seconds to add to a UTC epoch time so that its UTC calendar date is its day: 8 h (Beijing) plus the hours
+    from the boundary to midnight (12 h for 20:00 BJT)."""
+    return int(_day_shift[0].total_seconds())
+
+
 def beijing_date(iso_utc: str) -> str:
-    """The Beijing-time (UTC+8) calendar date of a UTC time: CMA daily extremes are per local day."""
+    """The Beijing-time (UTC+8) calendar date of a UTC time."""
     return (parse_utc(iso_utc) + BEIJING).date().isoformat()
 
 
+def station_day(iso_utc: str) -> str:
+    """The day (ISO date) of a report time by the day boundary: the key of daily extremes and totals."""
+    return day_of(parse_utc(iso_utc))
+
+
 def day_of(t: datetime) -> str:
-    """The day (ISO date) a UTC time belongs to, by the observed days' day boundary."""
-    return (t + BEIJING).date().isoformat()
+    """The day (ISO date) a UTC time belongs to, by the day boundary."""
+    return (t + _day_shift[0]).date().isoformat()
 
 
 @lru_cache(maxsize=4096)
 def time_keys(iso_utc: str) -> tuple[int, str]:
-    """(UTC hour index, Beijing date) of a report time; cached, as a batch repeats a few report times."""
+    """(UTC hour index, day by the day boundary) of a report time; cached, as a batch repeats a few report
+    times (cleared when the boundary changes)."""
     t = parse_utc(iso_utc)
-    return int(t.timestamp() // 3600), (t + BEIJING).date().isoformat()
+    return int(t.timestamp() // 3600), (t + _day_shift[0]).date().isoformat()
 
 
 @lru_cache(maxsize=4096)

@@ -40,11 +40,11 @@ from ingest.quantities import (
     MCI_PET_DAYS,
     MCI_PRECIP_DAYS,
     RAIN_WINDOWS_H,
+    day_shift_s,
 )
 
 NONE = -(1 << 40)  # "no day/hour yet" for ring ends
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-BEIJING_S = 8 * 3600
 BLOCK = 256  # slots per stored block: the daily part is ~2 KB a station, blocks stay well under 1 MB
 DAY_FIELDS = ("tmax", "tmin", "gtmin", "wmax", "gmax", "rain")
 TMAX, TMIN, GTMIN, WMAX, GMAX, RAIN = range(6)
@@ -222,7 +222,7 @@ class StationColumns:
         n = len(station_ids)
         slots = self.slots(station_ids)
         hour = np.floor_divide(t, 3600).astype(np.int64)
-        day = (np.floor_divide(t + BEIJING_S, 86400).astype(np.int64) + EPOCH_ORDINAL)
+        day = (np.floor_divide(t + day_shift_s(), 86400).astype(np.int64) + EPOCH_ORDINAL)  # by the day boundary
         q = np.full((len(QUANTITY_NAMES), n), np.nan)
         applied = np.zeros(n, dtype=bool)
         rings: list[tuple[slice | np.ndarray, np.ndarray]] = []  # (reports, their 3-day rings) per round

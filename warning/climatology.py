@@ -63,6 +63,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from ingest.formats import FORMATS, RowError, UnreadableFileError, detect_format, read_observations
+from ingest.quantities import day_shift_s, set_day_boundary
 from warning.shared.records import Observation
 
 if TYPE_CHECKING:
@@ -87,8 +88,8 @@ __all__ = [
 CLIMATOLOGY_FILE = "climatology.nc"
 SUMMARY_FILE = "summary.json"
 QC_DIR = "qc"
-#: Beijing time = UTC + 8 h (no daylight saving since 1991).
-BEIJING_OFFSET_S = 8 * 3600
+#: Days are Beijing-time (UTC + 8 h) days ending at the service's day boundary (rules.toml [days], 20:00 BJT by
+#: default, ``ingest.quantities.day_shift_s``), as the live path's days. GHCN-Daily records keep their own dates.
 DAY_S = 86400
 #: Fewest sub-daily temperature reports for a day's Tmax/Tmin (with all four 6-hour blocks represented).
 MIN_HOURLY_REPORTS = 8
@@ -126,7 +127,7 @@ def _epoch_s(time: str) -> int | None:
 
 def _bjt_day(epoch_s: float) -> int:
     """Days since 1970-01-01 of the Beijing-time date of an instant."""
-    return int((epoch_s + BEIJING_OFFSET_S) // DAY_S)
+    return int((epoch_s + day_shift_s()) // DAY_S)
 
 
 @dataclass
@@ -217,7 +218,7 @@ def _hourly_extremes(samples: list[tuple[int, float]]) -> tuple[np.ndarray, np.n
         empty = np.array([], dtype=np.int64)
         return empty, empty.astype(np.float64), empty.astype(np.float64)
     arr = np.asarray(samples, dtype=np.float64)
-    local = arr[:, 0] + BEIJING_OFFSET_S
+    local = arr[:, 0] + day_shift_s()
     day = np.floor_divide(local, DAY_S).astype(np.int64)
     block = (np.mod(local, DAY_S) // (6 * 3600)).astype(np.int64)
     days, inv = np.unique(day, return_inverse=True)
@@ -238,7 +239,7 @@ def _hourly_precip(reports: list[tuple[int, float, float]], report_times: list[i
     out: dict[int, float] = {}
     if absent_as_zero and report_times:
         rt = np.asarray(report_times, dtype=np.float64)
-        d, c = np.unique(np.floor_divide(rt + BEIJING_OFFSET_S, DAY_S).astype(np.int64), return_counts=True)
+        d, c = np.unique(np.floor_divide(rt + day_shift_s(), DAY_S).astype(np.int64), return_counts=True)
         out.update({int(k): 0.0 for k in d[c >= MIN_HOURLY_REPORTS]})
     by_day: dict[int, dict[float, list[float]]] = {}
     for end, mm, period in reports:
@@ -842,6 +843,10 @@ def run_climatology(args: argparse.Namespace, *, stdout: IO[str] | None = None, 
             return EXIT_USAGE
     out_dir = args.out if getattr(args, "out", None) is not None else default_out_dir()
     try:
+        from warning.rules import load_rules  # the configured rules' day boundary, as ews run and ews replay
+
+        rules_path = os.environ.get("EWS_RULES")
+        set_day_boundary(load_rules(Path(rules_path) if rules_path else None).days.boundary_bjt_h)
         summary = build_climatology(
             [Path(p) for p in args.history], out_dir, fmt=getattr(args, "format", "auto"), as_station=as_station,
             calibration=getattr(args, "calibration", DEFAULT_CALIBRATION),

@@ -44,6 +44,7 @@ class StationGrader:
         """``climatology``: station thresholds (``t95(sid)``, ``ehf85(sid)``, e.g. warning.climatology.Climatology);
         without it the heat-health (EHF) product is not judged."""
         self.rules = rules
+        quantities.set_day_boundary(rules.days.boundary_bjt_h)  # the live path's and replay's days
         self.climatology = climatology
         self.registry = registry
         self.regions = regions
@@ -77,7 +78,7 @@ class StationGrader:
                                           ground_offset_c=rules.frost.air_to_ground_offset_c,
                                           **self._thresholds(obs["station_id"]))
         present = {el for el, v in obs.items() if v is not None}
-        month = int(quantities.beijing_date(obs["time"])[5:7])
+        month = int(quantities.station_day(obs["time"])[5:7])
 
         def series(name: str) -> dict[str, float]:
             return quantities.daily_series(state, name, ground_offset_c=rules.frost.air_to_ground_offset_c)

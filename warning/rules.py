@@ -115,6 +115,13 @@ class FrostConfig:
 
 
 @dataclass(frozen=True)
+class DaysConfig:
+    """[days]: the day boundary of daily extremes and totals (hour of Beijing time; 20 = CMA surface records)."""
+
+    boundary_bjt_h: int = 20
+
+
+@dataclass(frozen=True)
 class SandstormConfig:
     """Settings of the sand-dust kernels (indices.wind), not read by the station grading."""
 
@@ -126,11 +133,12 @@ class Rules(dict[str, HazardRule]):
     """Hazard name -> HazardRule, plus the hazard-specific settings."""
 
     def __init__(self, hazards: dict[str, HazardRule], flash_flood: FlashFloodConfig, frost: FrostConfig,
-                 sandstorm: SandstormConfig) -> None:
+                 sandstorm: SandstormConfig, days: DaysConfig | None = None) -> None:
         super().__init__(hazards)
         self.flash_flood = flash_flood
         self.frost = frost
         self.sandstorm = sandstorm
+        self.days = days or DaysConfig()
 
 
 def _req(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -233,7 +241,7 @@ def _packaged_doc() -> dict[str, Any]:
     return tomllib.loads(resources.files("warning").joinpath(PACKAGED).read_text(encoding="utf-8"))
 
 
-def _settings(doc: dict[str, Any]) -> tuple[FlashFloodConfig, FrostConfig, SandstormConfig]:
+def _settings(doc: dict[str, Any]) -> tuple[FlashFloodConfig, FrostConfig, SandstormConfig, DaysConfig]:
     """The [flash_flood], [frost] and [sandstorm] settings; a key the document leaves out is the packaged table's."""
     packaged = _packaged_doc()
 
@@ -258,11 +266,15 @@ def _settings(doc: dict[str, Any]) -> tuple[FlashFloodConfig, FrostConfig, Sands
     if any(not 1 <= m <= 12 for m in months):
         raise RulesError("frost.season_months: months 1-12")
     sd = table("sandstorm")
+    boundary = table("days").get("boundary_bjt_h")
+    if not isinstance(boundary, int) or isinstance(boundary, bool) or not 0 <= boundary <= 23:
+        raise RulesError("days: 'boundary_bjt_h' must be an hour 0-23 of Beijing time")
     return (FlashFloodConfig(number(ff, "flash_flood", "api_decay"), number(ff, "flash_flood", "wet_api_mm"),
                              number(ff, "flash_flood", "wet_factor"), counties),
             FrostConfig(number(fr, "frost", "air_to_ground_offset_c"), months),
             SandstormConfig(number(sd, "sandstorm", "floating_dust_max_wind_ms"),
-                            number(sd, "sandstorm", "local_blue_visibility_m")))
+                            number(sd, "sandstorm", "local_blue_visibility_m")),
+            DaysConfig(boundary))
 
 
 def load_rules(path: Path | None = None) -> Rules:
