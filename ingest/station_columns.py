@@ -32,7 +32,9 @@ import orjson
 
 from ingest.quantities import (
     API_DAYS,
-    DROUGHT_LIGHT,
+    CALM_WIND_MS,
+    DROUGHT_PROCESS_END_DAYS,
+    DROUGHT_PROCESS_MIN_DAYS,
     EHF_DAYS,
     KEEP_DAYS,
     KEEP_HOURS,
@@ -41,6 +43,7 @@ from ingest.quantities import (
     MCI_PRECIP_DAYS,
     RAIN_WINDOWS_H,
     day_shift_s,
+    drought_process_days,
 )
 
 NONE = -(1 << 40)  # "no day/hour yet" for ring ends
@@ -163,6 +166,8 @@ class StationColumns:
         self.ehf85 = np.zeros(0)
         self.ehf_stations = False  # any slot with EHF thresholds (t95 and ehf85)
         self._per_slot: dict[Any, np.ndarray] = {}
+        self._settings: tuple[float, tuple[int, int]] = (CALM_WIND_MS, (DROUGHT_PROCESS_MIN_DAYS,
+                                                                        DROUGHT_PROCESS_END_DAYS))
 
     def __len__(self) -> int:
         return len(self.station_ids)
@@ -215,10 +220,13 @@ class StationColumns:
 
     # ---- one batch --------------------------------------------------------------------------------------
     def apply(self, station_ids: list[str], t: np.ndarray, values: dict[str, np.ndarray], *,
-              api_decay: float, ground_offset_c: float) -> Applied:
+              api_decay: float, ground_offset_c: float, calm_wind_ms: float = CALM_WIND_MS,
+              drought_process: tuple[int, int] = (DROUGHT_PROCESS_MIN_DAYS, DROUGHT_PROCESS_END_DAYS)) -> Applied:
         """Fold a batch (arrival order) into the state. Returns which reports were applied (not stale), every
         quantity per report as of that report, and what a consecutive-day condition needs. ``api_decay`` and
-        ``ground_offset_c``: the rules' settings, as ``quantities.station_quantities``."""
+        ``ground_offset_c``, ``calm_wind_ms``, ``drought_process``: the rules' settings, as
+        ``quantities.station_quantities``."""
+        self._settings = (calm_wind_ms, drought_process)
         n = len(station_ids)
         slots = self.slots(station_ids)
         hour = np.floor_divide(t, 3600).astype(np.int64)
@@ -253,7 +261,8 @@ class StationColumns:
                 q[:, rows] = out
         if order is not None:  # back to arrival order
             q[:, order], applied[order] = q.copy(), applied.copy()
-        return Applied(slots, applied, dict(zip(QUANTITY_NAMES, q, strict=True)), day, ground_offset_c, rings)
+        return Applied(slots, applied, dict(zip(QUANTITY_NAMES, q, strict=True)), day, ground_offset_c, rings,
+                       calm_wind_ms=calm_wind_ms)
 
     def _update(self, s: np.ndarray, t: np.ndarray, hour: np.ndarray, d: np.ndarray,
                 v: dict[str, np.ndarray]) -> None:
@@ -371,7 +380,10 @@ class StationColumns:
         q[Q_TMIN] = tmin
         q[Q_WMAX] = cur[:, WMAX]
         q[Q_GMAX] = cur[:, GMAX]
-        q[Q_GTMIN] = np.where(np.isnan(cur[:, GTMIN]), tmin - ground_offset_c, cur[:, GTMIN])
+        calm_wind_ms, (min_days, end_days) = self._settings
+        windy = cur[:, WMAX] > calm_wind_ms  # False where not reported: quantities.ground_tmin
+        q[Q_GTMIN] = np.where(np.isnan(cur[:, GTMIN]), np.where(windy, np.nan, tmin - ground_offset_c),
+                              cur[:, GTMIN])
         q[Q_DROP24] = y1[:, TMIN] - tmin
         q[Q_DROP48] = np.fmax(y1[:, TMIN], y2[:, TMIN]) - tmin
         has = a["has_hours"][s].astype(bool)
@@ -385,10 +397,9 @@ class StationColumns:
         has_mci = mci_end != NONE
         if has_mci.any():
             ms, me = s[has_mci], mci_end[has_mci]
-            hist = _ring_window(a["mci"], a["mci_end"], ms, me, MCI_KEEP_DAYS)[:, ::-1]  # latest first
-            q[Q_MCI, has_mci] = hist[:, 0]
-            dry = hist <= DROUGHT_LIGHT  # NaN (missing day) ends the run
-            q[Q_DROUGHT, has_mci] = np.where(dry.all(axis=1), MCI_KEEP_DAYS, np.argmin(dry, axis=1))
+            hist = _ring_window(a["mci"], a["mci_end"], ms, me, MCI_KEEP_DAYS)  # oldest first
+            q[Q_MCI, has_mci] = hist[:, -1]
+            q[Q_DROUGHT, has_mci] = [drought_process_days(row, min_days, end_days) for row in hist.tolist()]
         if self.ehf_stations:  # only with thresholds for some station of the partition
             ehf_on = ~np.isnan(self.t95[s]) & ~np.isnan(self.ehf85[s]) & (a["m_end"][s] != NONE)
             if ehf_on.any():
@@ -564,6 +575,7 @@ class Applied:
     ground_offset_c: float
     rings: list[tuple[slice | np.ndarray, np.ndarray]] = field(default_factory=list)  # (reports, rings) per round
     _day_rings: np.ndarray | None = None
+    calm_wind_ms: float = CALM_WIND_MS
 
     @property
     def day_rings(self) -> np.ndarray:
@@ -585,7 +597,7 @@ class Applied:
             u = today - back
             row = self.day_rings[i, u % KEEP_DAYS]
             v = row[k]
-            if v != v and quantity == "ground_tmin_day":
+            if v != v and quantity == "ground_tmin_day" and not row[WMAX] > self.calm_wind_ms:
                 v = row[TMIN] - self.ground_offset_c
             if v == v:
                 out[iso_day(u)] = float(v)

@@ -104,16 +104,17 @@ def grade_run_days(rules: Rules, hazards: Iterable[str], run: dict[str, Forecast
     """(hazard, forecast day, grade) for every forecast day and daily hazard that meets a level its lead may
     issue; grade = (level, quantity, value) as ``grading.grade``."""
     days = combine_days(observed, run)
-    offset = rules.frost.air_to_ground_offset_c
+    offset, calm = rules.frost.air_to_ground_offset_c, rules.frost.calm_wind_ms
     out = []
     for d in sorted(run):
         fd = run[d]
-        q = quantities.day_quantities(days, d, ground_offset_c=offset)
+        q = quantities.day_quantities(days, d, ground_offset_c=offset, calm_wind_ms=calm)
         if not q:
             continue
 
         def series(name: str, d: str = d) -> dict[str, float]:
-            return {k: v for k, v in quantities.days_series(days, name, ground_offset_c=offset).items() if k <= d}
+            return {k: v for k, v in quantities.days_series(days, name, ground_offset_c=offset,
+                                                            calm_wind_ms=calm).items() if k <= d}
         for hazard in hazards:
             if hazard == "frost" and int(d[5:7]) not in rules.frost.season_months:
                 continue

@@ -112,6 +112,15 @@ class FlashFloodConfig:
 class FrostConfig:
     air_to_ground_offset_c: float
     season_months: tuple[int, ...]
+    calm_wind_ms: float = 5.4  # the offset applies on calm days only ([frost] calm_wind_ms, UNCONFIRMED)
+
+
+@dataclass(frozen=True)
+class DroughtConfig:
+    """[drought]: the GB/T 20481-2017 drought process (days to start it, days without drought to end it)."""
+
+    process_min_days: int = 15
+    process_end_days: int = 5
 
 
 @dataclass(frozen=True)
@@ -133,12 +142,14 @@ class Rules(dict[str, HazardRule]):
     """Hazard name -> HazardRule, plus the hazard-specific settings."""
 
     def __init__(self, hazards: dict[str, HazardRule], flash_flood: FlashFloodConfig, frost: FrostConfig,
-                 sandstorm: SandstormConfig, days: DaysConfig | None = None) -> None:
+                 sandstorm: SandstormConfig, days: DaysConfig | None = None,
+                 drought: DroughtConfig | None = None) -> None:
         super().__init__(hazards)
         self.flash_flood = flash_flood
         self.frost = frost
         self.sandstorm = sandstorm
         self.days = days or DaysConfig()
+        self.drought = drought or DroughtConfig()
 
 
 def _req(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -241,7 +252,8 @@ def _packaged_doc() -> dict[str, Any]:
     return tomllib.loads(resources.files("warning").joinpath(PACKAGED).read_text(encoding="utf-8"))
 
 
-def _settings(doc: dict[str, Any]) -> tuple[FlashFloodConfig, FrostConfig, SandstormConfig, DaysConfig]:
+def _settings(doc: dict[str, Any]) -> tuple[FlashFloodConfig, FrostConfig, SandstormConfig, DaysConfig,
+                                            DroughtConfig]:
     """The [flash_flood], [frost] and [sandstorm] settings; a key the document leaves out is the packaged table's."""
     packaged = _packaged_doc()
 
@@ -269,12 +281,19 @@ def _settings(doc: dict[str, Any]) -> tuple[FlashFloodConfig, FrostConfig, Sands
     boundary = table("days").get("boundary_bjt_h")
     if not isinstance(boundary, int) or isinstance(boundary, bool) or not 0 <= boundary <= 23:
         raise RulesError("days: 'boundary_bjt_h' must be an hour 0-23 of Beijing time")
+    dr = table("drought")
+    process = []
+    for key in ("process_min_days", "process_end_days"):
+        v = dr.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise RulesError(f"drought: '{key}' must be a whole number of days >= 1")
+        process.append(v)
     return (FlashFloodConfig(number(ff, "flash_flood", "api_decay"), number(ff, "flash_flood", "wet_api_mm"),
                              number(ff, "flash_flood", "wet_factor"), counties),
-            FrostConfig(number(fr, "frost", "air_to_ground_offset_c"), months),
+            FrostConfig(number(fr, "frost", "air_to_ground_offset_c"), months, number(fr, "frost", "calm_wind_ms")),
             SandstormConfig(number(sd, "sandstorm", "floating_dust_max_wind_ms"),
                             number(sd, "sandstorm", "local_blue_visibility_m")),
-            DaysConfig(boundary))
+            DaysConfig(boundary), DroughtConfig(*process))
 
 
 def load_rules(path: Path | None = None) -> Rules:
