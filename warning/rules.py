@@ -121,6 +121,7 @@ class DroughtConfig:
 
     process_min_days: int = 15
     process_end_days: int = 5
+    arid_annual_precip_mm: float = 200.0  # below: an arid station (climatology build; UNCONFIRMED)
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ def _settings(doc: dict[str, Any]) -> tuple[FlashFloodConfig, FrostConfig, Sands
             FrostConfig(number(fr, "frost", "air_to_ground_offset_c"), months, number(fr, "frost", "calm_wind_ms")),
             SandstormConfig(number(sd, "sandstorm", "floating_dust_max_wind_ms"),
                             number(sd, "sandstorm", "local_blue_visibility_m")),
-            DaysConfig(boundary), DroughtConfig(*process))
+            DaysConfig(boundary), DroughtConfig(process[0], process[1], number(dr, "drought", "arid_annual_precip_mm")))
 
 
 def load_rules(path: Path | None = None) -> Rules:
