@@ -202,8 +202,8 @@ def update_station(state: State | None, obs: dict[str, Any]) -> State | None:
 
 
 def complete_day(prev: State | None, new: State, latitude_deg: float, mci_params: Any | None) -> State:
-    """When ``new`` starts a Beijing day, fold the day just completed into the daily inputs: its mean
-    temperature (for EHF), its precipitation
+    """When ``new`` starts a day, fold the day just completed into the daily inputs: the previous day's mean
+    temperature (for EHF: its maximum with the following night's minimum), its precipitation
     total (a day without any precipitation report is missing, not dry), its Hargreaves PET from Tmin/Tmax
     (FAO-56 eq. 52) and, with the station's MCI parameters, its MCI (GB/T 20481-2017). Once a day per station."""
     if prev is None or not prev["d"] or not new["d"]:
@@ -214,8 +214,12 @@ def complete_day(prev: State | None, new: State, latitude_deg: float, mci_params
     day = prev["d"][done]
     pd, pe, mci = dict(prev.get("pd", {})), dict(prev.get("pe", {})), dict(prev.get("mci", {}))
     means = dict(prev.get("m", {}))
-    if "tmax" in day and "tmin" in day:  # daily mean temperature (Tmax + Tmin) / 2 of the day, for EHF
-        means[done] = (day["tmax"] + day["tmin"]) / 2
+    # EHF's daily mean temperature pairs a day's maximum with the following night's minimum (Nairn & Fawcett 2015:
+    # DMT = (Tmax_i + Tmin_i+1) / 2); that night's minimum is in the next day (the day boundary is in the evening),
+    # so the day before the one just completed gets its mean now
+    before = prev["d"].get(_day(done, -1), {})
+    if "tmax" in before and "tmin" in day:
+        means[_day(done, -1)] = (before["tmax"] + day["tmin"]) / 2
     if "rain" in day:
         pd[done] = day["rain"]
     if "tmax" in day and "tmin" in day:

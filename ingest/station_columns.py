@@ -314,7 +314,11 @@ class StationColumns:
         day = a["day"][s, done % KEEP_DAYS]
         tx, tn, rain = day[:, TMAX], day[:, TMIN], day[:, RAIN]
         both = ~np.isnan(tx) & ~np.isnan(tn)
-        _ring_write(a["m"], a["m_end"], s[both], done[both], (tx[both] + tn[both]) / 2)
+        # EHF's daily mean of the day before: its maximum with the following night's (this day's) minimum (Nairn &
+        # Fawcett 2015; quantities.complete_day); the ring still holds that day (day_end == done)
+        tx_before = a["day"][s, (done - 1) % KEEP_DAYS, TMAX]
+        paired = ~np.isnan(tx_before) & ~np.isnan(tn)
+        _ring_write(a["m"], a["m_end"], s[paired], done[paired] - 1, (tx_before[paired] + tn[paired]) / 2)
         wet = ~np.isnan(rain)
         _ring_write(a["pd"], a["pd_end"], s[wet], done[wet], rain[wet])
         if both.any():

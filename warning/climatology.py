@@ -195,8 +195,10 @@ class DailySeries:
 
     @property
     def tmean_c(self) -> np.ndarray:
-        """DMT = (Tmax + Tmin)/2 (Nairn & Fawcett 2015)."""
-        return np.asarray(0.5 * (self.tmax_c + self.tmin_c))
+        """DMT_i = (Tmax_i + Tmin_i+1) / 2: a day's maximum with the following night's minimum (Nairn & Fawcett
+        2015), as the live path pairs them (``ingest.quantities.complete_day``); NaN on the last day."""
+        tmin_next = np.append(self.tmin_c[1:], np.nan)
+        return np.asarray(0.5 * (self.tmax_c + tmin_next))
 
     def monthly_precip(self) -> tuple[np.ndarray, np.ndarray]:
         """(months datetime64[M], totals mm): complete months only, NaN otherwise (missing is not zero)."""

@@ -296,5 +296,6 @@ def test_ehf_severity_equals_heat_kernels(days: list[tuple[float, float]], missi
     severity = np.asarray(heat.ehf_severity(heat.excess_heat_factor(means, t95, align="end"), ehf85))
     for _, qs in paths.both():
         for i, d in enumerate(reported):
-            done = [k for k in range(d) if not math.isnan(means[k])]  # days completed with a daily mean
+            # a day's mean needs the following night's minimum (the next day's), known once that day completes
+            done = [k for k in range(d - 1) if not math.isnan(means[k])]
             agree(qs[i], "ehf_severity", float(severity[done[-1]]) if done else NAN)
