@@ -34,7 +34,7 @@ class StationGrading(Protocol):
     def observe_columns(self, state: Any, cols: Any, **extra: Any) -> tuple[int, int, list[Any]]: ...
 
     def forecast_run(self, points: list[dict[str, Any]], observed: dict[str, dict[str, float]] | None = None,
-                     **extra: Any) -> list[Any]: ...
+                     drought_inputs: dict[str, dict[str, float]] | None = None, **extra: Any) -> list[Any]: ...
 
 
 def status_fields(status: str) -> dict[str, str]:
@@ -183,16 +183,19 @@ class Intake:
             async with held_offsets(stream, [event]):
                 await self._forecast_message(value, getattr(getattr(event, "message", None), "partition", None))
 
-    def _observed_days(self, status: str, part: int | None, station_id: str) -> dict[str, dict[str, float]]:
-        """The station's observed days (its partition's state, which the forecast topic shares with obs), so a
-        forecast run that starts today is combined with what was observed; nothing when not available here."""
+    def _observed(self, status: str, part: int | None, station_id: str
+                  ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+        """The station's observed days and drought inputs (its partition's state, which the forecast topic shares
+        with obs), so a forecast run that starts today is combined with what was observed and the drought branch
+        continues the observed record; nothing when not available here."""
         if part is None:
-            return {}
+            return {}, {}
         try:
-            return dict(self.stores[status].get(part).columns.observed_days(station_id))
+            columns = self.stores[status].get(part).columns
+            return dict(columns.observed_days(station_id)), dict(columns.drought_inputs(station_id))
         except Exception:  # a state this worker cannot read: grade the forecast days alone
             log.debug("forecasts: no observed days for %s", station_id, exc_info=True)
-            return {}
+            return {}, {}
 
     async def _forecast_message(self, value: Any, part: int | None = None) -> None:
         """One forecast message -> its station signals (bad messages and points go to obs.rejected)."""
@@ -219,7 +222,8 @@ class Intake:
             runs.setdefault((p["station_id"], str(p.get("issued_at"))), []).append(p)
         for (sid, _), run in runs.items():
             try:
-                signals.extend(self.grader.forecast_run(run, self._observed_days(status, part, sid), **extra))
+                observed, drought_inputs = self._observed(status, part, sid)
+                signals.extend(self.grader.forecast_run(run, observed, drought_inputs, **extra))
             except Exception as exc:
                 log.exception("forecast: cannot apply a run")
                 for p in run:

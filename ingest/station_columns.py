@@ -477,16 +477,28 @@ class StationColumns:
     # ---- views ------------------------------------------------------------------------------------------
     def daily_precip(self, station_id: str) -> dict[str, float]:
         """The station's daily precipitation totals kept for MCI (ISO date -> mm), for the SPI product."""
+        return self.daily_ring(station_id, "pd")
+
+    def daily_ring(self, station_id: str, name: str) -> dict[str, float]:
+        """A once-a-day ring of the station (``pd`` rain, ``pe`` PET, ``m`` daily means, ``mci``) as ISO date ->
+        value, missing days left out."""
         slot = self.slot_of.get(station_id)
-        if slot is None or self.arrays["pd_end"][slot] == NONE:
+        if slot is None or self.arrays[f"{name}_end"][slot] == NONE:
             return {}
-        end = int(self.arrays["pd_end"][slot])
+        end = int(self.arrays[f"{name}_end"][slot])
+        ring = self.arrays[name]
+        size = ring.shape[1]
         out = {}
-        for u in range(end - MCI_PRECIP_DAYS + 1, end + 1):
-            v = self.arrays["pd"][slot, u % MCI_PRECIP_DAYS]
+        for u in range(end - size + 1, end + 1):
+            v = ring[slot, u % size]
             if v == v:
                 out[iso_day(u)] = float(v)
         return out
+
+    def drought_inputs(self, station_id: str) -> dict[str, dict[str, float]]:
+        """What the drought signal's forecast branch continues (``warning.forecast_run.drought_days``): the
+        station's daily rain (150 days), PET (30) and MCI (40) rings."""
+        return {name: self.daily_ring(station_id, name) for name in ("pd", "pe", "mci")}
 
     def observed_days(self, station_id: str) -> dict[str, dict[str, float]]:
         """The station's daily extremes of its last KEEP_DAYS days (ISO day -> {tmax, tmin, gtmin, wmax, gmax,

@@ -37,7 +37,8 @@ DAY_TEMPERATURE_QUANTITIES = frozenset({"tmax_day", "tmin_day", "ground_tmin_day
 # forecast element -> (daily field, combine): a day's extremes over the points that fall in it
 _DAY_FIELDS: tuple[tuple[str, str, Callable[[float, float], float]], ...] = (
     ("tmax_c", "tmax", max), ("air_temp_c", "tmax", max), ("tmin_c", "tmin", min), ("air_temp_c", "tmin", min),
-    ("ground_tmin_c", "gtmin", min), ("wind_ms", "wmax", max), ("gust_ms", "gmax", max))
+    ("ground_tmin_c", "gtmin", min), ("wind_ms", "wmax", max), ("gust_ms", "gmax", max),
+    ("precip_mm", "rain", lambda a, b: a + b))
 
 
 def daily_hazards(rules: Rules) -> frozenset[str]:
@@ -57,15 +58,19 @@ class ForecastDay:
     values: dict[str, float] = field(default_factory=dict)
 
 
-def forecast_days(points: Iterable[dict[str, Any]], day_of: Callable[[datetime], str]) -> dict[str, ForecastDay]:
+def forecast_days(points: Iterable[dict[str, Any]], day_of: Callable[[datetime], str],
+                  max_rain_lead_h: float = float("inf")) -> dict[str, ForecastDay]:
     """Fold a run's points into forecast days. A point belongs to the day (``day_of``, the observed days' day
     boundary) of its window's middle; a day's maximum is the largest of its points' maxima (or air
-    temperatures), its minimum the smallest."""
+    temperatures), its minimum the smallest, its rain the sum of its points' (only the drought branch reads it:
+    a day's total is complete only when the points cover the whole day, which the caller's run is trusted for)."""
     days: dict[str, ForecastDay] = {}
     for p in points:
         vals = p["values"]
         if not any(vals.get(el) is not None for el, _, _ in _DAY_FIELDS):
             continue
+        if set(vals) <= {"precip_mm"} and float(p.get("lead_h", 0.0)) > max_rain_lead_h:
+            continue  # rain only matters to the drought branch, within its horizon
         vf, vt = parse_utc(p["valid_from"]), parse_utc(p["valid_to"])
         d = day_of(vf + (vt - vf) / 2)
         fd = days.get(d)
@@ -91,6 +96,8 @@ def combine_days(observed: dict[str, dict[str, float]], run: dict[str, ForecastD
     for d, fd in run.items():
         cur = out.setdefault(d, {})
         for name, v in fd.values.items():
+            if name == "rain":
+                continue
             have = cur.get(name)
             if have is None:
                 cur[name] = v
@@ -124,4 +131,54 @@ def grade_run_days(rules: Rules, hazards: Iterable[str], run: dict[str, Forecast
             g = grading.grade(rule, q, series)
             if g is not None and g[0] is not None:
                 out.append((hazard, fd, g))
+    return out
+
+
+def drought_days(rules: Rules, run: dict[str, ForecastDay], inputs: dict[str, dict[str, float]],
+                 params: Any, latitude: float) -> list[tuple[ForecastDay, dict[str, float]]]:
+    """The drought signal's forecast branch (Order No. 16 干旱: "预计未来一周综合气象干旱指数达到重旱/特旱"):
+    the station's observed daily rain, PET and MCI (``StationColumns.drought_inputs``) continued day by day with
+    the run's forecast days, each forecast day's MCI computed as an observed day's (``indices.drought.
+    mci_from_params`` with the station's parameters, an arid station's mode included), and the drought process
+    over observed and forecast MCI (``quantities.drought_process_days``). A forecast day's PET is Hargreaves of
+    its forecast Tmin/Tmax, else the last observed PET (persistence, UNCONFIRMED). Needs forecast rain on every
+    day from the day after the last observed one: a gap ends the branch. Returns (forecast day, {mci_day,
+    drought_run_days}) per forecast day."""
+    from datetime import date, timedelta
+
+    import numpy as np
+
+    from indices.drought import daily_slot, mci_from_params, pet_hargreaves
+
+    pd, pe, mci = dict(inputs.get("pd", {})), dict(inputs.get("pe", {})), dict(inputs.get("mci", {}))
+    if params is None or not pd or not pe:
+        return []
+    out = []
+    day = date.fromisoformat(max(pd))
+    last_pe = pe[max(pe)]
+    while True:
+        day += timedelta(days=1)
+        d = day.isoformat()
+        fd = run.get(d)
+        if fd is None or "rain" not in fd.values:
+            break
+        pd[d] = fd.values["rain"]
+        if "tmin" in fd.values and "tmax" in fd.values:
+            last_pe = float(np.asarray(pet_hargreaves(np.array([fd.values["tmin"]]), np.array([fd.values["tmax"]]),
+                                                      latitude, np.array([d], dtype="datetime64[D]")))[0])
+        pe[d] = last_pe
+        p_days = [(day - timedelta(days=i)).isoformat() for i in range(quantities.MCI_PRECIP_DAYS - 1, -1, -1)]
+        if not all(k in pd for k in p_days) or not all(k in pe for k in p_days[-quantities.MCI_PET_DAYS:]):
+            break
+        v = float(mci_from_params(np.array([pd[k] for k in p_days]),
+                                  np.array([pe[k] for k in p_days[-quantities.MCI_PET_DAYS:]]),
+                                  day.month, daily_slot(d), params))
+        if v != v:
+            break
+        mci[d] = v
+        window = [mci.get((day - timedelta(days=i)).isoformat())
+                  for i in range(quantities.MCI_KEEP_DAYS - 1, -1, -1)]
+        run_days = quantities.drought_process_days(window, rules.drought.process_min_days,
+                                                   rules.drought.process_end_days)
+        out.append((fd, {"mci_day": v, "drought_run_days": float(run_days)}))
     return out

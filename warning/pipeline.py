@@ -413,7 +413,7 @@ class StationGrader:
         return self.forecast_run([p], None, **extra)
 
     def forecast_run(self, points: list[dict[str, Any]], observed: dict[str, dict[str, float]] | None = None,
-                     **extra: Any) -> list[dict[str, Any]]:
+                     drought_inputs: dict[str, dict[str, float]] | None = None, **extra: Any) -> list[dict[str, Any]]:
         """Signals from the points of one station's forecast run (one issue time): window criteria per point,
         daily criteria (heat, cold wave, frost) on the run's forecast days combined with ``observed`` days
         (``StationColumns.observed_days``); each level only within its own forecast_lead_h
@@ -438,8 +438,18 @@ class StationGrader:
                     continue
                 out.extend(self.station_signals(station, hazard, g[0], g[1], g[2], p["issued_at"], "forecast",
                                                 valid_to=p["valid_to"], onset=p["valid_from"], **extra))
-        run = forecast_run.forecast_days(points, quantities.day_of)
-        for hazard, fd, (level, quantity, val) in forecast_run.grade_run_days(self.rules, daily, run, observed or {}):
+        drought = self.rules.get("drought")
+        run = forecast_run.forecast_days(points, quantities.day_of, drought.forecast_lead_h if drought else 0.0)
+        graded = forecast_run.grade_run_days(self.rules, daily, run, observed or {})
+        lookup = getattr(self.climatology, "mci_params", None)
+        if drought is not None and drought_inputs and lookup is not None:  # the drought forecast branch
+            for fd, q in forecast_run.drought_days(self.rules, run, drought_inputs, lookup(station.station_id),
+                                                   station.latitude):
+                rule = drought.within_lead(fd.lead_h)
+                g = grading.grade(rule, q) if rule.levels else None
+                if g is not None and g[0] is not None:
+                    graded.append(("drought", fd, g))
+        for hazard, fd, (level, quantity, val) in graded:
             out.extend(self.station_signals(station, hazard, level, quantity, val, points[0]["issued_at"],
                                             "forecast", valid_to=fd.valid_to, onset=fd.valid_from, **extra))
         return out
