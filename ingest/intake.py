@@ -16,6 +16,7 @@ import orjson
 from ingest.columns import BatchError, ObservationBatch, ObservationColumns, decode_batch, encode_batch
 from ingest.partition_state import copy_columns
 from ingest.partition_store import PartitionStore, report_by_report
+from ingest.station_columns import drought_inputs, observed_days
 from warning.shared import metrics
 from warning.shared.bus import DataClock, SignalSink, Topic, held_offsets, key_event, now_iso
 from warning.shared.records import ACTUAL, STATUSES, Signal
@@ -192,7 +193,7 @@ class Intake:
             return {}, {}
         try:
             columns = self.stores[status].get(part).columns
-            return dict(columns.observed_days(station_id)), dict(columns.drought_inputs(station_id))
+            return observed_days(columns, station_id), drought_inputs(columns, station_id)
         except Exception:  # a state this worker cannot read: grade the forecast days alone
             log.debug("forecasts: no observed days for %s", station_id, exc_info=True)
             return {}, {}

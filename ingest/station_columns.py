@@ -477,44 +477,7 @@ class StationColumns:
     # ---- views ------------------------------------------------------------------------------------------
     def daily_precip(self, station_id: str) -> dict[str, float]:
         """The station's daily precipitation totals kept for MCI (ISO date -> mm), for the SPI product."""
-        return self.daily_ring(station_id, "pd")
-
-    def daily_ring(self, station_id: str, name: str) -> dict[str, float]:
-        """A once-a-day ring of the station (``pd`` rain, ``pe`` PET, ``m`` daily means, ``mci``) as ISO date ->
-        value, missing days left out."""
-        slot = self.slot_of.get(station_id)
-        if slot is None or self.arrays[f"{name}_end"][slot] == NONE:
-            return {}
-        end = int(self.arrays[f"{name}_end"][slot])
-        ring = self.arrays[name]
-        size = ring.shape[1]
-        out = {}
-        for u in range(end - size + 1, end + 1):
-            v = ring[slot, u % size]
-            if v == v:
-                out[iso_day(u)] = float(v)
-        return out
-
-    def drought_inputs(self, station_id: str) -> dict[str, dict[str, float]]:
-        """What the drought signal's forecast branch continues (``warning.forecast_run.drought_days``): the
-        station's daily rain (150 days), PET (30) and MCI (40) rings."""
-        return {name: self.daily_ring(station_id, name) for name in ("pd", "pe", "mci")}
-
-    def observed_days(self, station_id: str) -> dict[str, dict[str, float]]:
-        """The station's daily extremes of its last KEEP_DAYS days (ISO day -> {tmax, tmin, gtmin, wmax, gmax,
-        rain}, missing fields left out), the form ``quantities.day_quantities`` reads: what a forecast run
-        starting today is combined with."""
-        slot = self.slot_of.get(station_id)
-        if slot is None or self.arrays["day_end"][slot] == NONE:
-            return {}
-        end = int(self.arrays["day_end"][slot])
-        out: dict[str, dict[str, float]] = {}
-        for u in range(end - KEEP_DAYS + 1, end + 1):
-            row = self.arrays["day"][slot, u % KEEP_DAYS]
-            fields = {f: float(v) for f, v in zip(DAY_FIELDS, row.tolist(), strict=True) if v == v}
-            if fields:
-                out[iso_day(u)] = fields
-        return out
+        return daily_ring(self, station_id, "pd")
 
     # ---- storage ----------------------------------------------------------------------------------------
     def blocks(self) -> int:
@@ -618,3 +581,43 @@ class Applied:
             if v == v:
                 out[iso_day(u)] = float(v)
         return out
+
+
+def daily_ring(cols: StationColumns, station_id: str, name: str) -> dict[str, float]:
+    """A once-a-day ring of the station (``pd`` rain, ``pe`` PET, ``m`` daily means, ``mci``) as ISO date ->
+    value, missing days left out."""
+    slot = cols.slot_of.get(station_id)
+    if slot is None or cols.arrays[f"{name}_end"][slot] == NONE:
+        return {}
+    end = int(cols.arrays[f"{name}_end"][slot])
+    ring = cols.arrays[name]
+    size = ring.shape[1]
+    out = {}
+    for u in range(end - size + 1, end + 1):
+        v = ring[slot, u % size]
+        if v == v:
+            out[iso_day(u)] = float(v)
+    return out
+
+
+def drought_inputs(cols: StationColumns, station_id: str) -> dict[str, dict[str, float]]:
+    """What the drought signal's forecast branch continues (``warning.forecast_run.drought_days``): the
+    station's daily rain (150 days), PET (30) and MCI (40) rings."""
+    return {name: daily_ring(cols, station_id, name) for name in ("pd", "pe", "mci")}
+
+
+def observed_days(cols: StationColumns, station_id: str) -> dict[str, dict[str, float]]:
+    """The station's daily extremes of its last KEEP_DAYS days (ISO day -> {tmax, tmin, gtmin, wmax, gmax,
+    rain}, missing fields left out), the form ``quantities.day_quantities`` reads: what a forecast run
+    starting today is combined with."""
+    slot = cols.slot_of.get(station_id)
+    if slot is None or cols.arrays["day_end"][slot] == NONE:
+        return {}
+    end = int(cols.arrays["day_end"][slot])
+    out: dict[str, dict[str, float]] = {}
+    for u in range(end - KEEP_DAYS + 1, end + 1):
+        row = cols.arrays["day"][slot, u % KEEP_DAYS]
+        fields = {f: float(v) for f, v in zip(DAY_FIELDS, row.tolist(), strict=True) if v == v}
+        if fields:
+            out[iso_day(u)] = fields
+    return out

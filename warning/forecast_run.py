@@ -182,3 +182,38 @@ def drought_days(rules: Rules, run: dict[str, ForecastDay], inputs: dict[str, di
                                                    rules.drought.process_end_days)
         out.append((fd, {"mci_day": v, "drought_run_days": float(run_days)}))
     return out
+
+
+def run_signals(grader: Any, station: Any, points: list[dict[str, Any]], observed: dict[str, dict[str, float]],
+                drought_inputs: dict[str, dict[str, float]] | None, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """``StationGrader.forecast_run`` for a known station: window criteria per point, daily criteria on the run's
+    forecast days, the drought branch where the station has MCI parameters and observed drought inputs."""
+    rules: Rules = grader.rules
+    daily = daily_hazards(rules)
+    out: list[dict[str, Any]] = []
+    for p in points:
+        window_h = max(0.0, (parse_utc(p["valid_to"]) - parse_utc(p["valid_from"])).total_seconds() / 3600)
+        q = quantities.forecast_quantities(p["values"], window_h)
+        lead_h = float(p.get("lead_h", 0))  # "within N hours": the forecast onset is at most N hours ahead
+        for hazard, rule in rules.items():
+            if hazard in daily or lead_h > rule.forecast_lead_h + 1e-9:
+                continue
+            g = grading.grade(rule.within_lead(lead_h), q, None, grader.hazard_scale(hazard, station.county_code, q))
+            if g is None or g[0] is None:
+                continue
+            out.extend(grader.station_signals(station, hazard, g[0], g[1], g[2], p["issued_at"], "forecast",
+                                              valid_to=p["valid_to"], onset=p["valid_from"], **extra))
+    drought = rules.get("drought")
+    run = forecast_days(points, quantities.day_of, drought.forecast_lead_h if drought else 0.0)
+    graded = grade_run_days(rules, daily, run, observed)
+    lookup = getattr(grader.climatology, "mci_params", None)
+    if drought is not None and drought_inputs and lookup is not None:  # the drought forecast branch
+        for fd, dq in drought_days(rules, run, drought_inputs, lookup(station.station_id), station.latitude):
+            rule = drought.within_lead(fd.lead_h)
+            g = grading.grade(rule, dq) if rule.levels else None
+            if g is not None and g[0] is not None:
+                graded.append(("drought", fd, g))
+    for hazard, fd, (level, quantity, val) in graded:
+        out.extend(grader.station_signals(station, hazard, level, quantity, val, points[0]["issued_at"], "forecast",
+                                          valid_to=fd.valid_to, onset=fd.valid_from, **extra))
+    return out

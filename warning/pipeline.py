@@ -423,33 +423,4 @@ class StationGrader:
         station = self.registry.get(points[0]["station_id"])
         if station is None:
             return []
-        daily = forecast_run.daily_hazards(self.rules)
-        out: list[dict[str, Any]] = []
-        for p in points:
-            window_h = max(0.0, (quantities.parse_utc(p["valid_to"]) - quantities.parse_utc(p["valid_from"]))
-                           .total_seconds() / 3600)
-            q = quantities.forecast_quantities(p["values"], window_h)
-            lead_h = float(p.get("lead_h", 0))  # "within N hours": the forecast onset is at most N hours ahead
-            for hazard, rule in self.rules.items():
-                if hazard in daily or lead_h > rule.forecast_lead_h + 1e-9:
-                    continue
-                g = grading.grade(rule.within_lead(lead_h), q, None, self.hazard_scale(hazard, station.county_code, q))
-                if g is None or g[0] is None:
-                    continue
-                out.extend(self.station_signals(station, hazard, g[0], g[1], g[2], p["issued_at"], "forecast",
-                                                valid_to=p["valid_to"], onset=p["valid_from"], **extra))
-        drought = self.rules.get("drought")
-        run = forecast_run.forecast_days(points, quantities.day_of, drought.forecast_lead_h if drought else 0.0)
-        graded = forecast_run.grade_run_days(self.rules, daily, run, observed or {})
-        lookup = getattr(self.climatology, "mci_params", None)
-        if drought is not None and drought_inputs and lookup is not None:  # the drought forecast branch
-            for fd, q in forecast_run.drought_days(self.rules, run, drought_inputs, lookup(station.station_id),
-                                                   station.latitude):
-                rule = drought.within_lead(fd.lead_h)
-                g = grading.grade(rule, q) if rule.levels else None
-                if g is not None and g[0] is not None:
-                    graded.append(("drought", fd, g))
-        for hazard, fd, (level, quantity, val) in graded:
-            out.extend(self.station_signals(station, hazard, level, quantity, val, points[0]["issued_at"],
-                                            "forecast", valid_to=fd.valid_to, onset=fd.valid_from, **extra))
-        return out
+        return forecast_run.run_signals(self, station, points, observed or {}, drought_inputs, extra)
