@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import reprlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -27,6 +28,12 @@ log = logging.getLogger(__name__)
 OBS_TAKE = 8  # obs messages the observations agent takes together (their signals leave in one message per partition)
 OBS_WITHIN_S = 0.01  # ... or what arrived within this long (a live push waits at most this for company)
 BATCH_ROWS = 1000  # reports per obs / forecast message
+# Forecast runs split over several messages (a grid file per lead time, batches of BATCH_ROWS) are put together
+# again: the points of the most recent runs are kept (per status, station and issue time) and a run is graded
+# with every point of it seen so far. Regrading an earlier point repeats its signal, which the region lifecycle
+# folds without a new event (same level, same window).
+RUN_CACHE = 4096  # runs kept
+RUN_POINTS = 480  # points kept per run (e.g. 10 days of hourly points, 2 elements)
 
 
 class StationGrading(Protocol):
@@ -80,6 +87,7 @@ class Intake:
         self.stores = {status: store if status == ACTUAL else store.namespaced(status) for status in STATUSES}
         self.signals, self.clock = signals, clock
         self.known_station = known_station
+        self._runs: OrderedDict[tuple[str, str, str], list[dict[str, Any]]] = OrderedDict()
 
     # ---- producing (the push API) ------------------------------------------------------------------------
     async def publish_observations(self, observations: list[dict[str, Any]], status: str = ACTUAL) -> None:
@@ -184,6 +192,20 @@ class Intake:
             async with held_offsets(stream, [event]):
                 await self._forecast_message(value, getattr(getattr(event, "message", None), "partition", None))
 
+    def _whole_run(self, status: str, station_id: str, issued: str, points: list[dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+        """The run's points seen so far with ``points`` (a point replaces an earlier one of the same window)."""
+        key = (status, station_id, issued)
+        by_window = {(p.get("valid_from"), p.get("valid_to"), tuple(sorted(p.get("values") or {}))): p
+                     for p in self._runs.pop(key, [])}
+        for p in points:
+            by_window[(p.get("valid_from"), p.get("valid_to"), tuple(sorted(p.get("values") or {})))] = p
+        run = list(by_window.values())[-RUN_POINTS:]
+        self._runs[key] = run
+        while len(self._runs) > RUN_CACHE:
+            self._runs.popitem(last=False)
+        return run
+
     def _observed(self, status: str, part: int | None, station_id: str
                   ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
         """The station's observed days and drought inputs (its partition's state, which the forecast topic shares
@@ -221,7 +243,8 @@ class Intake:
                 await self.reject(safe_dump(p), "forecast: not a forecast point", "forecast-topic")
                 continue
             runs.setdefault((p["station_id"], str(p.get("issued_at"))), []).append(p)
-        for (sid, _), run in runs.items():
+        for (sid, issued), new in runs.items():
+            run = self._whole_run(status, sid, issued, new)
             try:
                 observed, drought_inputs = self._observed(status, part, sid)
                 signals.extend(self.grader.forecast_run(run, observed, drought_inputs, **extra))
