@@ -115,6 +115,8 @@ def grade_run_days(rules: Rules, hazards: Iterable[str], run: dict[str, Forecast
     out = []
     for d in sorted(run):
         fd = run[d]
+        if set(fd.values) <= {"rain"}:
+            continue  # a day only rain was forecast for: nothing daily to judge (the observed part is observed)
         q = quantities.day_quantities(days, d, ground_offset_c=offset, calm_wind_ms=calm)
         if not q:
             continue

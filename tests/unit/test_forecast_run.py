@@ -105,3 +105,11 @@ def test_a_point_run_of_one_keeps_the_window_criteria() -> None:
             "valid_to": "2026-07-14T04:00:00Z", "lead_h": 1.0, "values": {"precip_mm": 60.0}}
     got = [(s["hazard"], s["level"]) for s in GRADER.forecast(rain)]
     assert ("rainstorm", "orange") in got and not [h for h, _ in got if h in ("heat", "frost", "cold_wave")]
+
+
+def test_a_rain_forecast_for_today_does_not_regrade_the_observed_day() -> None:
+    issued = datetime(2026, 7, 13, 0, 0, tzinfo=UTC)
+    rain = {"station_id": "52889", "issued_at": issued.strftime(ISO), "valid_from": "2026-07-13T01:00:00Z",
+            "valid_to": "2026-07-13T04:00:00Z", "lead_h": 1.0, "values": {"precip_mm": 5.0}}
+    observed = {"2026-07-13": {"tmax": 38.0}}
+    assert [s for s in GRADER.forecast_run([rain], observed) if s["hazard"] == "heat"] == []
