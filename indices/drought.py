@@ -9,6 +9,7 @@ NaN is missing. See ../shared/docs/STANDARDS.md sections 1.3, 2.1, 2.2, 3.1, 3.2
 from __future__ import annotations
 
 import calendar
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,18 @@ SPI_CLIP = 3.09
 #: Time steps per year for each periodicity (daily uses 366-day years, Feb 29 padded, as climate_indices).
 PERIODICITY_STEPS = {"monthly": 12, "daily": 366}
 SPI_DISTRIBUTIONS = ("gamma", "pearson3")
+#: How a zero accumulation is scored, given the zero probability q of the calibration period:
+#: ``"classic"`` H = q (McKee et al. 1993; climate_indices' default): in a hyper-arid month with q = 0.8 a month
+#: without rain scores SPI = Phi^-1(0.8) = +0.84, wetter than normal, so drought cannot register;
+#: ``"center_of_mass"`` H = q / 2, the middle of the zero mass (Stagge et al. 2015, Int. J. Climatol. 35:4027,
+#: "centre of mass" zero handling; the name of the option as in climate_indices 3.1 per issue 18, not read here:
+#: UNCONFIRMED), so a dry month scores Phi^-1(q/2) <= 0 whatever q.
+SPI_ZERO_HANDLING = ("classic", "center_of_mass")
+#: MI30 in MCI: ``"raw"`` the relative moisture index (P - PET) / PET as GB/T 20481-2017 adds it (near -1 all year
+#: where PET >> P: arid stations read as in drought in normal years); ``"standardized"`` its z-score per calendar
+#: day over the calibration years, like the other (standardized) terms: the service's choice for arid stations
+#: (UNCONFIRMED as any standard's; labelled in the climatology summary).
+MCI_MI_MODES = ("raw", "standardized")
 SPEI_DISTRIBUTIONS = ("loglogistic", "gamma", "pearson3")
 #: climate_indices' offset that makes P - PET positive before gamma / Pearson III fitting.
 SPEI_OFFSET_MM = 1000.0
@@ -207,16 +220,24 @@ def gamma_fit(cal: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
     return alpha, beta, q
 
 
-def gamma_transform(x: FloatArray, alpha: FloatArray, beta: FloatArray, q: FloatArray) -> FloatArray:
+def _check_zeros(zeros: str) -> None:
+    if zeros not in SPI_ZERO_HANDLING:
+        raise ValueError(f"zeros must be one of {SPI_ZERO_HANDLING}, got {zeros!r}")
+
+
+def gamma_transform(x: FloatArray, alpha: FloatArray, beta: FloatArray, q: FloatArray,
+                    zeros: str = "classic") -> FloatArray:
     """z = Phi^-1(q + (1 - q) G(x; alpha, beta)), clipped to +-3.09.
 
     x: (..., years, steps); params (..., steps).
 
     q >= 1 (all calibration values zero) is reset to 0, so zeros map to -3.09 (dry) rather than +inf;
-    zeros where q is undefined are NaN (climate_indices 3.x behaviour).
+    zeros where q is undefined are NaN (climate_indices 3.x behaviour). ``zeros="center_of_mass"`` scores a zero
+    accumulation Phi^-1(q / 2) instead of Phi^-1(q) (``SPI_ZERO_HANDLING``).
 
-    References: McKee et al. (1993); climate_indices ``compute.transform_fitted_gamma``.
+    References: McKee et al. (1993); climate_indices ``compute.transform_fitted_gamma``; Stagge et al. (2015).
     """
+    _check_zeros(zeros)
     a, b, qq = alpha[..., None, :], beta[..., None, :], q[..., None, :]
     undefined = np.isnan(qq)
     q_eff = np.where((qq >= 1.0) | undefined, 0.0, qq)
@@ -224,6 +245,8 @@ def gamma_transform(x: FloatArray, alpha: FloatArray, beta: FloatArray, q: Float
         g = special.gammainc(a, np.where(x > 0, x, np.nan) / b)  # regularized lower incomplete gamma
         g = np.where(x <= 0.0, 0.0, g)
         p = q_eff + (1.0 - q_eff) * g
+        if zeros == "center_of_mass":
+            p = np.where(x <= 0.0, q_eff / 2.0, p)
         z = _ndtri_clipped(p)
         z = np.where((x <= 0.0) & undefined, np.nan, z)
     return np.where(np.isnan(x), np.nan, z)
@@ -309,8 +332,10 @@ def pearson3_cdf(x: FloatArray, skew: FloatArray, loc: FloatArray, scale: FloatA
 
 
 def pearson3_transform(x: FloatArray, q: FloatArray, loc: FloatArray, scale: FloatArray, skew: FloatArray,
-                       valid: FloatArray) -> FloatArray:
-    """z = Phi^-1(q + (1 - q) F_P3(x)), with climate_indices' support-limit and trace rules, clipped."""
+                       valid: FloatArray, zeros: str = "classic") -> FloatArray:
+    """z = Phi^-1(q + (1 - q) F_P3(x)), with climate_indices' support-limit and trace rules, clipped;
+    ``zeros="center_of_mass"``: a zero (trace) accumulation scores Phi^-1(q / 2) (``SPI_ZERO_HANDLING``)."""
+    _check_zeros(zeros)
     qq, lo, sc, sk, ok = (v[..., None, :] for v in (q, loc, scale, skew, valid))
     qq = np.where(ok == 1, qq, 0.0)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -326,6 +351,8 @@ def pearson3_transform(x: FloatArray, q: FloatArray, loc: FloatArray, scale: Flo
         cdf = np.where(minimum, PEARSON_SUPPORT_PROB[0], cdf)
         cdf = np.where(maximum, PEARSON_SUPPORT_PROB[1], cdf)
         p = np.clip(qq + (1.0 - qq) * cdf, 0.0, 1.0)
+        if zeros == "center_of_mass":
+            p = np.where(zero, qq / 2.0, p)
     z = _ndtri_clipped(p)
     # a failed fit (climate_indices zeroes its parameters): trace values score -3.09, the rest are missing
     z = np.where(good, z, np.where(x < PEARSON_TRACE, -SPI_CLIP, np.nan))
@@ -367,14 +394,14 @@ def glo_transform(x: FloatArray, loc: FloatArray, scale: FloatArray, shape: Floa
 
 
 def _standardize(
-    folded: FloatArray, rows: slice, distribution: str, estimator: str = "unbiased"
+    folded: FloatArray, rows: slice, distribution: str, estimator: str = "unbiased", zeros: str = "classic"
 ) -> FloatArray:
     cal = folded[..., rows, :]
     if distribution == "gamma":
-        return gamma_transform(folded, *gamma_fit(cal))
+        return gamma_transform(folded, *gamma_fit(cal), zeros=zeros)
     if distribution == "pearson3":
         q, loc, scale, skew, valid = pearson3_fit(cal)
-        return pearson3_transform(folded, q, loc, scale, skew, valid)
+        return pearson3_transform(folded, q, loc, scale, skew, valid, zeros=zeros)
     loc, scale, shape, valid = glo_fit(cal, estimator)
     return glo_transform(folded, loc, scale, shape, valid)
 
@@ -410,6 +437,7 @@ def spi(
     start_year: int | None = None,
     calibration: tuple[int, int] = (1981, 2010),
     periodicity: str = "monthly",
+    zeros: str = "classic",
 ) -> Data:
     """Standardized Precipitation Index along the last axis.
 
@@ -420,7 +448,8 @@ def spi(
          fraction in the calibration period;
        * ``"pearson3"``: Pearson III by L-moments (Hosking), zero mass q, climate_indices' trace/support
          rules.
-    3. SPI = Phi^-1(H), clipped to [-3.09, 3.09].
+    3. SPI = Phi^-1(H), clipped to [-3.09, 3.09]. ``zeros``: H of a zero sum, q (``"classic"``) or q / 2
+       (``"center_of_mass"``, for arid stations; ``SPI_ZERO_HANDLING``).
 
     ``start_year``: year of the first value (January); inferred from a DataArray's time coordinate if
     omitted. A calibration period outside the record falls back to the whole record (climate_indices).
@@ -431,8 +460,8 @@ def spi(
     """
     like, lay, folded, rows = _spi_accumulations(precip, scale, distribution, start_year, calibration,
                                                  periodicity)
-    out = lay.unfold(_standardize(folded, rows, distribution))
-    return wrap_like(out, like, units="1", long_name=f"SPI-{scale} ({distribution})", references=SPI_REF,
+    out = lay.unfold(_standardize(folded, rows, distribution, zeros=zeros))
+    return wrap_like(out, like, units="1", long_name=f"SPI-{scale} ({distribution}, zeros {zeros})", references=SPI_REF,
                      name=f"spi_{scale}")
 
 
@@ -470,6 +499,7 @@ def spi_from_params(
     params: dict[str, FloatArray],
     *,
     distribution: str = "gamma",
+    zeros: str = "classic",
 ) -> Data:
     """SPI of new accumulated precipitation (mm, one value per series: the ``scale``-step sum ending at the
     new step) from stored :func:`spi_fit` parameters for calendar step ``step`` (0 = January, or day slot
@@ -495,8 +525,10 @@ def spi_from_params(
         raise ValueError(f"accumulated shape {x.shape} does not match the parameters") from exc
     xx = x[..., None, None]
     cols = [v[..., None] for v in sel]
-    transform = gamma_transform if distribution == "gamma" else pearson3_transform
-    z = transform(xx, *cols)
+    if distribution == "gamma":
+        z = gamma_transform(xx, cols[0], cols[1], cols[2], zeros=zeros)
+    else:
+        z = pearson3_transform(xx, cols[0], cols[1], cols[2], cols[3], cols[4], zeros=zeros)
     return wrap_like(np.asarray(z[..., 0, 0]), like, units="1", long_name=f"SPI ({distribution})",
                      references=SPI_REF, name="spi")
 
@@ -756,6 +788,7 @@ def standardize_daily(
     *,
     calibration: tuple[int, int] = (1981, 2010),
     distribution: str = "gamma",
+    zeros: str = "classic",
 ) -> Data:
     """Standardize already-accumulated daily values per calendar day (366-day leap calendar) -> z-scores.
 
@@ -778,7 +811,7 @@ def standardize_daily(
     folded = np.full((*x.shape[:-1], n_years, 366), np.nan)
     folded[..., yr, slot] = x
     rows = calibration_rows(y0, n_years, calibration)
-    z = _standardize(folded, rows, distribution)[..., yr, slot]
+    z = _standardize(folded, rows, distribution, zeros=zeros)[..., yr, slot]
     return wrap_like(z, like, units="1", long_name=f"standardized daily index ({distribution})",
                      references=SPI_REF, name="z")
 
@@ -793,6 +826,8 @@ def mci(
     ka_monthly: tuple[float, ...] = MCI_KA_MONTHLY,
     decay: float = MCI_DECAY,
     return_components: bool = False,
+    zeros: str = "classic",
+    mi: str = "raw",
 ) -> Any:
     """Meteorological drought composite index MCI of GB/T 20481-2017, daily, along the last axis.
 
@@ -807,6 +842,11 @@ def mci(
     0.3/0.5/0.3/0.2), the Ka table (default: a Qinghai implementation's table), the decay 0.85 and the PET
     method (the caller supplies PET). Treat them as configuration, not as the official standard.
 
+    Arid stations (the service's choice, labelled in the climatology summary): ``zeros="center_of_mass"`` scores
+    days without rain in the SPI terms at the middle of the zero mass (``SPI_ZERO_HANDLING``), and
+    ``mi="standardized"`` adds MI30 as its z-score per calendar day over ``calibration`` (``MCI_MI_MODES``), so in
+    the station's own climate MCI is centred like its other terms instead of sitting near b * -1.
+
     ``return_components=True`` returns a dict with ``mci``, ``spiw60``, ``mi30``, ``spi90``, ``spi150``, ``ka``.
     Grade with :func:`drought_grade` (kind "mci") or :func:`mci_class`.
 
@@ -818,6 +858,8 @@ def mci(
         raise ValueError("ka_monthly must have 12 values (Jan..Dec)")
     if not 0.0 < decay < 1.0:
         raise ValueError(f"decay must be in (0, 1), got {decay}")
+    if mi not in MCI_MI_MODES:
+        raise ValueError(f"mi must be one of {MCI_MI_MODES}, got {mi!r}")
     precip_daily, pet_daily = harmonize(precip_daily, pet_daily)
     like = first_dataarray(precip_daily, pet_daily)
     p = quantity(precip_daily, "mm", "precipitation", "precip_daily")
@@ -829,13 +871,20 @@ def mci(
     d = np.asarray(dates.values if isinstance(dates, xr.DataArray) else dates).astype("datetime64[D]")
     a, b, c, dd = weights
     wap = trailing_weighted_sum_days(p, decay, MCI_WINDOWS["spiw"])
-    spiw = as_array(standardize_daily(wap, d, calibration=calibration))
+    spiw = as_array(standardize_daily(wap, d, calibration=calibration, zeros=zeros))
     p30 = rolling_sum(p, MCI_WINDOWS["mi"])
     e30 = rolling_sum(e, MCI_WINDOWS["mi"])
     with np.errstate(invalid="ignore", divide="ignore"):
         mi30 = np.where(e30 > 0, (p30 - e30) / e30, np.nan)
-    spi90 = as_array(standardize_daily(rolling_sum(p, MCI_WINDOWS["spi_short"]), d, calibration=calibration))
-    spi150 = as_array(standardize_daily(rolling_sum(p, MCI_WINDOWS["spi_long"]), d, calibration=calibration))
+    if mi == "standardized":
+        mean, std = _daily_mean_std(mi30, d, calibration)
+        _, slot, _ = _daily_slots(d, p.shape[-1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mi30 = (mi30 - mean[..., slot]) / std[..., slot]
+    spi90 = as_array(standardize_daily(rolling_sum(p, MCI_WINDOWS["spi_short"]), d, calibration=calibration,
+                                       zeros=zeros))
+    spi150 = as_array(standardize_daily(rolling_sum(p, MCI_WINDOWS["spi_long"]), d, calibration=calibration,
+                                        zeros=zeros))
     month = d.astype("datetime64[M]").astype(np.int64) % 12
     ka = np.asarray(ka_monthly, dtype=np.float64)[month]
     value = ka * (a * spiw + b * mi30 + c * spi90 + dd * spi150)
@@ -847,6 +896,39 @@ def mci(
         return out
     return {"mci": out, "spiw60": spiw, "mi30": mi30, "spi90": spi90, "spi150": spi150,
             "ka": np.broadcast_to(ka, value.shape)}
+
+
+def _daily_mean_std(values: FloatArray, dates: Any, calibration: tuple[int, int]) -> tuple[FloatArray, FloatArray]:
+    """Mean and standard deviation (ddof 1) per 366-day calendar slot over the calibration years, (..., 366)
+    each; NaN where a slot has fewer than 2 values or no spread."""
+    yr, slot, y0 = _daily_slots(dates, values.shape[-1])
+    n_years = int(yr[-1]) + 1
+    folded = np.full((*values.shape[:-1], n_years, 366), np.nan)
+    folded[..., yr, slot] = values
+    cal = folded[..., calibration_rows(y0, n_years, calibration), :]
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(cal, axis=-2)
+        std = np.nanstd(cal, axis=-2, ddof=1)
+    std = np.where(std > 0, std, np.nan)
+    return mean, std
+
+
+def mi30_fit(precip_daily: ArrayLike, pet_daily: ArrayLike, dates: Any = None, *,
+             calibration: tuple[int, int] = (1981, 2010)) -> FloatArray:
+    """Mean and standard deviation of MI30 per calendar-day slot over the calibration years, ``(..., 366, 2)``:
+    what :func:`mci_from_params` needs to add MI30 standardized (``mi="standardized"``, arid stations)."""
+    precip_daily, pet_daily = harmonize(precip_daily, pet_daily)
+    like = first_dataarray(precip_daily, pet_daily)
+    p = quantity(precip_daily, "mm", "precipitation", "precip_daily")
+    e = quantity(pet_daily, "mm", "pet", "pet_daily")
+    require_time_axis(p, "precip_daily")
+    d = _dates_or_time_axis(dates, like)
+    p30, e30 = rolling_sum(p, MCI_WINDOWS["mi"]), rolling_sum(e, MCI_WINDOWS["mi"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mi30 = np.where(e30 > 0, (p30 - e30) / e30, np.nan)
+    mean, std = _daily_mean_std(mi30, d, calibration)
+    return np.stack([mean, std], axis=-1)
 
 
 def trailing_weighted_sum_days(precip: FloatArray, decay: float, window: int) -> FloatArray:
@@ -880,6 +962,15 @@ def daily_slot(date: Any) -> int:
     """The 366-day calendar slot (0-based, Feb 29 = 59) of one date, as used by :func:`standardize_daily`."""
     _, slot, _ = _daily_slots(np.asarray([np.datetime64(date, "D")]), 1)
     return int(slot[0])
+
+
+def arid_mci_params(gamma_params: ArrayLike, mi_params: ArrayLike) -> FloatArray:
+    """An arid station's MCI parameters for :func:`mci_from_params`: the :func:`mci_fit` gamma terms
+    ``(3, 366, 3)`` plus a fourth term (MI30 mean, standard deviation, 1.0) from :func:`mi30_fit` ``(366, 2)``."""
+    g = as_array(gamma_params, "gamma_params")
+    m = as_array(mi_params, "mi_params")
+    fourth = np.concatenate([m, np.ones((*m.shape[:-1], 1))], axis=-1)[..., None, :, :]
+    return np.concatenate([g, fourth], axis=-3)
 
 
 def mci_fit(precip_daily: ArrayLike, dates: Any = None, *, calibration: tuple[int, int] = (1981, 2010),
@@ -916,6 +1007,9 @@ def mci_from_params(precip_150: ArrayLike, pet_30: ArrayLike, month: int, slot: 
     the day itself last) and :func:`mci_fit` parameters; vectorised over leading dims (stations).
     Equals :func:`mci` on the same day with the same calibration. NaN when any needed day is missing.
 
+    ``params`` with a fourth term (``arid_mci_params``: MI30 mean, standard deviation and 1.0 per slot) is an
+    arid station's: :func:`mci` with ``zeros="center_of_mass"`` and ``mi="standardized"``.
+
     Reference: GB/T 20481-2017 (weights, Ka and decay UNCONFIRMED, see :func:`mci`).
     """
     p = as_array(precip_150, "precip_150")
@@ -929,16 +1023,20 @@ def mci_from_params(precip_150: ArrayLike, pet_30: ArrayLike, month: int, slot: 
     wap = np.sum(p[..., ::-1][..., : MCI_WINDOWS["spiw"]] * w, axis=-1)
     p90 = np.sum(p[..., -MCI_WINDOWS["spi_short"]:], axis=-1)
     p150 = np.sum(p, axis=-1)
+    arid = prm.shape[-3] == 4
+    zeros = "center_of_mass" if arid else "classic"
     zs = []
     for k, acc in enumerate((wap, p90, p150)):
         a, b, q = (prm[..., k, slot, j] for j in range(3))
         z = gamma_transform(np.asarray(acc, dtype=np.float64)[..., None, None], np.asarray(a)[..., None],
-                            np.asarray(b)[..., None], np.asarray(q)[..., None])[..., 0, 0]
+                            np.asarray(b)[..., None], np.asarray(q)[..., None], zeros=zeros)[..., 0, 0]
         zs.append(z)
     p30 = np.sum(p[..., -MCI_WINDOWS["mi"]:], axis=-1)
     e30 = np.sum(e, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mi30 = np.where(e30 > 0, (p30 - e30) / e30, np.nan)
+        if arid:
+            mi30 = (mi30 - prm[..., 3, slot, 0]) / prm[..., 3, slot, 1]
     a_, b_, c_, d_ = weights
     ka = float(ka_monthly[month - 1])
     value = ka * (a_ * zs[0] + b_ * mi30 + c_ * zs[1] + d_ * zs[2])

@@ -3,8 +3,9 @@
 Temperatures in degC; NaN is missing. Signal levels use 0 = none, 1 = blue, 2 = yellow, 3 = orange,
 4 = red (:data:`indices._blocks.SIGNAL_LEVELS`). See ../shared/docs/STANDARDS.md 1.1.1, 1.6, 2.8.
 
-The frost-signal thresholds and the air-to-ground offset are parameters; their one place is
-warning/data/rules.toml ([hazards.frost] levels, [frost] air_to_ground_offset_c; ``warning.rule_params``). This
+The frost-signal thresholds, the air-to-ground offset and its calm-wind limit are parameters; their one place is
+warning/data/rules.toml ([hazards.frost] levels, [frost] air_to_ground_offset_c and calm_wind_ms;
+``warning.rule_params``). This
 module used to default the offset to 3.0 K while the rules said 2.0: the rules' value is the one in force.
 """
 
@@ -41,12 +42,16 @@ def effective_ground_tmin(
     tmin_ground_c: ArrayLike | None = None,
     *,
     air_ground_offset_c: float,
+    wind_max_ms: ArrayLike | None = None,
+    calm_wind_ms: float = float("inf"),
 ) -> Data:
-    """Ground (0 cm) minimum temperature: observed where available, else Tmin_air - offset (degC).
+    """Ground (0 cm) minimum temperature: observed where available, else Tmin_air - offset on calm days (degC).
 
-    T_g = tmin_ground_c if not NaN, else tmin_air_c - ``air_ground_offset_c``. NaN where both are missing. The
-    offset is an UNCONFIRMED heuristic (radiative nights: the surface runs colder than the screen; calibrate per
-    station from paired observations); its value is rules.toml [frost] air_to_ground_offset_c.
+    T_g = tmin_ground_c if not NaN, else tmin_air_c - ``air_ground_offset_c`` where the day's highest mean wind
+    ``wind_max_ms`` is at most ``calm_wind_ms`` or missing (radiative cooling runs the surface colder than the
+    screen on calm clear nights only), else NaN. NaN where both temperatures are missing. The offset and the calm
+    limit are UNCONFIRMED heuristics (calibrate per station from paired observations); their values are rules.toml
+    [frost] air_to_ground_offset_c and calm_wind_ms (the station grading's ``ingest.quantities.ground_tmin``).
 
     Reference: CMA Order No. 16 frost signal (uses 地面最低温度); offset heuristic, see STANDARDS.md 1.6.
     """
@@ -57,8 +62,14 @@ def effective_ground_tmin(
         ground = np.full(air.shape, np.nan)
     else:
         ground = quantity(tmin_ground_c, "degC", "ground_temperature", "tmin_ground_c")
-    air, ground = broadcast_arrays(air, ground, names=("tmin_air_c", "tmin_ground_c"))
-    out = np.where(np.isnan(ground), air - air_ground_offset_c, ground)
+    if wind_max_ms is None:
+        wind = np.full(air.shape, np.nan)
+    else:
+        wind = quantity(wind_max_ms, "m s-1", "wind_speed", "wind_max_ms")
+    air, ground, wind = broadcast_arrays(air, ground, wind, names=("tmin_air_c", "tmin_ground_c", "wind_max_ms"))
+    with np.errstate(invalid="ignore"):
+        windy = wind > calm_wind_ms  # False where missing
+    out = np.where(np.isnan(ground), np.where(windy, np.nan, air - air_ground_offset_c), ground)
     return wrap_like(out, like, units="degC", long_name="ground (0 cm) minimum temperature (observed or "
                      "estimated)", references=FROST_REF, name="ground_tmin")
 
@@ -69,6 +80,8 @@ def frost_intensity(
     *,
     air_ground_offset_c: float,
     criteria: Mapping[str, float],
+    wind_max_ms: ArrayLike | None = None,
+    calm_wind_ms: float = float("inf"),
 ) -> Data:
     """Frost intensity as the frost signal level from the ground minimum temperature.
 
@@ -82,8 +95,8 @@ def frost_intensity(
     """
     levels = signal_levels(criteria)
     like = first_dataarray(tmin_ground_c, tmin_air_c)
-    tg = np.asarray(effective_ground_tmin(tmin_air_c, tmin_ground_c, air_ground_offset_c=air_ground_offset_c),
-                    dtype=np.float64)
+    tg = np.asarray(effective_ground_tmin(tmin_air_c, tmin_ground_c, air_ground_offset_c=air_ground_offset_c,
+                                          wind_max_ms=wind_max_ms, calm_wind_ms=calm_wind_ms), dtype=np.float64)
     level = np.zeros(tg.shape)
     for code, at_or_below in levels:
         level = np.where(compare(tg, at_or_below, "<="), code, level)

@@ -251,13 +251,20 @@ def apparent_temperature(temp_c: ArrayLike, rh_pct: ArrayLike, wind_ms: ArrayLik
                      references=AT_REF, name="apparent_temperature")
 
 
-def daily_mean_temperature(tmax_c: ArrayLike, tmin_c: ArrayLike) -> Data:
-    """DMT = (Tmax + Tmin) / 2 (Nairn & Fawcett 2015; preferably on a 9 am - 9 am day)."""
+def daily_mean_temperature(tmax_c: ArrayLike, tmin_c: ArrayLike, *, pairing: str = "following_night") -> Data:
+    """DMT_i = (Tmax_i + Tmin_i+1) / 2 along the last (daily) axis: a day's maximum with the following night's
+    minimum (Nairn & Fawcett 2015, on a 9 am - 9 am day, where the minimum is the next morning's; with a 20:00
+    BJT day boundary that night's minimum is the next day's), NaN on the last day. ``pairing="same_day"``:
+    (Tmax_i + Tmin_i) / 2, for series whose day already ends after the night."""
+    if pairing not in ("following_night", "same_day"):
+        raise ValueError(f"pairing must be following_night or same_day, got {pairing!r}")
     tmax_c, tmin_c = harmonize(tmax_c, tmin_c)
     like = first_dataarray(tmax_c, tmin_c)
     tx = quantity(tmax_c, "degC", "temperature", "tmax_c")
     tn = quantity(tmin_c, "degC", "temperature", "tmin_c")
     tx, tn = broadcast_arrays(tx, tn, names=("tmax_c", "tmin_c"))
+    if pairing == "following_night":
+        tn = _shift(tn, -1) if tn.ndim else tn
     return wrap_like(np.asarray(0.5 * (tx + tn)), like, units="degC", long_name="daily mean temperature",
                      references=EHF_REF, name="dmt")
 

@@ -219,7 +219,8 @@ def sand_dust_class(visibility_m: ArrayLike, wind_ms: ArrayLike | None = None, d
     Visibility < 10 km is dust weather only where ``dust`` is true (present-weather says sand/dust; haze and
     fog also reduce visibility); if ``dust`` is None, every reduced visibility is assumed to be dust. In
     1-10 km, 扬沙 if the mean wind > ``floating_dust_max_wind_ms`` else 浮尘 (wind None -> 扬沙); the wind limit is
-    in warning/data/rules.toml ([sandstorm] floating_dust_max_wind_ms, UNCONFIRMED). Visibility limits
+    in warning/data/rules.toml ([sandstorm] floating_dust_max_wind_ms: 5.4 m/s, the top of force 3, GB/T 20480-2017
+    "风力≤3级", UNCONFIRMED). Visibility limits
     :data:`SAND_DUST_VIS_M` (the standard's classes, UNCONFIRMED here).
 
     Reference: GB/T 20480-2017 沙尘天气等级.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import reprlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ import orjson
 from ingest.columns import BatchError, ObservationBatch, ObservationColumns, decode_batch, encode_batch
 from ingest.partition_state import copy_columns
 from ingest.partition_store import PartitionStore, report_by_report
+from ingest.station_columns import drought_inputs, observed_days
 from warning.shared import metrics
 from warning.shared.bus import DataClock, SignalSink, Topic, held_offsets, key_event, now_iso
 from warning.shared.records import ACTUAL, STATUSES, Signal
@@ -26,6 +28,12 @@ log = logging.getLogger(__name__)
 OBS_TAKE = 8  # obs messages the observations agent takes together (their signals leave in one message per partition)
 OBS_WITHIN_S = 0.01  # ... or what arrived within this long (a live push waits at most this for company)
 BATCH_ROWS = 1000  # reports per obs / forecast message
+# Forecast runs split over several messages (a grid file per lead time, batches of BATCH_ROWS) are put together
+# again: the points of the most recent runs are kept (per status, station and issue time) and a run is graded
+# with every point of it seen so far. Regrading an earlier point repeats its signal, which the region lifecycle
+# folds without a new event (same level, same window).
+RUN_CACHE = 4096  # runs kept
+RUN_POINTS = 480  # points kept per run (e.g. 10 days of hourly points, 2 elements)
 
 
 class StationGrading(Protocol):
@@ -33,7 +41,8 @@ class StationGrading(Protocol):
 
     def observe_columns(self, state: Any, cols: Any, **extra: Any) -> tuple[int, int, list[Any]]: ...
 
-    def forecast(self, p: dict[str, Any], **extra: Any) -> list[Any]: ...
+    def forecast_run(self, points: list[dict[str, Any]], observed: dict[str, dict[str, float]] | None = None,
+                     drought_inputs: dict[str, dict[str, float]] | None = None, **extra: Any) -> list[Any]: ...
 
 
 def status_fields(status: str) -> dict[str, str]:
@@ -78,6 +87,7 @@ class Intake:
         self.stores = {status: store if status == ACTUAL else store.namespaced(status) for status in STATUSES}
         self.signals, self.clock = signals, clock
         self.known_station = known_station
+        self._runs: OrderedDict[tuple[str, str, str], list[dict[str, Any]]] = OrderedDict()
 
     # ---- producing (the push API) ------------------------------------------------------------------------
     async def publish_observations(self, observations: list[dict[str, Any]], status: str = ACTUAL) -> None:
@@ -178,10 +188,39 @@ class Intake:
     # ---- the forecasts agent -----------------------------------------------------------------------------
     async def forecasts(self, stream: Any) -> None:
         async for value in stream:
-            async with held_offsets(stream, [stream.current_event]):
-                await self._forecast_message(value)
+            event = stream.current_event
+            async with held_offsets(stream, [event]):
+                await self._forecast_message(value, getattr(getattr(event, "message", None), "partition", None))
 
-    async def _forecast_message(self, value: Any) -> None:
+    def _whole_run(self, status: str, station_id: str, issued: str, points: list[dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+        """The run's points seen so far with ``points`` (a point replaces an earlier one of the same window)."""
+        key = (status, station_id, issued)
+        by_window = {(p.get("valid_from"), p.get("valid_to"), tuple(sorted(p.get("values") or {}))): p
+                     for p in self._runs.pop(key, [])}
+        for p in points:
+            by_window[(p.get("valid_from"), p.get("valid_to"), tuple(sorted(p.get("values") or {})))] = p
+        run = list(by_window.values())[-RUN_POINTS:]
+        self._runs[key] = run
+        while len(self._runs) > RUN_CACHE:
+            self._runs.popitem(last=False)
+        return run
+
+    def _observed(self, status: str, part: int | None, station_id: str
+                  ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+        """The station's observed days and drought inputs (its partition's state, which the forecast topic shares
+        with obs), so a forecast run that starts today is combined with what was observed and the drought branch
+        continues the observed record; nothing when not available here."""
+        if part is None:
+            return {}, {}
+        try:
+            columns = self.stores[status].get(part).columns
+            return observed_days(columns, station_id), drought_inputs(columns, station_id)
+        except Exception:  # a state this worker cannot read: grade the forecast days alone
+            log.debug("forecasts: no observed days for %s", station_id, exc_info=True)
+            return {}, {}
+
+    async def _forecast_message(self, value: Any, part: int | None = None) -> None:
         """One forecast message -> its station signals (bad messages and points go to obs.rejected)."""
         try:
             msg = orjson.loads(value)
@@ -198,10 +237,19 @@ class Intake:
             return
         extra.update(status_fields(status))
         signals: list[Signal] = []
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}  # a station's points of one issue time: one run
         for p in points:
+            if not isinstance(p, dict) or not isinstance(p.get("station_id"), str):
+                await self.reject(safe_dump(p), "forecast: not a forecast point", "forecast-topic")
+                continue
+            runs.setdefault((p["station_id"], str(p.get("issued_at"))), []).append(p)
+        for (sid, issued), new in runs.items():
+            run = self._whole_run(status, sid, issued, new)
             try:
-                signals.extend(self.grader.forecast(p, **extra))
+                observed, drought_inputs = self._observed(status, part, sid)
+                signals.extend(self.grader.forecast_run(run, observed, drought_inputs, **extra))
             except Exception as exc:
-                log.exception("forecast: cannot apply point")
-                await self.reject(safe_dump(p), f"forecast: {type(exc).__name__}: {exc}"[:500], "forecast-topic")
+                log.exception("forecast: cannot apply a run")
+                for p in run:
+                    await self.reject(safe_dump(p), f"forecast: {type(exc).__name__}: {exc}"[:500], "forecast-topic")
         await self.signals.send(signals)

@@ -13,6 +13,7 @@ from typing import Any
 import lz4.frame
 import numpy as np
 
+from ingest import quantities
 from ingest.columns import ELEMENTS, ObservationColumns
 from ingest.partition_state import (
     SNAPSHOT_EVERY,
@@ -101,6 +102,8 @@ class FoldParams:
 
     api_decay: float
     ground_offset_c: float
+    calm_wind_ms: float = quantities.CALM_WIND_MS
+    drought_process: tuple[int, int] = (quantities.DROUGHT_PROCESS_MIN_DAYS, quantities.DROUGHT_PROCESS_END_DAYS)
 
 
 class PartitionStore:
@@ -153,8 +156,10 @@ class PartitionStore:
         return ps
 
     def apply(self, ps: PartitionState, batch: ObservationColumns) -> Any:
-        return ps.columns.apply(batch.station_ids, batch.t, batch.values, api_decay=self.fold_params.api_decay,
-                                ground_offset_c=self.fold_params.ground_offset_c)
+        f = self.fold_params
+        return ps.columns.apply(batch.station_ids, batch.t, batch.values, api_decay=f.api_decay,
+                                ground_offset_c=f.ground_offset_c, calm_wind_ms=f.calm_wind_ms,
+                                drought_process=f.drought_process)
 
     def fold(self, ps: PartitionState, cols: ObservationColumns) -> None:
         """A replayed batch: QC and the station state, as live, without grading or rejects."""

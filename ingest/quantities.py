@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -28,6 +28,10 @@ MCI_PRECIP_DAYS = 150  # SPI150, the longest MCI term (GB/T 20481-2017)
 MCI_PET_DAYS = 30  # MI30
 MCI_KEEP_DAYS = 40  # MCI history for the drought-process run length
 DROUGHT_LIGHT = -0.5  # MCI <= -0.5: light drought (轻旱) or worse, GB/T 20481-2017
+# The packaged rules' values of the settings below (rules.toml [drought], [frost]); callers pass the configured ones.
+DROUGHT_PROCESS_MIN_DAYS = 15
+DROUGHT_PROCESS_END_DAYS = 5
+CALM_WIND_MS = 5.4
 RAIN_WINDOWS_H = (1, 3, 6, 12, 24)
 
 State = dict[str, Any]
@@ -48,7 +52,7 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
     Quantity("api_mm", False, "antecedent precipitation index (mm), daily, decay k (rules: flash_flood.api_decay)"),
     Quantity("tmax_day", True, "daily maximum temperature (degC), Beijing day"),
     Quantity("tmin_day", True, "daily minimum temperature (degC), Beijing day"),
-    Quantity("ground_tmin_day", True, "daily 0 cm ground minimum (degC); else air minimum - offset"),
+    Quantity("ground_tmin_day", True, "daily 0 cm ground minimum (degC); else, on a calm day, air minimum - offset"),
     Quantity("tmin_drop_24h", False, "yesterday's minus today's daily minimum (degC)"),
     Quantity("tmin_drop_48h", False, "the higher of the 2 previous days' minimum minus today's (degC)"),
     Quantity("wind_max_day", True, "highest 10-min mean wind of the day (m/s)"),
@@ -58,8 +62,9 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
     Quantity("rh_now", False, "relative humidity at the latest report (%)"),
     Quantity("mci_day", False, "GB/T 20481-2017 composite drought index MCI of the latest complete day "
              "(needs the station's MCI climatology)"),
-    Quantity("drought_run_days", False, "consecutive days up to the latest complete day with MCI <= -0.5 "
-             "(light drought or worse: the drought-process rule)"),
+    Quantity("drought_run_days", False, "days of the drought process the latest complete day is in (0: none): a "
+             "process starts with >= [drought] process_min_days consecutive days at MCI <= -0.5 (light drought or "
+             "worse) and ends only after [drought] process_end_days consecutive days without (GB/T 20481-2017)"),
     Quantity("ehf_severity", False, "excess heat factor / station EHF85 on the latest complete 3-day window "
              "(Nairn & Fawcett 2015; Nairn 2018); needs the station climatology"),
 ]}
@@ -96,16 +101,52 @@ _DAILY: dict[str, tuple[tuple[str, ...], Callable[[float, float], float]]] = {
 _NOW = {"visibility_m": "vis", "wind_ms": "wind", "rh_pct": "rh"}
 
 
+# The day boundary (日界) of daily extremes and totals, in Beijing time. CMA surface records use 20:00 BJT for every
+# element but sunshine (日落) and weather phenomena (0时) (地面气象观测规范; "记录日界", qixiangzhan.cn: "其余观测项目
+# 均以北京时20时为日界"): the record of day D runs from 20:00 BJT on D-1 to 20:00 BJT on D. Set from rules.toml
+# [days] boundary_bjt_h by every entry point that grades or builds a climatology (``set_day_boundary``), so the
+# live path, ``ews replay`` and ``ews climatology build`` share one boundary.
+DEFAULT_DAY_BOUNDARY_BJT_H = 20
+_day_shift = [timedelta(hours=8 + (24 - DEFAULT_DAY_BOUNDARY_BJT_H) % 24)]
+
+
+def set_day_boundary(hour_bjt: int) -> None:
+    """Use ``hour_bjt`` (0-23; 0 = the calendar day) as the day boundary from now on (process-wide)."""
+    if not 0 <= hour_bjt <= 23:
+        raise ValueError("day boundary: an hour 0-23 of Beijing time")
+    shift = timedelta(hours=8 + (24 - hour_bjt) % 24)
+    if shift != _day_shift[0]:
+        _day_shift[0] = shift
+        time_keys.cache_clear()
+
+
+def day_shift_s() -> int:
+    """Seconds to add to a UTC epoch time so that its UTC calendar date is its day: 8 h (Beijing) plus the hours
+    from the boundary to midnight (12 h for 20:00 BJT)."""
+    return int(_day_shift[0].total_seconds())
+
+
 def beijing_date(iso_utc: str) -> str:
-    """The Beijing-time (UTC+8) calendar date of a UTC time: CMA daily extremes are per local day."""
+    """The Beijing-time (UTC+8) calendar date of a UTC time."""
     return (parse_utc(iso_utc) + BEIJING).date().isoformat()
+
+
+def station_day(iso_utc: str) -> str:
+    """The day (ISO date) of a report time by the day boundary: the key of daily extremes and totals."""
+    return day_of(parse_utc(iso_utc))
+
+
+def day_of(t: datetime) -> str:
+    """The day (ISO date) a UTC time belongs to, by the day boundary."""
+    return (t + _day_shift[0]).date().isoformat()
 
 
 @lru_cache(maxsize=4096)
 def time_keys(iso_utc: str) -> tuple[int, str]:
-    """(UTC hour index, Beijing date) of a report time; cached, as a batch repeats a few report times."""
+    """(UTC hour index, day by the day boundary) of a report time; cached, as a batch repeats a few report
+    times (cleared when the boundary changes)."""
     t = parse_utc(iso_utc)
-    return int(t.timestamp() // 3600), (t + BEIJING).date().isoformat()
+    return int(t.timestamp() // 3600), (t + _day_shift[0]).date().isoformat()
 
 
 @lru_cache(maxsize=4096)
@@ -161,8 +202,8 @@ def update_station(state: State | None, obs: dict[str, Any]) -> State | None:
 
 
 def complete_day(prev: State | None, new: State, latitude_deg: float, mci_params: Any | None) -> State:
-    """When ``new`` starts a Beijing day, fold the day just completed into the daily inputs: its mean
-    temperature (for EHF), its precipitation
+    """When ``new`` starts a day, fold the day just completed into the daily inputs: the previous day's mean
+    temperature (for EHF: its maximum with the following night's minimum), its precipitation
     total (a day without any precipitation report is missing, not dry), its Hargreaves PET from Tmin/Tmax
     (FAO-56 eq. 52) and, with the station's MCI parameters, its MCI (GB/T 20481-2017). Once a day per station."""
     if prev is None or not prev["d"] or not new["d"]:
@@ -173,8 +214,12 @@ def complete_day(prev: State | None, new: State, latitude_deg: float, mci_params
     day = prev["d"][done]
     pd, pe, mci = dict(prev.get("pd", {})), dict(prev.get("pe", {})), dict(prev.get("mci", {}))
     means = dict(prev.get("m", {}))
-    if "tmax" in day and "tmin" in day:  # daily mean temperature (Tmax + Tmin) / 2 of the day, for EHF
-        means[done] = (day["tmax"] + day["tmin"]) / 2
+    # EHF's daily mean temperature pairs a day's maximum with the following night's minimum (Nairn & Fawcett 2015:
+    # DMT = (Tmax_i + Tmin_i+1) / 2); that night's minimum is in the next day (the day boundary is in the evening),
+    # so the day before the one just completed gets its mean now
+    before = prev["d"].get(_day(done, -1), {})
+    if "tmax" in before and "tmin" in day:
+        means[_day(done, -1)] = (before["tmax"] + day["tmin"]) / 2
     if "rain" in day:
         pd[done] = day["rain"]
     if "tmax" in day and "tmin" in day:
@@ -220,31 +265,20 @@ def station_ehf(means: dict[str, float], t95: float) -> float | None:
 
 
 def station_quantities(st: State, *, api_decay: float, ground_offset_c: float,
-                       t95: float | None = None, ehf85: float | None = None) -> dict[str, float]:
-    """Every quantity that the state can give (missing inputs leave the quantity out). ``api_decay`` and
-    ``ground_offset_c`` are the rules' settings (rules.toml [flash_flood] api_decay, [frost]
-    air_to_ground_offset_c): their one place is the rules table, so the caller passes them."""
+                       t95: float | None = None, ehf85: float | None = None, calm_wind_ms: float = CALM_WIND_MS,
+                       drought_process: tuple[int, int] = (DROUGHT_PROCESS_MIN_DAYS, DROUGHT_PROCESS_END_DAYS)
+                       ) -> dict[str, float]:
+    """Every quantity that the state can give (missing inputs leave the quantity out). ``api_decay``,
+    ``ground_offset_c``, ``calm_wind_ms`` and ``drought_process`` (min days, end days) are the rules' settings
+    (rules.toml [flash_flood] api_decay, [frost] air_to_ground_offset_c and calm_wind_ms, [drought]
+    process_min_days and process_end_days): their one place is the rules table, so the caller passes them."""
     q: dict[str, float] = {}
     if not st["t"]:
         return q
     end, today = time_keys(st["t"])
     days = st["d"]
     cur = days.get(today, {})
-    for name, field_ in (("tmax_day", "tmax"), ("tmin_day", "tmin"), ("wind_max_day", "wmax"),
-                         ("gust_max_day", "gmax")):
-        if field_ in cur:
-            q[name] = cur[field_]
-    if "gtmin" in cur:
-        q["ground_tmin_day"] = cur["gtmin"]
-    elif "tmin" in cur:
-        q["ground_tmin_day"] = cur["tmin"] - ground_offset_c
-    if "tmin" in cur:
-        y1, y2 = days.get(_day(today, -1), {}).get("tmin"), days.get(_day(today, -2), {}).get("tmin")
-        if y1 is not None:
-            q["tmin_drop_24h"] = y1 - cur["tmin"]
-        prev = [v for v in (y1, y2) if v is not None]
-        if prev:
-            q["tmin_drop_48h"] = max(prev) - cur["tmin"]
+    q.update(day_quantities(days, today, ground_offset_c=ground_offset_c, calm_wind_ms=calm_wind_ms))
     if st["h"]:
         hours = st["h"]
         total, i = 0.0, 0
@@ -271,11 +305,8 @@ def station_quantities(st: State, *, api_decay: float, ground_offset_c: float,
     if mci:
         last = max(mci)
         q["mci_day"] = mci[last]
-        run, d = 0, last
-        while (v := mci.get(d)) is not None and v <= DROUGHT_LIGHT:
-            run += 1
-            d = _day(d, -1)
-        q["drought_run_days"] = float(run)
+        window = [mci.get(_day(last, -i)) for i in range(MCI_KEEP_DAYS - 1, -1, -1)]
+        q["drought_run_days"] = float(drought_process_days(window, *drought_process))
     if t95 is not None and ehf85 and "m" in st:
         ehf = station_ehf(st["m"], t95)
         if ehf is not None:
@@ -283,16 +314,80 @@ def station_quantities(st: State, *, api_decay: float, ground_offset_c: float,
     return q
 
 
-def daily_series(st: State, quantity: str, *, ground_offset_c: float) -> dict[str, float]:
+def drought_process_days(mci: list[float | None], min_days: int, end_days: int) -> int:
+    """Days of the drought process that the last day of ``mci`` (daily MCI, oldest first, None = missing) is in,
+    0 when none is going on. GB/T 20481-2017 drought process (干旱过程; STANDARDS.md §1.3.3, wording
+    UNCONFIRMED): it starts when ``min_days`` consecutive days are at light drought or worse (MCI <= -0.5; the
+    process begins on the first of them) and ends only after ``end_days`` consecutive days without drought (a
+    missing day counts as without), so one shower inside a severe drought does not end it. Only the window given
+    is seen (MCI_KEEP_DAYS days): an older start is not."""
+    start, run, wet = -1, 0, 0
+    for i, v in enumerate(mci):
+        if v is not None and v == v and v <= DROUGHT_LIGHT:
+            run, wet = run + 1, 0
+            if start < 0 and run >= min_days:
+                start = i - run + 1
+        else:
+            run, wet = 0, wet + 1
+            if start >= 0 and wet >= end_days:
+                start = -1
+    return len(mci) - start if start >= 0 else 0
+
+
+def ground_tmin(gtmin: float | None, tmin: float | None, wmax: float | None, *, ground_offset_c: float,
+                calm_wind_ms: float) -> float | None:
+    """The day's 0 cm ground minimum: the reported one, else the air minimum minus ``ground_offset_c`` on a calm
+    day (the day's highest 10-min mean wind at most ``calm_wind_ms``, or not reported): radiative cooling makes
+    the surface colder than the screen on calm clear nights only; with wind the layers mix and the offset does
+    not hold ([frost] calm_wind_ms, UNCONFIRMED; cloud cover is not observed here, so "clear" is not checked)."""
+    if gtmin is not None:
+        return gtmin
+    if tmin is None or (wmax is not None and wmax > calm_wind_ms):
+        return None
+    return tmin - ground_offset_c
+
+
+def day_quantities(days: dict[str, dict[str, float]], today: str, *, ground_offset_c: float,
+                   calm_wind_ms: float = CALM_WIND_MS) -> dict[str, float]:
+    """The daily quantities of day ``today`` from per-day extremes (day -> {tmax, tmin, gtmin, wmax, gmax}):
+    observed days (a station state) and forecast days (``warning.forecast_run``) alike, so the cold-wave drops
+    have one definition: ``tmin_drop_24h`` = yesterday's minimum minus today's, ``tmin_drop_48h`` = the higher of
+    the two previous days' minima minus today's (GB/T 21987-2017 降温幅度, as rules.toml reads it)."""
+    q: dict[str, float] = {}
+    cur = days.get(today, {})
+    for name, field_ in (("tmax_day", "tmax"), ("tmin_day", "tmin"), ("wind_max_day", "wmax"),
+                         ("gust_max_day", "gmax")):
+        if field_ in cur:
+            q[name] = cur[field_]
+    g = ground_tmin(cur.get("gtmin"), cur.get("tmin"), cur.get("wmax"), ground_offset_c=ground_offset_c,
+                    calm_wind_ms=calm_wind_ms)
+    if g is not None:
+        q["ground_tmin_day"] = g
+    if "tmin" in cur:
+        y1, y2 = days.get(_day(today, -1), {}).get("tmin"), days.get(_day(today, -2), {}).get("tmin")
+        if y1 is not None:
+            q["tmin_drop_24h"] = y1 - cur["tmin"]
+        prev = [v for v in (y1, y2) if v is not None]
+        if prev:
+            q["tmin_drop_48h"] = max(prev) - cur["tmin"]
+    return q
+
+
+def daily_series(st: State, quantity: str, *, ground_offset_c: float, calm_wind_ms: float = CALM_WIND_MS
+                 ) -> dict[str, float]:
     """Per-day values of a daily quantity (for consecutive-day conditions)."""
-    field_ = {"tmax_day": "tmax", "tmin_day": "tmin", "wind_max_day": "wmax", "gust_max_day": "gmax",
-              "ground_tmin_day": "gtmin"}[quantity]
-    out = {d: v[field_] for d, v in st["d"].items() if field_ in v}
+    return days_series(st["d"], quantity, ground_offset_c=ground_offset_c, calm_wind_ms=calm_wind_ms)
+
+
+def days_series(days: dict[str, dict[str, float]], quantity: str, *, ground_offset_c: float,
+                calm_wind_ms: float = CALM_WIND_MS) -> dict[str, float]:
+    """Per-day values of a daily quantity from per-day extremes (``day_quantities``' input)."""
     if quantity == "ground_tmin_day":
-        for d, v in st["d"].items():
-            if "gtmin" not in v and "tmin" in v:
-                out[d] = v["tmin"] - ground_offset_c
-    return out
+        return {d: g for d, v in days.items()
+                if (g := ground_tmin(v.get("gtmin"), v.get("tmin"), v.get("wmax"), ground_offset_c=ground_offset_c,
+                                     calm_wind_ms=calm_wind_ms)) is not None}
+    field_ = {"tmax_day": "tmax", "tmin_day": "tmin", "wind_max_day": "wmax", "gust_max_day": "gmax"}[quantity]
+    return {d: v[field_] for d, v in days.items() if field_ in v}
 
 
 def forecast_quantities(values: dict[str, float], window_h: float) -> dict[str, float]:

@@ -32,7 +32,9 @@ import orjson
 
 from ingest.quantities import (
     API_DAYS,
-    DROUGHT_LIGHT,
+    CALM_WIND_MS,
+    DROUGHT_PROCESS_END_DAYS,
+    DROUGHT_PROCESS_MIN_DAYS,
     EHF_DAYS,
     KEEP_DAYS,
     KEEP_HOURS,
@@ -40,11 +42,12 @@ from ingest.quantities import (
     MCI_PET_DAYS,
     MCI_PRECIP_DAYS,
     RAIN_WINDOWS_H,
+    day_shift_s,
+    drought_process_days,
 )
 
 NONE = -(1 << 40)  # "no day/hour yet" for ring ends
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-BEIJING_S = 8 * 3600
 BLOCK = 256  # slots per stored block: the daily part is ~2 KB a station, blocks stay well under 1 MB
 DAY_FIELDS = ("tmax", "tmin", "gtmin", "wmax", "gmax", "rain")
 TMAX, TMIN, GTMIN, WMAX, GMAX, RAIN = range(6)
@@ -163,6 +166,8 @@ class StationColumns:
         self.ehf85 = np.zeros(0)
         self.ehf_stations = False  # any slot with EHF thresholds (t95 and ehf85)
         self._per_slot: dict[Any, np.ndarray] = {}
+        self._settings: tuple[float, tuple[int, int]] = (CALM_WIND_MS, (DROUGHT_PROCESS_MIN_DAYS,
+                                                                        DROUGHT_PROCESS_END_DAYS))
 
     def __len__(self) -> int:
         return len(self.station_ids)
@@ -215,14 +220,17 @@ class StationColumns:
 
     # ---- one batch --------------------------------------------------------------------------------------
     def apply(self, station_ids: list[str], t: np.ndarray, values: dict[str, np.ndarray], *,
-              api_decay: float, ground_offset_c: float) -> Applied:
+              api_decay: float, ground_offset_c: float, calm_wind_ms: float = CALM_WIND_MS,
+              drought_process: tuple[int, int] = (DROUGHT_PROCESS_MIN_DAYS, DROUGHT_PROCESS_END_DAYS)) -> Applied:
         """Fold a batch (arrival order) into the state. Returns which reports were applied (not stale), every
         quantity per report as of that report, and what a consecutive-day condition needs. ``api_decay`` and
-        ``ground_offset_c``: the rules' settings, as ``quantities.station_quantities``."""
+        ``ground_offset_c``, ``calm_wind_ms``, ``drought_process``: the rules' settings, as
+        ``quantities.station_quantities``."""
+        self._settings = (calm_wind_ms, drought_process)
         n = len(station_ids)
         slots = self.slots(station_ids)
         hour = np.floor_divide(t, 3600).astype(np.int64)
-        day = (np.floor_divide(t + BEIJING_S, 86400).astype(np.int64) + EPOCH_ORDINAL)
+        day = (np.floor_divide(t + day_shift_s(), 86400).astype(np.int64) + EPOCH_ORDINAL)  # by the day boundary
         q = np.full((len(QUANTITY_NAMES), n), np.nan)
         applied = np.zeros(n, dtype=bool)
         rings: list[tuple[slice | np.ndarray, np.ndarray]] = []  # (reports, their 3-day rings) per round
@@ -253,7 +261,8 @@ class StationColumns:
                 q[:, rows] = out
         if order is not None:  # back to arrival order
             q[:, order], applied[order] = q.copy(), applied.copy()
-        return Applied(slots, applied, dict(zip(QUANTITY_NAMES, q, strict=True)), day, ground_offset_c, rings)
+        return Applied(slots, applied, dict(zip(QUANTITY_NAMES, q, strict=True)), day, ground_offset_c, rings,
+                       calm_wind_ms=calm_wind_ms)
 
     def _update(self, s: np.ndarray, t: np.ndarray, hour: np.ndarray, d: np.ndarray,
                 v: dict[str, np.ndarray]) -> None:
@@ -305,7 +314,11 @@ class StationColumns:
         day = a["day"][s, done % KEEP_DAYS]
         tx, tn, rain = day[:, TMAX], day[:, TMIN], day[:, RAIN]
         both = ~np.isnan(tx) & ~np.isnan(tn)
-        _ring_write(a["m"], a["m_end"], s[both], done[both], (tx[both] + tn[both]) / 2)
+        # EHF's daily mean of the day before: its maximum with the following night's (this day's) minimum (Nairn &
+        # Fawcett 2015; quantities.complete_day); the ring still holds that day (day_end == done)
+        tx_before = a["day"][s, (done - 1) % KEEP_DAYS, TMAX]
+        paired = ~np.isnan(tx_before) & ~np.isnan(tn)
+        _ring_write(a["m"], a["m_end"], s[paired], done[paired] - 1, (tx_before[paired] + tn[paired]) / 2)
         wet = ~np.isnan(rain)
         _ring_write(a["pd"], a["pd_end"], s[wet], done[wet], rain[wet])
         if both.any():
@@ -371,7 +384,10 @@ class StationColumns:
         q[Q_TMIN] = tmin
         q[Q_WMAX] = cur[:, WMAX]
         q[Q_GMAX] = cur[:, GMAX]
-        q[Q_GTMIN] = np.where(np.isnan(cur[:, GTMIN]), tmin - ground_offset_c, cur[:, GTMIN])
+        calm_wind_ms, (min_days, end_days) = self._settings
+        windy = cur[:, WMAX] > calm_wind_ms  # False where not reported: quantities.ground_tmin
+        q[Q_GTMIN] = np.where(np.isnan(cur[:, GTMIN]), np.where(windy, np.nan, tmin - ground_offset_c),
+                              cur[:, GTMIN])
         q[Q_DROP24] = y1[:, TMIN] - tmin
         q[Q_DROP48] = np.fmax(y1[:, TMIN], y2[:, TMIN]) - tmin
         has = a["has_hours"][s].astype(bool)
@@ -385,10 +401,9 @@ class StationColumns:
         has_mci = mci_end != NONE
         if has_mci.any():
             ms, me = s[has_mci], mci_end[has_mci]
-            hist = _ring_window(a["mci"], a["mci_end"], ms, me, MCI_KEEP_DAYS)[:, ::-1]  # latest first
-            q[Q_MCI, has_mci] = hist[:, 0]
-            dry = hist <= DROUGHT_LIGHT  # NaN (missing day) ends the run
-            q[Q_DROUGHT, has_mci] = np.where(dry.all(axis=1), MCI_KEEP_DAYS, np.argmin(dry, axis=1))
+            hist = _ring_window(a["mci"], a["mci_end"], ms, me, MCI_KEEP_DAYS)  # oldest first
+            q[Q_MCI, has_mci] = hist[:, -1]
+            q[Q_DROUGHT, has_mci] = [drought_process_days(row, min_days, end_days) for row in hist.tolist()]
         if self.ehf_stations:  # only with thresholds for some station of the partition
             ehf_on = ~np.isnan(self.t95[s]) & ~np.isnan(self.ehf85[s]) & (a["m_end"][s] != NONE)
             if ehf_on.any():
@@ -462,16 +477,7 @@ class StationColumns:
     # ---- views ------------------------------------------------------------------------------------------
     def daily_precip(self, station_id: str) -> dict[str, float]:
         """The station's daily precipitation totals kept for MCI (ISO date -> mm), for the SPI product."""
-        slot = self.slot_of.get(station_id)
-        if slot is None or self.arrays["pd_end"][slot] == NONE:
-            return {}
-        end = int(self.arrays["pd_end"][slot])
-        out = {}
-        for u in range(end - MCI_PRECIP_DAYS + 1, end + 1):
-            v = self.arrays["pd"][slot, u % MCI_PRECIP_DAYS]
-            if v == v:
-                out[iso_day(u)] = float(v)
-        return out
+        return daily_ring(self, station_id, "pd")
 
     # ---- storage ----------------------------------------------------------------------------------------
     def blocks(self) -> int:
@@ -548,6 +554,7 @@ class Applied:
     ground_offset_c: float
     rings: list[tuple[slice | np.ndarray, np.ndarray]] = field(default_factory=list)  # (reports, rings) per round
     _day_rings: np.ndarray | None = None
+    calm_wind_ms: float = CALM_WIND_MS
 
     @property
     def day_rings(self) -> np.ndarray:
@@ -569,8 +576,48 @@ class Applied:
             u = today - back
             row = self.day_rings[i, u % KEEP_DAYS]
             v = row[k]
-            if v != v and quantity == "ground_tmin_day":
+            if v != v and quantity == "ground_tmin_day" and not row[WMAX] > self.calm_wind_ms:
                 v = row[TMIN] - self.ground_offset_c
             if v == v:
                 out[iso_day(u)] = float(v)
         return out
+
+
+def daily_ring(cols: StationColumns, station_id: str, name: str) -> dict[str, float]:
+    """A once-a-day ring of the station (``pd`` rain, ``pe`` PET, ``m`` daily means, ``mci``) as ISO date ->
+    value, missing days left out."""
+    slot = cols.slot_of.get(station_id)
+    if slot is None or cols.arrays[f"{name}_end"][slot] == NONE:
+        return {}
+    end = int(cols.arrays[f"{name}_end"][slot])
+    ring = cols.arrays[name]
+    size = ring.shape[1]
+    out = {}
+    for u in range(end - size + 1, end + 1):
+        v = ring[slot, u % size]
+        if v == v:
+            out[iso_day(u)] = float(v)
+    return out
+
+
+def drought_inputs(cols: StationColumns, station_id: str) -> dict[str, dict[str, float]]:
+    """What the drought signal's forecast branch continues (``warning.forecast_run.drought_days``): the
+    station's daily rain (150 days), PET (30) and MCI (40) rings."""
+    return {name: daily_ring(cols, station_id, name) for name in ("pd", "pe", "mci")}
+
+
+def observed_days(cols: StationColumns, station_id: str) -> dict[str, dict[str, float]]:
+    """The station's daily extremes of its last KEEP_DAYS days (ISO day -> {tmax, tmin, gtmin, wmax, gmax,
+    rain}, missing fields left out), the form ``quantities.day_quantities`` reads: what a forecast run
+    starting today is combined with."""
+    slot = cols.slot_of.get(station_id)
+    if slot is None or cols.arrays["day_end"][slot] == NONE:
+        return {}
+    end = int(cols.arrays["day_end"][slot])
+    out: dict[str, dict[str, float]] = {}
+    for u in range(end - KEEP_DAYS + 1, end + 1):
+        row = cols.arrays["day"][slot, u % KEEP_DAYS]
+        fields = {f: float(v) for f, v in zip(DAY_FIELDS, row.tolist(), strict=True) if v == v}
+        if fields:
+            out[iso_day(u)] = fields
+    return out

@@ -33,7 +33,7 @@ from warning import faust_fixes
 from warning.cap import render_cap
 from warning.cap_signing import CapSigner
 from warning.grade import TICK_INTERVAL_S, GradeStage
-from warning.pipeline import StationGrader
+from warning.pipeline import StationGrader, fold_params
 from warning.rules import Rules
 from warning.shapes import region_polygon
 from warning.shared import metrics, topics
@@ -177,8 +177,7 @@ class WarningService:
 
         qc = QualityControl({s.station_id: s.elevation_m for s in registry},
                             load_qc_models(self.settings.data_dir / "climatology" / "qc"))
-        fold = FoldParams(api_decay=self.rules.flash_flood.api_decay,
-                          ground_offset_c=self.rules.frost.air_to_ground_offset_c)
+        fold = FoldParams(**fold_params(self.rules))
         return PartitionStore(tables, slot_info, getattr(c, "mci_params", None) if c is not None else None, qc, fold)
 
     def cap_document(self, event: WarningEvent, earlier: list[WarningEvent]) -> bytes:

@@ -237,10 +237,13 @@ def _fmt_value(value: Any) -> str:
     return str(value)
 
 
-def _station_name_zh(station_id: str) -> str | None:
+def _station_name(station_id: str, zh: bool) -> str | None:
+    """The registry's Chinese or English name of a station (events carry the Chinese one)."""
     from warning.shared.regions import StationRegistry
     station = StationRegistry.load().get(station_id)
-    return station.name_zh if station is not None else None
+    if station is None:
+        return None
+    return (station.name_zh if zh else station.name) or None
 
 
 def _station_lines(stations: Sequence[Mapping[str, Any]], unit: str, zh: bool) -> list[str]:
@@ -252,7 +255,7 @@ def _station_lines(stations: Sequence[Mapping[str, Any]], unit: str, zh: bool) -
         label = label_zh if zh else label_en
         value = "" if s.get("value") is None else (label + " " if label else "") + _fmt_value(s["value"]) + u
         colour = COLOUR_ZH.get(s.get("level", ""), s.get("level", "")) if zh else s.get("level", "")
-        name = (_station_name_zh(str(s["station_id"])) if zh else None) or s.get("station_name") or s["station_id"]
+        name = _station_name(str(s["station_id"]), zh) or (s.get("station_name") if zh else None) or s["station_id"]
         if zh:
             lines.append(f"{name}（{s['station_id']}）：{value}，{colour}，{when}（北京时）")
         else:
@@ -318,10 +321,17 @@ def _info(alert: ET.Element, event: Mapping[str, Any], lang: str, c: _InfoText) 
     headline = event.get("headline_zh" if zh else "headline_en")
     if headline:
         _sub(info, "headline", headline)
-    if c.cancel:
-        desc = (f"{c.region_zh}{c.name_zh}{COLOUR_ZH[c.level]}预警信号解除：各站已低于预警标准。" if zh else
-                f"The {c.name_en.lower()} {c.level} warning for {c.region_en} is cancelled: no station meets the "
-                "warning criteria any more.")
+    if c.cancel:  # why it ends: the event's cancel reason (grading.CANCEL_REASONS: operator, expiry, criteria)
+        reason = event.get("description_zh" if zh else "description_en") if event.get("change") else None
+        if event.get("change") == "operator_cancel":
+            desc = (f"{c.region_zh}{c.name_zh}{COLOUR_ZH[c.level]}预警信号已由值班员人工解除。" if zh else
+                    f"The {c.name_en.lower()} {c.level} warning for {c.region_en} was cancelled by the duty operator.")
+        else:
+            desc = (f"{c.region_zh}{c.name_zh}{COLOUR_ZH[c.level]}预警信号解除：各站已低于预警标准。" if zh else
+                    f"The {c.name_en.lower()} {c.level} warning for {c.region_en} is cancelled: no station meets "
+                    "the warning criteria any more.")
+        if reason and event.get("change") == "operator_cancel":
+            desc += (" " if not zh else "") + reason
     else:
         desc = event.get("description_zh" if zh else "description_en") or ""
     lines = _station_lines(event.get("stations") or (), c.unit, zh)

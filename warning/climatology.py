@@ -63,6 +63,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from ingest.formats import FORMATS, RowError, UnreadableFileError, detect_format, read_observations
+from ingest.quantities import day_shift_s, set_day_boundary
 from warning.shared.records import Observation
 
 if TYPE_CHECKING:
@@ -87,8 +88,8 @@ __all__ = [
 CLIMATOLOGY_FILE = "climatology.nc"
 SUMMARY_FILE = "summary.json"
 QC_DIR = "qc"
-#: Beijing time = UTC + 8 h (no daylight saving since 1991).
-BEIJING_OFFSET_S = 8 * 3600
+#: Days are Beijing-time (UTC + 8 h) days ending at the service's day boundary (rules.toml [days], 20:00 BJT by
+#: default, ``ingest.quantities.day_shift_s``), as the live path's days. GHCN-Daily records keep their own dates.
 DAY_S = 86400
 #: Fewest sub-daily temperature reports for a day's Tmax/Tmin (with all four 6-hour blocks represented).
 MIN_HOURLY_REPORTS = 8
@@ -102,6 +103,9 @@ QC_MAX_REPORTS = 100_000
 #: Precipitation with this period (h) or longer is a daily record (GHCN-Daily: 24).
 DAILY_PERIOD_H = 24.0
 DEFAULT_CALIBRATION = (1981, 2010)
+#: Arid station: mean annual precipitation below this (mm). China's dry-wet zoning puts 干旱区 below 200 mm a year
+#: (中国气候区划; UNCONFIRMED here); rules.toml [drought] arid_annual_precip_mm is the value in force.
+ARID_ANNUAL_PRECIP_MM = 200.0
 DEFAULT_SCALES = (1, 3, 6, 12)
 STATION_FORMATS = tuple(f for f in FORMATS if f != "grid")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -126,7 +130,7 @@ def _epoch_s(time: str) -> int | None:
 
 def _bjt_day(epoch_s: float) -> int:
     """Days since 1970-01-01 of the Beijing-time date of an instant."""
-    return int((epoch_s + BEIJING_OFFSET_S) // DAY_S)
+    return int((epoch_s + day_shift_s()) // DAY_S)
 
 
 @dataclass
@@ -191,8 +195,10 @@ class DailySeries:
 
     @property
     def tmean_c(self) -> np.ndarray:
-        """DMT = (Tmax + Tmin)/2 (Nairn & Fawcett 2015)."""
-        return np.asarray(0.5 * (self.tmax_c + self.tmin_c))
+        """DMT_i = (Tmax_i + Tmin_i+1) / 2: a day's maximum with the following night's minimum (Nairn & Fawcett
+        2015), as the live path pairs them (``ingest.quantities.complete_day``); NaN on the last day."""
+        tmin_next = np.append(self.tmin_c[1:], np.nan)
+        return np.asarray(0.5 * (self.tmax_c + tmin_next))
 
     def monthly_precip(self) -> tuple[np.ndarray, np.ndarray]:
         """(months datetime64[M], totals mm): complete months only, NaN otherwise (missing is not zero)."""
@@ -217,7 +223,7 @@ def _hourly_extremes(samples: list[tuple[int, float]]) -> tuple[np.ndarray, np.n
         empty = np.array([], dtype=np.int64)
         return empty, empty.astype(np.float64), empty.astype(np.float64)
     arr = np.asarray(samples, dtype=np.float64)
-    local = arr[:, 0] + BEIJING_OFFSET_S
+    local = arr[:, 0] + day_shift_s()
     day = np.floor_divide(local, DAY_S).astype(np.int64)
     block = (np.mod(local, DAY_S) // (6 * 3600)).astype(np.int64)
     days, inv = np.unique(day, return_inverse=True)
@@ -238,7 +244,7 @@ def _hourly_precip(reports: list[tuple[int, float, float]], report_times: list[i
     out: dict[int, float] = {}
     if absent_as_zero and report_times:
         rt = np.asarray(report_times, dtype=np.float64)
-        d, c = np.unique(np.floor_divide(rt + BEIJING_OFFSET_S, DAY_S).astype(np.int64), return_counts=True)
+        d, c = np.unique(np.floor_divide(rt + day_shift_s(), DAY_S).astype(np.int64), return_counts=True)
         out.update({int(k): 0.0 for k in d[c >= MIN_HOURLY_REPORTS]})
     by_day: dict[int, dict[float, list[float]]] = {}
     for end, mm, period in reports:
@@ -350,14 +356,18 @@ def build_climatology(
     distribution: str = "gamma",
     hourly_precip_absent_as_zero: bool = False,
     min_spi_years: int = MIN_SPI_YEARS,
+    arid_annual_precip_mm: float = ARID_ANNUAL_PRECIP_MM,
 ) -> dict[str, Any]:
     """Read station history files, fit the climatology and write it to ``out_dir``; returns the summary.
 
     ``fmt``: ``auto`` or one of the station formats of ``ews ingest``; ``as_station``: treat every file as
     this station (drills: a foreign GHCN/ISD record standing in for a Gansu station); ``calibration``: SPI
-    calibration years and the t95/ehf85 base period. Writes ``climatology.nc``, ``summary.json`` and the QC
-    models in ``qc/`` (see the module docstring). A file that cannot be read is reported in the summary
-    (``files[i]["error"]``) and the others are still used. Raises ValueError if nothing usable was read.
+    calibration years and the t95/ehf85 base period; ``arid_annual_precip_mm``: a station whose calibration
+    years average less precipitation than this is arid (its MCI and SPI: ``indices.drought`` center_of_mass zeros
+    and standardized MI30, labelled ``drought_mode`` in the summary). Writes ``climatology.nc``,
+    ``summary.json`` and the QC models in ``qc/`` (see the module docstring). A file that cannot be read is
+    reported in the summary (``files[i]["error"]``) and the others are still used. Raises ValueError if
+    nothing usable was read.
     """
     from indices.climatology import SPI_PARAMS
     from ingest.qc import save_models
@@ -390,14 +400,14 @@ def build_climatology(
         info = _station_info(sid, s, histories[sid], int(np.isfinite(mp).sum()), registry)
         _fit_ehf(fits, i, sid, s, (c0, c1), info)
         _fit_spi(fits, i, sid, months, mp, ks, distribution, (c0, c1), min_spi_years, info)
-        _fit_mci(fits, i, s, (c0, c1), min_spi_years, info)
+        _fit_mci(fits, i, s, (c0, c1), min_spi_years, info, registry, arid_annual_precip_mm)
         stations[sid] = info
     models = _fit_qc_models(sids, histories, stations)
     out.mkdir(parents=True, exist_ok=True)
     qc_paths = save_models(models, out / QC_DIR)
     ds = _dataset(sids, registry, fits.t95, fits.ehf85, fits.t95_days, fits.ehf_npos, fits.base_used, fits.spi,
                   fits.spi_cal, ks, names, distribution, (c0, c1), series)
-    _add_mci_gamma(ds, fits.mci_gamma)
+    _add_mci_gamma(ds, fits.mci_gamma, fits.mci_mi30, fits.arid)
     _write_netcdf(out / CLIMATOLOGY_FILE, ds)
     summary: dict[str, Any] = {
         "out_dir": str(out),
@@ -430,13 +440,16 @@ class _StationFits:
     spi: np.ndarray  # (station, scale, month, param)
     spi_cal: np.ndarray  # (station, 2): SPI calibration years used
     mci_gamma: np.ndarray  # (station, MCI term, 366 calendar-day slots, alpha/beta/q)
+    mci_mi30: np.ndarray  # (station, 366 slots, mean/std) of MI30: arid stations only
+    arid: np.ndarray  # bool per station
 
     @classmethod
     def empty(cls, n: int, n_scales: int, n_params: int) -> _StationFits:
         return cls(t95=np.full(n, np.nan), ehf85=np.full(n, np.nan), t95_days=np.zeros(n, dtype=np.int64),
                    ehf_npos=np.zeros(n, dtype=np.int64), base_used=np.zeros(n, dtype=bool),
                    spi=np.full((n, n_scales, 12, n_params), np.nan), spi_cal=np.full((n, 2), -1, dtype=np.int32),
-                   mci_gamma=np.full((n, 3, 366, 3), np.nan))
+                   mci_gamma=np.full((n, 3, 366, 3), np.nan), mci_mi30=np.full((n, 366, 2), np.nan),
+                   arid=np.zeros(n, dtype=bool))
 
 
 def _station_info(sid: str, s: DailySeries, h: _History, n_months: int, registry: Any) -> dict[str, Any]:
@@ -531,14 +544,32 @@ def _fit_spi(fits: _StationFits, i: int, sid: str, months: np.ndarray, mp: np.nd
 
 
 def _fit_mci(fits: _StationFits, i: int, s: DailySeries, calibration: tuple[int, int], min_spi_years: int,
-             info: dict[str, Any]) -> None:
+             info: dict[str, Any], registry: Any = None, arid_annual_precip_mm: float = ARID_ANNUAL_PRECIP_MM
+             ) -> None:
     """MCI gamma parameters per calendar-day slot (GB/T 20481-2017 daily drought index) of station i, when it
-    has at least ``min_spi_years`` years' worth of days with precipitation."""
+    has at least ``min_spi_years`` years' worth of days with precipitation; for an arid station (calibration
+    years' mean annual precipitation below ``arid_annual_precip_mm``) also MI30's mean and spread per slot (from
+    Hargreaves PET, as the live path computes it), so its MCI adds MI30 standardized."""
     if info["days_precip"] >= 365 * min_spi_years:
-        from indices.drought import mci_fit
+        from indices.drought import mci_fit, mi30_fit, pet_hargreaves
 
         fits.mci_gamma[i] = mci_fit(s.precip_mm, s.days, calibration=calibration)
         info["mci"] = "fitted"
+        years = s.days.astype("datetime64[Y]").astype(np.int64) + 1970
+        in_cal = (years >= calibration[0]) & (years <= calibration[1])
+        if not np.isfinite(s.precip_mm[in_cal]).any():
+            in_cal = np.ones(s.days.size, dtype=bool)  # a record outside the calibration years: all of it
+        annual = float(np.nanmean(s.precip_mm[in_cal]) * 365.25)
+        info["annual_precip_mm"] = round(annual, 1)
+        if annual < arid_annual_precip_mm:
+            station = registry.get(s.station_id) if registry is not None else None
+            pet = np.asarray(pet_hargreaves(s.tmin_c, s.tmax_c, station.latitude if station else 36.0, s.days))
+            mi = mi30_fit(s.precip_mm, pet, s.days, calibration=calibration)
+            if np.isfinite(mi).any():
+                fits.mci_mi30[i], fits.arid[i] = mi, True
+                info["drought_mode"] = (f"arid (annual precipitation {annual:.0f} mm < {arid_annual_precip_mm:g}): "
+                                        "SPI zeros center_of_mass, MCI with MI30 standardized")
+        info.setdefault("drought_mode", "standard: SPI zeros classic, MCI with MI30 as GB/T 20481-2017")
     else:
         info["mci"] = "skipped"
         info["mci_reason"] = f"{info['days_precip']} days of daily precipitation (< {min_spi_years} years)"
@@ -561,8 +592,16 @@ def _fit_qc_models(sids: list[str], histories: dict[str, _History], stations: di
     return models
 
 
-def _add_mci_gamma(ds: xr.Dataset, mci_gamma: np.ndarray) -> None:
+def _add_mci_gamma(ds: xr.Dataset, mci_gamma: np.ndarray, mci_mi30: np.ndarray | None = None,
+                   arid: np.ndarray | None = None) -> None:
     import xarray as xr
+
+    if mci_mi30 is not None and arid is not None:
+        ds["mci_mi30"] = xr.DataArray(
+            mci_mi30, dims=("station", "slot", "moment"), coords={"moment": ["mean", "std"]},
+            attrs={"units": "1", "long_name": "MI30 mean and standard deviation per 366-day slot (arid stations)"})
+        ds["arid"] = xr.DataArray(arid.astype(np.int8), dims=("station",), attrs={
+            "units": "1", "long_name": "arid station: SPI zeros center_of_mass, MCI with MI30 standardized"})
 
     from indices.drought import MCI_REF, MCI_TERMS
 
@@ -692,13 +731,28 @@ class Climatology:
         """EHF85 (K^2) of the station, or None."""
         return self._ehf85.get(str(station_id))
 
+    def arid(self, station_id: str) -> bool:
+        """Whether the station is arid (``build_climatology``'s ``arid_annual_precip_mm``): its SPI scores zeros
+        at the centre of the zero mass and its MCI adds MI30 standardized (``indices.drought``)."""
+        i = self._index.get(str(station_id))
+        if i is None or self.dataset is None or "arid" not in self.dataset:
+            return False
+        return bool(self.dataset["arid"].values[i])
+
     def mci_params(self, station_id: str) -> np.ndarray | None:
-        """``(3 terms, 366 slots, 3)`` gamma parameters for :func:`indices.drought.mci_from_params`, or None."""
+        """``(3 terms, 366 slots, 3)`` gamma parameters for :func:`indices.drought.mci_from_params` (an arid
+        station's with the MI30 term, ``indices.drought.arid_mci_params``), or None."""
         i = self._index.get(str(station_id))
         if i is None or self.dataset is None or "mci_gamma" not in self.dataset:
             return None
         vals = np.asarray(self.dataset["mci_gamma"].values[i], dtype=np.float64)
-        return vals if np.isfinite(vals).any() else None
+        if not np.isfinite(vals).any():
+            return None
+        if self.arid(station_id) and "mci_mi30" in self.dataset:
+            from indices.drought import arid_mci_params
+
+            return arid_mci_params(vals, np.asarray(self.dataset["mci_mi30"].values[i], dtype=np.float64))
+        return vals
 
     def spi_params(self, station_id: str) -> dict[int, dict[str, np.ndarray]] | None:
         """``{scale: {param: array(12)}}`` for :func:`indices.drought.spi_from_params` (step = month - 1), or
@@ -713,6 +767,10 @@ class Climatology:
         names = [str(p) for p in da["param"].values]
         return {int(k): {p: vals[j, :, m].copy() for m, p in enumerate(names)}
                 for j, k in enumerate(da["scale"].values)}
+
+    def spi_zeros(self, station_id: str) -> str:
+        """The station's SPI zero handling (``indices.drought.SPI_ZERO_HANDLING``): center_of_mass when arid."""
+        return "center_of_mass" if self.arid(station_id) else "classic"
 
     def spi(self, station_id: str, recent_monthly_mm: Sequence[float], month: int) -> dict[int, float] | None:
         """SPI per scale of the month ``month`` (1..12) whose total is the last of ``recent_monthly_mm``
@@ -729,7 +787,7 @@ class Climatology:
                 out[k] = float("nan")
                 continue
             z = spi_from_params(np.array([x[-k:].sum()]), int(month) - 1, {n: v[None, :] for n, v in p.items()},
-                                distribution=self.spi_distribution)
+                                distribution=self.spi_distribution, zeros=self.spi_zeros(station_id))
             out[k] = float(np.asarray(z)[0])
         return out
 
@@ -842,11 +900,17 @@ def run_climatology(args: argparse.Namespace, *, stdout: IO[str] | None = None, 
             return EXIT_USAGE
     out_dir = args.out if getattr(args, "out", None) is not None else default_out_dir()
     try:
+        from warning.rules import load_rules  # the configured rules' day boundary, as ews run and ews replay
+
+        rules_path = os.environ.get("EWS_RULES")
+        rules = load_rules(Path(rules_path) if rules_path else None)
+        set_day_boundary(rules.days.boundary_bjt_h)
         summary = build_climatology(
             [Path(p) for p in args.history], out_dir, fmt=getattr(args, "format", "auto"), as_station=as_station,
             calibration=getattr(args, "calibration", DEFAULT_CALIBRATION),
             distribution=getattr(args, "distribution", "gamma"),
-            hourly_precip_absent_as_zero=bool(getattr(args, "hourly_no_report_dry", False)))
+            hourly_precip_absent_as_zero=bool(getattr(args, "hourly_no_report_dry", False)),
+            arid_annual_precip_mm=rules.drought.arid_annual_precip_mm)
     except (ValueError, OSError) as exc:
         err.write(f"ews climatology: {exc}\n")
         return EXIT_FAILED

@@ -44,6 +44,9 @@ def spi_product(states: dict[str, dict[str, Any]], climatology: Any, names: dict
         if not values:
             continue
         row: dict[str, Any] = {"station_id": sid, "name": names.get(sid, sid), "month": run[-1][0]}
+        zeros_of = getattr(climatology, "spi_zeros", None)
+        if zeros_of is not None:  # the zero handling used: center_of_mass for arid stations (labelled)
+            row["spi_zeros"] = zeros_of(sid)
         for scale, z in sorted(values.items()):
             if z == z:  # not NaN
                 grade = int(np.asarray(drought_grade(np.array([z]), "spi"))[0])

@@ -49,6 +49,15 @@ STATUS_NOTES = {
     "test": "测试 TEST: a technical test, not a real warning; times are those of the test reports",
 }
 
+# Why a warning ends, by the cancel's change (its description, zh / en; CAP shows it).
+CANCEL_REASONS = {
+    "cancel": ("各站已低于预警标准，预警解除。", "No station meets the warning criteria any more."),
+    "expire": ("预警已到期，各站已低于预警标准。",
+               "The warning has expired: no station meets the warning criteria any more."),
+    "operator_cancel": ("值班员已人工解除本预警（站点资料不再作为发布依据）。",
+                        "Cancelled by the duty operator: a manual cancel, not a change in the station reports."),
+}
+
 _LEVELS = {lv.colour: lv for lv in WarningLevel}
 _RANK = {lv.colour: int(lv) for lv in WarningLevel}
 # a station at a level also holds every level below it
@@ -369,7 +378,12 @@ def _transition(kind: str, current: dict[str, Any] | None, pending: dict[str, An
             pending = None
     elif current is not None:
         pending = None
-        if warn_expiry and _hours_between(current["expires"], warn_expiry) >= rule.extend_step_h - 1e-9:
+        # extend when the expiry moves at least extend_step_h, or at all once the warning is within extend_step_h
+        # of the expiry it was sent with: a station still meeting the level extends the warning before receivers
+        # see it expire (at most about one extend per step either way)
+        if warn_expiry and warn_expiry > current["expires"] and (
+                _hours_between(current["expires"], warn_expiry) >= rule.extend_step_h - 1e-9
+                or _hours_between(t, current["expires"]) <= rule.extend_step_h + 1e-9):
             event = make("update", "extend", cur_level, current["onset"], warn_expiry)  # type: ignore[arg-type]
         # (no event: the stored warning keeps the station list it was issued with; events list the live ones)
     return event, pending
@@ -424,6 +438,8 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
     sent = wall if status == ACTUAL else t
 
     def make(msg_type: str, change: str, level: WarningLevel, onset: str, expires: str) -> dict[str, Any]:
+        if msg_type == "cancel":  # a cancel is in force from when it is sent: never expired on arrival
+            expires = max(expires, sent)
         chain = f"{region.get('region_code')}:{rule.hazard}:{t}" + ("" if status == ACTUAL else f":{status}")
         wid = current["warning_id"] if current else str(uuid.uuid5(NAMESPACE, chain))
         refs = (current["references"] + [current["id"]]) if current else []
@@ -501,6 +517,11 @@ def _event(warning_id: str, msg_type: str, change: str, level: WarningLevel, reg
     name_zh = region.get("region_name_zh") or name
     verb_zh = {"alert": "发布", "update": "更新", "cancel": "解除"}[msg_type]
     verb_en = {"alert": "issued", "update": "updated", "cancel": "cancelled"}[msg_type]
+    description_zh, description_en = lr.basis_zh, lr.basis_en
+    if msg_type == "cancel":
+        description_zh, description_en = CANCEL_REASONS.get(change, CANCEL_REASONS["cancel"])
+        if change == "operator_cancel":
+            verb_zh, verb_en = "人工解除", "cancelled by the duty operator"
     status = region.get("status", ACTUAL)
     top = [s for s in stations if s["level"] == level.colour]
     basis = "observed" if not top or any(s["basis"] == "observed" for s in top) else "forecast"
@@ -531,8 +552,8 @@ def _event(warning_id: str, msg_type: str, change: str, level: WarningLevel, reg
         "references": references,
         "headline_zh": f"{name_zh}气象台{verb_zh}{rule.name_zh}{LEVEL_ZH[level]}预警信号",
         "headline_en": f"{rule.name_en} {level.colour} warning {verb_en} for {name}",
-        "description_zh": lr.basis_zh,
-        "description_en": lr.basis_en,
+        "description_zh": description_zh,
+        "description_en": description_en,
         "instruction_zh": lr.guidance_zh,
         "instruction_en": lr.guidance_en,
         "cma_code": rule.cma_code + CMA_LEVEL_CODE[level],

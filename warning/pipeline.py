@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ingest import quantities
-from warning import grading
+from warning import forecast_run, grading
 from warning.rules import LevelRule, Rules
 from warning.shared.records import OBSERVATION_ELEMENTS as OBS_ELEMENTS
 from warning.shared.records import WarningLevel
@@ -38,12 +38,22 @@ def _necessary(rule: Any) -> tuple[tuple[str, str, float, bool], ...]:
     return tuple((quantity, ">=" if up else "<=", value, up) for (quantity, up), value in loosest.items())
 
 
+def fold_params(rules: Rules) -> dict[str, Any]:
+    """The rules' settings the station state and its quantities are computed with (``quantities.station_quantities``
+    and ``StationColumns.apply`` keywords): one place, the rules table."""
+    return {"api_decay": rules.flash_flood.api_decay, "ground_offset_c": rules.frost.air_to_ground_offset_c,
+            "calm_wind_ms": rules.frost.calm_wind_ms,
+            "drought_process": (rules.drought.process_min_days, rules.drought.process_end_days)}
+
+
 class StationGrader:
     def __init__(self, rules: Rules, registry: StationRegistry, regions: RegionTree,
                  climatology: Any = None) -> None:
         """``climatology``: station thresholds (``t95(sid)``, ``ehf85(sid)``, e.g. warning.climatology.Climatology);
         without it the heat-health (EHF) product is not judged."""
         self.rules = rules
+        quantities.set_day_boundary(rules.days.boundary_bjt_h)  # the live path's and replay's days
+        self.fold = fold_params(rules)
         self.climatology = climatology
         self.registry = registry
         self.regions = regions
@@ -73,14 +83,14 @@ class StationGrader:
     def grade_station(self, state: dict[str, Any], obs: dict[str, Any]) -> list[tuple[str, Any]]:
         """(hazard, grade) for every hazard this report informs; grade = (level, quantity, value)."""
         rules = self.rules
-        q = quantities.station_quantities(state, api_decay=rules.flash_flood.api_decay,
-                                          ground_offset_c=rules.frost.air_to_ground_offset_c,
+        q = quantities.station_quantities(state, **self.fold,
                                           **self._thresholds(obs["station_id"]))
         present = {el for el, v in obs.items() if v is not None}
-        month = int(quantities.beijing_date(obs["time"])[5:7])
+        month = int(quantities.station_day(obs["time"])[5:7])
 
         def series(name: str) -> dict[str, float]:
-            return quantities.daily_series(state, name, ground_offset_c=rules.frost.air_to_ground_offset_c)
+            return quantities.daily_series(state, name, ground_offset_c=rules.frost.air_to_ground_offset_c,
+                                           calm_wind_ms=rules.frost.calm_wind_ms)
 
         out = []
         for hazard, rule in rules.items():
@@ -153,8 +163,7 @@ class StationGrader:
             new = self._complete_day(sid, prev, new)
             states[sid] = new
             kept.append((obs, new))
-            qs.append(quantities.station_quantities(new, api_decay=rules.flash_flood.api_decay,
-                                                    ground_offset_c=offset, **self._thresholds(sid)))
+            qs.append(quantities.station_quantities(new, **self.fold, **self._thresholds(sid)))
         n = len(kept)
         if n == 0:
             return 0, stale, []
@@ -164,7 +173,8 @@ class StationGrader:
         months = np.array([int((new["d"] and max(new["d"])[5:7]) or 0) for _, new in kept])
 
         def series_at(i: int, name: str) -> dict[str, float]:
-            return quantities.daily_series(kept[i][1], name, ground_offset_c=offset)
+            return quantities.daily_series(kept[i][1], name, ground_offset_c=offset,
+                                           calm_wind_ms=rules.frost.calm_wind_ms)
 
         signals = self.grade_reports(arrays, present, months, [obs["station_id"] for obs, _ in kept],
                                      [obs["time"] for obs, _ in kept], series_at, **extra)
@@ -174,9 +184,7 @@ class StationGrader:
         """``observe_batch`` on columns (ingest.columns.ObservationColumns) with the columnar state
         (ingest.station_columns.StationColumns): the worker's hot path. Returns (applied, stale, signals), the
         same as ``observe_batch`` (property-tested)."""
-        rules = self.rules
-        done = state.apply(cols.station_ids, cols.t, cols.values, api_decay=rules.flash_flood.api_decay,
-                           ground_offset_c=rules.frost.air_to_ground_offset_c)
+        done = state.apply(cols.station_ids, cols.t, cols.values, **self.fold)
         elements = self._graded_elements
         if done.applied.all():  # the usual batch, nothing stale: the columns as they are
             n = len(cols)
@@ -378,7 +386,7 @@ class StationGrader:
         params = lookup(sid) if lookup is not None else None
         return quantities.complete_day(prev, new, station.latitude if station else 36.0, params)
 
-    def _thresholds(self, station_id: str) -> dict[str, float | None]:
+    def _thresholds(self, station_id: str) -> dict[str, Any]:
         c = self.climatology
         if c is None:
             return {}
@@ -401,23 +409,18 @@ class StationGrader:
         return new, signals
 
     def forecast(self, p: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
-        """Signals from one ForecastPoint: levels whose onset lead is within the hazard's forecast_lead_h.
-        ``extra``: fields every signal carries (accepted_at, status)."""
-        station = self.registry.get(p["station_id"])
+        """Signals from one ForecastPoint (a run of one point: ``forecast_run``)."""
+        return self.forecast_run([p], None, **extra)
+
+    def forecast_run(self, points: list[dict[str, Any]], observed: dict[str, dict[str, float]] | None = None,
+                     drought_inputs: dict[str, dict[str, float]] | None = None, **extra: Any) -> list[dict[str, Any]]:
+        """Signals from the points of one station's forecast run (one issue time): window criteria per point,
+        daily criteria (heat, cold wave, frost) on the run's forecast days combined with ``observed`` days
+        (``StationColumns.observed_days``); each level only within its own forecast_lead_h
+        (``warning.forecast_run``). ``extra``: fields every signal carries (accepted_at, status)."""
+        if not points:
+            return []
+        station = self.registry.get(points[0]["station_id"])
         if station is None:
             return []
-        window_h = max(0.0, (quantities.parse_utc(p["valid_to"]) - quantities.parse_utc(p["valid_from"]))
-                       .total_seconds() / 3600)
-        q = quantities.forecast_quantities(p["values"], window_h)
-        lead_h = float(p.get("lead_h", 0))  # "within N hours": the forecast onset is at most N hours ahead
-        out: list[dict[str, Any]] = []
-        for hazard, rule in self.rules.items():
-            if lead_h > rule.forecast_lead_h + 1e-9:
-                continue
-            g = grading.grade(rule, q, None, self.hazard_scale(hazard, station.county_code, q))
-            if g is None or g[0] is None:
-                continue
-            level, quantity, val = g
-            out.extend(self.station_signals(station, hazard, level, quantity, val, p["issued_at"], "forecast",
-                                            valid_to=p["valid_to"], onset=p["valid_from"], **extra))
-        return out
+        return forecast_run.run_signals(self, station, points, observed or {}, drought_inputs, extra)

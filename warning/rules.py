@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -52,6 +52,7 @@ class LevelRule:
     basis_en: str
     guidance_zh: str
     guidance_en: str
+    forecast_lead_h: float = 24.0  # a forecast may issue this level at most this far ahead (Order-16 "N小时内")
 
     @property
     def conditions(self) -> tuple[Condition, ...]:
@@ -75,6 +76,11 @@ class HazardRule:
     forecast_lead_h: float = 24.0
     stale_after_h: float = 36.0  # an actual report older than this (vs the wall clock) issues no live warning
 
+    def within_lead(self, lead_h: float) -> HazardRule:
+        """This rule with only the levels a forecast ``lead_h`` hours ahead may issue (each level's own
+        ``forecast_lead_h``): a forecast beyond a level's horizon can issue only the levels whose horizon covers it."""
+        return _within_lead(self, round(float(lead_h), 6))
+
     def level_rule(self, level: WarningLevel) -> LevelRule:
         for r in self.levels:
             if r.level == level:
@@ -84,6 +90,12 @@ class HazardRule:
     @property
     def quantities(self) -> set[str]:
         return {c.quantity for r in self.levels for c in r.conditions}
+
+
+@lru_cache(maxsize=256)
+def _within_lead(rule: HazardRule, lead_h: float) -> HazardRule:
+    keep = tuple(lr for lr in rule.levels if lead_h <= lr.forecast_lead_h + 1e-9)
+    return rule if len(keep) == len(rule.levels) else replace(rule, levels=keep)
 
 
 # The hazard-specific settings: values in rules.toml ([flash_flood], [frost], [sandstorm]); a bureau's table that
@@ -100,6 +112,23 @@ class FlashFloodConfig:
 class FrostConfig:
     air_to_ground_offset_c: float
     season_months: tuple[int, ...]
+    calm_wind_ms: float = 5.4  # the offset applies on calm days only ([frost] calm_wind_ms, UNCONFIRMED)
+
+
+@dataclass(frozen=True)
+class DroughtConfig:
+    """[drought]: the GB/T 20481-2017 drought process (days to start it, days without drought to end it)."""
+
+    process_min_days: int = 15
+    process_end_days: int = 5
+    arid_annual_precip_mm: float = 200.0  # below: an arid station (climatology build; UNCONFIRMED)
+
+
+@dataclass(frozen=True)
+class DaysConfig:
+    """[days]: the day boundary of daily extremes and totals (hour of Beijing time; 20 = CMA surface records)."""
+
+    boundary_bjt_h: int = 20
 
 
 @dataclass(frozen=True)
@@ -114,11 +143,14 @@ class Rules(dict[str, HazardRule]):
     """Hazard name -> HazardRule, plus the hazard-specific settings."""
 
     def __init__(self, hazards: dict[str, HazardRule], flash_flood: FlashFloodConfig, frost: FrostConfig,
-                 sandstorm: SandstormConfig) -> None:
+                 sandstorm: SandstormConfig, days: DaysConfig | None = None,
+                 drought: DroughtConfig | None = None) -> None:
         super().__init__(hazards)
         self.flash_flood = flash_flood
         self.frost = frost
         self.sandstorm = sandstorm
+        self.days = days or DaysConfig()
+        self.drought = drought or DroughtConfig()
 
 
 def _req(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -179,8 +211,12 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             any_ = _conditions(lv.get("any", []), f"{lw}.any")
             if not all_ and not any_:
                 raise RulesError(f"{lw}: needs 'all' or 'any' conditions")
+            lead = lv.get("forecast_lead_h", h.get("forecast_lead_h", 24.0))
+            if not isinstance(lead, int | float) or isinstance(lead, bool) or lead < 0:
+                raise RulesError(f"{lw}: 'forecast_lead_h' must be a number of hours >= 0")
             levels.append(LevelRule(level, all_, any_, _req(lv, "basis_zh", str, lw), _req(lv, "basis_en", str, lw),
-                                    _req(lv, "guidance_zh", str, lw), _req(lv, "guidance_en", str, lw)))
+                                    _req(lv, "guidance_zh", str, lw), _req(lv, "guidance_en", str, lw),
+                                    float(lead)))
         if not levels:
             raise RulesError(f"{where}: no levels")
         num = (int, float)
@@ -192,7 +228,7 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             downgrade_hold_h=float(h.get("downgrade_hold_h", defaults.get("downgrade_hold_h", 1.0))),
             cancel_hold_h=float(h.get("cancel_hold_h", defaults.get("cancel_hold_h", 1.0))),
             source=_req(h, "source", str, where), unconfirmed=str(h.get("unconfirmed", "")),
-            forecast_lead_h=float(h.get("forecast_lead_h", 24.0)),
+            forecast_lead_h=max(lr.forecast_lead_h for lr in levels),
             stale_after_h=_stale_after_h(name, h, defaults, where),
             levels=tuple(sorted(levels, key=lambda r: r.level, reverse=True)),
         )
@@ -217,7 +253,8 @@ def _packaged_doc() -> dict[str, Any]:
     return tomllib.loads(resources.files("warning").joinpath(PACKAGED).read_text(encoding="utf-8"))
 
 
-def _settings(doc: dict[str, Any]) -> tuple[FlashFloodConfig, FrostConfig, SandstormConfig]:
+def _settings(doc: dict[str, Any]) -> tuple[FlashFloodConfig, FrostConfig, SandstormConfig, DaysConfig,
+                                            DroughtConfig]:
     """The [flash_flood], [frost] and [sandstorm] settings; a key the document leaves out is the packaged table's."""
     packaged = _packaged_doc()
 
@@ -242,11 +279,22 @@ def _settings(doc: dict[str, Any]) -> tuple[FlashFloodConfig, FrostConfig, Sands
     if any(not 1 <= m <= 12 for m in months):
         raise RulesError("frost.season_months: months 1-12")
     sd = table("sandstorm")
+    boundary = table("days").get("boundary_bjt_h")
+    if not isinstance(boundary, int) or isinstance(boundary, bool) or not 0 <= boundary <= 23:
+        raise RulesError("days: 'boundary_bjt_h' must be an hour 0-23 of Beijing time")
+    dr = table("drought")
+    process = []
+    for key in ("process_min_days", "process_end_days"):
+        v = dr.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise RulesError(f"drought: '{key}' must be a whole number of days >= 1")
+        process.append(v)
     return (FlashFloodConfig(number(ff, "flash_flood", "api_decay"), number(ff, "flash_flood", "wet_api_mm"),
                              number(ff, "flash_flood", "wet_factor"), counties),
-            FrostConfig(number(fr, "frost", "air_to_ground_offset_c"), months),
+            FrostConfig(number(fr, "frost", "air_to_ground_offset_c"), months, number(fr, "frost", "calm_wind_ms")),
             SandstormConfig(number(sd, "sandstorm", "floating_dust_max_wind_ms"),
-                            number(sd, "sandstorm", "local_blue_visibility_m")))
+                            number(sd, "sandstorm", "local_blue_visibility_m")),
+            DaysConfig(boundary), DroughtConfig(process[0], process[1], number(dr, "drought", "arid_annual_precip_mm")))
 
 
 def load_rules(path: Path | None = None) -> Rules:

@@ -213,11 +213,14 @@ def test_daily_quantities_and_levels_equal_kernels(days: list[tuple[float, float
         return
     paths = Paths(reports)
     drop24, drop48 = np.asarray(wind.tmin_drop(s["tmin"], 24)), np.asarray(wind.tmin_drop(s["tmin"], 48))
-    ground = np.asarray(frost.effective_ground_tmin(s["tmin"], s["gtmin"], air_ground_offset_c=OFFSET))
+    calm = RULES.frost.calm_wind_ms
+    ground = np.asarray(frost.effective_ground_tmin(s["tmin"], s["gtmin"], air_ground_offset_c=OFFSET,
+                                                    wind_max_ms=s["wind"], calm_wind_ms=calm))
     cold = np.asarray(wind.cold_wave_signal_level(s["tmin"], s["wind"],
                                                   criteria=rule_params.cold_wave_criteria(RULES)))
     frost_level = np.asarray(frost.frost_intensity(s["tmin"], s["gtmin"], air_ground_offset_c=OFFSET,
-                                                   criteria=rule_params.frost_criteria(RULES)))
+                                                   criteria=rule_params.frost_criteria(RULES), wind_max_ms=s["wind"],
+                                                   calm_wind_ms=calm))
     gale = np.asarray(wind.gale_signal_level(s["wind"], s["gust"], criteria=rule_params.gale_criteria(RULES)))
     hot_c, hot_days = rule_params.hot_spell_criterion(RULES)
     spell = np.asarray(heat.hot_spell(s["tmax"], hot_c, min_days=hot_days, output="signal"))
@@ -293,5 +296,6 @@ def test_ehf_severity_equals_heat_kernels(days: list[tuple[float, float]], missi
     severity = np.asarray(heat.ehf_severity(heat.excess_heat_factor(means, t95, align="end"), ehf85))
     for _, qs in paths.both():
         for i, d in enumerate(reported):
-            done = [k for k in range(d) if not math.isnan(means[k])]  # days completed with a daily mean
+            # a day's mean needs the following night's minimum (the next day's), known once that day completes
+            done = [k for k in range(d - 1) if not math.isnan(means[k])]
             agree(qs[i], "ehf_severity", float(severity[done[-1]]) if done else NAN)

@@ -263,10 +263,14 @@ def test_heat_health_from_the_excess_heat_factor_with_station_climatology() -> N
     def run_station(sid: str, hot_mean: float) -> list[dict[str, Any]]:
         states: dict[str, Any] = {}
         sigs: list[dict[str, Any]] = []
-        for k in range(34):  # the 34th report starts a new day and so completes day 33
-            mean = hot_mean if 30 <= k < 33 else 20.0
+        def mean(k: int) -> float:
+            return hot_mean if 30 <= k < 33 else 20.0
+        # a day's mean pairs its maximum with the following night's minimum (the next day's, Nairn & Fawcett):
+        # day k reports Tmax = mean(k) + 5 and the night before it Tmin = mean(k - 1) - 5; the 35th report starts
+        # day 34, completing day 33, whose minimum gives day 32 its mean
+        for k in range(35):
             obs = {"station_id": sid, "time": (day0 + td(days=k)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   "tmax_c": mean + 5.0, "tmin_c": mean - 5.0}
+                   "tmax_c": mean(k) + 5.0, "tmin_c": mean(k - 1) - 5.0}
             sigs = grader.observe_batch(states, [obs])[2]
         return [s for s in sigs if s["hazard"] == "heat_health" and s["region_level"] == "county"]
 

@@ -123,6 +123,10 @@ def test_sand_dust_class_and_signal() -> None:
     ws = np.array([10.0, 2.0, 8.0, 15.0, 20.0, 25.0, 10.0, 10.0])
     dust = np.array([1, 1, 1, 1, 1, 1, 1, 0])
     floating = SAND.floating_dust_max_wind_ms
+    assert floating == 5.4  # GB/T 20480-2017 floating dust: wind force <= 3, i.e. <= 5.4 m/s
+    # at 5.4 m/s in 5 km visibility: floating dust (1); above it: blowing sand (2)
+    np.testing.assert_array_equal(wind.sand_dust_class(np.array([5000.0, 5000.0]), np.array([5.4, 5.5]),
+                                                       np.array([1, 1]), floating_dust_max_wind_ms=floating), [1, 2])
     np.testing.assert_array_equal(wind.sand_dust_class(vis, ws, dust, floating_dust_max_wind_ms=floating),
                                   [0, 1, 2, 3, 4, 5, NAN, 0])
     np.testing.assert_array_equal(wind.sandstorm_signal_level(vis, dust, criteria=SANDSTORM),
