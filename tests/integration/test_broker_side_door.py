@@ -82,6 +82,15 @@ async def test_the_broker_is_not_a_way_in(broker: EmbeddedBroker, tmp_path: Path
             [alert] = await rec.wait_for(1)
             warning_id = orjson.loads(alert["body"])["data"]["warning_id"]
 
+            # third-party consumers route warnings records on their headers (docs/TOPICS.md)
+            county = [r for r in await read_topic(broker.bootstrap, "warnings")
+                      if orjson.loads(r.value).get("warning_id") == warning_id]
+            assert county, "the alert is on the warnings topic"
+            assert dict(county[0].headers) == {
+                "ews-event-type": b"warning.alert", "ews-hazard": b"heat", "ews-level": b"red",
+                "ews-region-level": b"county", "ews-region-code": orjson.loads(county[0].value)["region_code"].encode(),
+                "ews-status": b"actual"}
+
             records = await read_topic(broker.bootstrap, "subscriptions")
             assert records and all(r.value is not None for r in records)
             raw = b"".join(r.value for r in records)
