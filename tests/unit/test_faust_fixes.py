@@ -389,3 +389,23 @@ async def test_drain_suspended_hand_over_does_not_mark_read() -> None:
     assert c.handed == [10]  # the batch is abandoned at the first cancelled hand-over
     assert faust_fixes._expected(c)[TP0] == 10  # still expected: it is read again after the seek
     assert c._read_offset[TP0] is None
+
+
+def test_a_changelog_topic_listed_with_0_partitions_is_not_yet_known_not_a_mismatch() -> None:
+    """Fresh Kafka: the metadata listed the just-created changelog with 0 partitions and faust's check raised
+    PartitionsMismatch in the grade agent. Now 0 waits for the metadata; a real mismatch still raises."""
+    from faust.exceptions import PartitionsMismatch
+
+    partitions = {"signals": 4, "ews-receivers-changelog": 0}
+    table = SimpleNamespace(
+        app=SimpleNamespace(consumer=SimpleNamespace(topic_partitions=partitions.get)), name="receivers",
+        changelog_topic_name="ews-receivers-changelog", _verified_source_topics_for_partitions=set())
+    faust_fixes._verify_source_topic_partitions(table, "signals")
+    assert table._verified_source_topics_for_partitions == set()  # checked again on a later write
+    partitions["ews-receivers-changelog"] = 4
+    faust_fixes._verify_source_topic_partitions(table, "signals")
+    assert table._verified_source_topics_for_partitions == {"signals"}
+    table._verified_source_topics_for_partitions.clear()
+    partitions["ews-receivers-changelog"] = 2
+    with pytest.raises(PartitionsMismatch):
+        faust_fixes._verify_source_topic_partitions(table, "signals")
