@@ -140,10 +140,13 @@ class DeliveryStage:
             self._in_flight[sub.id] -= 1
 
     def endpoint_limit(self, sub_id: str) -> int:
-        """Attempts one endpoint may have posting at once: the configured concurrency while it answers, one
-        while its last attempt failed, so a slow or broken receiver (dripping bodies until the timeout) holds
-        at most one of the agents' slots (measured in chaos ``neighbours``)."""
-        return 1 if self.health.get(sub_id).consecutive_failures else self.endpoint_concurrency
+        """Attempts one endpoint may have posting at once: the configured concurrency once its last attempt
+        succeeded, one while it has not (new, or failing), so a slow or broken receiver (a body dripping until the
+        timeout, a reply that never ends) holds one of the ``deliver`` agent's slots, not several (measured in
+        chaos ``neighbours``)."""
+        h = self.health.get(sub_id)
+        proven = h.last_success is not None and not h.consecutive_failures
+        return self.endpoint_concurrency if proven else 1
 
     async def post(self, d: Delivery, sub: Subscription, event: WarningEvent) -> None:
         d["attempt"] = int(d.get("attempt", 0)) + 1

@@ -20,7 +20,7 @@ from chaos.scenarios import SCENARIOS as FIRST_SCENARIOS
 from chaos.scenarios import Result
 
 SCENARIOS = {**FIRST_SCENARIOS, **KAFKA_SCENARIOS,
-             "neighbours": ("8 healthy receivers beside hostile ones: p99 within 2x", hostile_neighbours)}
+             "neighbours": ("3 healthy receivers beside 5 hostile ones: p99 within 2x", hostile_neighbours)}
 BUDGET_S = {"flaky": 150, "sigkill": 200, "broker": 330, "hostile": 360, "pause": 240, "stopstart": 420,
             "killboth": 420, "neighbours": 300}
 

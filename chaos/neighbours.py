@@ -1,11 +1,14 @@
 """Issue 17 point 1 measured: healthy departments' delivery latency with and without hostile neighbours.
 
-Two runs of the same burst (one red heat warning per county for ``N_COUNTIES`` counties) on a fresh worker each:
-first with only the healthy receivers subscribed, then with the hostile ones next to them — a 503 with
-``Retry-After: 100000``, a body that drips a byte every half second, a 200 MiB body, a reply that is not HTTP and a
-connection reset. The figure is the healthy receivers' p99 from the POST to each webhook's first 2xx, and its
-ratio to the run without neighbours (must be <= 2). Nothing may be lost: every healthy webhook arrives, and every
-hostile delivery is still pending or parked as a dead letter (none is dropped) when the run ends.
+Three runs of the same bursts on a fresh worker each, with the service's own retry tiers and webhook timeout:
+the healthy receivers alone; beside five polite neighbours (answering 204); beside five hostile ones — a 503 with
+``Retry-After: 100000``, a body that drips a byte every half second, a 200 MiB body, a reply that is not HTTP and
+a connection reset (served from a subprocess, so their CPU is not the scenario's). A first burst (other counties)
+goes to the neighbours only, so their retries are pending when the measured burst (one red heat warning per
+county for ``N_COUNTIES`` counties, to every healthy receiver) is posted. The figure is the healthy receivers' p99
+from the POST to each webhook's first 2xx, and its ratio to the run without neighbours (must be <= 2; the ratio
+to the polite run is printed too). Nothing may be lost: every healthy webhook arrives, and every hostile delivery
+is parked as a dead letter when its subscription is deleted (none is dropped); the worker then stops in < 10 s.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import aiohttp
 from aiohttp import web
 
 from chaos.harness import (
-    FAST,
     EwsProcess,
     Receiver,
     api,
@@ -96,7 +98,9 @@ async def _burst(work: Path, healthy: list[Receiver], hostile_urls: dict[str, st
     ``WARM_S`` their retries are cycling; then the measured burst. Returns the healthy latencies, the worker (still
     running) and the hostile subscriptions' ids by name. The run without neighbours posts the same two bursts."""
     first, measured = one_station_per_county(N_COUNTIES, skip=N_COUNTIES), one_station_per_county(N_COUNTIES)
-    ews = start_ews(work / tag, {**FAST, "EWS_APP_ID": f"chaos-neighbours-{tag}"})
+    # the service's own retry tiers and webhook timeout (10 s, then 60 s...; 10 s): the fast test tiers would
+    # retry each hostile delivery every 0.3-2.4 s, CPU the 2-core machine's scenario then measures, not isolation
+    ews = start_ews(work / tag, {"EWS_APP_ID": f"chaos-neighbours-{tag}"})
     res.figures[f"{tag}_ready_s"] = round(await wait_ready(ews), 1)
     hostile_ids: dict[str, str] = {}
     async with aiohttp.ClientSession() as s:
@@ -232,6 +236,8 @@ async def hostile_neighbours(work: Path, res: Result) -> None:
         res.figures["healthy_p50_beside_hostile_s"] = round(_p(beside, 0.5), 2)
         res.figures["healthy_p99_beside_hostile_s"] = round(p99_beside, 2)
         res.figures["p99_ratio"] = round(ratio, 2)
+        p99_polite = _p(with_polite, 0.99)
+        res.figures["p99_ratio_to_polite"] = round(p99_beside / p99_polite, 2) if p99_polite else None
         failing = {k: v for k, v in hostile_ids.items() if k != "200MiB-body"}  # that one answers 200: delivered
         kept = await _hostile_kept(ews, failing, both, res)
         t0 = time.monotonic()

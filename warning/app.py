@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 10.0
 REDELIVER_CONCURRENCY = 4  # attempts at once per retry tier (agent slots, and the tier's waiting room)
+# first attempts at once: each is a coroutine awaiting its POST, and an endpoint not proven healthy may hold only
+# one of them (alerts.dispatch.endpoint_limit), so a slow receiver holds one slot of many (chaos "neighbours")
+DELIVER_CONCURRENCY = 32
 STATE_TABLES = {"fast": "station_columns", "daily": "station_daily", "qc": "qc_columns", "log": "obs_log"}
 
 
@@ -148,7 +151,7 @@ class WarningService:
         app.timer(TICK_INTERVAL_S, name="tick")(self.grade.tick)
         app.timer(LAG_INTERVAL_S, name="lag")(self._measure_lag)
         app.agent(t[topics.SIGNALS], name="grade")(self.grade.grade)
-        app.agent(t[topics.OUTBOX], name="deliver", concurrency=8)(self.delivery.deliver)
+        app.agent(t[topics.OUTBOX], name="deliver", concurrency=DELIVER_CONCURRENCY)(self.delivery.deliver)
         for i, topic in enumerate(retry_topics):
             app.agent(topic, name=f"redeliver-{i}", concurrency=REDELIVER_CONCURRENCY)(self.delivery.redeliver_agent(i))
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # mode stub: a Callable union

@@ -11,7 +11,7 @@
    on the way (a batch cut short by a suspended flow, a cleared queue), so the loop seeks back to it. A gap that
    is still there after that seek is real (retention, transaction markers) and is recorded as faust does.
 2. The commit (``Consumer._new_offset``): the first commit of a partition in a process took the first run of
-   consecutive acknowledged offsets even when a lower offset was still being processed (``deliver`` runs 8
+   consecutive acknowledged offsets even when a lower offset was still being processed (``deliver`` runs 32
    actors), so a stop while the lowest record was in flight committed past it (make chaos "stopstart": 25 of 200
    webhooks lost). The corrected commit stops below the lowest record in flight and below a gap at the head.
 3. The recovery after every assignment resumes the flow once early, seeks the stream partitions to their
