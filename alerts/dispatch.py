@@ -130,7 +130,7 @@ class DeliveryStage:
             # per-endpoint concurrency limit: a delivery to a busy endpoint goes (back) to a retry tier rather
             # than hold an agent slot, so a slow endpoint never holds up the others (measured: waiting for the
             # slot in the retry agents stalled them after a crash-restart; docs/ARCHITECTURE.md "Decisions").
-            tier, not_before = retry.retry_at(self.policy, int(d.get("attempt", 1)), None, now, random.random())
+            tier, not_before = retry.busy_retry_at(self.policy, now, random.random())
             await self.schedule_retry(d, sub.id, retry.Decision("retry", "endpoint busy", tier, not_before))
             return
         self._in_flight[sub.id] = self._in_flight.get(sub.id, 0) + 1
@@ -140,13 +140,10 @@ class DeliveryStage:
             self._in_flight[sub.id] -= 1
 
     def endpoint_limit(self, sub_id: str) -> int:
-        """Attempts one endpoint may have posting at once: the configured concurrency once its last attempt
-        succeeded, one while it has not (new, or failing), so a slow or broken receiver (a body dripping until the
-        timeout, a reply that never ends) holds one of the ``deliver`` agent's slots, not several (measured in
-        chaos ``neighbours``)."""
-        h = self.health.get(sub_id)
-        proven = h.last_success is not None and not h.consecutive_failures
-        return self.endpoint_concurrency if proven else 1
+        """Attempts one endpoint may have posting at once: the configured concurrency, or one while its last attempt
+        failed, so a slow or broken receiver (a body dripping until the timeout, a reply that never ends) holds one
+        of the ``deliver`` agent's slots, not several (measured in chaos ``neighbours``)."""
+        return 1 if self.health.get(sub_id).consecutive_failures else self.endpoint_concurrency
 
     async def post(self, d: Delivery, sub: Subscription, event: WarningEvent) -> None:
         d["attempt"] = int(d.get("attempt", 0)) + 1

@@ -52,6 +52,10 @@ class RetryPolicy:
     tiers_s: tuple[float, ...]  # the retry tiers' delays, e.g. (10, 60, 300, 1800, 7200, 21600)
     horizon_s: float  # no retry is due later than this long after the first attempt
     max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S  # Retry-After is obeyed only up to this
+    # a delivery to an endpoint with all its POSTs in flight is tried again this soon (jittered), not after a
+    # failure tier's delay: it did not fail (UNCONFIRMED engineering choice; a burst to one department otherwise
+    # waited the first tier's 10 s)
+    busy_delay_s: float = 0.25
 
     def __post_init__(self) -> None:
         tiers = tuple(float(d) for d in self.tiers_s)
@@ -59,7 +63,7 @@ class RetryPolicy:
             raise ValueError("retry tiers: at least one delay")
         if not all(math.isfinite(d) and d >= 0 for d in tiers):
             raise ValueError(f"retry tiers: finite delays >= 0, got {tiers}")
-        for name in ("horizon_s", "max_retry_after_s"):
+        for name in ("horizon_s", "max_retry_after_s", "busy_delay_s"):
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: a finite number >= 0, got {value}")
@@ -112,6 +116,12 @@ def retry_at(policy: RetryPolicy, attempt: int, retry_after_s: float | None, now
     tier = tier_for(policy, attempt, retry_after_s)
     delay = policy.tiers_s[tier] * (0.9 + 0.2 * jitter)
     return tier, now + max(delay, capped_retry_after(policy, retry_after_s))
+
+
+def busy_retry_at(policy: RetryPolicy, now: float, jitter: float) -> tuple[int, float]:
+    """(tier, not_before) for a delivery whose endpoint is busy: the first tier, ``busy_delay_s`` x (0.5 + jitter)."""
+    _check_jitter(jitter)
+    return 0, now + policy.busy_delay_s * (0.5 + jitter)
 
 
 def expiry_epoch(expires: str) -> float | None:

@@ -42,7 +42,7 @@ def test_a_receipt_seen_twice_counts_once() -> None:
     assert h.get("s1").consecutive_failures == 1
 
 
-def test_an_endpoint_not_proven_healthy_may_hold_one_delivery_slot_a_healthy_one_its_concurrency() -> None:
+def test_a_failing_endpoint_may_hold_one_delivery_slot_a_healthy_one_its_concurrency() -> None:
     from typing import Any
 
     from alerts.dispatch import DeliveryStage
@@ -52,10 +52,8 @@ def test_an_endpoint_not_proven_healthy_may_hold_one_delivery_slot_a_healthy_one
     stage = DeliveryStage(subscriptions=none, dead_letters=none, retry_topics=[], receipts=none, policy=none,
                           health=h, render=none, on_receipt=lambda r: None, allow_nets=[], timeout_s=5,
                           endpoint_concurrency=4)
-    assert stage.endpoint_limit("a") == 1  # new: no answer yet
-    h.success("a", 100.0)
-    assert stage.endpoint_limit("a") == 4 and stage.endpoint_limit("b") == 1
+    assert stage.endpoint_limit("a") == 4
     h.failure("a", 101.0, "timeout")
-    assert stage.endpoint_limit("a") == 1
+    assert stage.endpoint_limit("a") == 1 and stage.endpoint_limit("b") == 4
     h.success("a", 102.0)
     assert stage.endpoint_limit("a") == 4

@@ -16,6 +16,7 @@ from alerts.retry import (
     RetryPolicy,
     after_attempt,
     before_attempt,
+    busy_retry_at,
     expiry_epoch,
     retry_at,
     tier_for,
@@ -269,3 +270,11 @@ def test_property_retry_at(tiers: tuple[float, ...], attempt: int, retry_after: 
     assert 0 <= tier < len(tiers)
     assert tier >= min(max(attempt - 1, 0), len(tiers) - 1)
     assert NOW + 0.9 * tiers[tier] <= not_before <= NOW + max(1.1 * tiers[tier], policy.max_retry_after_s)
+
+
+def test_a_busy_endpoint_is_tried_again_within_the_busy_delay_not_after_the_first_tier() -> None:
+    policy = RetryPolicy(tiers_s=(10.0, 60.0), horizon_s=3600.0, busy_delay_s=0.25)
+    assert busy_retry_at(policy, 1000.0, 0.0) == (0, 1000.125)
+    assert busy_retry_at(policy, 1000.0, 0.5) == (0, 1000.25)
+    with pytest.raises(ValueError):
+        RetryPolicy(tiers_s=(10.0,), horizon_s=60.0, busy_delay_s=float("nan"))
