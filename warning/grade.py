@@ -150,7 +150,7 @@ class GradeStage:
                    if (r := self.rollups.rollup(event, at, accepted_at)) is not None]
         for sig in aside:
             if sig.get("kind") == "backfill":
-                await self._backfill(state, sig)
+                await self._backfill(state, sig, desk.review)
         if state is first and not desk.changed:
             return None, []
         if desk.review is not None:
@@ -169,14 +169,18 @@ class GradeStage:
             metrics.PAST_HORIZON.labels(rule.hazard).inc(len(signals) - len(kept))
         return kept
 
-    async def _backfill(self, state: dict[str, Any] | None, sig: Signal) -> None:
+    async def _backfill(self, state: dict[str, Any] | None, sig: Signal, desk: dict[str, Any] | None) -> None:
         """Send the region's live warning to a new (or resumed) subscription when the event the API saw is still
-        the warning's latest; a later event was made after the subscription existed and was routed to it. An
-        exercise or test chain runs on its own data clock (the time its state was brought to)."""
+        the warning's latest (the latest published, where a newer event waits at the desk as a draft); a later
+        event was made after the subscription existed and was routed to it. An exercise or test chain runs on its
+        own data clock (the time its state was brought to)."""
         event, current = sig["event"], (state or {}).get("warning")
         now = self.clock.now() if status_of(event) == ACTUAL else (state or {}).get("t", "")
-        if (current and current["warning_id"] == event["warning_id"] and current["seq"] == event["seq"]
-                and event["expires"] > now):
+        desk = desk or {}
+        published = (desk.get("published") or []) if desk.get("warning_id") == event["warning_id"] else []
+        latest = current and current["warning_id"] == event["warning_id"] and (
+            current["seq"] == event["seq"] or (published and published[-1] == event["id"]))
+        if latest and event["expires"] > now:
             await self.router.backfill(event, sig["subscription_id"])
 
     async def request_backfill(self, events: list[WarningEvent], sub_id: str) -> None:

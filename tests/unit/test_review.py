@@ -182,11 +182,13 @@ def test_edits_are_checked_field_by_field() -> None:
 class Router:
     def __init__(self) -> None:
         self.routed: list[dict[str, Any]] = []
+        self.backfilled: list[tuple[str, str]] = []
 
     async def route(self, event: Any) -> None:
         self.routed.append(event)
 
     async def backfill(self, event: Any, sub_id: str) -> bool:
+        self.backfilled.append((event["id"], sub_id))
         return True
 
 
@@ -307,3 +309,15 @@ def test_the_drafts_view_refuses_records_without_the_mac_and_keeps_the_audit_log
     value = orjson.dumps(closed)
     view.mirror(b"e1", value, SEALER.headers("warnings.drafts", b"e1", value))
     assert view.listing() == [] and [a["by"] for a in view.audit("w1")] == ["zhang"]
+
+
+def test_a_new_subscription_is_backfilled_with_what_was_published_while_an_upgrade_waits() -> None:
+    grade, router, sent = stage(rules_with({"heat": ["red"]}))
+    now = datetime.now(UTC).replace(microsecond=0)
+    fold(grade, [heat(now - timedelta(minutes=20), "orange")])
+    [orange] = topic(sent, "warnings")
+    fold(grade, [heat(now - timedelta(minutes=10), "red")])
+    assert len(topic(sent, "warnings")) == 1 and topic(sent, "warnings.drafts")[0]["level"] == "red"
+    fold(grade, [{"kind": "backfill", "region_code": "620982", "hazard": "heat", "time": iso(now),
+                  "subscription_id": "sub-new", "event": orange}])
+    assert router.backfilled == [(orange["id"], "sub-new")]
