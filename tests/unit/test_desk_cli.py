@@ -64,3 +64,20 @@ def test_silences_add_list_and_remove(stub: Stub, capsys: pytest.CaptureFixture[
     stub.routes[("DELETE", "/api/v1/silences/sil-1")] = (200, {**SILENCE, "state": "ended", "held_sent": 2})
     assert api(stub, "silences", "remove", "sil-1") == 0
     assert "held deliveries sent: 2" in capsys.readouterr().out
+
+
+def test_one_warning_shows_its_audit_log(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    from warning.operator_cli import add_operator_parsers
+
+    audit = [{"draft_id": "e1", "msg_type": "alert", "level": "red", "action": "approved", "by": "zhang",
+              "at": "2026-07-14T06:20:00Z", "reason": None, "changes": {"expires": {"from": "a", "to": "b"}}}]
+    stub.routes[("GET", "/api/v1/warnings/w-dunhuang-heat")] = (200, {"warning_id": "w-dunhuang-heat",
+                                                                      "events": [EVENT], "deliveries": [],
+                                                                      "audit": audit})
+    p = argparse.ArgumentParser(prog="ews")
+    add_operator_parsers(p.add_subparsers(dest="command", required=True))
+    assert run_operator(p.parse_args(["warnings", "w-dunhuang-heat", "--url", stub.url, "--token", TOKEN])) == 0
+    out = capsys.readouterr().out
+    assert "audit log:" in out
+    row = out.splitlines()[-1]
+    assert "zhang" in row and "approved" in row and "expires" in row
