@@ -253,8 +253,9 @@ class GradeStage:
             t = self.clock.now()
             ticks: list[Signal] = []
             for key, state in list(self.region_state.items()):
-                if not state or not (state.get("warning") or state.get("pending")):
-                    continue
+                if not state or not (state.get("warning") or state.get("pending")
+                                     or (state.get("review") or {}).get("draft")):
+                    continue  # (a pending draft is ticked too: the policy may issue it unhandled)
                 region_code, hazard, status = parse_chain_key(key)
                 ticks.append(_with_status({"kind": "tick", "region_code": region_code, "hazard": hazard,
                                            "time": t}, status))
