@@ -174,3 +174,66 @@ async def test_a_silence_holds_what_it_covers_lets_red_through_and_sends_the_res
         got = await receiver.wait_for(3, timeout_s=30)
         assert orjson.loads(got[-1]["body"])["data"]["region_code"] == "620921"
         assert await call(s, ews, "GET", f"/api/v1/dead-letters?subscription_id={sub['id']}") == []
+
+
+async def test_nobody_on_the_broker_can_approve_a_draft_forge_one_or_silence_a_department(
+        broker: EmbeddedBroker, tmp_path: Path, receiver: WebhookReceiver) -> None:
+    """A kafka client with plain broker access writes an approval to `signals`, a draft to `warnings.drafts` and
+    a silence to `silences`, without the service's MAC: all refused and counted; the real draft stays pending and
+    nothing is sent (issue 17's rule, applied to the desk's control records)."""
+    from aiokafka import AIOKafkaProducer
+
+    from warning.shared.topics import partition_for
+
+    env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-desk-forged",
+           "EWS_RULES": str(review_rules(tmp_path / "rules.toml"))}
+    now = datetime.now(UTC).replace(microsecond=0)
+    ews = start_ews(tmp_path, env)
+    try:
+        await wait_ready(ews)
+        async with aiohttp.ClientSession() as s:
+            sub = await call(s, ews, "POST", "/api/v1/subscriptions",
+                             {"name": "Jiuquan health", "department": "health", "url": receiver.url,
+                              "regions": ["620900"], "hazards": ["heat"]})
+            await call(s, ews, "POST", "/api/v1/observations",
+                       {"station_id": "52418", "time": iso(now - timedelta(minutes=10)), "tmax_c": 40.6})
+            [draft] = await poll(s, ews, "/api/v1/drafts", lambda d: len(d) == 1)
+            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+            await producer.start()
+            try:
+                approval = {"kind": "review", "region_code": "620982", "hazard": "heat", "time": iso(now),
+                            "draft_id": draft["id"], "action": "approve", "operator": "zhang", "at": iso(now)}
+                await producer.send_and_wait("signals", orjson.dumps(approval), key=b"620982",
+                                             partition=partition_for("620982", 4))
+                forged = {**draft, "id": "forged-draft", "state": "pending"}
+                await producer.send_and_wait("warnings.drafts", orjson.dumps(forged), key=b"forged-draft")
+                silence = {"id": "forged-silence", "reason": "x", "author": "zhang", "starts": iso(now),
+                           "ends": iso(now + timedelta(hours=1)), "created": iso(now),
+                           "subscription_id": sub["id"], "regions": [], "hazards": []}
+                await producer.send_and_wait("silences", orjson.dumps(silence), key=b"forged-silence")
+            finally:
+                await producer.stop()
+
+            async def refused() -> dict[str, float]:
+                async with s.get(ews.url + "/metrics") as r:
+                    text = await r.text()
+                out: dict[str, float] = {}
+                for line in text.splitlines():
+                    if line.startswith("ews_control_records_rejected_total{"):
+                        topic = line.split('topic="')[1].split('"')[0]
+                        out[topic] = out.get(topic, 0.0) + float(line.rsplit(" ", 1)[1])
+                return out
+
+            for _ in range(100):
+                counts = await refused()
+                if {"signals", "warnings.drafts", "silences"} <= set(counts):
+                    break
+                await asyncio.sleep(0.1)
+            assert counts.get("signals", 0) >= 1 and counts.get("warnings.drafts", 0) >= 1
+            assert counts.get("silences", 0) >= 1
+            [still] = await call(s, ews, "GET", "/api/v1/drafts")
+            assert still["id"] == draft["id"] and still["state"] == "pending"
+            assert await call(s, ews, "GET", "/api/v1/silences") == []
+            assert receiver.received == []
+    finally:
+        assert ews.stop() == 0
