@@ -5,6 +5,7 @@ log's "who". Decisions go to the grade agent as MACed ``review`` signals (``Grad
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -145,7 +146,7 @@ async def delete_silence(request: web.Request) -> web.Response:
     silence = book.by_id[resolve_id(request.match_info["id"], book.by_id, "silence")]
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if silence.ends > now:
-        silence.starts, silence.ends, silence.ended_by = min(now, silence.starts), now, request[OPERATOR]
+        silence = replace(silence, starts=min(now, silence.starts), ends=now, ended_by=request[OPERATOR])
         await book.put(silence)
     held = await svc.release_silence(silence)
     return _json({**_shown(silence.to_dict()), "held_sent": held})
