@@ -125,7 +125,7 @@ class DeliveryStage:
         silence = self.silences.holding(sub.id, event, datetime.now(UTC)) if self.silences is not None else None
         if silence is not None:
             metrics.DELIVERIES_SILENCED.labels(sub.department).inc()
-            await self.park(d, silence.held_reason(), sub)
+            await self.park(d, silence.held_reason(), sub, held=True)
             return
         now = time.time()
         gate = retry.before_attempt(self.policy, first=first, endpoint_unhealthy=self.health.unhealthy(sub.id, now),
@@ -204,14 +204,16 @@ class DeliveryStage:
         metrics.RETRY_QUEUE.inc()
         await self.retry_topics[tier].send(key=sub_id.encode(), value=orjson.dumps(d))
 
-    async def park(self, d: Delivery, error: str, sub: Subscription | None) -> None:
-        log.warning("webhook parked in alerts.dead: %s", error,
-                    extra={"webhook_id": d.get("webhook_id"), "subscription_id": d.get("subscription_id")})
+    async def park(self, d: Delivery, error: str, sub: Subscription | None, held: bool = False) -> None:
+        """Park ``d`` in alerts.dead with ``error``; ``held`` (a silence's hold, planned) is not counted dead."""
+        log.log(logging.INFO if held else logging.WARNING, "webhook parked in alerts.dead: %s", error,
+                extra={"webhook_id": d.get("webhook_id"), "subscription_id": d.get("subscription_id")})
         d["last_error"] = error
         d["parked_at"] = now_iso()
         department = sub.department if sub else "unknown"
-        metrics.DEAD_LETTERS.labels(department).inc()
-        metrics.DELIVERIES.labels("dead", department).inc()
+        if not held:
+            metrics.DEAD_LETTERS.labels(department).inc()
+            metrics.DELIVERIES.labels("dead", department).inc()
         await self.dead_letters.park(d, str(d.get("subscription_id", "?")))
 
     def _session(self) -> Any:

@@ -37,6 +37,7 @@ class DraftsView:
         self.topic, self.sealer, self.escalate_after_min = topic, sealer, escalate_after_min
         self.by_id: dict[str, dict[str, Any]] = {}
         self.changed_at = 0.0
+        self._escalated: set[str] = set()  # drafts already logged as escalated
 
     def mirror(self, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
         why = self.sealer.check(self.topic, key, value, headers)
@@ -85,10 +86,20 @@ class DraftsView:
         return sorted(out, key=lambda e: e.get("at", ""))
 
     def refresh_gauge(self) -> None:
+        """The pending-drafts gauge; a draft that has just become escalated is logged once (on this worker)."""
         now = time.time()
         counts = {"yes": 0, "no": 0}
+        late_ids: set[str] = set()
         for r in self.by_id.values():
             if r.get("state") == PENDING:
-                counts["yes" if overdue(r, now, self.escalate_after_min) else "no"] += 1
+                late = overdue(r, now, self.escalate_after_min)
+                counts["yes" if late else "no"] += 1
+                if late:
+                    late_ids.add(r["id"])
+                    if r["id"] not in self._escalated:
+                        log.warning("draft %s (%s %s %s) not handled within %g min: escalated", r["id"],
+                                    r.get("region_code"), r.get("hazard"), r.get("level"), self.escalate_after_min,
+                                    extra={"warning_id": r.get("warning_id"), "event_id": r["id"]})
+        self._escalated = late_ids
         for escalated, n in counts.items():
             metrics.DRAFTS_PENDING.labels(escalated).set(n)

@@ -305,10 +305,16 @@ def test_the_drafts_view_refuses_records_without_the_mac_and_keeps_the_audit_log
     view.mirror(b"e1", value, SEALER.headers("warnings.drafts", b"e1", value))
     [shown] = view.listing()
     assert shown["escalated"] is True and shown["age_s"] >= 1200
+    from prometheus_client import REGISTRY
+
+    view.refresh_gauge()
+    assert REGISTRY.get_sample_value("ews_drafts_pending", {"escalated": "yes"}) == 1.0
     (_, _, [closed]), _ = review.decide(r, "e1", "approve", by="zhang", at="2026-07-14T06:05:00Z")
     value = orjson.dumps(closed)
     view.mirror(b"e1", value, SEALER.headers("warnings.drafts", b"e1", value))
     assert view.listing() == [] and [a["by"] for a in view.audit("w1")] == ["zhang"]
+    view.refresh_gauge()
+    assert REGISTRY.get_sample_value("ews_drafts_pending", {"escalated": "yes"}) == 0.0
 
 
 def test_a_new_subscription_is_backfilled_with_what_was_published_while_an_upgrade_waits() -> None:

@@ -124,6 +124,12 @@ def test_the_delivery_stage_holds_what_a_silence_covers_and_it_goes_out_when_the
     stage = DeliveryStage(subscriptions=Subs(sub), dead_letters=letters, retry_topics=[], receipts=none,  # type: ignore[arg-type]
                           policy=none, health=none, render=none, on_receipt=lambda r: None, allow_nets=[],
                           timeout_s=1, endpoint_concurrency=1, silences=book)
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"department": "health"}) or 0.0
+
+    dead_before, silenced_before = sample("ews_dead_letters_total"), sample("ews_deliveries_silenced_total")
     for i, level in enumerate(("orange", "yellow")):
         d = {"webhook_id": f"msg_{i}", "subscription_id": sub.id, "type": "warning.alert",
              "event": {**ev(level), "id": f"e{i}"}, "attempt": 0, "first_attempt_at": None}
@@ -131,6 +137,9 @@ def test_the_delivery_stage_holds_what_a_silence_covers_and_it_goes_out_when_the
     held = sorted(letters.parked.values(), key=lambda d: d["webhook_id"])
     assert [d["webhook_id"] for d in held] == ["msg_0", "msg_1"]
     assert held[0]["last_error"].startswith(f"silenced by {silence.id} (receiver maintenance): held until ")
+    # held, not dead: planned work does not count as failed deliveries
+    assert sample("ews_deliveries_silenced_total") - silenced_before == 2
+    assert sample("ews_dead_letters_total") == dead_before
     # the silence ends: held deliveries of warnings still current go out, one of a warning ended meanwhile does not
     n = asyncio.run(letters.redrive(reason_prefix=silence.held_prefix(),
                                     still_current=lambda e: e["id"] != "e1"))
