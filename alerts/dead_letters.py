@@ -3,6 +3,7 @@ every worker keeps the set still parked from a whole-topic mirror plus its own w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -33,10 +34,13 @@ class DeadLetters:
         await self.dead.send(key=key.encode(), value=value)
         self.apply(value)
 
-    async def redrive(self, subscription_id: str | None = None, reason_prefix: str = "") -> int:
+    async def redrive(self, subscription_id: str | None = None, reason_prefix: str = "",
+                      still_current: Callable[[dict[str, Any]], bool] | None = None) -> int:
         """Re-send parked deliveries (all, or one subscription's, or only those parked for ``reason_prefix``)
         through alerts.outbox, in the order they were parked, with a fresh attempt budget; the webhook-id is
-        unchanged so receivers still deduplicate."""
+        unchanged so receivers still deduplicate. With ``still_current``, a delivery whose warning has ended
+        since (its event false) is let go with its marker instead (a silence's hold of a warning cancelled
+        meanwhile: the cancel already went out)."""
         n = 0
         in_order = sorted(self.parked.items(), key=lambda kv: (kv[1].get("parked_at", ""),
                                                                 kv[1].get("event", {}).get("seq", 0)))
@@ -46,11 +50,14 @@ class DeadLetters:
                 continue
             if not str(d.get("last_error", "")).startswith(reason_prefix):
                 continue
-            fresh = {k: v for k, v in d.items() if k not in ("last_error", "parked_at", "not_before")}
-            fresh.update(attempt=0, first_attempt_at=None, redriven_at=now_iso())
-            await self.outbox.send(key=str(sub_id).encode(), value=orjson.dumps(fresh))
-            marker = orjson.dumps({"redriven": wid, "subscription_id": sub_id, "time": now_iso()})
+            current = still_current is None or still_current(d.get("event") or {})
+            if current:
+                fresh = {k: v for k, v in d.items() if k not in ("last_error", "parked_at", "not_before")}
+                fresh.update(attempt=0, first_attempt_at=None, redriven_at=now_iso())
+                await self.outbox.send(key=str(sub_id).encode(), value=orjson.dumps(fresh))
+            marker = orjson.dumps({"redriven": wid, "subscription_id": sub_id, "time": now_iso(),
+                                   **({} if current else {"dropped": "the warning ended while it was held"})})
             await self.dead.send(key=str(sub_id).encode(), value=marker)
             self.apply(marker)
-            n += 1
+            n += current
         return n

@@ -12,6 +12,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from alerts import retry
 from alerts.dead_letters import DeadLetters
 from alerts.delivery import Outcome, deliver_webhook, new_session
 from alerts.health import HealthTracker
+from alerts.silences import SilenceBook
 from alerts.ssrf import Network
 from alerts.subscriptions import Subscription, SubscriptionBook, paused_subscription
 from alerts.waiting import Waiting, WaitingRoom
@@ -49,8 +51,9 @@ class DeliveryStage:
                  receipts: Topic, policy: retry.RetryPolicy, health: HealthTracker, render: RenderBody,
                  on_receipt: Callable[[Receipt], None], allow_nets: Sequence[Network], timeout_s: float,
                  endpoint_concurrency: int, tier_concurrency: int = 4, waiting_max: int = 10_000,
-                 retry_hold_s: float = 60.0) -> None:
+                 retry_hold_s: float = 60.0, silences: SilenceBook | None = None) -> None:
         self.subscriptions, self.dead_letters = subscriptions, dead_letters
+        self.silences = silences  # deliveries a silence holds are parked as held, sent when it ends
         self.retry_topics, self.receipts = retry_topics, receipts
         self.policy, self.health, self.render, self.on_receipt = policy, health, render, on_receipt
         self.allow_nets, self.timeout_s, self.endpoint_concurrency = allow_nets, timeout_s, endpoint_concurrency
@@ -118,6 +121,11 @@ class DeliveryStage:
             return
         if not sub.active:
             await self.park(d, f"{HELD} ({sub.paused_reason or 'by operator'}): held until it is resumed", sub)
+            return
+        silence = self.silences.holding(sub.id, event, datetime.now(UTC)) if self.silences is not None else None
+        if silence is not None:
+            metrics.DELIVERIES_SILENCED.labels(sub.department).inc()
+            await self.park(d, silence.held_reason(), sub, held=True)
             return
         now = time.time()
         gate = retry.before_attempt(self.policy, first=first, endpoint_unhealthy=self.health.unhealthy(sub.id, now),
@@ -196,14 +204,16 @@ class DeliveryStage:
         metrics.RETRY_QUEUE.inc()
         await self.retry_topics[tier].send(key=sub_id.encode(), value=orjson.dumps(d))
 
-    async def park(self, d: Delivery, error: str, sub: Subscription | None) -> None:
-        log.warning("webhook parked in alerts.dead: %s", error,
-                    extra={"webhook_id": d.get("webhook_id"), "subscription_id": d.get("subscription_id")})
+    async def park(self, d: Delivery, error: str, sub: Subscription | None, held: bool = False) -> None:
+        """Park ``d`` in alerts.dead with ``error``; ``held`` (a silence's hold, planned) is not counted dead."""
+        log.log(logging.INFO if held else logging.WARNING, "webhook parked in alerts.dead: %s", error,
+                extra={"webhook_id": d.get("webhook_id"), "subscription_id": d.get("subscription_id")})
         d["last_error"] = error
         d["parked_at"] = now_iso()
         department = sub.department if sub else "unknown"
-        metrics.DEAD_LETTERS.labels(department).inc()
-        metrics.DELIVERIES.labels("dead", department).inc()
+        if not held:
+            metrics.DEAD_LETTERS.labels(department).inc()
+            metrics.DELIVERIES.labels("dead", department).inc()
         await self.dead_letters.park(d, str(d.get("subscription_id", "?")))
 
     def _session(self) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -25,6 +26,7 @@ from alerts.dispatch import DeliveryStage
 from alerts.health import HealthTracker
 from alerts.retry import RetryPolicy
 from alerts.routing import Router
+from alerts.silences import Silence, SilenceBook
 from alerts.subscriptions import Subscription, SubscriptionBook
 from ingest.intake import Intake, Rejects
 from ingest.partition_store import FoldParams, PartitionStore, QualityControl, load_qc_models
@@ -32,6 +34,7 @@ from ingest.station_columns import SlotInfo
 from warning import faust_fixes
 from warning.cap import render_cap
 from warning.cap_signing import CapSigner
+from warning.drafts import DraftSink, DraftsView
 from warning.grade import TICK_INTERVAL_S, GradeStage
 from warning.pipeline import StationGrader, fold_params
 from warning.rules import Rules
@@ -40,14 +43,16 @@ from warning.shared import metrics, topics
 from warning.shared.bus import DataClock, Headers, SignalSink
 from warning.shared.config import Settings
 from warning.shared.mirror import TopicMirror
-from warning.shared.records import Delivery, WarningEvent
+from warning.shared.records import ACTUAL, Delivery, WarningEvent, status_of
 from warning.shared.regions import RegionTree, StationRegistry
 from warning.shared.sealing import KeyRing, Sealer, load_key_ring
+from warning.shared.times import now_iso
 from warning.web.views import DeliveriesView, LiveFeed, WarningsView
 
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 10.0
+SILENCE_CHECK_S = 2.0  # how often ended silences are looked for (their held deliveries go out then)
 REDELIVER_CONCURRENCY = 4  # attempts at once per retry tier (agent slots, and the tier's waiting room)
 # first attempts at once: each is a coroutine awaiting its POST, and an endpoint not proven healthy may hold only
 # one of them (alerts.dispatch.endpoint_limit), so a slow receiver holds one slot of many (chaos "neighbours")
@@ -115,6 +120,7 @@ class WarningService:
         t = {name: raw(name) for name in (topics.OBS, topics.OBS_REJECTED, topics.FORECAST, topics.SIGNALS,
                                           topics.WARNINGS, topics.OUTBOX, topics.DEAD, topics.RECEIPTS)}
         t[topics.SUBSCRIPTIONS] = raw(topics.SUBSCRIPTIONS, 1)
+        t[topics.SILENCES] = raw(topics.SILENCES, 1)
         retry_topics = [raw(topics.retry_tier(i)) for i in range(len(settings.retry_tiers_s))]
         # value_type=bytes: faust's raw codec for the LZ4 state blocks, in writes and in changelog recovery
         state_tables = {k: table(name, key_type=str, value_type=bytes) for k, name in STATE_TABLES.items()}
@@ -126,6 +132,8 @@ class WarningService:
         self.health = HealthTracker(settings.unhealthy_after_s)  # endpoint health: delivery gate and dashboard
         self.subscriptions = SubscriptionBook(t[topics.SUBSCRIPTIONS], sealer)
         self.dead_letters = DeadLetters(t[topics.DEAD], t[topics.OUTBOX])
+        self.silences = SilenceBook(t[topics.SILENCES], sealer, regions.covers)
+        self.drafts = DraftsView(topics.DRAFTS, sealer, rules.review.escalate_after_min)
         signals = SignalSink(produce, topics.SIGNALS, settings.partitions, sealer)
         grader = StationGrader(rules, registry, regions, self.climatology)
         self.intake = Intake(
@@ -136,7 +144,7 @@ class WarningService:
         self.router = Router(self.subscriptions, regions.covers, receivers, t[topics.OUTBOX])
         self.grade = GradeStage(rules=rules, rollups=grader, region_state=region_state, signals=signals,
                                 produce=produce, warnings_topic=topics.WARNINGS, router=self.router,
-                                clock=self.clock)
+                                clock=self.clock, drafts=DraftSink(produce, topics.DRAFTS, sealer))
         self.delivery = DeliveryStage(
             subscriptions=self.subscriptions, dead_letters=self.dead_letters, retry_topics=retry_topics,
             receipts=t[topics.RECEIPTS], policy=RetryPolicy.from_settings(settings),
@@ -144,12 +152,13 @@ class WarningService:
             on_receipt=self.deliveries.apply, allow_nets=settings.webhook_allow_nets,
             timeout_s=settings.webhook_timeout_s, endpoint_concurrency=settings.endpoint_concurrency,
             tier_concurrency=REDELIVER_CONCURRENCY, waiting_max=settings.retry_waiting_max,
-            retry_hold_s=settings.retry_hold_s)
+            retry_hold_s=settings.retry_hold_s, silences=self.silences)
 
         app.agent(t[topics.OBS], name="observations")(self.intake.observations)
         app.agent(t[topics.FORECAST], name="forecasts")(self.intake.forecasts)
         app.timer(TICK_INTERVAL_S, name="tick")(self.grade.tick)
         app.timer(LAG_INTERVAL_S, name="lag")(self._measure_lag)
+        app.timer(SILENCE_CHECK_S, name="silences")(self.release_ended_silences)
         app.agent(t[topics.SIGNALS], name="grade")(self.grade.grade)
         app.agent(t[topics.OUTBOX], name="deliver", concurrency=DELIVER_CONCURRENCY)(self.delivery.deliver)
         for i, topic in enumerate(retry_topics):
@@ -161,6 +170,8 @@ class WarningService:
             TopicMirror(bootstrap, topics.WARNINGS, self.warnings.mirror, fetch_max_wait_ms=50, auth=auth),  # CAP
             TopicMirror(bootstrap, topics.RECEIPTS, self._mirror_receipt, auth=auth),
             TopicMirror(bootstrap, topics.DEAD, self.dead_letters.mirror, auth=auth),
+            TopicMirror(bootstrap, topics.DRAFTS, self.drafts.mirror, auth=auth, with_headers=True),
+            TopicMirror(bootstrap, topics.SILENCES, self.silences.mirror, auth=auth, with_headers=True),
         ]
 
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -204,7 +215,34 @@ class WarningService:
 
     async def _measure_lag(self) -> None:
         self.warnings.refresh_active_gauge(force=True)  # warnings also expire without new events
+        self.drafts.refresh_gauge()
+        self.silences.refresh_gauge(datetime.now(UTC))
         metrics.measure_lag(self.app.consumer)
+
+    async def release_silence(self, silence: Silence) -> int:
+        """Send the deliveries ``silence`` held, in the order they were held (those of warnings that ended
+        meanwhile are let go: their cancel was never silenced); each leaves the parked set with its marker."""
+        return await self.dead_letters.redrive(reason_prefix=silence.held_prefix(), still_current=self._still_current)
+
+    def _still_current(self, event: dict[str, Any]) -> bool:
+        chain = self.warnings.history.get(str(event.get("warning_id")), [])
+        latest = chain[-1] if chain else event
+        if latest.get("msg_type") == "cancel":
+            return False
+        return status_of(latest) != ACTUAL or str(latest.get("expires", "")) > now_iso()
+
+    async def release_ended_silences(self) -> None:
+        """Silences end on their own: what an ended silence still holds goes out (normally nothing: the first
+        pass after its end sent it). Every worker runs this timer; a held delivery two workers send carries
+        the same webhook-id (receivers deduplicate)."""
+        try:
+            for silence in self.silences.ended(datetime.now(UTC)):
+                if any(str(d.get("last_error", "")).startswith(silence.held_prefix())
+                       for d in self.dead_letters.parked.values()):
+                    n = await self.release_silence(silence)
+                    log.info("silence %s ended: %d held deliveries sent", silence.id, n)
+        except Exception:  # a timer that raises would stop the app: log and try again next time
+            log.exception("releasing ended silences failed")
 
     async def start_views(self) -> None:
         for m in self._mirrors:

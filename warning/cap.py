@@ -358,6 +358,19 @@ def _info(alert: ET.Element, event: Mapping[str, Any], lang: str, c: _InfoText) 
         _pair(area, "geocode", "GB/T 2260 prefecture", str(c.prefecture))
 
 
+def review_note(event: Mapping[str, Any]) -> str:
+    """The CAP note of a reviewed event: who approved it (or cancelled it) and when, and what they edited. The
+    ``sender`` stays the bureau's CMA sender code: identifiers and references are built on it."""
+    review = event.get("review")
+    if not isinstance(review, Mapping):
+        return ""
+    verb = {"approved": "Approved", "operator_cancel": "Cancelled",
+            "issue_unreviewed": "Issued unreviewed (policy timeout)"}.get(str(review.get("decision")), "Reviewed")
+    edited = review.get("edited") or []
+    return (f"{verb} by {review.get('by')} at {review.get('at')}"
+            + (f"; edited: {', '.join(map(str, edited))}" if edited else ""))
+
+
 def build_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender_name: str = DEFAULT_SENDER_NAME,
               polygon: Polygon | None = None, hazard_names: Mapping[str, Any] | None = None,
               referenced: Iterable[Mapping[str, Any]] | None = None, web: str | None = None,
@@ -391,8 +404,13 @@ def build_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender_
     if event.get("source"):
         _sub(alert, "source", str(event["source"]))
     _sub(alert, "scope", "Public")
+    notes = []
     if status != "actual":  # spec §3.2.1 note: what the message is, so no receiver mistakes a drill for a warning
-        _sub(alert, "note", str(event.get("note") or f"{CAP_STATUS[status].upper()}: not a real warning"))
+        notes.append(str(event.get("note") or f"{CAP_STATUS[status].upper()}: not a real warning"))
+    if review_note(event):  # the audit log's entry: the named operator who signed it off (or cancelled it)
+        notes.append(review_note(event))
+    if notes:
+        _sub(alert, "note", "; ".join(notes))
     if refs:
         _sub(alert, "references", refs)
     _sub(alert, "incidents", cap_identifier(str(event["warning_id"]), sender))  # the lifecycle chain

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     from warning.operator_cli import add_operator_parsers, run_operator
 
     add_operator_parsers(sub)
+    from warning.desk_cli import add_desk_parsers
+
+    add_desk_parsers(sub)
     from warning.operator_tokens import add_token_parser
 
     add_token_parser(sub)

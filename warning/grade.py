@@ -13,9 +13,10 @@ from typing import Any, Protocol, cast
 
 import orjson
 
-from warning import grading
+from warning import grading, review
+from warning.drafts import DraftSink
 from warning.rules import Rules
-from warning.shared import metrics
+from warning.shared import metrics, topics
 from warning.shared.bus import DataClock, Produce, SignalSink, held_offsets, key_event
 from warning.shared.records import (
     ACTUAL,
@@ -50,8 +51,10 @@ class Router(Protocol):
 class GradeStage:
     def __init__(self, *, rules: Rules, rollups: RollUp, region_state: MutableMapping[str, Any],
                  signals: SignalSink, produce: Produce, warnings_topic: str, router: Router,
-                 clock: DataClock) -> None:
+                 clock: DataClock, drafts: DraftSink | None = None) -> None:
         self.rules, self.rollups, self.region_state = rules, rollups, region_state
+        # warnings.drafts: the desk's drafts and decisions, MACed with the signals' key ring
+        self.drafts = drafts or DraftSink(produce, topics.DRAFTS, signals.sealer)
         self.signals, self.produce, self.warnings_topic = signals, produce, warnings_topic
         self.router, self.clock = router, clock
 
@@ -116,7 +119,9 @@ class GradeStage:
 
     async def grade_key(self, key: str, signals: list[Signal]) -> tuple[dict[str, Any] | None, list[Signal]]:
         """Fold one region's signals, in order; send its warning events and their deliveries. Returns the new state
-        (None if unchanged), for the caller to store once the take's sends are out, and the prefecture roll-ups."""
+        (None if unchanged), for the caller to store once the take's sends are out, and the prefecture roll-ups.
+        County events pass the forecasters' desk (``warning.review``) first: at a level the rules put under
+        review they become drafts, sent only once approved (desk decisions arrive as ``review`` signals)."""
         _, hazard, status = parse_chain_key(key)
         rule = self.rules.get(hazard)
         if rule is None:
@@ -125,20 +130,31 @@ class GradeStage:
         if status == ACTUAL:
             signals = self._within_horizon(signals, rule)
         first = self.region_state.get(key)
-        backfills = [s for s in signals if s.get("kind") == "backfill"]
-        if backfills:
-            signals = [s for s in signals if s.get("kind") != "backfill"]
+        aside = [s for s in signals if s.get("kind") in ("backfill", "review")]
+        if aside:
+            signals = [s for s in signals if s.get("kind") not in ("backfill", "review")]
+        desk = _Desk(self, key, first)
+        for sig in aside:
+            if sig.get("kind") == "review":
+                first = desk.decide(first, sig)
         state, events = self._fold(first, signals, rule)
-        rollups: list[Signal] = []
-        if state is not first:
-            rollups = [r for event, at, accepted_at in events
-                       if (r := self.rollups.rollup(event, at, accepted_at)) is not None]
-            for event, _, _ in events:
-                await self._emit(key, event)
-        for sig in backfills:
-            await self._backfill(state, sig)
-        if state is first:
+        for event, at, accepted_at in events:
+            desk.gate(event, at, accepted_at)
+        if any(s.get("kind") == "tick" for s in signals):
+            desk.issue_unhandled()
+        for event, _, _ in desk.publish:
+            await self._emit(key, event)
+        for record in desk.records:
+            await self.drafts.write(record)
+        rollups = [r for event, at, accepted_at in desk.publish
+                   if (r := self.rollups.rollup(event, at, accepted_at)) is not None]
+        for sig in aside:
+            if sig.get("kind") == "backfill":
+                await self._backfill(state, sig, desk.review)
+        if state is first and not desk.changed:
             return None, []
+        if desk.review is not None:
+            state = {**(state or {}), "review": desk.review}
         return state, rollups
 
     @staticmethod
@@ -153,14 +169,18 @@ class GradeStage:
             metrics.PAST_HORIZON.labels(rule.hazard).inc(len(signals) - len(kept))
         return kept
 
-    async def _backfill(self, state: dict[str, Any] | None, sig: Signal) -> None:
+    async def _backfill(self, state: dict[str, Any] | None, sig: Signal, desk: dict[str, Any] | None) -> None:
         """Send the region's live warning to a new (or resumed) subscription when the event the API saw is still
-        the warning's latest; a later event was made after the subscription existed and was routed to it. An
-        exercise or test chain runs on its own data clock (the time its state was brought to)."""
+        the warning's latest (the latest published, where a newer event waits at the desk as a draft); a later
+        event was made after the subscription existed and was routed to it. An exercise or test chain runs on its
+        own data clock (the time its state was brought to)."""
         event, current = sig["event"], (state or {}).get("warning")
         now = self.clock.now() if status_of(event) == ACTUAL else (state or {}).get("t", "")
-        if (current and current["warning_id"] == event["warning_id"] and current["seq"] == event["seq"]
-                and event["expires"] > now):
+        desk = desk or {}
+        published = (desk.get("published") or []) if desk.get("warning_id") == event["warning_id"] else []
+        latest = current and current["warning_id"] == event["warning_id"] and (
+            current["seq"] == event["seq"] or (published and published[-1] == event["id"]))
+        if latest and event["expires"] > now:
             await self.router.backfill(event, sig["subscription_id"])
 
     async def request_backfill(self, events: list[WarningEvent], sub_id: str) -> None:
@@ -200,6 +220,10 @@ class GradeStage:
                 state["seen"] = prev["seen"]
             events.extend((cast(WarningEvent, e), at, None) for e, at in caught)
             if own is not None:
+                if kind == "operator_cancel":  # the audit log: which named operator withdrew it, and when
+                    own["review"] = {"decision": "operator_cancel", "by": sig.get("operator", "operator"),
+                                     "at": grading.iso(datetime.fromtimestamp(sig.get("accepted_at", time.time()),
+                                                                              UTC))}
                 events.append((cast(WarningEvent, own), sig["time"], sig.get("accepted_at")))
                 if kind == "station" and "accepted_at" in sig:
                     metrics.PROCESSING_LATENCY.observe(max(0.0, time.time() - sig["accepted_at"]))
@@ -229,8 +253,9 @@ class GradeStage:
             t = self.clock.now()
             ticks: list[Signal] = []
             for key, state in list(self.region_state.items()):
-                if not state or not (state.get("warning") or state.get("pending")):
-                    continue
+                if not state or not (state.get("warning") or state.get("pending")
+                                     or (state.get("review") or {}).get("draft")):
+                    continue  # (a pending draft is ticked too: the policy may issue it unhandled)
                 region_code, hazard, status = parse_chain_key(key)
                 ticks.append(_with_status({"kind": "tick", "region_code": region_code, "hazard": hazard,
                                            "time": t}, status))
@@ -239,11 +264,85 @@ class GradeStage:
         except Exception:  # a timer that raises would stop the app: log and try again next tick
             log.exception("tick failed")
 
-    async def operator_cancel(self, last: WarningEvent) -> None:
-        """Cancel the warning whose latest event is ``last`` (the API finds it in its view)."""
+    async def operator_cancel(self, last: WarningEvent, operator: str = "operator") -> None:
+        """Cancel the warning whose latest event is ``last`` (the API finds it in its view), by ``operator``."""
         sig = _with_status({"kind": "operator_cancel", "region_code": last["region_code"], "hazard": last["hazard"],
-                            "time": self.clock.now(), "accepted_at": time.time()}, status_of(last))
+                            "time": self.clock.now(), "accepted_at": time.time(), "operator": operator},
+                           status_of(last))
         await self.signals.send_one(sig)
+
+    async def review_decision(self, draft: dict[str, Any], action: str, operator: str,
+                              edits: dict[str, Any] | None = None, reason: str | None = None) -> None:
+        """An operator's decision on a draft, through ``signals`` (MACed: nobody on the broker can approve one)
+        to the grade agent, the chain's only writer."""
+        region_code, hazard, status = parse_chain_key(draft["chain_key"])
+        sig: Signal = {"kind": "review", "region_code": region_code, "hazard": hazard, "time": self.clock.now(),
+                       "draft_id": draft["id"], "action": action, "operator": operator, "at": now_iso()}
+        if edits:
+            sig["edits"] = edits
+        if reason:
+            sig["reason"] = reason
+        await self.signals.send_one(_with_status(sig, status))
+
+
+class _Desk:
+    """One key's pass through the forecasters' desk within a take: the review state (``warning.review``), the
+    events to publish (each with its data time and accepted-at) and the draft records to write."""
+
+    def __init__(self, stage: GradeStage, key: str, first: dict[str, Any] | None) -> None:
+        self.stage, self.key = stage, key
+        self.review: dict[str, Any] | None = (first or {}).get("review")
+        self.publish: list[tuple[WarningEvent, str, float | None]] = []
+        self.records: list[dict[str, Any]] = []
+        self.changed = False
+
+    def _take(self, outcome: review.Outcome, at: str) -> None:
+        new, publish, records = outcome
+        self.changed = self.changed or new != self.review or bool(records)
+        self.review = new
+        self.publish.extend((cast(WarningEvent, e), at, None) for e in publish)
+        self.records.extend(records)
+        for r in records:
+            if r["state"] == review.PENDING:
+                metrics.DRAFTS_MADE.labels(r["hazard"], r["level"]).inc()
+            else:
+                metrics.DRAFT_DECISIONS.labels(r["state"]).inc()
+                log.info("draft %s %s by %s", r["id"], r["state"], r["decision"]["by"],
+                         extra={"warning_id": r["warning_id"], "event_id": r["id"]})
+
+    def gate(self, event: WarningEvent, at: str, accepted_at: float | None) -> None:
+        if event.get("region_level", "county") != "county":  # roll-ups come from published county events only
+            self.publish.append((event, at, accepted_at))
+            return
+        self._take(review.gate(self.review, cast(dict[str, Any], event), self.stage.rules.issue_policy,
+                               chain_key=self.key, at=at, now=time.time()), at)
+
+    def decide(self, first: dict[str, Any] | None, sig: Signal) -> dict[str, Any] | None:
+        """An operator's decision; an approved expiry also becomes the lifecycle's (it extends from what
+        receivers were told). Returns the state to fold on."""
+        draft = (self.review or {}).get("draft") or {}
+        outcome, why = review.decide(self.review, sig.get("draft_id", ""), sig.get("action", ""),
+                                     by=sig.get("operator", "operator"), at=sig.get("at") or now_iso(),
+                                     edits=sig.get("edits"), reason=sig.get("reason"))
+        if why is not None:
+            log.warning("draft %s: %s not applied: %s", str(sig.get("draft_id"))[:40], sig.get("action"), why)
+            return first
+        self._take(outcome, draft.get("made_at_data") or sig["time"])
+        current = (first or {}).get("warning")
+        for event in outcome[1]:
+            if current and current["id"] == event["id"] and current["expires"] != event["expires"]:
+                first = {**cast(dict[str, Any], first), "warning": {**current, "expires": event["expires"]}}
+        return first
+
+    def issue_unhandled(self) -> None:
+        """The policy's timeout ([review] issue_unhandled_after_min > 0): a draft nobody handled is issued."""
+        draft = (self.review or {}).get("draft")
+        minutes = self.stage.rules.review.issue_unhandled_after_min
+        if draft and review.overdue(draft, time.time(), minutes):
+            outcome, why = review.decide(self.review, draft["id"], "issue_unreviewed", by=review.POLICY,
+                                         at=now_iso(), reason=f"not handled within {minutes:g} min")
+            if why is None:
+                self._take(outcome, draft.get("made_at_data") or now_iso())
 
 
 def _with_status(sig: Signal, status: str) -> Signal:

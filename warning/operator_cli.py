@@ -245,6 +245,8 @@ SUBSCRIPTION_COLUMNS = [("id", "ID"), ("name", "NAME"), ("department", "DEPARTME
 DELIVERY_COLUMNS = [("time", "TIME"), ("result", "RESULT"), ("status", "STATUS"), ("attempt", "ATTEMPT"),
                     ("type", "TYPE"), ("department", "DEPARTMENT"), ("warning_id", "WARNING ID"),
                     ("latency_s", "LATENCY S"), ("error", "ERROR"), ("webhook_id", "WEBHOOK ID")]
+AUDIT_COLUMNS = [("at", "AT"), ("by", "BY"), ("action", "ACTION"), ("msg_type", "TYPE"), ("level", "LEVEL"),
+                 ("changed", "CHANGED"), ("reason", "REASON")]
 DEAD_COLUMNS = [("parked_at", "PARKED AT"), ("subscription_id", "SUBSCRIPTION"), ("type", "TYPE"),
                 ("hazard", "HAZARD"), ("level", "LEVEL"), ("region_code", "REGION"), ("attempt", "ATTEMPT"),
                 ("last_error", "LAST ERROR"), ("warning_id", "WARNING ID"), ("webhook_id", "WEBHOOK ID")]
@@ -312,6 +314,11 @@ async def cmd_warnings(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out("deliveries:")
         _print_rows(ctx, _as_list(detail.get("deliveries", []), "deliveries"), DELIVERY_COLUMNS, "no deliveries",
                     {"error": 60})
+        audit = [{**a, "changed": sorted(a.get("changes") or {})} for a in _as_list(detail.get("audit", []), "audit")]
+        if audit:
+            ctx.out()
+            ctx.out("audit log:")
+            _print_rows(ctx, audit, AUDIT_COLUMNS, "no decisions", {"reason": 50})
         return 0
     params: dict[str, str] = {}
     if args.active:

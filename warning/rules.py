@@ -53,6 +53,7 @@ class LevelRule:
     guidance_zh: str
     guidance_en: str
     forecast_lead_h: float = 24.0  # a forecast may issue this level at most this far ahead (Order-16 "N小时内")
+    issue: str = "auto"  # "review": its events are drafts a forecaster approves or rejects (warning.review)
 
     @property
     def conditions(self) -> tuple[Condition, ...]:
@@ -132,6 +133,18 @@ class DaysConfig:
 
 
 @dataclass(frozen=True)
+class ReviewConfig:
+    """[review]: the forecasters' desk. A draft not handled within ``escalate_after_min`` is escalated (console,
+    metrics); it is issued unreviewed only where ``issue_unhandled_after_min`` says so (0: never)."""
+
+    escalate_after_min: float = 15.0
+    issue_unhandled_after_min: float = 0.0
+
+
+ISSUE_POLICIES = ("auto", "review")
+
+
+@dataclass(frozen=True)
 class SandstormConfig:
     """Settings of the sand-dust kernels (indices.wind), not read by the station grading."""
 
@@ -144,13 +157,24 @@ class Rules(dict[str, HazardRule]):
 
     def __init__(self, hazards: dict[str, HazardRule], flash_flood: FlashFloodConfig, frost: FrostConfig,
                  sandstorm: SandstormConfig, days: DaysConfig | None = None,
-                 drought: DroughtConfig | None = None) -> None:
+                 drought: DroughtConfig | None = None, review: ReviewConfig | None = None) -> None:
         super().__init__(hazards)
+        self.review = review or ReviewConfig()
         self.flash_flood = flash_flood
         self.frost = frost
         self.sandstorm = sandstorm
         self.days = days or DaysConfig()
         self.drought = drought or DroughtConfig()
+
+    def issue_policy(self, hazard: str, level: str) -> str:
+        """``auto`` or ``review`` for a hazard's level (an unknown hazard or level: auto, as before the desk)."""
+        rule = self.get(hazard)
+        if rule is None:
+            return "auto"
+        for lr in rule.levels:
+            if lr.level.colour == level:
+                return lr.issue
+        return "auto"
 
 
 def _req(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -214,9 +238,12 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             lead = lv.get("forecast_lead_h", h.get("forecast_lead_h", 24.0))
             if not isinstance(lead, int | float) or isinstance(lead, bool) or lead < 0:
                 raise RulesError(f"{lw}: 'forecast_lead_h' must be a number of hours >= 0")
+            issue = lv.get("issue", h.get("issue", defaults.get("issue", "auto")))
+            if issue not in ISSUE_POLICIES:
+                raise RulesError(f"{lw}: 'issue' must be one of {', '.join(ISSUE_POLICIES)}")
             levels.append(LevelRule(level, all_, any_, _req(lv, "basis_zh", str, lw), _req(lv, "basis_en", str, lw),
                                     _req(lv, "guidance_zh", str, lw), _req(lv, "guidance_en", str, lw),
-                                    float(lead)))
+                                    float(lead), issue))
         if not levels:
             raise RulesError(f"{where}: no levels")
         num = (int, float)
@@ -232,7 +259,25 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             stale_after_h=_stale_after_h(name, h, defaults, where),
             levels=tuple(sorted(levels, key=lambda r: r.level, reverse=True)),
         )
-    return Rules(out, *_settings(doc))
+    return Rules(out, *_settings(doc), review=_review(doc))
+
+
+def _review(doc: dict[str, Any]) -> ReviewConfig:
+    """The [review] table (a bureau's table that leaves a key out takes the packaged value)."""
+    given = doc.get("review", {})
+    if not isinstance(given, dict):
+        raise RulesError("review: expected a table")
+    tab = {**_packaged_doc().get("review", {}), **given}
+    unknown = set(tab) - {"escalate_after_min", "issue_unhandled_after_min"}
+    if unknown:
+        raise RulesError(f"review: unknown key {sorted(unknown)[0]!r}")
+    out = []
+    for key in ("escalate_after_min", "issue_unhandled_after_min"):
+        v = tab.get(key, getattr(ReviewConfig, key))
+        if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
+            raise RulesError(f"review: '{key}' must be a number of minutes >= 0")
+        out.append(float(v))
+    return ReviewConfig(*out)
 
 
 STALE_AFTER_H_FALLBACK = 36.0  # a hazard no table gives a horizon: the longest packaged one (never the stricter)

@@ -36,6 +36,15 @@ SIGNALS = Counter("ews_signals_total", "Signals (station levels, ticks, operator
                   "the signals topic", ["stage"])
 RECORDS_REJECTED = Counter("ews_control_records_rejected_total", "Control records (subscriptions, signals) refused "
                            "for a missing or invalid MAC or secret seal", ["topic", "reason"])
+DRAFTS_MADE = Counter("ews_drafts_total", "Warning events held as drafts for review (rules.toml issue = review)",
+                      ["hazard", "level"])
+DRAFT_DECISIONS = Counter("ews_draft_decisions_total", "Drafts closed: approved, rejected, issued_unreviewed "
+                          "(the policy's timeout), superseded or withdrawn (by the lifecycle)", ["action"])
+DRAFTS_PENDING = Gauge("ews_drafts_pending", "Drafts waiting for a decision; escalated = waiting longer than "
+                       "[review] escalate_after_min (full view on every worker: take the max)", ["escalated"])
+DELIVERIES_SILENCED = Counter("ews_deliveries_silenced_total", "Deliveries held by a silence (sent when it ends)",
+                              ["department"])
+SILENCES_ACTIVE = Gauge("ews_silences_active", "Silences in force now (full view on every worker)")
 CONSUMER_LAG = Gauge("ews_consumer_lag_records", "Records not yet processed on this worker's partitions", ["topic"])
 
 

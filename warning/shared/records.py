@@ -139,7 +139,7 @@ class Signal(TypedDict, total=False):
     ``operator_cancel``. Every kind carries region_code, hazard and time; the rest depends on the kind
     (``warning.grading.apply_signal``)."""
 
-    kind: Literal["station", "county", "tick", "operator_cancel", "backfill"]
+    kind: Literal["station", "county", "tick", "operator_cancel", "backfill", "review"]
     region_code: str
     region_level: str
     region_name: str
@@ -162,6 +162,12 @@ class Signal(TypedDict, total=False):
     status: str  # exercise or test (absent: actual); part of the chain key
     subscription_id: str  # backfill: the new or resumed subscription
     event: WarningEvent  # backfill: the warning's latest event as the API's view holds it
+    draft_id: str  # review: the draft decided on
+    action: str  # review: approve | reject
+    operator: str  # review, operator_cancel: the named operator (warning.operator_tokens)
+    at: str  # review: when the operator decided (UTC)
+    edits: dict[str, Any]  # review (approve): edited headline / description / instruction / expires
+    reason: str  # review (reject): why
 
 
 class WarningEvent(TypedDict):
@@ -201,6 +207,7 @@ class WarningEvent(TypedDict):
     source: str
     status: NotRequired[str]  # actual | exercise | test (events before statuses existed: actual)
     note: NotRequired[str]  # exercise and test: what the message is (CAP note)
+    review: NotRequired[dict[str, Any]]  # approved at the desk: decision, by, at, draft_id, edited (warning.review)
     emitted_at: NotRequired[float]
 
 

@@ -26,10 +26,13 @@ OUTBOX = "alerts.outbox"
 RETRY = "alerts.retry"  # tier topics alerts.retry.0 .. alerts.retry.N-1, one per backoff delay
 DEAD = "alerts.dead"
 RECEIPTS = "alerts.receipts"
+DRAFTS = "warnings.drafts"  # the forecasters' desk: drafts and their decisions (the audit log), keyed by draft id
+SILENCES = "silences"  # time-bounded silences of deliveries, keyed by silence id
 
-COMPACTED = {WARNINGS, SUBSCRIPTIONS}
-SINGLE_PARTITION = {SUBSCRIPTIONS}  # total order of registry changes
-ALL = (OBS, OBS_REJECTED, FORECAST, INDICES, SIGNALS, WARNINGS, SUBSCRIPTIONS, OUTBOX, DEAD, RECEIPTS)
+COMPACTED = {WARNINGS, SUBSCRIPTIONS, DRAFTS, SILENCES}
+SINGLE_PARTITION = {SUBSCRIPTIONS, DRAFTS, SILENCES}  # total order of registry changes; few records
+ALL = (OBS, OBS_REJECTED, FORECAST, INDICES, SIGNALS, WARNINGS, SUBSCRIPTIONS, OUTBOX, DEAD, RECEIPTS, DRAFTS,
+       SILENCES)
 
 
 @lru_cache(maxsize=1 << 16)  # station ids and region codes: a bounded set, and murmur2 is pure Python (~5 us)

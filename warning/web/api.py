@@ -10,11 +10,9 @@ names no versions."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -39,27 +37,25 @@ from warning.shared import metrics
 from warning.shared.config import Settings
 from warning.shared.records import ACTUAL, STATUSES
 from warning.web.api_docs import add_docs_routes
-from warning.web.auth import REQUIRES_TOKEN, SVC, THROTTLE, TOKENS, FailedTokens, Handler, check_token, require_token
+from warning.web.auth import (
+    OPERATOR,
+    REQUIRES_TOKEN,
+    SVC,
+    THROTTLE,
+    TOKENS,
+    FailedTokens,
+    Handler,
+    check_token,
+    require_token,
+)
 from warning.web.auth import error_response as _error
 from warning.web.auth import json_response as _json
+from warning.web.bodies import body_json as _body_json
 from warning.web.caching import PRIVATE
 from warning.web.dashboard import add_dashboard_routes
+from warning.web.desk import add_desk_routes
 from warning.web.feeds import add_feed_routes, warning_chain
 from warning.web.ids import resolve_id
-
-
-async def _body_json(request: web.Request) -> Any:
-    try:
-        async with asyncio.timeout(request.app[SVC].settings.body_timeout_s):
-            raw = await request.read()  # client_max_size caps this (413)
-    except TimeoutError:
-        raise web.HTTPRequestTimeout(body=orjson.dumps({"error": "body: not received in time"}),
-                                     content_type="application/json", headers={"Connection": "close"}) from None
-    try:
-        return raw, orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(body=orjson.dumps({"error": f"body: invalid JSON ({exc})"}),
-                                 content_type="application/json") from None
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -155,7 +151,7 @@ async def cancel_warning(request: web.Request) -> web.Response:
     if not history:
         return _error(404, f"no such warning: no id or id prefix {request.match_info['id']!r}")
     last = history[-1]
-    await svc.grade.operator_cancel(last)
+    await svc.grade.operator_cancel(last, request[OPERATOR])
     return _json({"warning_id": last["warning_id"], "region_code": last["region_code"], "hazard": last["hazard"],
                   "status": "cancel requested"}, 202)
 
@@ -401,6 +397,7 @@ def make_web_app(svc: WarningService, token: str) -> web.Application:
     app.router.add_post("/api/v1/forecasts", post_forecasts)
     app.router.add_get("/api/v1/stations", list_stations)
     app.router.add_get("/api/v1/drought/spi", drought_spi)
+    add_desk_routes(app)
 
     add_dashboard_routes(app)
     return app

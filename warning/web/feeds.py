@@ -253,6 +253,16 @@ def warning_chain(svc: WarningService, given: str) -> list[WarningEvent] | None:
     return svc.warnings.history.get(found[0]) if found else None
 
 
+def audit_log(svc: WarningService, wid: str, history: list[WarningEvent]) -> list[dict[str, Any]]:
+    """Who decided what about the warning, when, and what they changed: the desk's decisions on its drafts and
+    the operators' cancels, oldest first."""
+    cancels: list[dict[str, Any]] = [
+        {"event_id": e["id"], "msg_type": e["msg_type"], "level": e["level"], "action": "operator_cancel",
+         "by": e["review"].get("by"), "at": e["review"].get("at"), "reason": None, "changes": {}}
+               for e in history if (e.get("review") or {}).get("decision") == "operator_cancel"]
+    return sorted([*svc.drafts.audit(wid), *cancels], key=lambda a: str(a.get("at", "")))
+
+
 async def get_warning(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     history = await in_view(lambda: warning_chain(svc, request.match_info["id"]) or None)
@@ -263,8 +273,10 @@ async def get_warning(request: web.Request) -> web.Response:
     detail = operator_of(request) is not None  # hosts, ports, URLs, exception text only with the token
     if not detail:
         receipts = [public_receipt(r) for r in receipts]
-    changed = max(svc.warnings.warning_changed_at.get(wid, 0.0), svc.deliveries.warning_changed_at.get(wid, 0.0))
-    return cached_response(request, orjson.dumps({"warning_id": wid, "events": history, "deliveries": receipts}),
+    changed = max(svc.warnings.warning_changed_at.get(wid, 0.0), svc.deliveries.warning_changed_at.get(wid, 0.0),
+                  svc.drafts.changed_at if svc.drafts.audit(wid) else 0.0)
+    body = {"warning_id": wid, "events": history, "deliveries": receipts, "audit": audit_log(svc, wid, history)}
+    return cached_response(request, orjson.dumps(body),
                            content_type="application/json", cache_control=PRIVATE if detail else PUBLIC_SHORT,
                            last_modified=changed or None, vary="Authorization")
 

@@ -385,6 +385,16 @@
     var last = events[events.length - 1];
     $("detail-headline").textContent = last ? last.headline_zh + " — " + last.headline_en : "";
     if (last && state.countyEls[last.region_code]) state.countyEls[last.region_code].classList.add("selected");
+    var audit = $("detail-audit");
+    audit.textContent = "";
+    (d.audit || []).forEach(function (a) {
+      var changed = Object.keys(a.changes || {});
+      audit.appendChild(el("li", { "data-action": a.action },
+        el("span", { className: "type", text: a.action }), " by ", el("strong", { text: a.by || "?" }),
+        " · " + fmtTime(a.at) + " · " + (a.msg_type || "") + " " + (a.level || "") +
+        (changed.length ? " · edited: " + changed.join(", ") : "") + (a.reason ? " · reason: " + a.reason : "")));
+    });
+    $("detail-no-audit").hidden = (d.audit || []).length > 0;
     var ol = $("detail-history");
     ol.textContent = "";
     events.forEach(function (e) {

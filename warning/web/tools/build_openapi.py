@@ -166,6 +166,11 @@ SCHEMAS: Json = {
             "certainty": {"enum": list(CERTAINTIES)}, "source": {"type": "string"},
             "status": {"enum": list(STATUSES), "description": "absent: actual"},
             "note": {"type": "string"}, "emitted_at": {"type": "number", "description": "epoch s"},
+            "review": {"type": "object", "description": "signed off at the desk (or cancelled by an operator): "
+                                                        "who and when, and which fields were edited",
+                       "properties": {"decision": {"enum": ["approved", "issue_unreviewed", "operator_cancel"]},
+                                      "by": {"type": "string"}, "at": ISO_TIME, "draft_id": {"type": "string"},
+                                      "edited": {"type": "array", "items": {"type": "string"}}}},
         }},
     "WebhookEnvelope": {
         "type": "object", "required": ["type", "timestamp", "data"],
@@ -188,7 +193,63 @@ SCHEMAS: Json = {
             "time": {"type": ["string", "null"]}}},
     "WarningDetail": {"type": "object", "required": ["warning_id", "events", "deliveries"], "properties": {
         "warning_id": {"type": "string"}, "events": {"type": "array", "items": ref("WarningEvent")},
-        "deliveries": {"type": "array", "items": ref("Receipt")}}},
+        "deliveries": {"type": "array", "items": ref("Receipt")},
+        "audit": {"type": "array", "items": ref("AuditEntry"), "description": "desk decisions and operator "
+                                                                             "cancels, oldest first"}}},
+    "AuditEntry": {
+        "type": "object", "required": ["action", "by", "at"],
+        "description": "Who (a named operator token, `policy` for a timeout the rules allow), when, what, and "
+                       "what changed (field -> {from, to}).",
+        "properties": {
+            "action": {"enum": ["approved", "rejected", "issue_unreviewed", "operator_cancel"]},
+            "by": {"type": "string"}, "at": ISO_TIME, "reason": NULLABLE_STR,
+            "changes": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+                "from": {}, "to": {}}}},
+            "draft_id": {"type": "string"}, "event_id": {"type": "string"}, "msg_type": NULLABLE_STR,
+            "level": NULLABLE_STR}},
+    "Draft": {
+        "type": "object", "required": ["id", "warning_id", "state", "event"],
+        "description": "A warning event held for review (rules.toml `issue = \"review\"`); its id is the event "
+                       "id. `state`: pending, approved, rejected, superseded (a newer event of the chain), "
+                       "withdrawn (the warning ended first) or issued_unreviewed (the rules' timeout).",
+        "properties": {
+            "id": {"type": "string"}, "warning_id": {"type": "string"}, "chain_key": {"type": "string"},
+            "hazard": {"type": "string"}, "level": {"enum": LEVELS}, "region_code": {"type": "string"},
+            "region_name": NULLABLE_STR, "region_name_zh": NULLABLE_STR,
+            "msg_type": {"enum": ["alert", "update", "cancel"]}, "status": {"enum": list(STATUSES)},
+            "state": {"enum": ["pending", "approved", "rejected", "superseded", "withdrawn",
+                               "issued_unreviewed"]},
+            "event": ref("WarningEvent"), "made_at": {"type": "number", "description": "epoch s"},
+            "made_at_data": {"type": "string"}, "age_s": {"type": "integer"},
+            "escalated": {"type": "boolean", "description": "pending past [review] escalate_after_min"},
+            "decision": {"oneOf": [ref("AuditEntry"), {"type": "null"}]},
+            "decision_status": {"type": "string", "description": "202 only: the decision is on its way"}}},
+    "DraftEdits": {
+        "type": "object", "additionalProperties": False,
+        "description": "Optional edits with an approval: texts of 1 to 2000 characters, `expires` after now and "
+                       "the onset, within 7 days.",
+        "properties": {**{k: {"type": "string", "minLength": 1, "maxLength": 2000}
+                          for k in ("headline_zh", "headline_en", "description_zh", "description_en",
+                                    "instruction_zh", "instruction_en")},
+                       "expires": TIME_WITH_OFFSET}},
+    "SilenceInput": {
+        "type": "object", "required": ["ends", "reason"], "additionalProperties": False,
+        "description": "`subscription_id`, or `regions` + `hazards`. Red warnings and cancels are never "
+                       "silenced. At most EWS_SILENCE_MAX_H (168 h) from `starts` (default now) to `ends`.",
+        "properties": {"subscription_id": {"type": "string"},
+                       "regions": {"type": "array", "items": REGION_CODE, "minItems": 1},
+                       "hazards": {"type": "array", "items": {"type": "string", "examples": HAZARDS},
+                                   "minItems": 1},
+                       "starts": TIME_WITH_OFFSET, "ends": TIME_WITH_OFFSET,
+                       "reason": {"type": "string", "minLength": 1, "maxLength": 500}}},
+    "Silence": {
+        "type": "object", "required": ["id", "reason", "author", "starts", "ends", "state"],
+        "properties": {"id": {"type": "string"}, "reason": {"type": "string"}, "author": {"type": "string"},
+                       "starts": ISO_TIME, "ends": ISO_TIME, "created": ISO_TIME,
+                       "subscription_id": NULLABLE_STR, "regions": {"type": "array", "items": {"type": "string"}},
+                       "hazards": {"type": "array", "items": {"type": "string"}}, "ended_by": NULLABLE_STR,
+                       "state": {"enum": ["pending", "active", "ended"]},
+                       "held_sent": {"type": "integer", "description": "DELETE: held deliveries sent"}}},
     "ParkedDelivery": {
         "type": "object", "description": "A dead letter: the Delivery with `last_error` and `parked_at`.",
         "properties": {"webhook_id": {"type": "string"}, "subscription_id": {"type": "string"},
@@ -420,6 +481,41 @@ PATHS: Json = {
         {"200": ok("ATOM 1.0", TEXT, "application/atom+xml", headers=CACHE_HEADERS), "304": NOT_MODIFIED,
          "400": error("status: an unknown value, or an unknown parameter")},
         params=[STATUS_PARAM, *CONDITIONAL_PARAMS], operation_id="capFeed")},
+    "/api/v1/drafts": {"get": op(
+        "the review queue: drafts (pending by default, oldest first)",
+        {"200": ok("drafts", list_of("Draft")), "400": error("state: an unknown value")}, token=True, tag="desk",
+        params=[query("state", {"enum": ["pending", "approved", "rejected", "superseded", "withdrawn",
+                                         "issued_unreviewed", "all"], "default": "pending"}, "which drafts")],
+        operation_id="listDrafts")},
+    "/api/v1/drafts/{id}": {"get": op(
+        "one draft", {"200": ok("the draft", ref("Draft")), **ID_ERRORS}, token=True, tag="desk",
+        params=[path_id("a draft id")], operation_id="getDraft")},
+    "/api/v1/drafts/{id}/approve": {"post": op(
+        "approve a draft, optionally edited: it is issued and delivered",
+        {"200": ok("decided", ref("Draft")), "202": ok("the decision is on its way", ref("Draft")), **ID_ERRORS,
+         **BODY_ERRORS, "409": error("not pending (decided, superseded or withdrawn), or expired without a new "
+                                     "expires")},
+        token=True, tag="desk", params=[path_id("a draft id")], operation_id="approveDraft",
+        description="Optional body: DraftEdits (`headline_*`, `description_*`, `instruction_*`, `expires`). "
+                    "The operator the token names is recorded in the audit log and the CAP note.")},
+    "/api/v1/drafts/{id}/reject": {"post": op(
+        "reject a draft: nothing is sent; the desk is asked again only if the level rises",
+        {"200": ok("decided", ref("Draft")), "202": ok("the decision is on its way", ref("Draft")), **ID_ERRORS,
+         "409": error("not pending")},
+        token=True, tag="desk", params=[path_id("a draft id")], operation_id="rejectDraft",
+        body={"type": "object", "required": ["reason"], "properties": {
+            "reason": {"type": "string", "minLength": 1, "maxLength": 500}}})},
+    "/api/v1/silences": {
+        "post": op("silence deliveries for a time (per subscription, or regions + hazards)",
+                   {"201": ok("created", ref("Silence"))}, token=True, tag="desk", body=ref("SilenceInput"),
+                   operation_id="createSilence"),
+        "get": op("silences in force or to come (with ?ended=true also those ended in the last 7 days)",
+                  {"200": ok("silences", list_of("Silence")), "400": error("ended: true or false")}, token=True,
+                  tag="desk", params=[query("ended", {"enum": ["true", "false"], "default": "false"},
+                                             "include ended silences")], operation_id="listSilences")},
+    "/api/v1/silences/{id}": {"delete": op(
+        "end a silence now: what it held is sent", {"200": ok("ended", ref("Silence")), **ID_ERRORS},
+        token=True, tag="desk", params=[path_id("a silence id")], operation_id="endSilence")},
     "/api/v1/stations": {"get": op("the station registry", {"200": ok("stations", list_of("Station"))},
                                    tag="service", operation_id="listStations")},
     "/api/v1/drought/spi": {"get": op("monthly SPI per station (this worker's partitions)",
@@ -475,7 +571,7 @@ def build() -> Json:
                            "docs/TOPICS.md.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
         "servers": [{"url": "/", "description": "this service (links it writes use EWS_PUBLIC_URL)"}],
-        "tags": [{"name": n} for n in ("warnings", "subscriptions", "intake", "dashboard", "service")],
+        "tags": [{"name": n} for n in ("warnings", "desk", "subscriptions", "intake", "dashboard", "service")],
         "paths": PATHS,
         "webhooks": WEBHOOKS,
         "components": {"schemas": SCHEMAS,
