@@ -139,7 +139,7 @@ class Signal(TypedDict, total=False):
     ``operator_cancel``. Every kind carries region_code, hazard and time; the rest depends on the kind
     (``warning.grading.apply_signal``)."""
 
-    kind: Literal["station", "county", "tick", "operator_cancel", "backfill"]
+    kind: Literal["station", "county", "grid", "tick", "operator_cancel", "backfill"]
     region_code: str
     region_level: str
     region_name: str
@@ -162,6 +162,14 @@ class Signal(TypedDict, total=False):
     status: str  # exercise or test (absent: actual); part of the chain key
     subscription_id: str  # backfill: the new or resumed subscription
     event: WarningEvent  # backfill: the warning's latest event as the API's view holds it
+    # grid (a county's level from a forecast grid's cells, warning.grid_signals): share of the county at the level,
+    # km² at it, the cells as CAP polygons ([[lat, lon], ...] closed), the grid run's lead and file
+    share: float
+    area_km2: float
+    polygons: list[list[list[float]]]
+    lead_h: float
+    source: str
+    bases: list[str]  # county (roll-up): the bases of the county's warning
 
 
 class WarningEvent(TypedDict):
@@ -202,6 +210,9 @@ class WarningEvent(TypedDict):
     status: NotRequired[str]  # actual | exercise | test (events before statuses existed: actual)
     note: NotRequired[str]  # exercise and test: what the message is (CAP note)
     emitted_at: NotRequired[float]
+    bases: NotRequired[list[str]]  # what the county's live entries are: "station" and / or "grid" (forecast cells)
+    grid: NotRequired[dict[str, Any]]  # the live grid level: level, quantity, value, share, area_km2, times, source
+    area_polygons: NotRequired[list[list[list[float]]]]  # the grid alone holds the level: its cells, CAP polygons
 
 
 WARNING_HEADERS = ("ews-event-type", "ews-hazard", "ews-level", "ews-region-level", "ews-region-code",
