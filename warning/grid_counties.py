@@ -155,9 +155,10 @@ def _assemble(codes: tuple[str, ...], shape_: tuple[int, int], flat: np.ndarray,
     county_km2 = np.bincount(county, weights=km2, minlength=len(codes))
     # per cell the county with the largest part of it: sort pairs by (cell, km2) and take each cell's last
     order = np.lexsort((km2, pair_cell))
-    last = np.r_[pair_cell[order][1:] != pair_cell[order][:-1], True]
     cell_county = np.empty(cells.size, dtype=np.int32)
-    cell_county[pair_cell[order][last]] = county[order][last]
+    if order.size:
+        last = np.r_[pair_cell[order][1:] != pair_cell[order][:-1], True]
+        cell_county[pair_cell[order][last]] = county[order][last]
     return CountyCells(codes, shape_, cells, pair_cell.astype(np.int64), county.astype(np.int32),
                        km2.astype("float64"), county_km2, cell_county, key)
 
