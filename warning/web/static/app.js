@@ -287,7 +287,8 @@
     var g = state.gAreas;
     while (g.firstChild) g.removeChild(g.firstChild);
     var partial = {};
-    live.forEach(function (e) {
+    var rank = { blue: 1, yellow: 2, orange: 3, red: 4 };
+    live.slice().sort(function (a, b) { return (rank[a.level] || 0) - (rank[b.level] || 0); }).forEach(function (e) {
       if (isRollup(e) || !e.area_polygons || !e.area_polygons.length) return;
       partial[e.region_code] = true;
       var d = e.area_polygons.map(function (poly) {
@@ -297,7 +298,7 @@
         }).join("") + "Z";
       }).join("");
       var path = svg("path", { d: d, "class": "grid-area", "data-level": e.level, "data-region": e.region_code,
-                               "data-warning-id": e.warning_id, fill: COLOURS[e.level] });
+                               "data-hazard": e.hazard, "data-warning-id": e.warning_id, fill: COLOURS[e.level] });
       var title = svg("title", {});
       var share = e.grid && e.grid.share != null ? Math.round(100 * e.grid.share) + " % of the county" : "";
       title.textContent = (e.headline_en || "") + (share ? " (grid forecast: " + share + ")" : "");
