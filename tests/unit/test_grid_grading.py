@@ -280,3 +280,43 @@ def test_real_era5_field_over_gansu_matches_a_brute_force_rollup(netcdf_dir: Pat
         if area > 0 and at / area >= 0.25:
             expect.add(code)
     assert got == expect and got
+
+
+def test_precipitation_accumulated_since_the_start_grades_as_the_hourly_amounts(tmp_path: Path) -> None:
+    lat, lon = np.arange(38.0, 40.0, 0.02), np.arange(92.2, 96.8, 0.02)
+    centre = geometry(AKSAY).representative_point()
+    hourly = rain_grid(tmp_path / "hourly.nc", lat, lon, (centre.y, centre.x, 0.5), wet_leads=(2, 3, 4))
+    ds = xr.open_dataset(hourly)
+    acc = ds.assign(tp=ds["tp"].cumsum("step").assign_attrs(units="m", long_name="Total precipitation"))
+    acc.to_netcdf(tmp_path / "accumulated.nc")  # ECMWF style: tp accumulated since the reference time
+    ds.close()
+    strip = [{k: v for k, v in a.items() if k != "source"} for a in grade_grid(hourly, RULES)]
+    assert strip and strip == [{k: v for k, v in a.items() if k != "source"}
+                               for a in grade_grid(tmp_path / "accumulated.nc", RULES)]
+
+
+def test_cold_wave_on_forecast_days_each_level_within_its_lead(tmp_path: Path) -> None:
+    """Minimum 8 °C on the first forecast day, -3 °C with a 12 m/s wind on the second (a drop of 11 K in 24 h):
+    yellow's criteria hold, but the second day's lead (from 25 h) is beyond yellow's 24 h; blue (48 h: a drop of
+    >= 8 K within 48 h, minimum <= 4 °C, wind >= 8 m/s) is issued."""
+    lat, lon = np.arange(35.0, 36.2, 0.05), np.arange(102.4, 103.6, 0.05)
+    issued = np.datetime64("2026-07-14T12:00")  # 20:00 BJT: forecast days are steps 1-24, 25-48
+    steps = pd.to_timedelta(np.arange(1, 49), unit="h")
+    t = np.full((1, 48, lat.size, lon.size), 12.0 + 273.15, dtype=np.float32)
+    t[0, 10] = 8.0 + 273.15  # the first day's minimum
+    t[0, 24:48] = 2.0 + 273.15
+    t[0, 34] = -3.0 + 273.15  # the second day's minimum
+    wind = np.full_like(t, 3.0)
+    wind[0, 24:48] = 12.0
+    ds = xr.Dataset({"t2m": (("time", "step", "latitude", "longitude"), t, {"units": "K"}),
+                     "si10": (("time", "step", "latitude", "longitude"), wind, {"units": "m s-1"})},
+                    coords={"time": [issued], "step": steps, "latitude": lat, "longitude": lon})
+    ds.to_netcdf(tmp_path / "cold.nc")
+    areas = list(grade_grid(tmp_path / "cold.nc", RULES))
+    cold = areas_by(areas, "cold_wave")
+    assert cold and all(levels == {"blue"} for levels in cold.values())
+    assert LINXIA in cold and JISHISHAN in cold
+    blue = next(a for a in areas if a["hazard"] == "cold_wave" and a["county_code"] == LINXIA)
+    assert (blue["quantity"], blue["value"], blue["lead_h"]) == ("tmin_drop_48h", 11.0, 25.0)
+    # the 12 m/s wind is gale blue by value, but from lead 25 h, beyond gale blue's 24 h; July: no frost season
+    assert {a["hazard"] for a in areas} == {"cold_wave"}
