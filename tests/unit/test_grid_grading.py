@@ -3,6 +3,7 @@ on synthetic grids with known answers and on a real ERA5 field; the cell-to-coun
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from datetime import UTC, datetime
@@ -320,3 +321,23 @@ def test_cold_wave_on_forecast_days_each_level_within_its_lead(tmp_path: Path) -
     assert (blue["quantity"], blue["value"], blue["lead_h"]) == ("tmin_drop_48h", 11.0, 25.0)
     # the 12 m/s wind is gale blue by value, but from lead 25 h, beyond gale blue's 24 h; July: no frost season
     assert {a["hazard"] for a in areas} == {"cold_wave"}
+
+
+def test_ews_ingest_dry_run_writes_the_grid_areas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The `ews` command chooses cell grading (its grader, the configured rules, the index cached in the data dir):
+    --grid-to counties writes GridAreas only, both adds the station points."""
+    from warning.cli import main
+
+    monkeypatch.setenv("EWS_DATA_DIR", str(tmp_path / "data"))
+    lat, lon = np.arange(38.0, 40.0, 0.02), np.arange(92.2, 96.8, 0.02)
+    centre = geometry(AKSAY).representative_point()
+    grid = rain_grid(tmp_path / "storm.nc", lat, lon, (centre.y, centre.x, 0.5), wet_leads=(2, 3, 4))
+    assert main(["ingest", str(grid), "--format", "grid", "--grid-to", "counties", "--dry-run"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines and all(x["county_code"] == AKSAY for x in lines)
+    assert {x["level"] for x in lines if x["hazard"] == "rainstorm"} == {"orange", "yellow", "blue"}
+    assert list((tmp_path / "data" / "grid_index").glob("county-cells-*.npz"))
+    assert main(["ingest", str(grid), "--format", "grid", "--dry-run"]) == 0
+    both = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert any("station_id" in x for x in both) and sum("county_code" in x for x in both) == len(lines)
