@@ -24,10 +24,10 @@ from typing import Any
 import orjson
 
 from benchmarks import common as c
+from benchmarks import grid_bench, ingest_bench, latency, pipeline
 from benchmarks import indices as kernels
-from benchmarks import ingest_bench, latency, pipeline
 
-NAMES = ("throughput", "per_event", "latency", "scaleout", "memory", "kernels", "ingest")
+NAMES = ("throughput", "per_event", "latency", "scaleout", "memory", "kernels", "ingest", "grid")
 CODE_DIRS = ("warning", "ingest", "alerts", "indices")
 
 
@@ -133,9 +133,20 @@ def table(d: dict[str, Any]) -> tuple[list[tuple[str, str, str, str, str]], dict
                              f"{v['records']:,} records; aim >= 0.5"))
         g = ing.get("grid_1m_cells_x24_to_500_stations", {})
         if "seconds" in g:
-            res["grid_to_stations_s"], res["grid_peak_rss_mb"] = round(g["seconds"], 2), round(g["peak_rss_mb"])
+            res["grid_to_stations_s"] = round(g["seconds"], 2)
+            res["grid_to_stations_peak_rss_mb"] = round(g["peak_rss_mb"])
             rows.append(("forecast grid -> 500 stations (s)", _fmt(g["seconds"]), "-", "-",
                          f"{g['points']:,} points; peak RSS {g['peak_rss_mb']:.0f} MB; file {g['file_mb']:.0f} MB"))
+    gr = d.get("grid", {})
+    if "ratio" in gr:
+        graded, read = gr["graded"], gr["read_decode"]
+        res.update(grid_county_s=round(graded["seconds"], 2), grid_read_s=round(read["seconds"], 2),
+                   grid_county_ratio_vs_read=round(gr["ratio"], 2), grid_peak_rss_mb=round(graded["peak_rss_mb"]))
+        rows.append((f"forecast grid {gr['grid']} -> counties (s)", _fmt(graded["seconds"]),
+                     f"{_fmt(read['seconds'])} read + decode", _fmt(gr["ratio"]),
+                     f"aim <= 2; {graded['cells']:,} county cells, {graded['areas']} areas in {graded['counties']} "
+                     f"counties; peak RSS {graded['peak_rss_mb']:.0f} MB (aim <= 1024); file {gr['file_mb']:.0f} MB; "
+                     f"index build {gr.get('index_build_s', 0):.1f} s once"))
     for name, err in d.get("errors", {}).items():
         rows.append((name, "FAILED", "-", "-", err.splitlines()[0][:150] if err else ""))
     return rows, res
@@ -173,6 +184,8 @@ async def run(names: list[str], quick: bool, pyspy: str | None) -> dict[str, Any
     if "ingest" in names:
         d["ingest"] = await step("ingest (parse + QC + produce; forecast grid)",
                                  asyncio.to_thread(ingest_bench.run, quick))
+    if "grid" in names:
+        d["grid"] = await step("forecast grid -> counties", asyncio.to_thread(grid_bench.run, quick))
     if "throughput" in names or "memory" in names:
         n = max(sizes.throughput_n if "throughput" in names else 0, sizes.memory_n if "memory" in names else 0)
         tp = await step("throughput + memory (one run)",

@@ -44,6 +44,8 @@ class StationGrading(Protocol):
     def forecast_run(self, points: list[dict[str, Any]], observed: dict[str, dict[str, float]] | None = None,
                      drought_inputs: dict[str, dict[str, float]] | None = None, **extra: Any) -> list[Any]: ...
 
+    def grid_signals(self, areas: list[Any], **extra: Any) -> tuple[list[Any], list[tuple[Any, str]]]: ...
+
 
 def status_fields(status: str) -> dict[str, str]:
     """What a signal carries of its report's status: nothing for actual (the signals every reader knows)."""
@@ -220,10 +222,30 @@ class Intake:
             log.debug("forecasts: no observed days for %s", station_id, exc_info=True)
             return {}, {}
 
+    async def _grid_areas(self, msg: dict[str, Any], value: bytes) -> None:
+        """A message of GridArea records (``ews ingest --format grid`` cell grading) -> grid signals for the
+        counties; bad records go to obs.rejected."""
+        areas, status = msg.get("areas"), msg.get("status", ACTUAL)
+        if not isinstance(areas, list) or status not in STATUSES:
+            why = "areas is not a list" if not isinstance(areas, list) else f"status {str(status)[:20]!r}"
+            await self.reject(value, f"forecast batch: {why}", "forecast-topic")
+            return
+        try:
+            accepted_at = float(msg.get("accepted_at") or time.time())
+        except (TypeError, ValueError):
+            accepted_at = time.time()
+        signals, rejects = self.grader.grid_signals(areas, accepted_at=accepted_at, **status_fields(status))
+        for raw, reason in rejects:
+            await self.reject(safe_dump(raw), reason, "forecast-topic")
+        await self.signals.send(signals)
+
     async def _forecast_message(self, value: Any, part: int | None = None) -> None:
         """One forecast message -> its station signals (bad messages and points go to obs.rejected)."""
         try:
             msg = orjson.loads(value)
+            if isinstance(msg, dict) and "areas" in msg and "points" not in msg:
+                await self._grid_areas(msg, value)
+                return
             points = msg["points"]
             status = msg.get("status", ACTUAL)
             extra: dict[str, Any] = {"accepted_at": float(msg.get("accepted_at") or time.time())}

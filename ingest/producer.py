@@ -129,6 +129,12 @@ def add_ingest_parser(subparsers: Any) -> None:
     p.add_argument("--partitions", type=int, default=None, metavar="N",
                    help="partitions for topics created here (default: env EWS_PARTITIONS or 4); an existing "
                    "obs topic's own count is used for routing")
+    p.add_argument("--grid-to", default="both", choices=("both", "counties", "stations"),
+                   help="--format grid: 'counties' grades every cell and rolls it up to county levels (GridArea "
+                   "records), 'stations' interpolates to the registry stations (ForecastPoints), 'both' (default) "
+                   "sends the two")
+    p.add_argument("--grid-chunk-steps", type=int, default=6, metavar="N",
+                   help="--format grid, cell grading: lead-time steps read at once (memory: one chunk of the file)")
     p.add_argument("--json-summary", action="store_true",
                    help="print the final summary as one JSON object (stdout; stderr with --dry-run)")
     p.set_defaults(func=run_ingest)
@@ -577,7 +583,10 @@ def _run(args: argparse.Namespace, clock: Clock, sleep: Sleep, out: IO[str], err
         from ingest.forecasts import run_grid_ingest
 
         return run_grid_ingest(list(args.files), bootstrap=args.bootstrap, partitions=args.partitions,
-                               dry_run=bool(args.dry_run), out=out, err=err, status=args.status)
+                               dry_run=bool(args.dry_run), out=out, err=err, status=args.status,
+                               grid_to=getattr(args, "grid_to", "both"),
+                               area_grader=getattr(args, "grid_area_grader", None),
+                               hazards=getattr(args, "grid_hazards", None))
     registry = StationRegistry.load()
     as_station = args.as_station.strip() if args.as_station else None
     if as_station is not None and as_station not in registry:

@@ -151,3 +151,71 @@ def validate_forecast(raw: Any, *, known_station: Callable[[str], bool] | None =
     return {"station_id": sid, "issued_at": format_time(issued), "valid_from": format_time(vf),
             "valid_to": format_time(vt), "lead_h": float(lead), "values": clean,
             "source": src[:64] if isinstance(src, str) else "push"}
+
+
+# ---- grid areas: a county's forecast level for one hazard from a forecast grid's cells (warning.grid_grading) ----
+GRID_AREA_FIELDS = frozenset({"county_code", "hazard", "level", "issued_at", "valid_from", "valid_to", "lead_h",
+                              "quantity", "value", "share", "area_km2", "cells", "polygons", "source"})
+GRID_LEVELS = ("blue", "yellow", "orange", "red")
+MAX_AREA_POLYGONS = 10
+MAX_POLYGON_POINTS = 100  # CAP polygons of at most 100 points (warning.grid_polygons)
+
+
+def _polygons(raw: Any) -> list[list[list[float]]]:
+    if not isinstance(raw, list) or len(raw) > MAX_AREA_POLYGONS:
+        raise ObservationError(f"polygons: a list of at most {MAX_AREA_POLYGONS} polygons")
+    out = []
+    for i, poly in enumerate(raw):
+        if not isinstance(poly, list) or not 4 <= len(poly) <= MAX_POLYGON_POINTS:
+            raise ObservationError(f"polygons[{i}]: 4 to {MAX_POLYGON_POINTS} [lat, lon] points")
+        pts = []
+        for p in poly:
+            if (not isinstance(p, list) or len(p) != 2 or any(isinstance(x, bool) or not isinstance(x, int | float)
+                                                               or not math.isfinite(x) for x in p)
+                    or not (-90 <= p[0] <= 90 and -180 <= p[1] <= 180)):
+                raise ObservationError(f"polygons[{i}]: points are [lat, lon] in WGS 84 degrees")
+            pts.append([float(p[0]), float(p[1])])
+        if pts[0] != pts[-1]:
+            raise ObservationError(f"polygons[{i}]: not closed (first point != last)")
+        out.append(pts)
+    return out
+
+
+def validate_grid_area(raw: Any, *, known_county: Callable[[str], bool] | None = None,
+                       known_hazard: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """A GridArea record (``forecast`` topic, ``{"areas": [...]}``) as a normalised dict, or ObservationError
+    naming the field."""
+    if not isinstance(raw, dict):
+        raise ObservationError(f"area: expected a JSON object, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - GRID_AREA_FIELDS)
+    if unknown:
+        raise ObservationError(f"{unknown[0]}: unknown field")
+    code, hazard, level = raw.get("county_code"), raw.get("hazard"), raw.get("level")
+    if not isinstance(code, str) or (known_county is not None and not known_county(code)):
+        raise ObservationError(f"county_code: not a county code of the region tree ({str(code)[:12]!r})")
+    if not isinstance(hazard, str) or (known_hazard is not None and not known_hazard(hazard)):
+        raise ObservationError(f"hazard: unknown hazard {str(hazard)[:20]!r}")
+    if level not in GRID_LEVELS:
+        raise ObservationError(f"level: one of {', '.join(GRID_LEVELS)}")
+    times = {k: parse_time(raw.get(k), k) for k in ("issued_at", "valid_from", "valid_to")}
+    if times["valid_to"] <= times["valid_from"]:
+        raise ObservationError("valid_to: must be after valid_from")
+    out: dict[str, Any] = {"county_code": code, "hazard": hazard, "level": level,
+                           **{k: format_time(v) for k, v in times.items()}}
+    for name, lo, hi in (("lead_h", 0.0, MAX_LEAD_H), ("share", 0.0, 1.0 + 1e-9), ("area_km2", 0.0, 1e6)):
+        v = raw.get(name)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= float(v) <= hi:
+            raise ObservationError(f"{name}: a number in [{lo:g}, {hi:g}]")
+        out[name] = float(v)
+    value = raw.get("value")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                              or not math.isfinite(float(value))):
+        raise ObservationError("value: a finite number or null")
+    quantity, source, cells = raw.get("quantity"), raw.get("source", "grid"), raw.get("cells", 0)
+    if not isinstance(quantity, str) or len(quantity) > 40:
+        raise ObservationError("quantity: required string")
+    if isinstance(cells, bool) or not isinstance(cells, int) or cells < 0:
+        raise ObservationError("cells: a count")
+    out.update(value=None if value is None else float(value), quantity=quantity, cells=cells,
+               source=source[:64] if isinstance(source, str) else "grid", polygons=_polygons(raw.get("polygons", [])))
+    return out

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -248,3 +251,32 @@ class WebhookReceiver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), 0.5)
         return self.received
+
+
+def storm_grid(path: Path, centre_lat: float, centre_lon: float, issued: Any, radius: float = 0.4,
+               mm_per_h: float = 35.0) -> Path:
+    """A 0.02° hourly precipitation grid (ERA5 style, m per step) over western Gansu (38-40 N, 92.2-96.8 E) for 6
+    lead hours from ``issued`` (naive UTC datetime): ``mm_per_h`` inside the disc in the first two hours (70 mm in
+    3 h: rainstorm orange within its 3 h), dry elsewhere; zlib-compressed NetCDF."""
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    lat, lon = np.arange(38.0, 40.0, 0.02), np.arange(92.2, 96.8, 0.02)
+    la, lo = np.meshgrid(lat, lon, indexing="ij")
+    storm = (la - centre_lat) ** 2 + (lo - centre_lon) ** 2 < radius ** 2
+    steps = pd.to_timedelta(np.arange(1, 7), unit="h")
+    tp = np.zeros((1, steps.size, lat.size, lon.size), dtype=np.float32)
+    tp[0, 0][storm] = tp[0, 1][storm] = mm_per_h / 1000.0
+    xr.Dataset({"tp": (("time", "step", "latitude", "longitude"), tp, {"units": "m"})},
+               coords={"time": [np.datetime64(issued)], "step": steps, "latitude": lat, "longitude": lon}
+               ).to_netcdf(path, encoding={"tp": {"zlib": True}})
+    return path
+
+
+def ews_ingest_grid(path: Path, bootstrap: str, data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`ews ingest FILE --format grid --grid-to counties` in a child process (the command's own cell grader)."""
+    return subprocess.run(
+        [sys.executable, "-m", "warning.cli", "ingest", str(path), "--format", "grid", "--grid-to", "counties",
+         "--bootstrap", bootstrap, *extra],
+        env={**os.environ, "EWS_DATA_DIR": str(data_dir)}, capture_output=True, text=True, timeout=240)

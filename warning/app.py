@@ -195,9 +195,11 @@ class WarningService:
         return PartitionStore(tables, slot_info, getattr(c, "mci_params", None) if c is not None else None, qc, fold)
 
     def cap_document(self, event: WarningEvent, earlier: list[WarningEvent]) -> bytes:
-        """The event as CAP 1.2, with the service's rules and the county outline (webhooks and the API alike);
-        with an XML signature when EWS_CAP_SIGNING_KEY / _CERT are set (``warning.cap_signing``)."""
-        xml = render_cap(event, referenced=earlier, rules=self.rules,
+        """The event as CAP 1.2, with the service's rules and the county outline, or the affected cells when a
+        forecast grid alone holds the level (``area_polygons``), with the county geocode either way (webhooks and
+        the API alike); with an XML signature when EWS_CAP_SIGNING_KEY / _CERT are set (``warning.cap_signing``)."""
+        cells = [[(lat, lon) for lat, lon in poly] for poly in event.get("area_polygons") or ()]
+        xml = render_cap(event, referenced=earlier, rules=self.rules, polygons=cells or None,
                          polygon=region_polygon(event.get("region_code", "")))
         return self.cap_signer.sign(xml) if self.cap_signer is not None else xml
 

@@ -295,7 +295,7 @@ class _InfoText:
     sender_zh: str
     sender_en: str
     sender_name: str
-    poly: str | None
+    polys: tuple[str, ...]
     web: str | None
 
 
@@ -335,6 +335,12 @@ def _info(alert: ET.Element, event: Mapping[str, Any], lang: str, c: _InfoText) 
     else:
         desc = event.get("description_zh" if zh else "description_en") or ""
     lines = _station_lines(event.get("stations") or (), c.unit, zh)
+    grid = event.get("grid")
+    if isinstance(grid, Mapping) and grid.get("share") is not None:  # the grid's part: its share of the county
+        share = f"{100 * float(grid['share']):.0f}%"
+        colour = COLOUR_ZH.get(str(grid.get("level")), "") if zh else str(grid.get("level"))
+        lines.append(f"网格预报：县域{share}面积达到{colour}标准" if zh else
+                     f"Grid forecast: {share} of the county's area at {colour}")
     if lines:
         desc += ("\n依据站点：\n" if zh else "\nStations:\n") + "\n".join(lines)
     if desc:
@@ -351,8 +357,8 @@ def _info(alert: ET.Element, event: Mapping[str, Any], lang: str, c: _InfoText) 
         _pair(info, "parameter", "awareness_type", AWARENESS_TYPE[event["hazard"]])
     area = _sub(info, "area")
     _sub(area, "areaDesc", c.region_zh if zh else c.region_en)
-    if c.poly:
-        _sub(area, "polygon", c.poly)
+    for poly in c.polys:
+        _sub(area, "polygon", poly)
     _pair(area, "geocode", "GB/T 2260", str(event["region_code"]))
     if c.prefecture and str(c.prefecture) != str(event["region_code"]):
         _pair(area, "geocode", "GB/T 2260 prefecture", str(c.prefecture))
@@ -372,7 +378,8 @@ def review_note(event: Mapping[str, Any]) -> str:
 
 
 def build_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender_name: str = DEFAULT_SENDER_NAME,
-              polygon: Polygon | None = None, hazard_names: Mapping[str, Any] | None = None,
+              polygon: Polygon | None = None, polygons: Sequence[Polygon] | None = None,
+              hazard_names: Mapping[str, Any] | None = None,
               referenced: Iterable[Mapping[str, Any]] | None = None, web: str | None = None,
               rules: Mapping[str, Any] | None = None) -> ET.Element:
     """The CAP 1.2 ``<alert>`` element of a WarningEvent (see :func:`render_cap`)."""
@@ -382,7 +389,8 @@ def build_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender_
     msg_type = MSG_TYPE.get(event["msg_type"])
     if msg_type is None:
         raise ValueError(f"msg_type {event['msg_type']!r} is not one of {sorted(MSG_TYPE)}")
-    poly = format_polygon(polygon) if polygon is not None else None
+    polys = tuple(format_polygon(p) for p in polygons) if polygons else \
+        ((format_polygon(polygon),) if polygon is not None else ())
     refs = _references(event, sender, referenced)
     if msg_type != "Alert" and not refs:
         raise ValueError(f"a {msg_type} must reference the earlier event(s) (CAP 1.2 §3.2.1 msgType)")
@@ -416,19 +424,22 @@ def build_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender_
     _sub(alert, "incidents", cap_identifier(str(event["warning_id"]), sender))  # the lifecycle chain
 
     text = _InfoText(level, cancel, code, name_zh, name_en, unit, region_zh, region_en, prefecture, sender_zh,
-                     sender_en, sender_name, poly, web)
+                     sender_en, sender_name, polys, web)
     for lang in ("zh-CN", "en-US"):
         _info(alert, event, lang, text)
     return alert
 
 
 def render_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender_name: str = DEFAULT_SENDER_NAME,
-               polygon: Polygon | None = None, hazard_names: Mapping[str, Any] | None = None,
+               polygon: Polygon | None = None, polygons: Sequence[Polygon] | None = None,
+              hazard_names: Mapping[str, Any] | None = None,
                referenced: Iterable[Mapping[str, Any]] | None = None, web: str | None = None,
                rules: Mapping[str, Any] | None = None) -> bytes:
     """A WarningEvent (``warning.grading._event``) as UTF-8 OASIS CAP 1.2 XML.
 
     * ``polygon``: ``[(lat, lon), ...]`` WGS 84, closed, >= 4 points (spec §3.2.4), else ``ValueError``.
+    * ``polygons``: several such polygons (the area is their union), instead of ``polygon`` when given: a
+      grid-based warning's affected cells (``event["area_polygons"]``).
     * ``rules``: the rules table the event was graded with (``warning.rules.Rules``), for the hazard names;
       default: the configured rules (EWS_RULES, else the packaged table; :func:`configured_hazard_names`).
     * ``hazard_names``: ``{hazard: (name_zh, name_en)}`` overrides of the rules' names.
@@ -438,7 +449,8 @@ def render_cap(event: Mapping[str, Any], *, sender: str = DEFAULT_SENDER, sender
 
     Two ``info`` blocks (zh-CN, en-US; spec §3.2.2: one per language), one ``area`` per block (the county).
     """
-    alert = build_cap(event, sender=sender, sender_name=sender_name, polygon=polygon, hazard_names=hazard_names,
+    alert = build_cap(event, sender=sender, sender_name=sender_name, polygon=polygon, polygons=polygons,
+                      hazard_names=hazard_names,
                       referenced=referenced, web=web, rules=rules)
     ET.register_namespace("", CAP_NS)
     ET.indent(alert, space="  ")

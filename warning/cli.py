@@ -84,6 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ingest":
         from ingest.producer import run_ingest
 
+        if args.format == "grid" and args.grid_to != "stations":  # cell grading with the configured rules
+            from warning.grid_grading import area_grader
+            from warning.rules import load_rules
+            from warning.shared.config import Settings as IngestSettings
+
+            ingest_settings = IngestSettings.from_env()
+            rules = load_rules(ingest_settings.rules_path)
+            args.grid_area_grader = area_grader(rules, ingest_settings.data_dir / "grid_index",
+                                                args.grid_chunk_steps)
+            args.grid_hazards = frozenset(rules)
         return run_ingest(args)
     return 2
 

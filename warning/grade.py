@@ -163,7 +163,7 @@ class GradeStage:
         (against the wall clock when they were accepted): those updated their station's state, but a backfilled
         or replayed old report must not by itself issue, upgrade or extend a live warning."""
         now = time.time()
-        kept = [s for s in signals if s.get("kind", "station") != "station"
+        kept = [s for s in signals if s.get("kind", "station") not in ("station", "grid")
                 or not grading.past_horizon(cast(dict[str, Any], s), rule, float(s.get("accepted_at", now)))]
         if len(kept) < len(signals):
             metrics.PAST_HORIZON.labels(rule.hazard).inc(len(signals) - len(kept))
@@ -214,7 +214,7 @@ class GradeStage:
             state, caught = grading.catch_up(prev, sig["time"], rule)
             state, own = grading.apply_signal(state, cast(dict[str, Any], sig), rule)
             kind = sig.get("kind", "station")
-            if kind in ("station", "county"):
+            if kind in ("station", "county", "grid"):
                 state["seen"] = [max(sig["time"], (prev or {}).get("seen", [""])[0]), time.time()]
             elif prev and "seen" in prev:
                 state["seen"] = prev["seen"]
@@ -225,7 +225,7 @@ class GradeStage:
                                      "at": grading.iso(datetime.fromtimestamp(sig.get("accepted_at", time.time()),
                                                                               UTC))}
                 events.append((cast(WarningEvent, own), sig["time"], sig.get("accepted_at")))
-                if kind == "station" and "accepted_at" in sig:
+                if kind in ("station", "grid") and "accepted_at" in sig:
                     metrics.PROCESSING_LATENCY.observe(max(0.0, time.time() - sig["accepted_at"]))
         return state, events
 

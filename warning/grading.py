@@ -281,6 +281,8 @@ def _station_list(stations: dict[str, dict[str, Any]], t: str) -> list[dict[str,
     out = []
     for s in stations.values():
         e = _effective(s, t)
+        if s.get("grid"):
+            continue  # the grid entry is the event's `grid`, not a station
         if e and "county_code" in s:  # a roll-up's county entry: the stations its county's warning listed
             out.extend(s["stations"])
         elif e:
@@ -308,23 +310,42 @@ def past_horizon(signal: dict[str, Any], rule: HazardRule, now_s: float) -> bool
     return _plus_hours(signal["time"], rule.stale_after_h) < _wall_clock_iso(int(now_s))
 
 
+GRID_ENTRY = "grid|forecast"  # a region's one entry for grid signals (warning.grid_signals)
+GRID_NAME = "网格预报 grid forecast"
+_GRID_FIELDS = ("share", "area_km2", "source", "lead_h")
+
+
 def _station_entry(stations: dict[str, dict[str, Any]], signal: dict[str, Any], rule: HazardRule, t: str
                    ) -> dict[str, Any]:
     """Put a station signal's level (and every level below it) into the station's entry in ``stations`` (a new
     entry object), live until ``valid_hours`` after the report (a forecast: until its ``valid_to``); a level that
-    already runs longer keeps its expiry. Returns the entry."""
+    already runs longer keeps its expiry. A ``grid`` signal goes to the region's grid entry alike, its level's info
+    with the share and the polygons of the cells at it (the lower levels' infos without polygons: their own
+    signals, sent after it, bring theirs). Returns the entry."""
     basis = signal.get("basis", "observed")
-    key = f"{signal['station_id']}|{basis}"
+    grid = signal.get("kind") == "grid"
+    key = GRID_ENTRY if grid else f"{signal['station_id']}|{basis}"
     expires = signal.get("valid_to") or _plus_hours(t, rule.valid_hours)
     old_entry = stations.get(key)
-    entry = {**old_entry, "levels": dict(old_entry["levels"])} if old_entry else {
-        "station_id": signal["station_id"], "station_name": signal["station_name"], "levels": {}}
+    if old_entry:
+        entry = {**old_entry, "levels": dict(old_entry["levels"])}
+    elif grid:
+        entry = {"station_id": "grid", "station_name": GRID_NAME, "grid": True, "levels": {}}
+    else:
+        entry = {"station_id": signal["station_id"], "station_name": signal["station_name"], "levels": {}}
+    own = _level(signal["level"]).colour
     for colour in _UP_TO[_level(signal["level"])]:
         old = entry["levels"].get(colour)
         if old is None or old["expires"] <= expires:
-            entry["levels"][colour] = {"time": t, "expires": expires, "value": signal.get("value"),
-                                       "quantity": signal.get("quantity"), "basis": basis,
-                                       "onset": signal.get("onset", t)}
+            info = {"time": t, "expires": expires, "value": signal.get("value"),
+                    "quantity": signal.get("quantity"), "basis": basis, "onset": signal.get("onset", t)}
+            if grid:
+                info.update({k: signal[k] for k in _GRID_FIELDS if k in signal})
+                if colour == own:
+                    info["polygons"] = signal.get("polygons") or []
+                elif old is not None and "polygons" in old:
+                    info["polygons"] = old["polygons"]
+            entry["levels"][colour] = info
     stations[key] = entry
     return entry
 
@@ -336,7 +357,7 @@ def _county_entry(stations: dict[str, dict[str, Any]], signal: dict[str, Any], t
         levels = {colour: {"time": t, "expires": signal["expires"], "onset": signal.get("onset", t)}
                   for colour in _UP_TO[_level(signal["level"])]}
         stations[key] = {"county_code": signal["county_code"], "stations": signal.get("stations") or [],
-                         "levels": levels}
+                         "levels": levels, **({"bases": signal["bases"]} if signal.get("bases") else {})}
     else:
         stations.pop(key, None)
 
@@ -414,9 +435,10 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
 
     # reports accepted before an operator cancel do not re-issue what the operator withdrew
     suppressed_before = st.get("suppress_accepted_before", 0.0)
-    late = kind in ("station", "county") and float(signal.get("accepted_at", float("inf"))) <= suppressed_before
+    late = kind in ("station", "county", "grid") and \
+        float(signal.get("accepted_at", float("inf"))) <= suppressed_before
     entry: dict[str, Any] | None = None
-    if kind == "station" and signal.get("level") and not late:
+    if kind in ("station", "grid") and signal.get("level") and not late:
         entry = _station_entry(stations, signal, rule, t)
     if kind == "county" and not late:
         _county_entry(stations, signal, t)
@@ -429,7 +451,7 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
         suppressed_before = max(suppressed_before, float(signal.get("accepted_at", 0.0)))
     summary = st.get("summary")
     # (a county entry may be lowered or removed: only station entries and ticks keep the summary's premise)
-    fast = _live_since(summary, stations, entry, t) if summary and kind in ("station", "tick") else None
+    fast = _live_since(summary, stations, entry, t) if summary and kind in ("station", "grid", "tick") else None
     stations, new_level, warn_expiry, summary = fast or _live(stations, t)
 
     # an actual event is sent now; an exercise or test event at its data time (a drill replaying history is
@@ -444,7 +466,7 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
         wid = current["warning_id"] if current else str(uuid.uuid5(NAMESPACE, chain))
         refs = (current["references"] + [current["id"]]) if current else []
         return _event(wid, msg_type, change, level, region, rule, _station_list(stations, t), sent, onset, expires,
-                      refs, st["seq"] + 1)
+                      refs, st["seq"] + 1, _grid_part(stations, t, level))
 
     event, pending = _transition(kind, current, st.get("pending"), new_level, warn_expiry, stations, t, rule, region,
                                  make)
@@ -506,12 +528,44 @@ def county_rollup(event: dict[str, Any], at: str, prefecture: dict[str, Any]) ->
     return {**prefecture, **status_field, "kind": "county", "prefecture_code": event["prefecture_code"],
             "hazard": event["hazard"], "time": at, "county_code": event["region_code"],
             "level": None if event["msg_type"] == "cancel" else event["level"],
-            "onset": event["onset"], "expires": event["expires"], "stations": event["stations"]}
+            "onset": event["onset"], "expires": event["expires"], "stations": event["stations"],
+            **({"bases": event["bases"]} if event.get("bases") else {})}
+
+
+def _grid_part(stations: dict[str, dict[str, Any]], t: str, level: WarningLevel) -> dict[str, Any]:
+    """What an event says of its bases: ``bases`` (``station`` when a station entry is live, ``grid`` when the grid
+    entry is), ``grid`` (the grid entry's live level and its share of the county) and, when the grid alone holds
+    the event's level, ``area_polygons`` (the cells at it: the CAP area instead of the county outline)."""
+    bases: set[str] = set()
+    grid: tuple[WarningLevel, dict[str, Any]] | None = None
+    station_at_level = False
+    for s in stations.values():
+        e = _effective(s, t)
+        if e is None:
+            continue
+        if s.get("grid"):
+            bases.add("grid")
+            grid = e
+        elif "county_code" in s:  # a prefecture's county entry: the bases of the county's warning
+            bases.update(s.get("bases") or ("station",))
+        else:
+            bases.add("station")
+            station_at_level = station_at_level or e[0] >= level
+    out: dict[str, Any] = {"bases": sorted(bases)}
+    if grid is not None:
+        lv, info = grid
+        out["grid"] = {"level": lv.colour, "quantity": info.get("quantity"), "value": info.get("value"),
+                       "share": info.get("share"), "area_km2": info.get("area_km2"), "time": info["time"],
+                       "onset": info.get("onset"), "expires": info["expires"], "source": info.get("source")}
+        if lv >= level and not station_at_level:
+            top = stations[GRID_ENTRY]["levels"].get(level.colour, info) if GRID_ENTRY in stations else info
+            out["area_polygons"] = top.get("polygons") or info.get("polygons") or []
+    return out
 
 
 def _event(warning_id: str, msg_type: str, change: str, level: WarningLevel, region: dict[str, Any],
            rule: HazardRule, stations: list[dict[str, Any]], sent: str, onset: str, expires: str,
-           references: list[str], seq: int) -> dict[str, Any]:
+           references: list[str], seq: int, grid: dict[str, Any] | None = None) -> dict[str, Any]:
     lr = rule.level_rule(level)
     name = region.get("region_name", region.get("region_code", ""))
     name_zh = region.get("region_name_zh") or name
@@ -523,8 +577,11 @@ def _event(warning_id: str, msg_type: str, change: str, level: WarningLevel, reg
         if change == "operator_cancel":
             verb_zh, verb_en = "人工解除", "cancelled by the duty operator"
     status = region.get("status", ACTUAL)
+    grid = grid or {}
     top = [s for s in stations if s["level"] == level.colour]
-    basis = "observed" if not top or any(s["basis"] == "observed" for s in top) else "forecast"
+    by_grid = "grid" in grid and _level(grid["grid"]["level"]) >= level
+    basis = "forecast" if (not top and by_grid) or (top and all(s["basis"] != "observed" for s in top)) \
+        else "observed"
     if basis == "observed":
         urgency, certainty = "Immediate", "Observed"
     else:
@@ -564,4 +621,5 @@ def _event(warning_id: str, msg_type: str, change: str, level: WarningLevel, reg
         "source": rule.source,
         "status": status,
         **({"note": STATUS_NOTES[status]} if status in STATUS_NOTES else {}),
+        **{k: v for k, v in grid.items() if v or k == "bases"},
     }

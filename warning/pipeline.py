@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ingest import quantities
-from warning import forecast_run, grading
+from warning import forecast_run, grading, grid_signals
 from warning.rules import LevelRule, Rules
 from warning.shared.records import OBSERVATION_ELEMENTS as OBS_ELEMENTS
 from warning.shared.records import WarningLevel
@@ -424,3 +424,7 @@ class StationGrader:
         if station is None:
             return []
         return forecast_run.run_signals(self, station, points, observed or {}, drought_inputs, extra)
+
+    def grid_signals(self, areas: list[Any], **extra: Any) -> tuple[list[dict[str, Any]], list[tuple[Any, str]]]:
+        """``grid`` signals of GridArea records (cell grading of a forecast grid) and the rejected records."""
+        return grid_signals.grid_signals(self.rules, self.regions, areas, extra)

@@ -60,6 +60,19 @@ class LevelRule:
         return self.all + self.any
 
 
+GRID_ROLLUP_METHODS = ("area_share", "area_km2")
+
+
+@dataclass(frozen=True)
+class GridRollup:
+    """How a county's forecast level is decided from its grid cells (``warning.grid_grading``): the county is at a
+    level when ``area_share``: at least ``min`` of its area covered by the grid (cells weighted by their area
+    inside the county) is at or above the level; ``area_km2``: at least ``min`` km² of it is."""
+
+    method: str = "area_share"
+    min: float = 0.1
+
+
 @dataclass(frozen=True)
 class HazardRule:
     hazard: str
@@ -76,6 +89,7 @@ class HazardRule:
     unconfirmed: str = ""
     forecast_lead_h: float = 24.0
     stale_after_h: float = 36.0  # an actual report older than this (vs the wall clock) issues no live warning
+    grid_rollup: GridRollup = field(default_factory=GridRollup)  # grid cells -> county level (rules.toml)
 
     def within_lead(self, lead_h: float) -> HazardRule:
         """This rule with only the levels a forecast ``lead_h`` hours ahead may issue (each level's own
@@ -257,6 +271,7 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             source=_req(h, "source", str, where), unconfirmed=str(h.get("unconfirmed", "")),
             forecast_lead_h=max(lr.forecast_lead_h for lr in levels),
             stale_after_h=_stale_after_h(name, h, defaults, where),
+            grid_rollup=_grid_rollup(name, h, defaults, where),
             levels=tuple(sorted(levels, key=lambda r: r.level, reverse=True)),
         )
     return Rules(out, *_settings(doc), review=_review(doc))
@@ -291,6 +306,23 @@ def _stale_after_h(name: str, h: dict[str, Any], defaults: dict[str, Any], where
     if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
         raise RulesError(f"{where}: 'stale_after_h' must be a number of hours > 0")
     return float(v)
+
+
+def _grid_rollup(name: str, h: dict[str, Any], defaults: dict[str, Any], where: str) -> GridRollup:
+    """The hazard's ``grid_rollup`` (``{method, min}``): its own, else [defaults], else the packaged table's."""
+    packaged = _packaged_doc()
+    raw = h.get("grid_rollup", defaults.get("grid_rollup", packaged.get("hazards", {}).get(name, {}).get(
+        "grid_rollup", packaged.get("defaults", {}).get("grid_rollup", {}))))
+    if not isinstance(raw, dict) or set(raw) - {"method", "min"}:
+        raise RulesError(f"{where}: 'grid_rollup' must be a table {{method, min}}")
+    method = raw.get("method", "area_share")
+    value = raw.get("min", 0.1)
+    if method not in GRID_ROLLUP_METHODS:
+        raise RulesError(f"{where}: grid_rollup 'method' must be one of {list(GRID_ROLLUP_METHODS)}")
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0 \
+            or (method == "area_share" and value > 1):
+        raise RulesError(f"{where}: grid_rollup 'min' must be > 0 (a share: at most 1)")
+    return GridRollup(method, float(value))
 
 
 @lru_cache(maxsize=1)

@@ -131,3 +131,37 @@ async def test_dunhuang_turns_red_live(ews: EwsProcess, receiver: WebhookReceive
     await page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     assert page.errors == [], page.errors
+
+
+async def test_a_grid_based_warning_shows_its_polygon_over_the_county(broker: Any, page: Any, tmp_path: Path) -> None:
+    """A storm over Aksay (no station) from `ews ingest --format grid --grid-to counties`: 70 mm in 3 h is rainstorm
+    orange and flash-flood red; the county is tinted red (its highest level) and each warning's area (the storm's
+    cells) drawn over it in its level's colour; the list says the grid's share."""
+    from tests.support import ews_ingest_grid, running_ews, storm_grid
+    from warning.grid_counties import county_geometries
+
+    codes, geoms, _ = county_geometries()
+    centre = geoms[codes.index("620924")].representative_point()
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    grid = storm_grid(tmp_path / "storm.nc", centre.y, centre.x, now)
+    env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-grid-dashboard"}
+    async with running_ews(tmp_path, env) as ews:
+        await page.goto(ews.url + "/")
+        county = 'svg path.county[data-code="620924"]'
+        await page.wait_for_selector(county, state="attached", timeout=30_000)
+        done = ews_ingest_grid(grid, broker.bootstrap, tmp_path / "ingest")
+        assert done.returncode == 0, done.stderr
+        area = 'svg g.areas path.grid-area[data-region="620924"][data-hazard="rainstorm"]'
+        await page.wait_for_selector(area, state="attached", timeout=60_000)
+        assert await page.get_attribute(area, "data-level") == "orange"
+        await page.wait_for_selector('svg g.areas path.grid-area[data-hazard="flash_flood"][data-level="red"]',
+                                     state="attached", timeout=30_000)
+        assert await page.get_attribute(county, "data-partial") == "1"
+        assert await page.get_attribute(county, "data-level") == "red"
+        box_area = await page.locator(area).bounding_box()
+        box_county = await page.locator(county).bounding_box()
+        assert box_area and box_county and 0 < box_area["width"] < box_county["width"]  # the cells, inside it
+        item = page.locator('#warning-list li[data-region="620924"][data-level="orange"]')
+        assert "% of the county" in await item.inner_text()
+        await page.screenshot(path=str(tmp_path / "grid_area.png"), full_page=True)
+    assert page.errors == [], page.errors

@@ -139,7 +139,7 @@ class Signal(TypedDict, total=False):
     ``operator_cancel``. Every kind carries region_code, hazard and time; the rest depends on the kind
     (``warning.grading.apply_signal``)."""
 
-    kind: Literal["station", "county", "tick", "operator_cancel", "backfill", "review"]
+    kind: Literal["station", "county", "grid", "tick", "operator_cancel", "backfill", "review"]
     region_code: str
     region_level: str
     region_name: str
@@ -168,6 +168,14 @@ class Signal(TypedDict, total=False):
     at: str  # review: when the operator decided (UTC)
     edits: dict[str, Any]  # review (approve): edited headline / description / instruction / expires
     reason: str  # review (reject): why
+    # grid (a county's level from a forecast grid's cells, warning.grid_signals): share of the county at the level,
+    # km² at it, the cells as CAP polygons ([[lat, lon], ...] closed), the grid run's lead and file
+    share: float
+    area_km2: float
+    polygons: list[list[list[float]]]
+    lead_h: float
+    source: str
+    bases: list[str]  # county (roll-up): the bases of the county's warning
 
 
 class WarningEvent(TypedDict):
@@ -209,6 +217,9 @@ class WarningEvent(TypedDict):
     note: NotRequired[str]  # exercise and test: what the message is (CAP note)
     review: NotRequired[dict[str, Any]]  # approved at the desk: decision, by, at, draft_id, edited (warning.review)
     emitted_at: NotRequired[float]
+    bases: NotRequired[list[str]]  # what the county's live entries are: "station" and / or "grid" (forecast cells)
+    grid: NotRequired[dict[str, Any]]  # the live grid level: level, quantity, value, share, area_km2, times, source
+    area_polygons: NotRequired[list[list[list[float]]]]  # the grid alone holds the level: its cells, CAP polygons
 
 
 WARNING_HEADERS = ("ews-event-type", "ews-hazard", "ews-level", "ews-region-level", "ews-region-code",

@@ -26,6 +26,7 @@
     prefEls: {},          // prefecture code -> outline <path>
     stations: [],         // from /api/v1/stations
     stationEls: {},       // station_id -> <circle>
+    gAreas: null,         // the layer of grid-based warnings' areas (the affected cells over the county)
     project: null,        // [lon, lat] -> [x, y]
     warnings: new Map(),  // "region:hazard[:status]" -> latest WarningEvent (as the server keeps it)
     seen: new Set(),      // event ids already shown (to flash new ones)
@@ -149,6 +150,7 @@
     root.appendChild(hatchPatterns());
     var gCounties = svg("g", { "class": "counties" });
     var gPrefs = svg("g", { "class": "prefectures" });
+    var gAreas = svg("g", { "class": "areas" });
     var gStations = svg("g", { "class": "stations" });
     fc.features.forEach(function (f) {
       var p = f.properties;
@@ -172,12 +174,14 @@
       }
     });
     root.appendChild(gCounties);
+    root.appendChild(gAreas);
     root.appendChild(gPrefs);
     root.appendChild(gStations);
     var box = $("map");
     box.textContent = "";
     box.appendChild(root);
     state.gStations = gStations;
+    state.gAreas = gAreas;
     state.mapLoaded = true;
     drawStations();
     render();
@@ -264,6 +268,7 @@
       if (level) state.prefEls[code].setAttribute("data-level", level);
       else state.prefEls[code].removeAttribute("data-level");
     });
+    drawAreas(live);
     var readings = stationReadings(active);
     Object.keys(state.stationEls).forEach(function (sid) {
       var c = state.stationEls[sid];
@@ -273,6 +278,37 @@
       c.setAttribute("r", r ? "16" : "9");
     });
     renderList(active);
+  }
+
+  // A county warning whose level only a forecast grid holds carries the affected cells (area_polygons, CAP
+  // <area>): the county is tinted and the cells drawn over it in the level's colour.
+  function drawAreas(live) {
+    if (!state.gAreas || !state.project) return;
+    var g = state.gAreas;
+    while (g.firstChild) g.removeChild(g.firstChild);
+    var partial = {};
+    var rank = { blue: 1, yellow: 2, orange: 3, red: 4 };
+    live.slice().sort(function (a, b) { return (rank[a.level] || 0) - (rank[b.level] || 0); }).forEach(function (e) {
+      if (isRollup(e) || !e.area_polygons || !e.area_polygons.length) return;
+      partial[e.region_code] = true;
+      var d = e.area_polygons.map(function (poly) {
+        return poly.map(function (p, i) {
+          var xy = state.project([p[1], p[0]]);
+          return (i ? "L" : "M") + xy[0].toFixed(1) + " " + xy[1].toFixed(1);
+        }).join("") + "Z";
+      }).join("");
+      var path = svg("path", { d: d, "class": "grid-area", "data-level": e.level, "data-region": e.region_code,
+                               "data-hazard": e.hazard, "data-warning-id": e.warning_id, fill: COLOURS[e.level] });
+      var title = svg("title", {});
+      var share = e.grid && e.grid.share != null ? Math.round(100 * e.grid.share) + " % of the county" : "";
+      title.textContent = (e.headline_en || "") + (share ? " (grid forecast: " + share + ")" : "");
+      path.appendChild(title);
+      g.appendChild(path);
+    });
+    Object.keys(state.countyEls).forEach(function (code) {
+      if (partial[code]) state.countyEls[code].setAttribute("data-partial", "1");
+      else state.countyEls[code].removeAttribute("data-partial");
+    });
   }
 
   function renderList(active) {
@@ -306,6 +342,7 @@
         el("span", { className: "meta", text: (e.headline_en || "") }),
         el("span", { className: "meta", text: e.msg_type + " · " + (e.region_name_zh || "") + " " + e.region_code +
           (top ? " · " + (top.station_name || top.station_id) + " " + fmtValue(top.value, top.quantity) : "") +
+          (e.grid ? " · grid " + Math.round(100 * (e.grid.share || 0)) + " % of the county" : "") +
           " · sent " + fmtTime(e.sent) + (ended ? " · ended" : " · until " + fmtTime(e.expires)) }));
       if (state.snapshotLoaded && !state.seen.has(e.id)) li.classList.add("fresh");
       li.addEventListener("click", function () { selectWarning(e.warning_id); });

@@ -171,6 +171,16 @@ SCHEMAS: Json = {
                        "properties": {"decision": {"enum": ["approved", "issue_unreviewed", "operator_cancel"]},
                                       "by": {"type": "string"}, "at": ISO_TIME, "draft_id": {"type": "string"},
                                       "edited": {"type": "array", "items": {"type": "string"}}}},
+            "bases": {"type": "array", "items": {"enum": ["station", "grid"]},
+                      "description": "what the region's live entries are: stations (observed or forecast at "
+                                     "stations) and / or a forecast grid's cells (`ews ingest --format grid`)"},
+            "grid": {"type": "object", "description": "the live grid-based level: level, quantity, value (the most "
+                                                      "extreme cell), share and area_km2 of the county at it, "
+                                                      "time (issue), onset, expires, source"},
+            "area_polygons": {"type": "array", "items": {"type": "array", "items": {
+                "type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}},
+                "description": "when the grid alone holds the level: the cells at it as CAP polygons, each a "
+                               "closed list of [lat, lon] (at most 100 points); CAP <area> carries them"},
         }},
     "WebhookEnvelope": {
         "type": "object", "required": ["type", "timestamp", "data"],
