@@ -620,6 +620,7 @@ def test_workload_env_from_names_exist(k8s: list[dict[str, Any]], container: dic
     assert {"KAFKA_BOOTSTRAP", "EWS_PARTITIONS", "EWS_HTTP_HOST", "EWS_DATA_DIR", "EWS_STORE"} <= set(configmap)
     assert all(isinstance(v, str) for v in configmap.values()), "ConfigMap values are strings"
     assert configmap["EWS_HTTP_HOST"] == "0.0.0.0"
+    assert configmap["EWS_METRICS_TOKEN_REQUIRED"] == "1"  # on the pod network /metrics is not public either
     assert configmap["EWS_STORE"].startswith("rocksdb://")
     assert "EWS_TOKEN" not in configmap
     assert container.get("command", ["ews", "run"]) == ["ews", "run"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerts.dispatch import HELD
@@ -338,6 +338,8 @@ async def list_stations(request: web.Request) -> web.Response:
 
 
 SERVER_HEADER = "ews"  # instead of aiohttp's "Python/3.x aiohttp/3.x"
+# aiohttp answers a request it cannot parse (400) before any middleware runs, with its default Server header
+web_response.SERVER_SOFTWARE = SERVER_HEADER
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
