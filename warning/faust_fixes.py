@@ -21,13 +21,25 @@
    sent in 3 of 4 runs). The corrected ``clear`` seeks each partition whose records it throws away back to the
    first of them.
 
+   A seek or rewind can also land while the loop waits for a hand-over to finish (the recovery seeks and clears
+   from its own task); the loop then leaves the new expected offset alone and drops the rest of its batch for
+   that partition, instead of writing "this record + 1" over it and skipping the records read again (measured:
+   a restarted worker rewound ``alerts.retry.0`` to 323 after clearing the queues, the hand-over of 384 then
+   set 385, and 323-384 were skipped as "handed over already").
+
 4. Whatever the cause, a record can still leave the pipeline unseen (measured: 3-15 of 200 webhooks in 2 of 4
    "stopstart" runs after 1-3). So the loop checks every few seconds, per partition, that the record at the
    commit point is somewhere: acknowledged, in flight in an agent, waiting in an agent's queue, or not yet handed
    over. One that is nowhere in two checks in a row was lost on the way, and the loop reads the partition again
    from it; records acknowledged since are skipped, not processed twice.
 
-5. A table written in an agent checks, once per source topic, that its changelog topic has as many partitions as
+5. A partition the group never committed has no commit point in faust (``None``): the check of 4 had nothing to
+   look at, and the first commit (2) took the first run of acknowledged offsets wherever it began, so records
+   lost on the way at the head of such a partition were committed past, silently (a worker SIGKILLed before its
+   first commit, then restarted: its retry topics had no committed offsets). Such a partition's commit point is
+   now the start of its log, where ``consumer_auto_offset_reset="earliest"`` reads from.
+
+6. A table written in an agent checks, once per source topic, that its changelog topic has as many partitions as
    the source. On a fresh Apache Kafka the consumer's metadata can list the changelog topic faust has just created
    with 0 partitions for a moment; the check then raised ``PartitionsMismatch`` in the ``grade`` agent (the
    ``receivers`` table; make test, tests/integration/test_kafka_crash.py, 2 of ~6 runs under load: the burst
@@ -56,6 +68,19 @@ LOST_CHECK_S = 5.0  # how often the loop looks for a record lost at a commit poi
 _installed = False
 
 
+def _moves(consumer: Any) -> dict[Any, int]:
+    """How many times each partition's expected offset was set by a seek or rewind (not by a hand-over)."""
+    moves: dict[Any, int] | None = consumer.__dict__.get("_ews_moves")
+    if moves is None:
+        moves = consumer.__dict__["_ews_moves"] = {}
+    return moves
+
+
+def _moved(consumer: Any, tp: Any) -> None:
+    moves = _moves(consumer)
+    moves[tp] = moves.get(tp, 0) + 1
+
+
 def _expected(consumer: Any) -> dict[Any, int]:
     """The next offset the streams expect, per partition of an acknowledged topic (set by seeks and hand-overs)."""
     expected: dict[Any, int] | None = consumer.__dict__.get("_ews_expected")
@@ -76,6 +101,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
     expected = _expected(self)
+    moves = _moves(self)
     sought_for_gap: dict[Any, int] = {}  # partition -> the offset last sought back to because of a gap
     yield_every, num_since_yield = 100, 0
     next_check = time.monotonic() + LOST_CHECK_S
@@ -125,12 +151,18 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    move = moves.get(tp, 0)
                     hand_over = callback(message)
                     handed = await self.wait_first(hand_over, self.suspend_flow.wait())
                     if handed.stopped or hand_over not in handed.done:
                         break  # the flow was suspended before the streams had it: read again after the seek
                     set_read_offset(tp, offset)
                     if acked_topic:
+                        if moves.get(tp, 0) != move:
+                            # sought or rewound meanwhile (the recovery's seek, a cleared queue): that position
+                            # stands, and the rest of this batch comes again from it
+                            reread.add(tp)
+                            continue
                         expected[tp] = offset + 1
                         sought_for_gap.pop(tp, None)
                 unset_flag(flag_consumer_fetching)
@@ -185,22 +217,44 @@ _faust_seek = faust_consumer.Consumer.seek
 
 async def _seek(self: Any, partition: Any, offset: int) -> None:
     await _faust_seek(self, partition, offset)
-    _expected(self)[faust_consumer.ensure_TP(partition)] = offset
+    tp = faust_consumer.ensure_TP(partition)
+    _expected(self)[tp] = offset
+    _moved(self, tp)
 
 
 async def _perform_seek(self: Any) -> None:
-    """Seek all partitions to their committed offsets (faust's ``perform_seek``), and expect those next."""
-    committed_now = await self.seek_to_committed()
+    """Seek all partitions to their committed offsets (faust's ``perform_seek``), and expect those next. A partition
+    without a committed offset keeps the start of its log as its commit point (see 5 above)."""
+    committed_now = {faust_consumer.ensure_TP(tp): offset for tp, offset in (await self.seek_to_committed()).items()}
+    log_start = await _log_starts(self, [tp for tp, offset in committed_now.items() if offset is None or offset < 0])
     expected = _expected(self)
     for tp, offset in committed_now.items():
         if offset is not None and offset >= 0:
-            expected[faust_consumer.ensure_TP(tp)] = offset
+            expected[tp] = offset
+            self._committed_offset[tp] = offset
+            if offset > 0:  # aiokafka seeks only then; otherwise the fetch position stays where it is
+                _moved(self, tp)
         else:
-            expected.pop(faust_consumer.ensure_TP(tp), None)
+            expected.pop(tp, None)
+            self._committed_offset[tp] = log_start.get(tp)
     self._read_offset.update({tp: offset if offset is not None and offset >= 0 else None
                               for tp, offset in committed_now.items()})
-    self._committed_offset.update({faust_consumer.ensure_TP(tp): offset if offset else None
-                                   for tp, offset in committed_now.items() if offset is not None})
+
+
+async def _log_starts(self: Any, tps: list[Any]) -> dict[Any, int]:
+    """The first offset in the log of each acknowledged partition of ``tps`` ({} when the broker cannot say)."""
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    tps = [tp for tp in tps if acks_enabled_for(tp.topic)]
+    if not tps:
+        return {}
+    try:
+        earliest = await self.earliest_offsets(*tps)
+    except Exception:
+        log.warning("cannot read where %d never committed partitions start; their first commit takes the first "
+                    "run of acknowledged offsets", len(tps), exc_info=True)
+        return {}
+    return {faust_consumer.ensure_TP(tp): int(offset) for tp, offset in earliest.items()
+            if offset is not None and offset >= 0}
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
@@ -256,6 +310,7 @@ def _clear_and_rewind(self: Any) -> None:
             consumer._thread.seek(tp, offset)
             consumer._read_offset[tp] = offset
             _expected(consumer)[tp] = offset
+            _moved(consumer, tp)
         except Exception:  # a stopped consumer: the records stay uncommitted for the next start
             log.warning("cannot rewind %s to %d after clearing the agents' queues", tp, offset, exc_info=True)
             continue

@@ -146,9 +146,25 @@ async def _restart_until_all(tmp_path: Path, env: dict[str, str], flaky: Webhook
     ews = start_ews(tmp_path, env)
     try:
         await wait_ready(ews)
-        assert await until(lambda: len(flaky.acked) >= n, 120), f"{why}: {len(flaky.acked)} of {n} webhooks"
+        if not await until(lambda: len(flaky.acked) >= n, 120):
+            pytest.fail(f"{why}: {len(flaky.acked)} of {n} webhooks ({flaky.requests} requests); the worker's "
+                        f"/metrics: {await _delivery_metrics(ews)}")
     finally:
         assert ews.stop() == 0
+
+
+async def _delivery_metrics(ews: EwsProcess) -> str:
+    """What a stuck worker was doing, for the timeout's message: no attempts and no lag (records committed past),
+    lag left (records never consumed) or retries scheduled on and on (deliveries cycling as 'endpoint busy')."""
+    keep = ("ews_delivery_attempts_total", "ews_retries_scheduled_total", "ews_retry_queue_depth",
+            "ews_consumer_lag_records", "ews_subscriptions ")
+    try:
+        async with aiohttp.ClientSession() as s, s.get(ews.url + "/metrics", headers=ews.headers(),
+                                                       timeout=aiohttp.ClientTimeout(total=5)) as r:
+            text = await r.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"unavailable ({exc!r})"
+    return "; ".join(line for line in text.splitlines() if line.startswith(keep)) or "none of the delivery metrics"
 
 
 async def test_sigkill_mid_burst_loses_nothing(broker: EmbeddedBroker, tmp_path: Path, flaky: WebhookReceiver) -> None:

@@ -409,3 +409,87 @@ def test_a_changelog_topic_listed_with_0_partitions_is_not_yet_known_not_a_misma
     partitions["ews-receivers-changelog"] = 2
     with pytest.raises(PartitionsMismatch):
         faust_fixes._verify_source_topic_partitions(table, "signals")
+
+
+async def test_drain_keeps_a_rewind_made_while_a_hand_over_was_pending() -> None:
+    # The recovery clears the agents' queues (and rewinds) from its own task, while the loop waits for the hand-over
+    # of 384: measured on a restarted worker, the loop then wrote 385 over the rewind to 323 and skipped 323-384
+    # when they came again, as "handed over already".
+    c = DrainConsumer([msg(384), msg(385)])
+    faust_fixes._expected(c)[TP0] = 384
+    rewinds: list[tuple[TP, int]] = []
+    c.assignment = lambda: {TP0}  # type: ignore[attr-defined]
+    c._thread = SimpleNamespace(seek=lambda tp, offset: rewinds.append((tp, offset)))  # type: ignore[attr-defined]
+    flow = FlowControlEvent(initially_suspended=False)
+    q = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+    for offset in range(323, 384):  # handed over earlier, not yet taken by an agent
+        q.put_nowait(SimpleNamespace(message=msg(offset), app=SimpleNamespace(consumer=c)))
+
+    async def hand_over_during_clear(*coros: Any) -> Any:
+        faust_fixes._clear_and_rewind(flow)  # the recovery's flow_control.resume() empties the queues
+        return SimpleNamespace(stopped=False, done={coros[0]})
+
+    c.wait_first = hand_over_during_clear  # type: ignore[method-assign]
+    await drain(c)
+    assert rewinds == [(TP0, 323)]
+    assert faust_fixes._expected(c)[TP0] == 323  # not 385: 323-384 are handed over again when they come
+    assert c.handed == [384]  # the rest of the batch comes again after the rewind
+    assert c.seeks == []
+
+
+class SeekConsumer(FakeConsumer):
+    """A consumer whose group committed ``committed`` (None: never) and whose logs start at ``starts``."""
+
+    def __init__(self, committed: dict[TP, int | None], starts: dict[TP, int] | Exception) -> None:
+        super().__init__()
+        self.committed, self.starts = committed, starts
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return dict(self.committed)
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        if isinstance(self.starts, Exception):
+            raise self.starts
+        return {tp: self.starts[tp] for tp in tps}
+
+
+async def test_perform_seek_never_committed_partition_commits_from_log_start() -> None:
+    # A worker SIGKILLed before its first commit leaves its partitions without committed offsets. The restarted
+    # worker lost 0-2 on the way (e.g. a rewind overwritten, above) and acknowledged 3-5: the first commit must
+    # not jump over 0-2, and the lost-record check must look at 0.
+    c = SeekConsumer({TP0: None, TP1: 5}, {TP0: 0, TP1: 0})
+    await faust_fixes._perform_seek(c)
+    assert c._committed_offset[TP0] == 0 and c._committed_offset[TP1] == 5
+    assert faust_fixes._expected(c) == {TP1: 5}  # where a never committed partition is read from is left alone
+    c.ack(TP0, 3, 4, 5)
+    faust_fixes._expected(c)[TP0] = 6
+    assert faust_fixes._new_offset(c, TP0) is None  # 0 is not acknowledged
+    assert faust_fixes._lost_at_commit_points(c) == []
+    assert faust_fixes._lost_at_commit_points(c) == [(TP0, 0)]  # nowhere twice: read again from 0
+
+
+async def test_perform_seek_without_log_start_keeps_faust_behaviour(caplog: pytest.LogCaptureFixture) -> None:
+    c = SeekConsumer({TP0: None}, RuntimeError("broker away"))
+    with caplog.at_level(logging.WARNING, logger=faust_fixes.__name__):
+        await faust_fixes._perform_seek(c)
+    assert c._committed_offset[TP0] is None
+    assert "never committed" in caplog.text
+
+
+async def test_perform_seek_of_never_committed_partition_does_not_cut_a_pending_hand_over() -> None:
+    # aiokafka does not seek a partition without a committed offset: the fetch position stays, so the loop must go
+    # on with its batch (dropping it would lose it: nothing reads it again).
+    c = DrainConsumer([msg(7), msg(8)])
+    c.committed, c.starts = {TP0: None}, {TP0: 0}  # type: ignore[attr-defined]
+    c.seek_to_committed = SeekConsumer.seek_to_committed.__get__(c)  # type: ignore[attr-defined]
+    c.earliest_offsets = SeekConsumer.earliest_offsets.__get__(c)  # type: ignore[attr-defined]
+
+    async def seek_during_hand_over(*coros: Any) -> Any:
+        if c.handed == [7]:
+            await faust_fixes._perform_seek(c)
+        return SimpleNamespace(stopped=False, done={coros[0]})
+
+    c.wait_first = seek_during_hand_over  # type: ignore[method-assign]
+    await drain(c)
+    assert c.handed == [7, 8]
+    assert faust_fixes._expected(c)[TP0] == 9
