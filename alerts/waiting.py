@@ -10,8 +10,8 @@ a crash or stop re-reads it (at least once, same webhook-id). A record is let ou
   attempt parks it ("subscription deleted") or holds it for the resume, as from the agent;
 * after ``hold_s`` still not due: a copy goes back to the end of the tier and the original is released, so a
   partition's commit point never stays behind one record for longer than that;
-* on stop or partition revocation: dropped unacknowledged (its offset stays uncommitted: the next owner, or this
-  worker after its restart, reads it again).
+* on stop or partition revocation, or when its attempt raised (a producer stopping under it): dropped
+  unacknowledged (its offset stays uncommitted: the next owner, or this worker after its restart, reads it again).
 
 At most ``capacity`` records wait at once; past that the agent waits for room (back-pressure, so a retry
 backlog stays in Kafka rather than in memory).
@@ -96,7 +96,11 @@ class WaitingRoom:
             abandon(w.event)  # unacknowledged: read again by the partition's next owner or after the restart
             raise
         except Exception:
-            log.exception("waiting retry failed; releasing it as faust would")
+            # e.g. "Producer service not yet started" while the worker stops: acknowledging it (faust's way) could
+            # let a commit pass a delivery that never went out; unacknowledged, it is read again (at least once)
+            log.exception("waiting retry failed; left unacknowledged, to be read again")
+            abandon(w.event)
+            return
         await release(w.stream, w.event)
 
     async def _check(self) -> None:

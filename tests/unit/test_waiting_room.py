@@ -90,3 +90,20 @@ async def test_revoked_partitions_are_dropped_unacknowledged() -> None:
     await asyncio.sleep(0.05)
     assert len(r) == 1 and stream.acked == [] and attempted == []
     await r.close()
+
+
+async def test_an_attempt_that_raises_is_left_unacknowledged() -> None:
+    """A producer stopping under the attempt ("Producer service not yet started"): not acked, read again later."""
+    async def attempt(value: bytes) -> None:
+        raise RuntimeError("Producer service not yet started")
+
+    async def requeue(w: Waiting) -> None:
+        raise AssertionError("not requeued")
+
+    r = WaitingRoom(attempt=attempt, requeue=requeue, released=lambda s: False, concurrency=4, capacity=100,
+                    hold_s=60.0, check_s=0.02)
+    stream, ev = Stream(), Event()
+    await r.admit(stream, ev, b"v", "s", time.time() + 0.05)
+    await asyncio.sleep(0.2)
+    assert stream.acked == [] and len(r) == 0
+    await r.close()
