@@ -3,9 +3,9 @@
 For each broker, ``ews run`` is started on a fresh data dir (first start) and then again on the same data dir
 (restart). Printed per start: broker ready (from the service's own line), worker ready (/readyz answers 200),
 and first webhook (the time from launch to the first webhook of a red heat observation posted at ready;
-on the first start a subscription is created first, on the restart the kept one is used — its arrival shows
-the subscription survived). Seconds from the process launch; the ratio Kafka / tansu is the figure to compare
-(the machine's own speed varies between runs)."""
+on the first start a subscription is created first; on the restart the kept one is used — Kafka keeps it, tansu
+keeps nothing, and then one is created again: ``subscription_kept``). Seconds from the process launch; the
+ratio Kafka / tansu is the figure to compare (the machine's own speed varies between runs)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ async def one_start(work: Path, broker: str, rec: WebhookReceiver, station: str,
         ready_s = await _ready(ews, t0)
         before = len(rec.acked)
         async with aiohttp.ClientSession(headers=ews.headers()) as s:
-            if subscribe:
+            async with s.get(ews.url + "/api/v1/subscriptions") as r:
+                kept = bool(await r.json())
+            if subscribe or not kept:  # tansu keeps nothing across a restart
                 async with s.post(ews.url + "/api/v1/subscriptions", json={
                         "name": "startup", "department": "health", "url": rec.url, "regions": ["620000"]}) as r:
                     assert r.status == 201, await r.text()
@@ -66,7 +68,7 @@ async def one_start(work: Path, broker: str, rec: WebhookReceiver, station: str,
         stopped = ews.stop()
     found = BROKER_READY.search(Path(ews.log).read_text(errors="replace"))
     return {"broker_ready_s": float(found.group(1)) if found else None, "worker_ready_s": round(ready_s, 2),
-            "first_webhook_s": round(first_s, 2), "exit": stopped}
+            "first_webhook_s": round(first_s, 2), "subscription_kept": kept, "exit": stopped}
 
 
 async def main() -> dict[str, Any]:
