@@ -26,6 +26,7 @@ from warning.app import WarningService
 from warning.cap import atom_feed, cap_time
 from warning.shapes import county_at
 from warning.shared.records import ACTUAL, STATUSES, WarningEvent, WarningLevel, status_of
+from warning.shared.regions import RegionTree
 from warning.web.auth import SVC, operator_of
 from warning.web.auth import error_response as _error
 from warning.web.caching import PRIVATE, PUBLIC_FEED, PUBLIC_IMMUTABLE_EVENT, PUBLIC_SHORT, cached_response
@@ -138,7 +139,9 @@ class WarningQuery:
 
     @classmethod
     def parse(cls, query: Mapping[str, str], hazards: frozenset[str], known_region: Callable[[str], bool],
-              parent_of: Callable[[str], str | None]) -> WarningQuery:
+              parent_of: Callable[[str], str | None],
+              region_hint: Callable[[str], str] | None = None) -> WarningQuery:
+        region_hint = region_hint or RegionTree.load().valid_codes_hint
         unknown = sorted(set(query) - WARNINGS_PARAMETERS)
         if unknown:
             raise QueryError(f"{unknown[0][:40]}: unknown parameter; known: {', '.join(sorted(WARNINGS_PARAMETERS))}")
@@ -155,7 +158,7 @@ class WarningQuery:
         bad_regions = [r for r in regions if not known_region(r)]
         if bad_regions or ("region" in query and not regions):
             raise QueryError(f"region: unknown region code {(bad_regions or [''])[0][:40]!r}; a GB/T 2260 code "
-                             "of a Gansu county, prefecture or 620000 (GET /api/v1/regions)")
+                             f"of a Gansu county, prefecture or 620000: {region_hint((bad_regions or [''])[0])}")
         point_regions = None
         if "point" in query:
             county = county_at(*_point(query["point"]))
@@ -216,7 +219,8 @@ async def list_warnings(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     try:
         q = WarningQuery.parse(request.query, frozenset(svc.rules), svc.regions.is_known,
-                               lambda c: (p.code if (p := svc.regions.parent(c)) else None))
+                               lambda c: (p.code if (p := svc.regions.parent(c)) else None),
+                               svc.regions.valid_codes_hint)
     except QueryError as exc:
         return _error(400, str(exc))
     candidates = svc.warnings.active() if q.active else list(svc.warnings.latest.values())
