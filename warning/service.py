@@ -138,8 +138,8 @@ class ReplayPlan:
 class ScenarioReplay(mode.Service):  # type: ignore[misc]
     """After the worker is ready: replay the labelled demo scenario, or the user's files through `ews ingest`."""
 
-    def __init__(self, svc: WarningService, plan: ReplayPlan, **kw: Any) -> None:
-        self.svc, self.plan = svc, plan
+    def __init__(self, svc: WarningService, plan: ReplayPlan, banner: str = "", **kw: Any) -> None:
+        self.svc, self.plan, self.banner = svc, plan, banner
         super().__init__(**kw)
 
     @mode.Service.task
@@ -168,6 +168,8 @@ class ScenarioReplay(mode.Service):  # type: ignore[misc]
             if rc == EXIT_NOTHING_ACCEPTED:
                 print("replay: NOTHING was accepted; a file of a station outside the registry needs "
                       "--as-station WMO (make run FILE=... AS_STATION=WMO)", file=sys.stderr, flush=True)
+        if self.banner:  # the replay's warnings logged over the ready banner: the URL and token again, last
+            print(self.banner, flush=True)
 
 
 class EwsWorker(faust.Worker):  # type: ignore[misc]
@@ -271,15 +273,16 @@ def _run(settings: Settings, listener: socket.socket, token: str, created: bool,
         svc.broker_label = broker_label
         http = HttpServer(svc, token, listener)
         services: list[Any] = [http]
+        banner = ready_banner(settings, token, created, broker_label)
         if demo or replay_files:
             plan = ReplayPlan(demo, tuple(replay_files or ()), replay_speed, replay_status, as_station)
-            services.append(ScenarioReplay(svc, plan))
+            services.append(ScenarioReplay(svc, plan, banner))
         log_config = logging_config(settings.log_level, settings.json_logs)
         if log_config is not None:  # JSON lines: records need no caller, thread or process fields
             lean_log_records()
         worker = EwsWorker(svc, *services, loglevel=settings.log_level, redirect_stdouts=False,
                            logging_config=log_config,
-                           banner=ready_banner(settings, token, created, broker_label))
+                           banner=banner)
         print(f"starting: API {api_url(settings)}/ (/healthz answers now; ready once the worker has joined)",
               flush=True)
         try:
