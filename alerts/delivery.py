@@ -142,11 +142,17 @@ def event_time(event: Mapping[str, Any]) -> str:
     return "1970-01-01T00:00:00Z"
 
 
-def webhook_body(msg_type: str, event: Mapping[str, Any], backfill: bool = False) -> bytes:
-    """The JSON envelope ``{"type", "timestamp", "data"[, "backfill"]}``: the same bytes on every attempt."""
+def webhook_body(msg_type: str, event: Mapping[str, Any], backfill: bool = False, ack_url: str | None = None,
+                 flags: Sequence[str] = ()) -> bytes:
+    """The JSON envelope ``{"type", "timestamp", "data", "ack_url"[, "backfill", "reminder", "escalation"]}``: the
+    same bytes on every attempt (the ack token is deterministic)."""
     envelope: dict[str, Any] = {"type": msg_type, "timestamp": event_time(event), "data": event}
+    if ack_url is not None:
+        envelope["ack_url"] = ack_url
     if backfill:
         envelope["backfill"] = True
+    for flag in flags:
+        envelope[flag] = True
     return orjson.dumps(envelope)
 
 

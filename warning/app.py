@@ -19,6 +19,7 @@ from typing import Any
 import faust
 import orjson
 
+from alerts.acks import AckBook, ack_token, ack_url
 from alerts.dead_letters import DeadLetters
 from alerts.delivery import webhook_body
 from alerts.dispatch import DeliveryStage
@@ -32,6 +33,7 @@ from ingest.station_columns import SlotInfo
 from warning import faust_fixes
 from warning.cap import render_cap
 from warning.cap_signing import CapSigner
+from warning.escalation import AckEscalation
 from warning.grade import TICK_INTERVAL_S, GradeStage
 from warning.pipeline import StationGrader, fold_params
 from warning.rules import Rules
@@ -112,10 +114,12 @@ class WarningService:
         t = {name: raw(name) for name in (topics.OBS, topics.OBS_REJECTED, topics.FORECAST, topics.SIGNALS,
                                           topics.WARNINGS, topics.OUTBOX, topics.DEAD, topics.RECEIPTS)}
         t[topics.SUBSCRIPTIONS] = raw(topics.SUBSCRIPTIONS, 1)
+        t[topics.ACKS] = raw(topics.ACKS)
         retry_topics = [raw(topics.retry_tier(i)) for i in range(len(settings.retry_tiers_s))]
         # value_type=bytes: faust's raw codec for the LZ4 state blocks, in writes and in changelog recovery
         state_tables = {k: table(name, key_type=str, value_type=bytes) for k, name in STATE_TABLES.items()}
         region_state, receivers = table("region_state"), table("receivers")
+        ack_escalations = table("ack_escalations")  # chain key -> the current warning's acknowledgement clock
 
         self.feed = LiveFeed()
         self.warnings = WarningsView(self.feed)
@@ -123,6 +127,7 @@ class WarningService:
         self.health = HealthTracker(settings.unhealthy_after_s)  # endpoint health: delivery gate and dashboard
         self.subscriptions = SubscriptionBook(t[topics.SUBSCRIPTIONS], sealer)
         self.dead_letters = DeadLetters(t[topics.DEAD], t[topics.OUTBOX])
+        self.acks = AckBook(t[topics.ACKS], sealer)
         signals = SignalSink(produce, topics.SIGNALS, settings.partitions, sealer)
         grader = StationGrader(rules, registry, regions, self.climatology)
         self.intake = Intake(
@@ -131,9 +136,12 @@ class WarningService:
             signals=signals, clock=self.clock,
             known_station=frozenset(s.station_id for s in registry).__contains__)
         self.router = Router(self.subscriptions, regions.covers, receivers, t[topics.OUTBOX])
+        escalation = AckEscalation(policy=lambda: rules.acknowledgement, router=self.router, receivers=receivers,
+                                   escalations=ack_escalations, acks=self.acks, subscriptions=self.subscriptions,
+                                   history=self.warnings.history.get, regions=regions)
         self.grade = GradeStage(rules=rules, rollups=grader, region_state=region_state, signals=signals,
                                 produce=produce, warnings_topic=topics.WARNINGS, router=self.router,
-                                clock=self.clock)
+                                clock=self.clock, escalation=escalation)
         self.delivery = DeliveryStage(
             subscriptions=self.subscriptions, dead_letters=self.dead_letters, retry_topics=retry_topics,
             receipts=t[topics.RECEIPTS], policy=RetryPolicy.from_settings(settings),
@@ -158,6 +166,8 @@ class WarningService:
             TopicMirror(bootstrap, topics.WARNINGS, self.warnings.mirror, fetch_max_wait_ms=50, auth=auth),  # CAP
             TopicMirror(bootstrap, topics.RECEIPTS, self._mirror_receipt, auth=auth),
             TopicMirror(bootstrap, topics.DEAD, self.dead_letters.mirror, auth=auth),
+            TopicMirror(bootstrap, topics.ACKS, self.acks.mirror, auth=auth, with_headers=True,
+                        on_caught_up=self.acks.caught_up.set),
         ]
 
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -191,7 +201,10 @@ class WarningService:
         event = d["event"]
         if sub.format == "cap":
             return self.cap_document(event, self.warnings.earlier(event)), "application/cap+xml"
-        return webhook_body(d["type"], event, d.get("backfill", False)), "application/json"
+        token = ack_token(self.sealer, event["warning_id"], event["id"], sub.id, event["level"])
+        flags = [f for f in ("reminder", "escalation") if d.get(f)]
+        return webhook_body(d["type"], event, d.get("backfill", False),
+                            ack_url(self.settings.public_base_url, token), flags), "application/json"
 
     def _mirror_receipt(self, key: bytes | None, value: bytes | None) -> None:
         if value:

@@ -47,13 +47,19 @@ class Router(Protocol):
     async def backfill(self, event: WarningEvent, sub_id: str) -> bool: ...
 
 
+class Escalation(Protocol):
+    """``warning.escalation.AckEscalation``: after a fold, remind and escalate what is not acknowledged in time."""
+
+    async def review(self, key: str, state: dict[str, Any] | None) -> None: ...
+
+
 class GradeStage:
     def __init__(self, *, rules: Rules, rollups: RollUp, region_state: MutableMapping[str, Any],
                  signals: SignalSink, produce: Produce, warnings_topic: str, router: Router,
-                 clock: DataClock) -> None:
+                 clock: DataClock, escalation: Escalation | None = None) -> None:
         self.rules, self.rollups, self.region_state = rules, rollups, region_state
         self.signals, self.produce, self.warnings_topic = signals, produce, warnings_topic
-        self.router, self.clock = router, clock
+        self.router, self.clock, self.escalation = router, clock, escalation
 
     async def grade(self, stream: Any) -> None:
         """Signals messages are taken GRADE_TAKE at a time (or what came within GRADE_WITHIN_S) and folded per
@@ -137,6 +143,8 @@ class GradeStage:
                 await self._emit(key, event)
         for sig in backfills:
             await self._backfill(state, sig)
+        if self.escalation is not None:  # every fold, ticks included: a deadline passes without new reports
+            await self.escalation.review(key, state)
         if state is first:
             return None, []
         return state, rollups

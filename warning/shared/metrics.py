@@ -36,6 +36,13 @@ SIGNALS = Counter("ews_signals_total", "Signals (station levels, ticks, operator
                   "the signals topic", ["stage"])
 RECORDS_REJECTED = Counter("ews_control_records_rejected_total", "Control records (subscriptions, signals) refused "
                            "for a missing or invalid MAC or secret seal", ["topic", "reason"])
+ACKS = Counter("ews_acknowledgements_total", "Warnings acknowledged by a receiving subscription (first POST of its "
+               "ack_url; repeats are not counted)", ["level"])
+UNACKNOWLEDGED = Gauge("ews_warnings_unacknowledged", "Live warnings at a level that needs acknowledgement "
+                       "(rules.toml [acknowledgement]) that a receiver has not acknowledged (this worker's regions: "
+                       "sum over workers)", ["level"])
+ESCALATIONS = Counter("ews_ack_escalations_total", "Receivers reminded, and fallback subscriptions sent the warning, "
+                      "because a receiver had not acknowledged in time", ["level", "kind"])
 CONSUMER_LAG = Gauge("ews_consumer_lag_records", "Records not yet processed on this worker's partitions", ["topic"])
 
 

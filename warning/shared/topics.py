@@ -26,10 +26,11 @@ OUTBOX = "alerts.outbox"
 RETRY = "alerts.retry"  # tier topics alerts.retry.0 .. alerts.retry.N-1, one per backoff delay
 DEAD = "alerts.dead"
 RECEIPTS = "alerts.receipts"
+ACKS = "alerts.acks"  # departments' acknowledgements of warnings (compacted, MACed control records)
 
-COMPACTED = {WARNINGS, SUBSCRIPTIONS}
+COMPACTED = {WARNINGS, SUBSCRIPTIONS, ACKS}
 SINGLE_PARTITION = {SUBSCRIPTIONS}  # total order of registry changes
-ALL = (OBS, OBS_REJECTED, FORECAST, INDICES, SIGNALS, WARNINGS, SUBSCRIPTIONS, OUTBOX, DEAD, RECEIPTS)
+ALL = (OBS, OBS_REJECTED, FORECAST, INDICES, SIGNALS, WARNINGS, SUBSCRIPTIONS, OUTBOX, DEAD, RECEIPTS, ACKS)
 
 
 @lru_cache(maxsize=1 << 16)  # station ids and region codes: a bounded set, and murmur2 is pure Python (~5 us)

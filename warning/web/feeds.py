@@ -268,7 +268,11 @@ async def get_warning(request: web.Request) -> web.Response:
     if not detail:
         receipts = [public_receipt(r) for r in receipts]
     changed = max(svc.warnings.warning_changed_at.get(wid, 0.0), svc.deliveries.warning_changed_at.get(wid, 0.0))
-    return cached_response(request, orjson.dumps({"warning_id": wid, "events": history, "deliveries": receipts}),
+    acknowledgements = [{k: a[k] for k in ("subscription_id", "name", "at", "level", "event_id")}
+                        for a in svc.acks.of_warning(wid)]
+    changed = max(changed, svc.acks.changed_at.get(wid, 0.0))
+    return cached_response(request, orjson.dumps({"warning_id": wid, "events": history, "deliveries": receipts,
+                                                  "acknowledgements": acknowledgements}),
                            content_type="application/json", cache_control=PRIVATE if detail else PUBLIC_SHORT,
                            last_modified=changed or None, vary="Authorization")
 
