@@ -245,6 +245,8 @@ WARNING_COLUMNS = [("sent", "SENT"), ("type", "TYPE"), ("level", "LEVEL"), ("haz
 SUBSCRIPTION_COLUMNS = [("id", "ID"), ("name", "NAME"), ("department", "DEPARTMENT"), ("state", "STATE"),
                         ("regions", "REGIONS"), ("hazards", "HAZARDS"), ("min_level", "MIN LEVEL"),
                         ("format", "FORMAT"), ("url", "URL")]
+RECEIVED_COLUMNS = [("name", "SUBSCRIBER"), ("department", "DEPARTMENT"), ("delivered_at", "RECEIVED"),
+                    ("acknowledged_at", "ACKNOWLEDGED"), ("subscription_id", "SUBSCRIPTION")]
 DELIVERY_COLUMNS = [("time", "TIME"), ("result", "RESULT"), ("status", "STATUS"), ("attempt", "ATTEMPT"),
                     ("type", "TYPE"), ("department", "DEPARTMENT"), ("warning_id", "WARNING ID"),
                     ("latency_s", "LATENCY S"), ("error", "ERROR"), ("webhook_id", "WEBHOOK ID")]
@@ -312,6 +314,9 @@ async def cmd_warnings(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out()
         _print_warnings(ctx, _as_list(detail.get("events", []), "events"), "no events")
         ctx.out()
+        ctx.out("who knows:")
+        _print_rows(ctx, _as_list(detail.get("received", []), "received"), RECEIVED_COLUMNS, "nobody yet")
+        ctx.out()
         ctx.out("deliveries:")
         _print_rows(ctx, _as_list(detail.get("deliveries", []), "deliveries"), DELIVERY_COLUMNS, "no deliveries",
                     {"error": 60})
@@ -366,6 +371,8 @@ async def cmd_sub_add(args: argparse.Namespace, ctx: Context) -> int:
         body["basis"] = args.basis
     if args.msg_type:
         body["msg_types"] = args.msg_type
+    if args.fallback:
+        body["fallback"] = True
     created = await ctx.request("POST", f"{API}/subscriptions", body=body)
     if not isinstance(created, dict):
         raise ApiError(200, "unexpected answer to POST /subscriptions")
@@ -824,6 +831,9 @@ def add_operator_parsers(subparsers: Any) -> None:
     a.add_argument("--basis", action="append", choices=("observed", "forecast"), help="(repeatable; default both)")
     a.add_argument("--msg-type", action="append", choices=("alert", "update", "cancel"),
                    help="(repeatable; default all)")
+    a.add_argument("--fallback", action="store_true",
+                   help="a fallback (a duty office): only the red and orange warnings of its regions that a "
+                   "receiver did not acknowledge in time (rules.toml [acknowledgement])")
     a.set_defaults(operator=cmd_sub_add)
     for name, handler, text in (("pause", cmd_sub_pause, "hold deliveries (kept in alerts.dead as 'subscription "
                                                          "paused'; sent in order on resume)"),

@@ -257,6 +257,31 @@ def warning_chain(svc: WarningService, given: str) -> list[WarningEvent] | None:
     return svc.warnings.history.get(found[0]) if found else None
 
 
+def who_knows(svc: WarningService, receipts: list[Any], acknowledgements: list[dict[str, Any]]
+              ) -> list[dict[str, Any]]:
+    """Per subscription that received the warning (a delivered receipt in this worker's view) or acknowledged it:
+    its name, when it first had it and when it first acknowledged it (null: not yet)."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def row(sub_id: str) -> dict[str, Any]:
+        if sub_id not in out:
+            sub = svc.subscriptions.get(sub_id)
+            out[sub_id] = {"subscription_id": sub_id, "name": sub.name if sub else "",
+                           "department": sub.department if sub else None, "delivered_at": None,
+                           "acknowledged_at": None}
+        return out[sub_id]
+
+    for r in sorted(receipts, key=lambda r: r.get("time") or ""):
+        if r.get("result") == "delivered" and r.get("subscription_id"):
+            entry = row(r["subscription_id"])
+            entry["delivered_at"] = entry["delivered_at"] or r.get("time")
+    for a in acknowledgements:
+        entry = row(a["subscription_id"])
+        entry["name"] = entry["name"] or a["name"]
+        entry["acknowledged_at"] = entry["acknowledged_at"] or a["at"]
+    return list(out.values())
+
+
 async def get_warning(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     history = await in_view(lambda: warning_chain(svc, request.match_info["id"]) or None)
@@ -272,7 +297,8 @@ async def get_warning(request: web.Request) -> web.Response:
                         for a in svc.acks.of_warning(wid)]
     changed = max(changed, svc.acks.changed_at.get(wid, 0.0))
     return cached_response(request, orjson.dumps({"warning_id": wid, "events": history, "deliveries": receipts,
-                                                  "acknowledgements": acknowledgements}),
+                                                  "acknowledgements": acknowledgements,
+                                                  "received": who_knows(svc, receipts, acknowledgements)}),
                            content_type="application/json", cache_control=PRIVATE if detail else PUBLIC_SHORT,
                            last_modified=changed or None, vary="Authorization")
 

@@ -401,6 +401,18 @@
         stations ? el("div", { className: "meta", text: "stations: " + stations }) : null,
         e.instruction_zh ? el("div", { className: "meta", text: e.instruction_zh }) : null));
     });
+    var known = $("detail-received");
+    known.textContent = "";
+    (d.received || []).forEach(function (w) {
+      known.appendChild(el("tr", { "data-subscription": w.subscription_id },
+        el("td", { text: w.name || String(w.subscription_id).slice(0, 8), title: w.subscription_id }),
+        el("td", { text: w.department || "" }),
+        el("td", { text: w.delivered_at ? fmtTime(w.delivered_at) : "—", title: w.delivered_at || "" }),
+        el("td", { className: w.acknowledged_at ? "acked" : "not-acked",
+                   text: w.acknowledged_at ? fmtTime(w.acknowledged_at) : "not acknowledged",
+                   title: w.acknowledged_at || "" })));
+    });
+    $("detail-no-received").hidden = (d.received || []).length > 0;
     var tbody = $("detail-deliveries");
     tbody.textContent = "";
     var deliveries = (d.deliveries || []).slice().sort(function (a, b) { return a.time < b.time ? 1 : -1; });

@@ -202,12 +202,20 @@ SCHEMAS: Json = {
             "result": {"enum": ["delivered", "retry", "dead", "gone"]}, "status": {"type": ["integer", "null"]},
             "latency_s": {"type": ["number", "null"]}, "error": NULLABLE_STR, "error_class": NULLABLE_STR,
             "time": {"type": ["string", "null"]}}},
-    "WarningDetail": {"type": "object", "required": ["warning_id", "events", "deliveries", "acknowledgements"],
+    "WarningDetail": {"type": "object", "required": ["warning_id", "events", "deliveries", "acknowledgements",
+                                                      "received"],
                       "properties": {
         "warning_id": {"type": "string"}, "events": {"type": "array", "items": ref("WarningEvent")},
         "deliveries": {"type": "array", "items": ref("Receipt")},
         "acknowledgements": {"type": "array", "items": ref("Acknowledgement"),
-                             "description": "who acknowledged it and when, oldest first"}}},
+                             "description": "who acknowledged it and when, oldest first"},
+        "received": {"type": "array", "description": "who knows: per subscription that received (a delivered "
+                                                     "receipt in this worker's view) or acknowledged it",
+                     "items": {"type": "object", "required": ["subscription_id", "name", "delivered_at",
+                                                              "acknowledged_at"], "properties": {
+                         "subscription_id": {"type": "string"}, "name": {"type": "string"},
+                         "department": NULLABLE_STR, "delivered_at": {"type": ["string", "null"]},
+                         "acknowledged_at": {"type": ["string", "null"]}}}}}},
     "ParkedDelivery": {
         "type": "object", "description": "A dead letter: the Delivery with `last_error` and `parked_at`.",
         "properties": {"webhook_id": {"type": "string"}, "subscription_id": {"type": "string"},
