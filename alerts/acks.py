@@ -17,6 +17,7 @@ import base64
 import binascii
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -98,8 +99,9 @@ class AckBook:
     """Acknowledgements from the ``alerts.acks`` topic (a whole-topic mirror on every worker) plus this worker's
     own writes, applied at once. Records without the service's MAC are refused and counted."""
 
-    def __init__(self, topic: Topic, sealer: Sealer) -> None:
-        self.topic, self.sealer = topic, sealer
+    def __init__(self, topic: Topic, sealer: Sealer,
+                 on_ack: Callable[[Acknowledgement], None] | None = None) -> None:
+        self.topic, self.sealer, self.on_ack = topic, sealer, on_ack  # on_ack: the console's live feed
         self._by_warning: dict[str, dict[str, Acknowledgement]] = {}  # warning id -> record key -> record
         self.caught_up = asyncio.Event()  # set by the mirror once it has read the topic to its end once
         self.changed_at: dict[str, float] = {}  # warning id -> when its acknowledgements last changed (Last-Modified)
@@ -133,6 +135,8 @@ class AckBook:
             return False
         acks[key] = record
         self.changed_at[record["warning_id"]] = time.time()
+        if self.on_ack is not None:
+            self.on_ack(record)
         return True
 
     def has(self, claim: AckClaim) -> bool:

@@ -127,7 +127,7 @@ class WarningService:
         self.health = HealthTracker(settings.unhealthy_after_s)  # endpoint health: delivery gate and dashboard
         self.subscriptions = SubscriptionBook(t[topics.SUBSCRIPTIONS], sealer)
         self.dead_letters = DeadLetters(t[topics.DEAD], t[topics.OUTBOX])
-        self.acks = AckBook(t[topics.ACKS], sealer)
+        self.acks = AckBook(t[topics.ACKS], sealer, on_ack=lambda a: self.feed.notify("ack", dict(a)))
         signals = SignalSink(produce, topics.SIGNALS, settings.partitions, sealer)
         grader = StationGrader(rules, registry, regions, self.climatology)
         self.intake = Intake(

@@ -373,7 +373,8 @@
   function loadDetail() {
     var id = state.selected;
     if (!id) return;
-    fetch("/api/v1/warnings/" + encodeURIComponent(id), { headers: { Accept: "application/json" } })
+    // no-cache: revalidate (ETag) rather than take the 30 s cached copy: a receipt or acknowledgement changed it
+    fetch("/api/v1/warnings/" + encodeURIComponent(id), { headers: { Accept: "application/json" }, cache: "no-cache" })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
       .then(function (d) { if (state.selected === id) renderDetail(d); })
       .catch(function (err) { $("detail-headline").textContent = "Cannot load " + id + ": " + err.message; });
@@ -547,6 +548,10 @@
       applyWarning(e);
       render();
       if (e.warning_id === state.selected) reloadDetail();
+    });
+    es.addEventListener("ack", function (ev) {  // a department acknowledged: the detail's "who knows"
+      var a = JSON.parse(ev.data);
+      if (a.warning_id === state.selected) reloadDetail();
     });
     es.addEventListener("receipt", function (ev) {
       var r = JSON.parse(ev.data);

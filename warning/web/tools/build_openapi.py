@@ -464,7 +464,7 @@ PATHS: Json = {
     "/api/v1/regions": {"get": op("counties and prefectures with outlines",
                                   {"200": ok("GeoJSON FeatureCollection", {"type": "object"}, "application/geo+json")},
                                   tag="dashboard", operation_id="regions")},
-    "/api/v1/events": {"get": op("live feed (Server-Sent Events): snapshot, warning, receipt",
+    "/api/v1/events": {"get": op("live feed (Server-Sent Events): snapshot, warning, receipt, ack",
                                  {"200": ok("event stream", TEXT, "text/event-stream"),
                                   "503": error("too many live-feed clients (Retry-After)")},
                                  tag="dashboard", operation_id="events")},
