@@ -149,7 +149,7 @@ class WarningService:
             on_receipt=self.deliveries.apply, allow_nets=settings.webhook_allow_nets,
             timeout_s=settings.webhook_timeout_s, endpoint_concurrency=settings.endpoint_concurrency,
             tier_concurrency=REDELIVER_CONCURRENCY, waiting_max=settings.retry_waiting_max,
-            retry_hold_s=settings.retry_hold_s)
+            retry_hold_s=settings.retry_hold_s, ack_link=self.ack_link)
 
         app.agent(t[topics.OBS], name="observations")(self.intake.observations)
         app.agent(t[topics.FORECAST], name="forecasts")(self.intake.forecasts)
@@ -201,10 +201,15 @@ class WarningService:
         event = d["event"]
         if sub.format == "cap":
             return self.cap_document(event, self.warnings.earlier(event)), "application/cap+xml"
-        token = ack_token(self.sealer, event["warning_id"], event["id"], sub.id, event["level"])
         flags = [f for f in ("reminder", "escalation") if d.get(f)]
-        return webhook_body(d["type"], event, d.get("backfill", False),
-                            ack_url(self.settings.public_base_url, token), flags), "application/json"
+        return webhook_body(d["type"], event, d.get("backfill", False), self.ack_link(d, sub),
+                            flags), "application/json"
+
+    def ack_link(self, d: Delivery, sub: Subscription) -> str:
+        """The delivery's ``ack_url``: in the JSON envelope and, for every format, the ``ews-ack-url`` header."""
+        event = d["event"]
+        token = ack_token(self.sealer, event["warning_id"], event["id"], sub.id, event["level"])
+        return ack_url(self.settings.public_base_url, token)
 
     def _mirror_receipt(self, key: bytes | None, value: bytes | None) -> None:
         if value:

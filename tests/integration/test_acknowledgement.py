@@ -57,6 +57,8 @@ async def test_ack_is_listed_and_no_ack_is_reminded_and_escalated(broker: Embedd
         first = bodies(receiver, "/hook/dunhuang")[0]
         assert first["data"]["level"] == "red" and first["ack_url"].startswith(ews.url + "/api/v1/acks/")
         assert bodies(receiver, "/hook/jiuquan")[0]["ack_url"] != first["ack_url"]  # per subscription
+        sent = next(r for r in receiver.received if r["path"] == "/hook/dunhuang")
+        assert {k.lower(): v for k, v in sent["headers"].items()}["ews-ack-url"] == first["ack_url"]  # CAP too
         wid = first["data"]["warning_id"]
 
         for _ in range(2):  # idempotent

@@ -489,8 +489,11 @@ WEBHOOKS: Json = {
                        "HMAC-SHA256>`, space-separated during a secret rotation). `format: json`: the envelope; "
                        "`format: cap`: the CAP 1.2 XML (verify the raw bytes; docs/WEBHOOKS.md). 2xx delivered; "
                        "410 pauses the subscription; 408, 425, 429 and 5xx are retried.",
-        "parameters": [{"name": n, "in": "header", "required": True, "schema": TEXT}
-                       for n in ("webhook-id", "webhook-timestamp", "webhook-signature")],
+        "parameters": [*({"name": n, "in": "header", "required": True, "schema": TEXT}
+                         for n in ("webhook-id", "webhook-timestamp", "webhook-signature")),
+                       {"name": "ews-ack-url", "in": "header", "required": True, "schema": TEXT,
+                        "description": "the delivery's ack_url (also in the JSON envelope): POST it to acknowledge "
+                                       "the warning; the only place a CAP delivery carries it"}],
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": ref("WebhookEnvelope")},
             "application/cap+xml": {"schema": TEXT}}},
