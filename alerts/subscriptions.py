@@ -19,6 +19,7 @@ from alerts.signing import new_secret
 from warning.shared import metrics
 from warning.shared.bus import Topic
 from warning.shared.records import ACTUAL, STATUSES, WarningLevel
+from warning.shared.regions import RegionTree
 from warning.shared.sealing import Sealer, SealError, is_sealed
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,8 @@ def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_ha
             raise SubscriptionError("regions: at least one GB/T 2260 code (620000 for the whole province)")
         for r in regions:
             if not known_region(r):
-                raise SubscriptionError(f"regions: unknown region code {r!r}")
+                raise SubscriptionError(f"regions: unknown region code {r[:40]!r}; "
+                                        f"{RegionTree.load().valid_codes_hint(r)}")
         out["regions"] = regions
     if "hazards" in raw or not partial:
         hazards = _str_list(raw, "hazards", max_list_items)
