@@ -90,12 +90,14 @@ async def test_ack_is_listed_and_no_ack_is_reminded_and_escalated(broker: Embedd
         reminder = next(b for b in bodies(receiver, "/hook/jiuquan") if b.get("reminder"))
         webhook_ids = {r["headers"].get("webhook-id") for r in receiver.received if r["path"] == "/hook/jiuquan"}
         assert len(webhook_ids) == 2  # the reminder is a new webhook-id: receivers do not drop it as a repeat
-        async with s.post(reminder["ack_url"]) as r:
-            assert r.status == 204
         async with s.get(ews.url + "/metrics") as r:
             text = await r.text()
         assert 'ews_ack_escalations_total{kind="fallback",level="red"} 1.0' in text
         assert 'ews_ack_escalations_total{kind="reminder",level="red"} 1.0' in text
+        assert 'ews_warnings_unacknowledged{level="red"} 1.0' in text  # Jiuquan water has not, yet
+        assert 'ews_acknowledgements_total{level="red"} 1.0' in text
+        async with s.post(reminder["ack_url"]) as r:
+            assert r.status == 204
         duty_ack = escalated["ack_url"]
         async with s.post(duty_ack) as r:
             assert r.status == 204
