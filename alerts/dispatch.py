@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # (delivery, subscription) -> (body, content type): JSON envelope or CAP, chosen by the root.
 RenderBody = Callable[[Delivery, Subscription], tuple[bytes, str]]
+AckLink = Callable[[Delivery, Subscription], str]  # the delivery's ack_url (alerts.acks), also sent as a header
+ACK_HEADER = "ews-ack-url"  # every delivery, CAP ones included (their body has no envelope to carry it)
 HELD = "subscription paused"  # the reason of deliveries held while their subscription is paused (sent on resume)
 
 
@@ -51,8 +53,9 @@ class DeliveryStage:
                  receipts: Topic, policy: retry.RetryPolicy, health: HealthTracker, render: RenderBody,
                  on_receipt: Callable[[Receipt], None], allow_nets: Sequence[Network], timeout_s: float,
                  endpoint_concurrency: int, tier_concurrency: int = 4, waiting_max: int = 10_000,
-                 retry_hold_s: float = 60.0, silences: SilenceBook | None = None) -> None:
-        self.subscriptions, self.dead_letters = subscriptions, dead_letters
+                 retry_hold_s: float = 60.0, silences: SilenceBook | None = None,
+                 ack_link: AckLink | None = None) -> None:
+        self.subscriptions, self.dead_letters, self.ack_link = subscriptions, dead_letters, ack_link
         self.silences = silences  # deliveries a silence holds are parked as held, sent when it ends
         self.retry_topics, self.receipts = retry_topics, receipts
         self.policy, self.health, self.render, self.on_receipt = policy, health, render, on_receipt
@@ -157,8 +160,9 @@ class DeliveryStage:
         d["attempt"] = int(d.get("attempt", 0)) + 1
         first_attempt_at = d["first_attempt_at"] = d.get("first_attempt_at") or time.time()
         body, ctype = self.render(d, sub)
+        extra = {ACK_HEADER: self.ack_link(d, sub)} if self.ack_link is not None else None
         outcome = await deliver_webhook(self._session(), sub.url, sub.signing_secrets(time.time()), d["webhook_id"],
-                                        body, self.allow_nets, content_type=ctype)
+                                        body, self.allow_nets, content_type=ctype, extra_headers=extra)
         now = time.time()
         await self._record(d, sub, event, outcome, now)
         decision = retry.after_attempt(self.policy, outcome, attempt=d["attempt"],

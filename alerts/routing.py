@@ -45,7 +45,7 @@ def route(event: Mapping[str, Any], subs: Iterable[Subscription], covers: Covers
             continue
         if sub.id in received and event["msg_type"] != "alert":
             out.append((sub, f"warning.{event['msg_type']}"))
-        elif event["msg_type"] != "cancel" and matches(sub, event, covers):
+        elif event["msg_type"] != "cancel" and not sub.fallback and matches(sub, event, covers):
             out.append((sub, "warning.alert"))
     return out
 
@@ -90,9 +90,31 @@ class Router:
         self.receivers[wid] = [*received, sub_id]
         return True
 
-    async def _send(self, event: WarningEvent, sub_id: str, msg_type: str, backfill: bool = False) -> None:
-        delivery: Delivery = {"webhook_id": webhook_id(event["id"], sub_id), "subscription_id": sub_id,
+    async def remind(self, event: WarningEvent, sub_id: str) -> None:
+        """The warning's current event again to a receiver that has not acknowledged it: a new ``webhook-id`` (the
+        first was delivered, and receivers drop a repeat), ``"reminder": true`` in the envelope."""
+        await self._send(event, sub_id, f"warning.{event['msg_type']}", flag="reminder",
+                         hook_id=webhook_id(event["id"], f"{sub_id}:reminder:{event['level']}"))
+
+    async def escalate(self, event: WarningEvent, sub_id: str) -> bool:
+        """The warning's current event to a fallback subscription, as ``warning.alert`` marked ``escalation``; its
+        updates and cancel then follow it. False if it has the warning already."""
+        wid = event["warning_id"]
+        received = list(self.receivers.get(wid) or [])
+        if sub_id in received:
+            return False
+        await self._send(event, sub_id, "warning.alert", flag="escalation")
+        self.receivers[wid] = [*received, sub_id]
+        return True
+
+    async def _send(self, event: WarningEvent, sub_id: str, msg_type: str, backfill: bool = False,
+                    flag: str | None = None, hook_id: str | None = None) -> None:
+        delivery: Delivery = {"webhook_id": hook_id or webhook_id(event["id"], sub_id), "subscription_id": sub_id,
                               "type": msg_type, "event": event, "attempt": 0, "first_attempt_at": None}
         if backfill:
             delivery["backfill"] = True
+        if flag == "reminder":  # said in the envelope
+            delivery["reminder"] = True
+        elif flag == "escalation":
+            delivery["escalation"] = True
         await self.outbox.send(key=sub_id.encode(), value=orjson.dumps(delivery))

@@ -19,6 +19,7 @@ from alerts.signing import new_secret
 from warning.shared import metrics
 from warning.shared.bus import Topic
 from warning.shared.records import ACTUAL, STATUSES, WarningLevel
+from warning.shared.regions import RegionTree
 from warning.shared.sealing import Sealer, SealError, is_sealed
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class Subscription:
     msg_types: list[str] = field(default_factory=list)  # empty: alert, update and cancel
     # which statuses it receives: actual only unless it opts in to exercise (drills, demos) or test messages
     statuses: list[str] = field(default_factory=lambda: [ACTUAL])
+    # a fallback (a duty office, say) gets no warning by routing: only the red and orange warnings of its regions
+    # that a receiver did not acknowledge in time (rules.toml [acknowledgement]), then their updates and cancel
+    fallback: bool = False
     active: bool = True
     paused_reason: str | None = None
     previous_secret: str | None = None
@@ -97,7 +101,7 @@ def printable(text: str) -> str:
 
 
 EDITABLE = ("name", "department", "url", "regions", "hazards", "min_level", "format", "basis", "msg_types",
-            "statuses")
+            "statuses", "fallback")
 
 
 def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_hazards: set[str],
@@ -132,7 +136,8 @@ def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_ha
             raise SubscriptionError("regions: at least one GB/T 2260 code (620000 for the whole province)")
         for r in regions:
             if not known_region(r):
-                raise SubscriptionError(f"regions: unknown region code {r!r}")
+                raise SubscriptionError(f"regions: unknown region code {r[:40]!r}; "
+                                        f"{RegionTree.load().valid_codes_hint(r)}")
         out["regions"] = regions
     if "hazards" in raw or not partial:
         hazards = _str_list(raw, "hazards", max_list_items)
@@ -164,6 +169,11 @@ def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_ha
             raise SubscriptionError(f"statuses: a non-empty list of {', '.join(STATUSES)}"
                                     + (f" ({bad[0]!r} is not one)" if bad else ""))
         out["statuses"] = list(dict.fromkeys(statuses))
+    if "fallback" in raw or not partial:
+        fallback = raw.get("fallback", False)
+        if not isinstance(fallback, bool):
+            raise SubscriptionError("fallback: true or false")
+        out["fallback"] = fallback
     return out
 
 

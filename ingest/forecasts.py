@@ -24,6 +24,7 @@ import orjson
 
 from ingest.formats.grids import GridStats, read_forecast_points
 from ingest.validate import ObservationError, validate_forecast, validate_grid_area
+from warning.shared import running
 from warning.shared.regions import RegionTree, StationRegistry
 from warning.shared.topics import FORECAST, OBS_REJECTED, ensure_topics, partition_for
 
@@ -104,9 +105,10 @@ def run_grid_ingest(paths: list[str], *, bootstrap: str | None, partitions: int 
                 stats["published" if kind == "point" else "areas_published"] += 1
         err.write(json.dumps(stats) + "\n")
         return 2 if stats["errors"] else 0
-    bootstrap = bootstrap or os.environ.get("KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        err.write("ews ingest: no broker: give --bootstrap HOST:PORT or set KAFKA_BOOTSTRAP, or use --dry-run\n")
+    try:  # --bootstrap, KAFKA_BOOTSTRAP, else the running service's broker (its data dir)
+        bootstrap = running.find_bootstrap(bootstrap)
+    except running.NoRunningService as exc:
+        err.write(f"ews ingest: {exc}; or use --dry-run\n")
         return 2
     from kafka import KafkaProducer
 

@@ -55,6 +55,7 @@ from ingest.columns import encode_batch
 from ingest.formats import FORMATS, ParsedRow, RowError, UnreadableFileError, read_observations
 from ingest.kafka_producer import producer_config
 from ingest.validate import ObservationError, validate_observation
+from warning.shared import running
 from warning.shared.records import ACTUAL, STATUSES, Observation
 from warning.shared.regions import StationRegistry
 from warning.shared.times import now_iso
@@ -125,7 +126,8 @@ def add_ingest_parser(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="no broker: write accepted observations to stdout as JSON lines, summary on stderr")
     p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
-                   help="Kafka bootstrap servers (default: env KAFKA_BOOTSTRAP)")
+                   help="Kafka bootstrap servers (default: env KAFKA_BOOTSTRAP, else the broker of the service "
+                   "running on <EWS_DATA_DIR or ./data>)")
     p.add_argument("--partitions", type=int, default=None, metavar="N",
                    help="partitions for topics created here (default: env EWS_PARTITIONS or 4); an existing "
                    "obs topic's own count is used for routing")
@@ -627,10 +629,10 @@ def _run(args: argparse.Namespace, clock: Clock, sleep: Sleep, out: IO[str], err
 def _broker_sink(args: argparse.Namespace, clock: Clock, producer_factory: Callable[..., Any] | None,
                  err: IO[str]) -> KafkaSink | None:
     """The Kafka sink of ``--bootstrap`` (or KAFKA_BOOTSTRAP); None, said on ``err``, when the broker fails."""
-    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        raise _UsageError("no broker: give --bootstrap HOST:PORT or set KAFKA_BOOTSTRAP (the embedded broker "
-                          "runs inside 'ews run'; 'ews broker' runs one alone), or use --dry-run")
+    try:  # --bootstrap, KAFKA_BOOTSTRAP, else the broker of the service running on this data dir
+        bootstrap = running.find_bootstrap(args.bootstrap)
+    except running.NoRunningService as exc:
+        raise _UsageError(f"{exc}; or use --dry-run") from None
     if args.partitions is not None and args.partitions < 1:
         raise _UsageError(f"--partitions {args.partitions}: must be at least 1")
     try:

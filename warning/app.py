@@ -20,6 +20,7 @@ from typing import Any
 import faust
 import orjson
 
+from alerts.acks import AckBook, ack_token, ack_url
 from alerts.dead_letters import DeadLetters
 from alerts.delivery import webhook_body
 from alerts.dispatch import DeliveryStage
@@ -35,6 +36,7 @@ from warning import faust_fixes
 from warning.cap import render_cap
 from warning.cap_signing import CapSigner
 from warning.drafts import DraftSink, DraftsView
+from warning.escalation import AckEscalation
 from warning.grade import TICK_INTERVAL_S, GradeStage
 from warning.pipeline import StationGrader, fold_params
 from warning.rules import Rules
@@ -121,10 +123,12 @@ class WarningService:
                                           topics.WARNINGS, topics.OUTBOX, topics.DEAD, topics.RECEIPTS)}
         t[topics.SUBSCRIPTIONS] = raw(topics.SUBSCRIPTIONS, 1)
         t[topics.SILENCES] = raw(topics.SILENCES, 1)
+        t[topics.ACKS] = raw(topics.ACKS)
         retry_topics = [raw(topics.retry_tier(i)) for i in range(len(settings.retry_tiers_s))]
         # value_type=bytes: faust's raw codec for the LZ4 state blocks, in writes and in changelog recovery
         state_tables = {k: table(name, key_type=str, value_type=bytes) for k, name in STATE_TABLES.items()}
         region_state, receivers = table("region_state"), table("receivers")
+        ack_escalations = table("ack_escalations")  # chain key -> the current warning's acknowledgement clock
 
         self.feed = LiveFeed()
         self.warnings = WarningsView(self.feed)
@@ -134,6 +138,7 @@ class WarningService:
         self.dead_letters = DeadLetters(t[topics.DEAD], t[topics.OUTBOX])
         self.silences = SilenceBook(t[topics.SILENCES], sealer, regions.covers)
         self.drafts = DraftsView(topics.DRAFTS, sealer, rules.review.escalate_after_min)
+        self.acks = AckBook(t[topics.ACKS], sealer, on_ack=lambda a: self.feed.notify("ack", dict(a)))
         signals = SignalSink(produce, topics.SIGNALS, settings.partitions, sealer)
         grader = StationGrader(rules, registry, regions, self.climatology)
         self.intake = Intake(
@@ -142,9 +147,13 @@ class WarningService:
             signals=signals, clock=self.clock,
             known_station=frozenset(s.station_id for s in registry).__contains__)
         self.router = Router(self.subscriptions, regions.covers, receivers, t[topics.OUTBOX])
+        escalation = AckEscalation(policy=lambda: rules.acknowledgement, router=self.router, receivers=receivers,
+                                   escalations=ack_escalations, acks=self.acks, subscriptions=self.subscriptions,
+                                   history=self.warnings.history.get, regions=regions)
         self.grade = GradeStage(rules=rules, rollups=grader, region_state=region_state, signals=signals,
                                 produce=produce, warnings_topic=topics.WARNINGS, router=self.router,
-                                clock=self.clock, drafts=DraftSink(produce, topics.DRAFTS, sealer))
+                                clock=self.clock, drafts=DraftSink(produce, topics.DRAFTS, sealer),
+                                escalation=escalation)
         self.delivery = DeliveryStage(
             subscriptions=self.subscriptions, dead_letters=self.dead_letters, retry_topics=retry_topics,
             receipts=t[topics.RECEIPTS], policy=RetryPolicy.from_settings(settings),
@@ -152,7 +161,7 @@ class WarningService:
             on_receipt=self.deliveries.apply, allow_nets=settings.webhook_allow_nets,
             timeout_s=settings.webhook_timeout_s, endpoint_concurrency=settings.endpoint_concurrency,
             tier_concurrency=REDELIVER_CONCURRENCY, waiting_max=settings.retry_waiting_max,
-            retry_hold_s=settings.retry_hold_s, silences=self.silences)
+            retry_hold_s=settings.retry_hold_s, silences=self.silences, ack_link=self.ack_link)
 
         app.agent(t[topics.OBS], name="observations")(self.intake.observations)
         app.agent(t[topics.FORECAST], name="forecasts")(self.intake.forecasts)
@@ -172,6 +181,8 @@ class WarningService:
             TopicMirror(bootstrap, topics.DEAD, self.dead_letters.mirror, auth=auth),
             TopicMirror(bootstrap, topics.DRAFTS, self.drafts.mirror, auth=auth, with_headers=True),
             TopicMirror(bootstrap, topics.SILENCES, self.silences.mirror, auth=auth, with_headers=True),
+            TopicMirror(bootstrap, topics.ACKS, self.acks.mirror, auth=auth, with_headers=True,
+                        on_caught_up=self.acks.caught_up.set),
         ]
 
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -207,7 +218,15 @@ class WarningService:
         event = d["event"]
         if sub.format == "cap":
             return self.cap_document(event, self.warnings.earlier(event)), "application/cap+xml"
-        return webhook_body(d["type"], event, d.get("backfill", False)), "application/json"
+        flags = [f for f in ("reminder", "escalation") if d.get(f)]
+        return webhook_body(d["type"], event, d.get("backfill", False), self.ack_link(d, sub),
+                            flags), "application/json"
+
+    def ack_link(self, d: Delivery, sub: Subscription) -> str:
+        """The delivery's ``ack_url``: in the JSON envelope and, for every format, the ``ews-ack-url`` header."""
+        event = d["event"]
+        token = ack_token(self.sealer, event["warning_id"], event["id"], sub.id, event["level"])
+        return ack_url(self.settings.public_base_url, token)
 
     def _mirror_receipt(self, key: bytes | None, value: bytes | None) -> None:
         if value:

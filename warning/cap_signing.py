@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
-
 
 class CapSigningError(ValueError):
     """The CAP signing settings cannot be used; the message names the setting."""
@@ -59,6 +57,8 @@ class CapSigner:
 
     def sign(self, cap_xml: bytes) -> bytes:
         """``cap_xml`` with an enveloped ``<ds:Signature>`` (reference URI "": the whole alert) as its last child."""
+        from lxml import etree  # with signxml (the cap-signing extra): `make run` installs neither
+
         root = etree.fromstring(cap_xml, parser=etree.XMLParser(resolve_entities=False, no_network=True))
         signed = self._signer.sign(root, key=self._key, cert=self._cert)
         return bytes(etree.tostring(signed, xml_declaration=True, encoding="UTF-8"))

@@ -48,15 +48,22 @@ class Router(Protocol):
     async def backfill(self, event: WarningEvent, sub_id: str) -> bool: ...
 
 
+class Escalation(Protocol):
+    """``warning.escalation.AckEscalation``: after a fold, remind and escalate what is not acknowledged in time."""
+
+    async def review(self, key: str, state: dict[str, Any] | None) -> None: ...
+
+
 class GradeStage:
     def __init__(self, *, rules: Rules, rollups: RollUp, region_state: MutableMapping[str, Any],
                  signals: SignalSink, produce: Produce, warnings_topic: str, router: Router,
-                 clock: DataClock, drafts: DraftSink | None = None) -> None:
+                 clock: DataClock, drafts: DraftSink | None = None,
+                 escalation: Escalation | None = None) -> None:
         self.rules, self.rollups, self.region_state = rules, rollups, region_state
         # warnings.drafts: the desk's drafts and decisions, MACed with the signals' key ring
         self.drafts = drafts or DraftSink(produce, topics.DRAFTS, signals.sealer)
         self.signals, self.produce, self.warnings_topic = signals, produce, warnings_topic
-        self.router, self.clock = router, clock
+        self.router, self.clock, self.escalation = router, clock, escalation
 
     async def grade(self, stream: Any) -> None:
         """Signals messages are taken GRADE_TAKE at a time (or what came within GRADE_WITHIN_S) and folded per
@@ -151,6 +158,10 @@ class GradeStage:
         for sig in aside:
             if sig.get("kind") == "backfill":
                 await self._backfill(state, sig, desk.review)
+        # every fold, ticks included (a deadline passes without new reports); while a draft waits at the desk the
+        # chain's current event is not what receivers hold, so its deadline waits for the decision
+        if self.escalation is not None and not (desk.review or {}).get("draft"):
+            await self.escalation.review(key, state)
         if state is first and not desk.changed:
             return None, []
         if desk.review is not None:

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 
+from warning.shared import running
 from warning.shared.records import status_of
 
 if TYPE_CHECKING:
@@ -87,7 +88,9 @@ class Context:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Context:
-        url = (getattr(args, "api_url", None) or os.environ.get("EWS_URL") or DEFAULT_URL).rstrip("/")
+        # --url, EWS_URL, else the service running on this data dir (it may listen on another port), else 8080
+        url = (getattr(args, "api_url", None) or os.environ.get("EWS_URL") or running.find_url()
+               or DEFAULT_URL).rstrip("/")
         token = getattr(args, "token", None) or os.environ.get("EWS_TOKEN") or _read_token_file()
         return cls(url=url, token=token, json=bool(getattr(args, "json", False)),
                    timeout_s=float(getattr(args, "timeout", None) or 30.0))
@@ -242,6 +245,8 @@ WARNING_COLUMNS = [("sent", "SENT"), ("type", "TYPE"), ("level", "LEVEL"), ("haz
 SUBSCRIPTION_COLUMNS = [("id", "ID"), ("name", "NAME"), ("department", "DEPARTMENT"), ("state", "STATE"),
                         ("regions", "REGIONS"), ("hazards", "HAZARDS"), ("min_level", "MIN LEVEL"),
                         ("format", "FORMAT"), ("url", "URL")]
+RECEIVED_COLUMNS = [("name", "SUBSCRIBER"), ("department", "DEPARTMENT"), ("delivered_at", "RECEIVED"),
+                    ("acknowledged_at", "ACKNOWLEDGED"), ("subscription_id", "SUBSCRIPTION")]
 DELIVERY_COLUMNS = [("time", "TIME"), ("result", "RESULT"), ("status", "STATUS"), ("attempt", "ATTEMPT"),
                     ("type", "TYPE"), ("department", "DEPARTMENT"), ("warning_id", "WARNING ID"),
                     ("latency_s", "LATENCY S"), ("error", "ERROR"), ("webhook_id", "WEBHOOK ID")]
@@ -311,6 +316,9 @@ async def cmd_warnings(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out()
         _print_warnings(ctx, _as_list(detail.get("events", []), "events"), "no events")
         ctx.out()
+        ctx.out("who knows:")
+        _print_rows(ctx, _as_list(detail.get("received", []), "received"), RECEIVED_COLUMNS, "nobody yet")
+        ctx.out()
         ctx.out("deliveries:")
         _print_rows(ctx, _as_list(detail.get("deliveries", []), "deliveries"), DELIVERY_COLUMNS, "no deliveries",
                     {"error": 60})
@@ -370,6 +378,8 @@ async def cmd_sub_add(args: argparse.Namespace, ctx: Context) -> int:
         body["basis"] = args.basis
     if args.msg_type:
         body["msg_types"] = args.msg_type
+    if args.fallback:
+        body["fallback"] = True
     created = await ctx.request("POST", f"{API}/subscriptions", body=body)
     if not isinstance(created, dict):
         raise ApiError(200, "unexpected answer to POST /subscriptions")
@@ -707,9 +717,10 @@ async def read_obs_topic(bootstrap: str, *, topic: str = "obs", idle_s: float = 
 
 
 async def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:
-    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        raise UsageError("replay needs the Kafka cluster: --bootstrap HOST:PORT or KAFKA_BOOTSTRAP")
+    try:  # --bootstrap, KAFKA_BOOTSTRAP, else the broker of the service running on this data dir
+        bootstrap = running.find_bootstrap(args.bootstrap)
+    except running.NoRunningService as exc:
+        raise UsageError(str(exc)) from None
     start = _parse_iso(args.start)
     end = _parse_iso(args.end) if args.end else datetime.now(UTC).replace(microsecond=0)
     if end < start:
@@ -723,14 +734,18 @@ async def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:
     unknown = [h for h in args.hazard or [] if h not in rules]
     if unknown:
         raise UsageError(f"--hazard: unknown hazard {unknown[0]!r}; known: {', '.join(sorted(rules))}")
+    if args.region:
+        from warning.shared.regions import RegionTree
+
+        tree = RegionTree.load()
+        if not tree.is_known(args.region):
+            raise UsageError(f"--region: unknown region code {args.region[:40]!r}; "
+                             f"{tree.valid_codes_hint(args.region)}")
     stats = ReplayStats()
     observations = await read_obs_topic(bootstrap, idle_s=args.idle, stats=stats, status=args.status)
     events = replay_events(observations, start, end, hazards=args.hazard, rules=rules, climatology=climatology,
                            stats=stats)
     if args.region:
-        from warning.shared.regions import RegionTree
-
-        tree = RegionTree.load()
         events = [e for e in events if tree.covers(args.region, e["region_code"])
                   or tree.covers(e["region_code"], args.region)]
     if args.level:
@@ -752,7 +767,8 @@ def _api_options(url_flag: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("API")
     flags = ("--url", "--api-url") if url_flag else ("--api-url",)
     g.add_argument(*flags, dest="api_url", default=None, metavar="URL",
-                   help=f"API base URL (env EWS_URL, default {DEFAULT_URL})")
+                   help=f"API base URL (env EWS_URL, else the service running on <EWS_DATA_DIR or ./data>, "
+                        f"else {DEFAULT_URL})")
     g.add_argument("--token", default=None,
                    help="operator token (env EWS_TOKEN, else <EWS_DATA_DIR or ./data>/token; prefer the env: "
                         "arguments are visible in the process list)")
@@ -822,6 +838,9 @@ def add_operator_parsers(subparsers: Any) -> None:
     a.add_argument("--basis", action="append", choices=("observed", "forecast"), help="(repeatable; default both)")
     a.add_argument("--msg-type", action="append", choices=("alert", "update", "cancel"),
                    help="(repeatable; default all)")
+    a.add_argument("--fallback", action="store_true",
+                   help="a fallback (a duty office): only the red and orange warnings of its regions that a "
+                   "receiver did not acknowledge in time (rules.toml [acknowledgement])")
     a.set_defaults(operator=cmd_sub_add)
     for name, handler, text in (("pause", cmd_sub_pause, "hold deliveries (kept in alerts.dead as 'subscription "
                                                          "paused'; sent in order on resume)"),
@@ -859,7 +878,8 @@ def add_operator_parsers(subparsers: Any) -> None:
                     "Nothing is published or committed.")
     p.add_argument("--from", dest="start", required=True, type=iso_time, metavar="ISO")
     p.add_argument("--to", dest="end", type=iso_time, metavar="ISO", help="default: now")
-    p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap (env KAFKA_BOOTSTRAP)")
+    p.add_argument("--bootstrap", metavar="HOST:PORT",
+                   help="Kafka bootstrap (env KAFKA_BOOTSTRAP, else the running service's, from its data dir)")
     p.add_argument("--hazard", action="append", help="only this hazard (repeatable)")
     p.add_argument("--region", metavar="CODE", help="only events for regions under (or over) this code")
     p.add_argument("--level", type=_level, help="only events at least this level")

@@ -179,6 +179,7 @@ class Rules(dict[str, HazardRule]):
         self.sandstorm = sandstorm
         self.days = days or DaysConfig()
         self.drought = drought or DroughtConfig()
+        self.acknowledgement = AcknowledgementPolicy()
 
     def issue_policy(self, hazard: str, level: str) -> str:
         """``auto`` or ``review`` for a hazard's level (an unknown hazard or level: auto, as before the desk)."""
@@ -274,7 +275,9 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             grid_rollup=_grid_rollup(name, h, defaults, where),
             levels=tuple(sorted(levels, key=lambda r: r.level, reverse=True)),
         )
-    return Rules(out, *_settings(doc), review=_review(doc))
+    rules = Rules(out, *_settings(doc), review=_review(doc))
+    rules.acknowledgement = _acknowledgement(doc)
+    return rules
 
 
 def _review(doc: dict[str, Any]) -> ReviewConfig:
@@ -293,6 +296,36 @@ def _review(doc: dict[str, Any]) -> ReviewConfig:
             raise RulesError(f"review: '{key}' must be a number of minutes >= 0")
         out.append(float(v))
     return ReviewConfig(*out)
+
+
+@dataclass(frozen=True)
+class AcknowledgementPolicy:
+    """[acknowledgement]: per level, minutes a receiver has to acknowledge a warning before it is reminded and the
+    warning goes to the fallback subscriptions of its region; levels not listed are never escalated."""
+
+    after_min: dict[str, float] = field(default_factory=lambda: {"red": 15.0, "orange": 30.0})
+
+    def after_s(self, level: str) -> float | None:
+        minutes = self.after_min.get(level)
+        return None if minutes is None else minutes * 60.0
+
+
+def _acknowledgement(doc: dict[str, Any]) -> AcknowledgementPolicy:
+    """The document's [acknowledgement], else the packaged table's (a bureau's older table keeps its policy)."""
+    table = doc.get("acknowledgement", _packaged_doc().get("acknowledgement", {}))
+    given = table.get("after_min", {}) if isinstance(table, dict) else None
+    if not isinstance(given, dict):
+        raise RulesError("acknowledgement: 'after_min' must be a table of level = minutes")
+    after: dict[str, float] = {}
+    for level, minutes in given.items():
+        try:
+            colour = WarningLevel.parse(level).colour
+        except ValueError as exc:
+            raise RulesError(f"acknowledgement.after_min: {exc}") from None
+        if not isinstance(minutes, int | float) or isinstance(minutes, bool) or not minutes > 0:
+            raise RulesError(f"acknowledgement.after_min.{level}: a number of minutes > 0")
+        after[colour] = float(minutes)
+    return AcknowledgementPolicy(after)
 
 
 STALE_AFTER_H_FALLBACK = 36.0  # a hazard no table gives a horizon: the longest packaged one (never the stricter)

@@ -4,7 +4,9 @@ process and one event loop."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from warning.cap_signing import CapSigner, CapSigningError
 from warning.kafka_node import KafkaNode
 from warning.logs import lean_log_records, logging_config
 from warning.rules import RulesError, load_rules
+from warning.shared import running
 from warning.shared.config import Settings, TokenError, ensure_token
 from warning.shared.kafka_auth import KafkaConfigError
 from warning.shared.regions import RegionTree, StationRegistry
@@ -40,9 +43,10 @@ def _demo_label() -> str:
 class HttpServer(mode.Service):  # type: ignore[misc]
     """The operator API; starts before the worker is ready so /healthz answers during start-up."""
 
-    def __init__(self, svc: WarningService, token: str, **kw: Any) -> None:
+    def __init__(self, svc: WarningService, token: str, listener: socket.socket, **kw: Any) -> None:
         self.svc = svc
         self.token = token
+        self.listener = listener  # bound before the broker started (a busy port fails first, plainly)
         self.runner: web.AppRunner | None = None
         super().__init__(**kw)
 
@@ -51,14 +55,63 @@ class HttpServer(mode.Service):  # type: ignore[misc]
         self.runner = web.AppRunner(make_web_app(self.svc, self.token), access_log=None,
                                     **server_options(self.svc.settings))
         await self.runner.setup()
+        await web.SockSite(self.runner, self.listener).start()
         s = self.svc.settings
-        await web.TCPSite(self.runner, s.http_host, s.http_port).start()
-        log.info("HTTP API on http://%s:%s", s.http_host, s.http_port)
+        log.info("HTTP API on %s", api_url(s))
+        # the commands (`ews ingest`, `ews replay`, `ews warnings`) find this service's broker and API here
+        running.write(s.data_dir, url=api_url(s), bootstrap=self.svc.bootstrap)
 
     async def on_stop(self) -> None:
+        running.remove(self.svc.settings.data_dir)
         if self.runner is not None:
             await self.runner.cleanup()
         await self.svc.stop_views()
+
+
+def api_url(settings: Settings) -> str:
+    host = settings.http_host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{settings.http_port}"
+
+
+class PortInUse(OSError):
+    """The API's port is taken (another `ews run`?): said in one line before anything starts."""
+
+
+def bind_listener(settings: Settings) -> socket.socket:
+    """The API's listening socket, bound now so a busy port stops `ews run` before the broker or worker starts."""
+    family = socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp: a TIME_WAIT socket is no owner
+    try:
+        sock.bind((settings.http_host, settings.http_port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(f"port {settings.http_port} on {settings.http_host} is in use (another `ews run`?); "
+                            f"stop it, or choose another port: EWS_HTTP_PORT=8081 make run, or "
+                            f"ews run --http-port 8081") from None
+        raise PortInUse(f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def ready_banner(settings: Settings, token: str, created: bool, broker_label: str) -> str:
+    """The framed lines printed last, once the worker is ready: where to go and with what token."""
+    url = api_url(settings)
+    if settings.token:
+        token_line = "token:      from EWS_TOKEN"
+    else:  # printed to the operator's console only; never written to the log
+        token_line = (f"token:      {token}\n            ({'new, ' if created else ''}stored 0600 in "
+                      f"{settings.data_dir / 'token'})")
+    lines = [f"EWS is ready: {url}/   (API docs: {url}/api/docs)",
+             token_line,
+             f"broker:     {broker_label}",
+             "commands:   ews warnings, ews ingest FILE, ews replay --from ISO (each finds this service by itself)"]
+    width = max(len(line) for text in lines for line in text.splitlines()) + 2
+    bar = "=" * width
+    return "\n".join([bar, *lines, bar])
 
 
 @dataclass(frozen=True)
@@ -85,8 +138,8 @@ class ReplayPlan:
 class ScenarioReplay(mode.Service):  # type: ignore[misc]
     """After the worker is ready: replay the labelled demo scenario, or the user's files through `ews ingest`."""
 
-    def __init__(self, svc: WarningService, plan: ReplayPlan, **kw: Any) -> None:
-        self.svc, self.plan = svc, plan
+    def __init__(self, svc: WarningService, plan: ReplayPlan, banner: str = "", **kw: Any) -> None:
+        self.svc, self.plan, self.banner = svc, plan, banner
         super().__init__(**kw)
 
     @mode.Service.task
@@ -115,18 +168,23 @@ class ScenarioReplay(mode.Service):  # type: ignore[misc]
             if rc == EXIT_NOTHING_ACCEPTED:
                 print("replay: NOTHING was accepted; a file of a station outside the registry needs "
                       "--as-station WMO (make run FILE=... AS_STATION=WMO)", file=sys.stderr, flush=True)
+        if self.banner:  # the replay's warnings logged over the ready banner: the URL and token again, last
+            print(self.banner, flush=True)
 
 
 class EwsWorker(faust.Worker):  # type: ignore[misc]
-    def __init__(self, svc: WarningService, *services: Any, **kw: Any) -> None:
+    def __init__(self, svc: WarningService, *services: Any, banner: str = "", **kw: Any) -> None:
         self.svc = svc
+        self.banner = banner
         self.t0 = time.monotonic()
         super().__init__(svc.app, *services, **kw)
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
-        self.svc.ready.set()
         print(f"worker ready in {time.monotonic() - self.t0:.1f} s", flush=True)
+        if self.banner:  # last, after faust's start-up tables, so the URL and token stay on the screen
+            print(self.banner, flush=True)
+        self.svc.ready.set()
 
 
 MEMORY_ONLY = "memory only: everything is lost when it stops"
@@ -171,6 +229,22 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
         print(f"ews run: refusing to start: {exc}", file=sys.stderr, flush=True)
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        listener = bind_listener(settings)
+    except PortInUse as exc:
+        print(f"ews run: {exc}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        return _run(settings, listener, token, created, rules, registry, regions, demo=demo,
+                    replay_files=replay_files, replay_speed=replay_speed, replay_status=replay_status,
+                    as_station=as_station)
+    finally:
+        listener.close()
+
+
+def _run(settings: Settings, listener: socket.socket, token: str, created: bool, rules: Any,
+         registry: StationRegistry, regions: RegionTree, *, demo: bool, replay_files: list[str] | None,
+         replay_speed: float | None, replay_status: str, as_station: str | None) -> int:
     try:  # the data keys (sealed secrets, MACs), next to the token; and no TLS/SASL settings for a loopback broker
         keys, keys_from = load_key_ring(settings.data_key, settings.data_key_file, settings.data_dir)
         settings.check_broker()
@@ -197,24 +271,20 @@ def run(settings: Settings, *, demo: bool = False, replay_files: list[str] | Non
         if replay_files and replay_status != "actual":
             svc.demo_label = f"{replay_status.upper()}: replay of {', '.join(replay_files)}"
         svc.broker_label = broker_label
-        http = HttpServer(svc, token)
+        http = HttpServer(svc, token, listener)
         services: list[Any] = [http]
+        banner = ready_banner(settings, token, created, broker_label)
         if demo or replay_files:
             plan = ReplayPlan(demo, tuple(replay_files or ()), replay_speed, replay_status, as_station)
-            services.append(ScenarioReplay(svc, plan))
+            services.append(ScenarioReplay(svc, plan, banner))
         log_config = logging_config(settings.log_level, settings.json_logs)
         if log_config is not None:  # JSON lines: records need no caller, thread or process fields
             lean_log_records()
         worker = EwsWorker(svc, *services, loglevel=settings.log_level, redirect_stdouts=False,
-                           logging_config=log_config)
-        print(f"EWS API: http://{settings.http_host}:{settings.http_port}/  (GET /healthz, /readyz, /metrics)",
+                           logging_config=log_config,
+                           banner=banner)
+        print(f"starting: API {api_url(settings)}/ (/healthz answers now; ready once the worker has joined)",
               flush=True)
-        if settings.token:
-            print("token: from EWS_TOKEN", flush=True)
-        else:
-            # printed to the operator's console only; never written to the log
-            print(f"token: {token}  ({'new, ' if created else ''}stored 0600 in "
-                  f"{settings.data_dir / 'token'})", flush=True)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:

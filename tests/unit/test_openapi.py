@@ -72,7 +72,8 @@ def test_record_schemas_accept_what_the_service_makes() -> None:
                                             "components": {"schemas": components}})
 
     validator("WarningEvent").validate(orjson.loads(orjson.dumps(event)))
-    validator("WebhookEnvelope").validate(orjson.loads(webhook_body("warning.alert", event)))
+    validator("WebhookEnvelope").validate(orjson.loads(webhook_body(
+        "warning.alert", event, ack_url="http://127.0.0.1:8080/api/v1/acks/eA.k1.eA")))
     validator("Observation").validate({"station_id": "52418", "time": "2026-07-14T06:00:00Z", "tmax_c": 40.6})
     with pytest.raises(jsonschema_rs.ValidationError):
         validator("Observation").validate({"station_id": "52418", "time": "x", "tmax_c": 99})

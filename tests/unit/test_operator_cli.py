@@ -521,3 +521,35 @@ def test_ews_replay_command_uses_ews_rules_and_the_climatology(
     monkeypatch.setenv("EWS_RULES", str(tmp_path / "missing.toml"))
     assert ews("replay", "--from", "2026-06-01T00:00:00Z", "--bootstrap", "127.0.0.1:1") == 2
     assert "rules" in capsys.readouterr().err
+
+
+# ---- first contact and acknowledgements (issue 20) ---------------------------------------------------------------
+
+def test_the_running_services_api_is_found_in_the_data_dir(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    from warning.shared import running
+
+    running.write(running.default_data_dir(), url=stub.url, bootstrap="127.0.0.1:1")  # as `ews run` does
+    stub.routes[("GET", "/api/v1/warnings")] = (200, [EVENT])
+    assert ews("warnings", "--token", TOKEN) == 0  # no --url, no EWS_URL
+    assert stub.last()["path"] == "/api/v1/warnings"
+
+
+def test_add_a_fallback_subscription(stub: Stub) -> None:
+    stub.routes[("POST", "/api/v1/subscriptions")] = (201, {**SUB, "secret": SECRET, "fallback": True})
+    assert ews("subscribers", "add", "--name", "Jiuquan duty office", "--url", "http://127.0.0.1:9000/hook",
+               "--region", "620900", "--fallback", "--api-url", stub.url, "--token", TOKEN) == 0
+    assert stub.last()["body"]["fallback"] is True
+
+
+def test_one_warning_says_who_received_and_acknowledged(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    wid = EVENT["warning_id"]
+    stub.routes[("GET", f"/api/v1/warnings/{wid}")] = (200, {
+        "warning_id": wid, "events": [EVENT], "deliveries": [], "acknowledgements": [],
+        "received": [{"subscription_id": "sub-1", "name": "Jiuquan health", "department": "health",
+                      "delivered_at": "2026-07-14T08:00:01Z", "acknowledged_at": "2026-07-14T08:03:00Z"},
+                     {"subscription_id": "sub-2", "name": "Jiuquan water", "department": "water",
+                      "delivered_at": "2026-07-14T08:00:01Z", "acknowledged_at": None}]})
+    assert api(stub, "warnings", wid) == 0
+    out = capsys.readouterr().out
+    who = out.split("who knows:")[1].split("deliveries:")[0]
+    assert "Jiuquan health" in who and "2026-07-14T08:03:00Z" in who and "Jiuquan water" in who

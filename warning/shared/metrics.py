@@ -45,6 +45,13 @@ DRAFTS_PENDING = Gauge("ews_drafts_pending", "Drafts waiting for a decision; esc
 DELIVERIES_SILENCED = Counter("ews_deliveries_silenced_total", "Deliveries held by a silence (sent when it ends)",
                               ["department"])
 SILENCES_ACTIVE = Gauge("ews_silences_active", "Silences in force now (full view on every worker)")
+ACKS = Counter("ews_acknowledgements_total", "Warnings acknowledged by a receiving subscription (first POST of its "
+               "ack_url; repeats are not counted)", ["level"])
+UNACKNOWLEDGED = Gauge("ews_warnings_unacknowledged", "Live warnings at a level that needs acknowledgement "
+                       "(rules.toml [acknowledgement]) that a receiver has not acknowledged (this worker's regions: "
+                       "sum over workers)", ["level"])
+ESCALATIONS = Counter("ews_ack_escalations_total", "Receivers reminded, and fallback subscriptions sent the warning, "
+                      "because a receiver had not acknowledged in time", ["level", "kind"])
 CONSUMER_LAG = Gauge("ews_consumer_lag_records", "Records not yet processed on this worker's partitions", ["topic"])
 
 

@@ -28,8 +28,9 @@ class TopicMirror:
 
     def __init__(self, bootstrap: str, topic: str, apply: Callable[..., None],
                  fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS, *, auth: KafkaAuth | None = None,
-                 with_headers: bool = False) -> None:
+                 with_headers: bool = False, on_caught_up: Callable[[], None] | None = None) -> None:
         self.bootstrap = bootstrap
+        self.on_caught_up = on_caught_up  # called once, at the first fetch that brings nothing (the topic's end)
         self.auth = auth or KafkaAuth()
         self.with_headers = with_headers
         self.fetch_max_wait_ms = fetch_max_wait_ms
@@ -64,6 +65,9 @@ class TopicMirror:
                 await consumer.seek_to_beginning(*tps)
                 while True:
                     batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                    if not batches and self.on_caught_up is not None:
+                        self.on_caught_up()
+                        self.on_caught_up = None
                     for records in batches.values():
                         for rec in records:
                             try:

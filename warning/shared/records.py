@@ -250,6 +250,8 @@ class Delivery(TypedDict):
     parked_at: NotRequired[str]
     redriven_at: NotRequired[str]
     backfill: NotRequired[bool]  # an active warning sent to a subscription made (or resumed) after it was issued
+    reminder: NotRequired[bool]  # sent again: the receiver had not acknowledged it in time (rules.toml)
+    escalation: NotRequired[bool]  # sent to a fallback subscription: a receiver had not acknowledged it in time
 
 
 class Receipt(TypedDict):

@@ -267,6 +267,27 @@ class RegionTree:
     def regions(self, level: Level | None = None) -> list[Region]:
         return [r for r in self._by_code.values() if level is None or r.level == level]
 
+    def valid_codes_hint(self, given: str) -> str:
+        """What to say after "unknown region code": the codes nearest the one given (by code or by name, so a typo
+        or "Dunhuang" both find 620982), the prefectures and the province; the full list is GET /api/v1/regions."""
+        import difflib
+
+        text = given.strip()[:40]
+        by_name = {r.name.lower(): r.code for r in self._by_code.values()}
+        by_name.update({r.name_zh: r.code for r in self._by_code.values() if r.name_zh})
+        near = difflib.get_close_matches(text, list(self._by_code), n=3, cutoff=0.6)
+        near += [by_name[n] for n in difflib.get_close_matches(text.lower(), list(by_name), n=3, cutoff=0.6)]
+        near += [by_name[n] for n in difflib.get_close_matches(text, list(by_name), n=3, cutoff=0.6)]
+        named = lambda code: f"{code} {self._by_code[code].name}"  # noqa: E731
+        parts = []
+        if near:
+            parts.append("did you mean " + ", ".join(named(c) for c in dict.fromkeys(near)))
+        prefectures = sorted(r.code for r in self.regions("prefecture"))
+        province = [r.code for r in self.regions("province")]
+        parts.append("prefectures: " + ", ".join(named(c) for c in prefectures))
+        parts.append(", ".join(named(c) for c in province) + " (the province); every county: GET /api/v1/regions")
+        return "; ".join(parts)
+
     def __contains__(self, code: object) -> bool:
         return isinstance(code, str | int) and self.is_known(code)
 

@@ -155,6 +155,7 @@ class Sealer:
         self.ring = ring
         self._aead = {k: AESGCM(_derive(v, b"secret-aes-256-gcm")) for k, v in ring.keys.items()}
         self._mac = {k: _derive(v, b"record-mac") for k, v in ring.keys.items()}
+        self._url_token = {k: _derive(v, b"url-token") for k, v in ring.keys.items()}
 
     # ----------------------------------------------------------------------------------------- secrets at rest
     def seal(self, plain: str, context: str) -> str:
@@ -200,6 +201,27 @@ class Sealer:
         if not hmac.compare_digest(digest.encode(), self._digest(kid, topic, key, value).encode()):
             return "bad_mac"
         return None
+
+    # ----------------------------------------------------------------------------------------- URL tokens
+    def sign_token(self, purpose: str, message: bytes) -> str:
+        """``<key id>.<base64url 128-bit HMAC-SHA256>`` of ``message`` for ``purpose`` (an acknowledgement URL):
+        under a key derived for URL tokens alone, so a token is never a record MAC or the reverse."""
+        kid = self.ring.current
+        return f"{kid}.{_b64(self._token_digest(kid, purpose, message))}"
+
+    def token_ok(self, purpose: str, message: bytes, signed: str) -> bool:
+        """Whether ``signed`` (from :meth:`sign_token`) is ``message``'s token for ``purpose`` under a ring key."""
+        kid, _, digest = signed.partition(".")
+        if kid not in self._url_token:
+            return False
+        try:
+            given = _unb64(digest)
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(given, self._token_digest(kid, purpose, message))
+
+    def _token_digest(self, kid: str, purpose: str, message: bytes) -> bytes:
+        return hmac.new(self._url_token[kid], purpose.encode() + b"\0" + message, hashlib.sha256).digest()[:16]
 
     def _digest(self, kid: str, topic: str, key: bytes | None, value: bytes | None) -> str:
         return hmac.new(self._mac[kid], canonical(topic, key, value), hashlib.sha256).hexdigest()

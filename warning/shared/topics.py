@@ -28,11 +28,12 @@ DEAD = "alerts.dead"
 RECEIPTS = "alerts.receipts"
 DRAFTS = "warnings.drafts"  # the forecasters' desk: drafts and their decisions (the audit log), keyed by draft id
 SILENCES = "silences"  # time-bounded silences of deliveries, keyed by silence id
+ACKS = "alerts.acks"  # departments' acknowledgements of warnings (compacted, MACed control records)
 
-COMPACTED = {WARNINGS, SUBSCRIPTIONS, DRAFTS, SILENCES}
+COMPACTED = {WARNINGS, SUBSCRIPTIONS, DRAFTS, SILENCES, ACKS}
 SINGLE_PARTITION = {SUBSCRIPTIONS, DRAFTS, SILENCES}  # total order of registry changes; few records
 ALL = (OBS, OBS_REJECTED, FORECAST, INDICES, SIGNALS, WARNINGS, SUBSCRIPTIONS, OUTBOX, DEAD, RECEIPTS, DRAFTS,
-       SILENCES)
+       SILENCES, ACKS)
 
 
 @lru_cache(maxsize=1 << 16)  # station ids and region codes: a bounded set, and murmur2 is pure Python (~5 us)

@@ -36,6 +36,7 @@ from warning.operator_tokens import OperatorTokens, tokens_path
 from warning.shared import metrics
 from warning.shared.config import Settings
 from warning.shared.records import ACTUAL, STATUSES
+from warning.web.acks import add_ack_routes
 from warning.web.api_docs import add_docs_routes
 from warning.web.auth import (
     OPERATOR,
@@ -394,6 +395,7 @@ def make_web_app(svc: WarningService, token: str) -> web.Application:
     app.router.add_get("/api/v1/dead-letters", list_dead_letters)
     app.router.add_post("/api/v1/dead-letters/redrive", redrive_dead_letters)
     add_feed_routes(app)
+    add_ack_routes(app)
     add_docs_routes(app)
     app.router.add_post("/api/v1/warnings/{id}/cancel", cancel_warning)
     app.router.add_post("/api/v1/forecasts", post_forecasts)

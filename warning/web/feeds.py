@@ -26,6 +26,7 @@ from warning.app import WarningService
 from warning.cap import atom_feed, cap_time
 from warning.shapes import county_at
 from warning.shared.records import ACTUAL, STATUSES, WarningEvent, WarningLevel, status_of
+from warning.shared.regions import RegionTree
 from warning.web.auth import SVC, operator_of
 from warning.web.auth import error_response as _error
 from warning.web.caching import PRIVATE, PUBLIC_FEED, PUBLIC_IMMUTABLE_EVENT, PUBLIC_SHORT, cached_response
@@ -138,7 +139,9 @@ class WarningQuery:
 
     @classmethod
     def parse(cls, query: Mapping[str, str], hazards: frozenset[str], known_region: Callable[[str], bool],
-              parent_of: Callable[[str], str | None]) -> WarningQuery:
+              parent_of: Callable[[str], str | None],
+              region_hint: Callable[[str], str] | None = None) -> WarningQuery:
+        region_hint = region_hint or RegionTree.load().valid_codes_hint
         unknown = sorted(set(query) - WARNINGS_PARAMETERS)
         if unknown:
             raise QueryError(f"{unknown[0][:40]}: unknown parameter; known: {', '.join(sorted(WARNINGS_PARAMETERS))}")
@@ -155,7 +158,7 @@ class WarningQuery:
         bad_regions = [r for r in regions if not known_region(r)]
         if bad_regions or ("region" in query and not regions):
             raise QueryError(f"region: unknown region code {(bad_regions or [''])[0][:40]!r}; a GB/T 2260 code "
-                             "of a Gansu county, prefecture or 620000 (GET /api/v1/regions)")
+                             f"of a Gansu county, prefecture or 620000: {region_hint((bad_regions or [''])[0])}")
         point_regions = None
         if "point" in query:
             county = county_at(*_point(query["point"]))
@@ -216,7 +219,8 @@ async def list_warnings(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     try:
         q = WarningQuery.parse(request.query, frozenset(svc.rules), svc.regions.is_known,
-                               lambda c: (p.code if (p := svc.regions.parent(c)) else None))
+                               lambda c: (p.code if (p := svc.regions.parent(c)) else None),
+                               svc.regions.valid_codes_hint)
     except QueryError as exc:
         return _error(400, str(exc))
     candidates = svc.warnings.active() if q.active else list(svc.warnings.latest.values())
@@ -263,6 +267,31 @@ def audit_log(svc: WarningService, wid: str, history: list[WarningEvent]) -> lis
     return sorted([*svc.drafts.audit(wid), *cancels], key=lambda a: str(a.get("at", "")))
 
 
+def who_knows(svc: WarningService, receipts: list[Any], acknowledgements: list[dict[str, Any]]
+              ) -> list[dict[str, Any]]:
+    """Per subscription that received the warning (a delivered receipt in this worker's view) or acknowledged it:
+    its name, when it first had it and when it first acknowledged it (null: not yet)."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def row(sub_id: str) -> dict[str, Any]:
+        if sub_id not in out:
+            sub = svc.subscriptions.get(sub_id)
+            out[sub_id] = {"subscription_id": sub_id, "name": sub.name if sub else "",
+                           "department": sub.department if sub else None, "delivered_at": None,
+                           "acknowledged_at": None}
+        return out[sub_id]
+
+    for r in sorted(receipts, key=lambda r: r.get("time") or ""):
+        if r.get("result") == "delivered" and r.get("subscription_id"):
+            entry = row(r["subscription_id"])
+            entry["delivered_at"] = entry["delivered_at"] or r.get("time")
+    for a in acknowledgements:
+        entry = row(a["subscription_id"])
+        entry["name"] = entry["name"] or a["name"]
+        entry["acknowledged_at"] = entry["acknowledged_at"] or a["at"]
+    return list(out.values())
+
+
 async def get_warning(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     history = await in_view(lambda: warning_chain(svc, request.match_info["id"]) or None)
@@ -273,9 +302,12 @@ async def get_warning(request: web.Request) -> web.Response:
     detail = operator_of(request) is not None  # hosts, ports, URLs, exception text only with the token
     if not detail:
         receipts = [public_receipt(r) for r in receipts]
+    acknowledgements = [{k: a[k] for k in ("subscription_id", "name", "at", "level", "event_id")}
+                        for a in svc.acks.of_warning(wid)]
     changed = max(svc.warnings.warning_changed_at.get(wid, 0.0), svc.deliveries.warning_changed_at.get(wid, 0.0),
-                  svc.drafts.changed_at if svc.drafts.audit(wid) else 0.0)
-    body = {"warning_id": wid, "events": history, "deliveries": receipts, "audit": audit_log(svc, wid, history)}
+                  svc.drafts.changed_at if svc.drafts.audit(wid) else 0.0, svc.acks.changed_at.get(wid, 0.0))
+    body = {"warning_id": wid, "events": history, "deliveries": receipts, "audit": audit_log(svc, wid, history),
+            "acknowledgements": acknowledgements, "received": who_knows(svc, receipts, acknowledgements)}
     return cached_response(request, orjson.dumps(body),
                            content_type="application/json", cache_control=PRIVATE if detail else PUBLIC_SHORT,
                            last_modified=changed or None, vary="Authorization")

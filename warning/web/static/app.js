@@ -410,7 +410,8 @@
   function loadDetail() {
     var id = state.selected;
     if (!id) return;
-    fetch("/api/v1/warnings/" + encodeURIComponent(id), { headers: { Accept: "application/json" } })
+    // no-cache: revalidate (ETag) rather than take the 30 s cached copy: a receipt or acknowledgement changed it
+    fetch("/api/v1/warnings/" + encodeURIComponent(id), { headers: { Accept: "application/json" }, cache: "no-cache" })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
       .then(function (d) { if (state.selected === id) renderDetail(d); })
       .catch(function (err) { $("detail-headline").textContent = "Cannot load " + id + ": " + err.message; });
@@ -448,6 +449,18 @@
         stations ? el("div", { className: "meta", text: "stations: " + stations }) : null,
         e.instruction_zh ? el("div", { className: "meta", text: e.instruction_zh }) : null));
     });
+    var known = $("detail-received");
+    known.textContent = "";
+    (d.received || []).forEach(function (w) {
+      known.appendChild(el("tr", { "data-subscription": w.subscription_id },
+        el("td", { text: w.name || String(w.subscription_id).slice(0, 8), title: w.subscription_id }),
+        el("td", { text: w.department || "" }),
+        el("td", { text: w.delivered_at ? fmtTime(w.delivered_at) : "—", title: w.delivered_at || "" }),
+        el("td", { className: w.acknowledged_at ? "acked" : "not-acked",
+                   text: w.acknowledged_at ? fmtTime(w.acknowledged_at) : "not acknowledged",
+                   title: w.acknowledged_at || "" })));
+    });
+    $("detail-no-received").hidden = (d.received || []).length > 0;
     var tbody = $("detail-deliveries");
     tbody.textContent = "";
     var deliveries = (d.deliveries || []).slice().sort(function (a, b) { return a.time < b.time ? 1 : -1; });
@@ -582,6 +595,10 @@
       applyWarning(e);
       render();
       if (e.warning_id === state.selected) reloadDetail();
+    });
+    es.addEventListener("ack", function (ev) {  // a department acknowledged: the detail's "who knows"
+      var a = JSON.parse(ev.data);
+      if (a.warning_id === state.selected) reloadDetail();
     });
     es.addEventListener("receipt", function (ev) {
       var r = JSON.parse(ev.data);

@@ -118,6 +118,10 @@ SCHEMAS: Json = {
                          "default": ["actual"]},
             "backfill": {"type": "boolean", "default": True,
                          "description": "send the active warnings it matches at once (create and resume only)"},
+            "fallback": {"type": "boolean", "default": False,
+                         "description": "a fallback (a duty office): no warning by routing, only the warnings of "
+                                        "its regions a receiver did not acknowledge in time (rules.toml "
+                                        "[acknowledgement]: red and orange), then their updates and cancel"},
         }},
     "Subscription": {
         "type": "object", "required": ["id", "name", "department", "url", "regions", "hazards", "min_level",
@@ -131,7 +135,7 @@ SCHEMAS: Json = {
             "min_level": {"enum": LEVELS}, "format": {"enum": list(FORMATS)},
             "basis": {"type": "array", "items": {"type": "string"}},
             "msg_types": {"type": "array", "items": {"type": "string"}},
-            "statuses": {"type": "array", "items": {"enum": list(STATUSES)}},
+            "statuses": {"type": "array", "items": {"enum": list(STATUSES)}}, "fallback": {"type": "boolean"},
             "active": {"type": "boolean"}, "paused_reason": NULLABLE_STR,
             "previous_secret_expires": {"type": ["number", "null"], "description": "epoch s"},
             "created": {"type": "string"}, "updated": {"type": "string"}, "extra": {"type": "object"},
@@ -183,14 +187,26 @@ SCHEMAS: Json = {
                                "closed list of [lat, lon] (at most 100 points); CAP <area> carries them"},
         }},
     "WebhookEnvelope": {
-        "type": "object", "required": ["type", "timestamp", "data"],
+        "type": "object", "required": ["type", "timestamp", "data", "ack_url"],
         "description": "The body of a `format: json` webhook (Standard Webhooks). `timestamp` is when the event "
                        "occurred (its `sent`): the same on every attempt of one `webhook-id`.",
         "properties": {
             "type": {"enum": ["warning.alert", "warning.update", "warning.cancel"]},
             "timestamp": ISO_TIME, "data": ref("WarningEvent"),
+            "ack_url": {"type": "string", "format": "uri",
+                        "description": "POST it (no body, no token) to acknowledge the warning: 204, also when "
+                                       "repeated. Its signed token is this subscription's for this event only"},
             "backfill": {"type": "boolean", "description": "an active warning sent to a new or resumed "
-                                                           "subscription"}}},
+                                                           "subscription"},
+            "reminder": {"type": "boolean", "description": "sent again: not acknowledged in time"},
+            "escalation": {"type": "boolean", "description": "sent to this fallback subscription: a receiver "
+                                                             "did not acknowledge it in time"}}},
+    "Acknowledgement": {
+        "type": "object", "required": ["subscription_id", "name", "at"],
+        "properties": {"subscription_id": {"type": "string"},
+                       "name": {"type": "string", "description": "the subscription's name when it acknowledged"},
+                       "at": ISO_TIME, "level": {"enum": LEVELS, "description": "the acknowledged event's level"},
+                       "event_id": {"type": "string"}}},
     "Receipt": {
         "type": "object", "required": ["webhook_id", "subscription_id", "result", "attempt"],
         "description": "One delivery attempt. Without the token `error` is the outcome class only.",
@@ -201,9 +217,20 @@ SCHEMAS: Json = {
             "result": {"enum": ["delivered", "retry", "dead", "gone"]}, "status": {"type": ["integer", "null"]},
             "latency_s": {"type": ["number", "null"]}, "error": NULLABLE_STR, "error_class": NULLABLE_STR,
             "time": {"type": ["string", "null"]}}},
-    "WarningDetail": {"type": "object", "required": ["warning_id", "events", "deliveries"], "properties": {
+    "WarningDetail": {"type": "object", "required": ["warning_id", "events", "deliveries", "acknowledgements",
+                                                      "received"],
+                      "properties": {
         "warning_id": {"type": "string"}, "events": {"type": "array", "items": ref("WarningEvent")},
         "deliveries": {"type": "array", "items": ref("Receipt")},
+        "acknowledgements": {"type": "array", "items": ref("Acknowledgement"),
+                             "description": "who acknowledged it and when, oldest first"},
+        "received": {"type": "array", "description": "who knows: per subscription that received (a delivered "
+                                                     "receipt in this worker's view) or acknowledged it",
+                     "items": {"type": "object", "required": ["subscription_id", "name", "delivered_at",
+                                                              "acknowledged_at"], "properties": {
+                         "subscription_id": {"type": "string"}, "name": {"type": "string"},
+                         "department": NULLABLE_STR, "delivered_at": {"type": ["string", "null"]},
+                         "acknowledged_at": {"type": ["string", "null"]}}}},
         "audit": {"type": "array", "items": ref("AuditEntry"), "description": "desk decisions and operator "
                                                                              "cancels, oldest first"}}},
     "AuditEntry": {
@@ -482,6 +509,15 @@ PATHS: Json = {
         {"200": ok("CAP 1.2 alert", TEXT, "application/cap+xml", headers=CACHE_HEADERS), "304": NOT_MODIFIED,
          **ID_ERRORS}, params=[path_id("an event id or a warning id"), *CONDITIONAL_PARAMS],
         operation_id="getWarningCap")},
+    "/api/v1/acks/{token}": {"post": op(
+        "acknowledge a warning: the ack_url of a webhook", {
+            "204": {"description": "acknowledged (now or before: repeating it changes nothing)"},
+            "404": error("not an acknowledgement link of this service")},
+        params=[{"name": "token", "in": "path", "required": True, "schema": TEXT,
+                 "description": "the signed token of the webhook's ack_url"}],
+        tag="subscriptions", operation_id="acknowledgeWarning",
+        description="No body and no operator token: the signed token names the subscription, the warning and "
+                    "the event. docs/WEBHOOKS.md.")},
     "/api/v1/warnings/{id}/cancel": {"post": op(
         "operator cancel", {"202": ok("cancel requested", {"type": "object", "properties": {
             "warning_id": TEXT, "region_code": TEXT, "hazard": TEXT, "status": TEXT}}), **ID_ERRORS},
@@ -534,7 +570,7 @@ PATHS: Json = {
     "/api/v1/regions": {"get": op("counties and prefectures with outlines",
                                   {"200": ok("GeoJSON FeatureCollection", {"type": "object"}, "application/geo+json")},
                                   tag="dashboard", operation_id="regions")},
-    "/api/v1/events": {"get": op("live feed (Server-Sent Events): snapshot, warning, receipt",
+    "/api/v1/events": {"get": op("live feed (Server-Sent Events): snapshot, warning, receipt, ack",
                                  {"200": ok("event stream", TEXT, "text/event-stream"),
                                   "503": error("too many live-feed clients (Retry-After)")},
                                  tag="dashboard", operation_id="events")},
@@ -559,8 +595,11 @@ WEBHOOKS: Json = {
                        "HMAC-SHA256>`, space-separated during a secret rotation). `format: json`: the envelope; "
                        "`format: cap`: the CAP 1.2 XML (verify the raw bytes; docs/WEBHOOKS.md). 2xx delivered; "
                        "410 pauses the subscription; 408, 425, 429 and 5xx are retried.",
-        "parameters": [{"name": n, "in": "header", "required": True, "schema": TEXT}
-                       for n in ("webhook-id", "webhook-timestamp", "webhook-signature")],
+        "parameters": [*({"name": n, "in": "header", "required": True, "schema": TEXT}
+                         for n in ("webhook-id", "webhook-timestamp", "webhook-signature")),
+                       {"name": "ews-ack-url", "in": "header", "required": True, "schema": TEXT,
+                        "description": "the delivery's ack_url (also in the JSON envelope): POST it to acknowledge "
+                                       "the warning; the only place a CAP delivery carries it"}],
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": ref("WebhookEnvelope")},
             "application/cap+xml": {"schema": TEXT}}},
