@@ -81,7 +81,7 @@ def build(package: Path, out_dir: Path = STATIC) -> tuple[int, int]:
     from fontTools import subset  # build-time only (dev extra), never imported by the service
     from fontTools.ttLib import TTFont
 
-    source = TTFont(package / SOURCE_TTF)
+    source = TTFont(package / SOURCE_TTF, recalcTimestamp=False)  # the source's date: the same bytes each run
     cmap = source.getBestCmap()
     wanted = wanted_chars()
     missing = sorted(c for c in wanted if ord(c) not in cmap)
