@@ -111,6 +111,16 @@ class SaslSsl:
                 for a in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={pw}]")]
 
 
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id as Kafka's ``Uuid.randomUuid`` makes it: base64url of 16 random bytes, never one that
+    starts with '-' (StorageTool's argument parser would read ``-t -abc...`` as an option: one first start in 64
+    failed that way)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
 class KafkaNode(BrokerProcess):
     """One KRaft node on loopback; with ``sasl_ssl``, also a SASL_SSL (SCRAM-SHA-512) listener on ``sasl_port``."""
 
@@ -156,7 +166,7 @@ class KafkaNode(BrokerProcess):
         props = self.data / "server.properties"
         props.write_text(self._properties())
         if not (self.data / "logs" / "meta.properties").exists():  # first start: format the storage once
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = new_cluster_id()
             scram = self.sasl_ssl.format_args() if self.sasl_ssl else []
             subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram),
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)

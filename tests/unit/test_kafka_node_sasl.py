@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from warning.kafka_node import KafkaNode, SaslSsl
 
 
@@ -34,3 +36,16 @@ def test_sasl_ssl_listener_is_added_beside_plaintext(tmp_path: Path) -> None:
     assert sasl.format_args() == ["--add-scram", "SCRAM-SHA-512=[name=ews,password=pw1]",
                                   "--add-scram", "SCRAM-SHA-512=[name=admin,password=pw2]"]
     assert "pw1" not in repr(sasl)
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """StorageTool reads ``-t -abc`` as an option; Kafka's own Uuid.randomUuid skips such ids, and so must we."""
+    import uuid
+
+    from warning import kafka_node
+
+    dash_first = uuid.UUID(bytes=bytes([0xF8]) + bytes(15))  # base64url "-A..."
+    fresh = iter([dash_first, uuid.UUID(int=1 << 100)])
+    monkeypatch.setattr(kafka_node.uuid, "uuid4", lambda: next(fresh))
+    cid = kafka_node.new_cluster_id()
+    assert not cid.startswith("-") and len(cid) == 22
