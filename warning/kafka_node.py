@@ -168,8 +168,12 @@ class KafkaNode(BrokerProcess):
         if not (self.data / "logs" / "meta.properties").exists():  # first start: format the storage once
             cluster_id = new_cluster_id()
             scram = self.sasl_ssl.format_args() if self.sasl_ssl else []
-            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram),
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+            done = subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram),
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+            if done.returncode != 0:  # the tool's own words, not only its exit status
+                raise RuntimeError(f"formatting Kafka's storage in {self.data} failed: "
+                                   f"{done.stderr.decode(errors='replace').strip()[-800:]}")
         return props
 
     def start(self, timeout_s: float = 90.0) -> KafkaNode:
