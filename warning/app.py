@@ -37,7 +37,7 @@ from warning.cap import render_cap
 from warning.cap_signing import CapSigner
 from warning.drafts import DraftSink, DraftsView
 from warning.escalation import AckEscalation
-from warning.grade import TICK_INTERVAL_S, GradeStage
+from warning.grade import GradeStage
 from warning.pipeline import StationGrader, fold_params
 from warning.rules import Rules
 from warning.shapes import region_polygon
@@ -165,7 +165,7 @@ class WarningService:
 
         app.agent(t[topics.OBS], name="observations")(self.intake.observations)
         app.agent(t[topics.FORECAST], name="forecasts")(self.intake.forecasts)
-        app.timer(TICK_INTERVAL_S, name="tick")(self.grade.tick)
+        app.timer(settings.tick_interval_s, name="tick")(self.grade.tick)
         app.timer(LAG_INTERVAL_S, name="lag")(self._measure_lag)
         app.timer(SILENCE_CHECK_S, name="silences")(self.release_ended_silences)
         app.agent(t[topics.SIGNALS], name="grade")(self.grade.grade)

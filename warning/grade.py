@@ -31,7 +31,6 @@ from warning.shared.times import now_iso, parse_utc
 
 log = logging.getLogger(__name__)
 
-TICK_INTERVAL_S = 30.0
 GRADE_TAKE = 32  # signals messages the grade agent folds together (one region_state write per key per take)
 GRADE_WITHIN_S = 0.02  # ... or what arrived within this long: the most a signal waits for company
 

@@ -17,7 +17,7 @@ from tests.support import WebhookReceiver, running_ews, until
 from warning.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parents[2]
-DEADLINE_MIN = 0.05  # 3 s: the escalation is checked at the grade agent's next tick (every 30 s)
+DEADLINE_MIN = 0.05  # 3 s: the escalation is checked at the grade agent's next tick (EWS_TICK_INTERVAL, 2 s here)
 
 
 def rules_with_short_deadline(tmp_path: Path) -> Path:
@@ -37,7 +37,7 @@ def bodies(receiver: WebhookReceiver, path: str) -> list[dict[str, Any]]:
 async def test_ack_is_listed_and_no_ack_is_reminded_and_escalated(broker: EmbeddedBroker, tmp_path: Path,
                                                                   receiver: WebhookReceiver) -> None:
     env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-ack",
-           "EWS_RULES": str(rules_with_short_deadline(tmp_path))}
+           "EWS_RULES": str(rules_with_short_deadline(tmp_path)), "EWS_TICK_INTERVAL": "2"}
     async with running_ews(tmp_path, env) as ews, aiohttp.ClientSession() as s:
         subs: dict[str, str] = {}
         for name, regions, fallback in (("Dunhuang health", ["620982"], False), ("Jiuquan water", ["620900"], False),

@@ -18,3 +18,8 @@ def test_env_token_wins_and_defaults_bind_loopback(tmp_path: Path) -> None:
     assert ensure_token(s) == ("a" * 32, False)
     assert s.http_host == "127.0.0.1" and s.http_port == 8080 and s.kafka_bootstrap is None
     assert [str(n) for n in s.webhook_allow_nets] == ["127.0.0.0/8", "10.0.0.0/8"]
+
+
+def test_tick_interval_is_30_s_unless_configured() -> None:
+    assert Settings.from_env({}).tick_interval_s == 30.0
+    assert Settings.from_env({"EWS_TICK_INTERVAL": "2"}).tick_interval_s == 2.0

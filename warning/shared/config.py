@@ -55,6 +55,7 @@ class Settings:
     max_retry_after_s: float = 3600.0  # a receiver's Retry-After is obeyed up to this (UNCONFIRMED; alerts.retry)
     unhealthy_after_s: float = 300.0
     endpoint_concurrency: int = 4
+    tick_interval_s: float = 30.0  # how often expiry, hysteresis and acknowledgement deadlines are checked
     retry_hold_s: float = 60.0  # a retry not yet due waits in memory this long at most, then goes back to its tier
     silence_max_h: float = 168.0  # the longest silence (h; UNCONFIRMED: a week of planned work)
     retry_waiting_max: int = 10_000  # retries not yet due held in memory per tier (past it the tier's agent waits)
@@ -108,6 +109,7 @@ class Settings:
             "unhealthy_after_s": float(e.get("EWS_UNHEALTHY_AFTER", 300)),
             "endpoint_concurrency": int(e.get("EWS_ENDPOINT_CONCURRENCY", 4)),
             "retry_hold_s": float(e.get("EWS_RETRY_HOLD", 60)),
+            "tick_interval_s": float(e.get("EWS_TICK_INTERVAL", 30)),
             "silence_max_h": float(e.get("EWS_SILENCE_MAX_H", 168)),
             "retry_waiting_max": int(e.get("EWS_RETRY_WAITING_MAX", 10_000)),
             "public_url": e.get("EWS_PUBLIC_URL", "").strip().rstrip("/"),
