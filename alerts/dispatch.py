@@ -187,6 +187,9 @@ class DeliveryStage:
             "attempt": d["attempt"], "result": outcome.result, "status": outcome.status,
             "latency_s": round(outcome.latency_s, 4), "error": outcome.error, "time": now_iso(),
             "error_class": outcome.error_class}
+        why = next((flag for flag in ("escalation", "reminder", "backfill") if d.get(flag)), None)
+        if why is not None:
+            receipt["why"] = why
         await self.receipts.send(key=sub.id.encode(), value=orjson.dumps(receipt))
         self.on_receipt(receipt)
         log.info("webhook %s (%s, attempt %d)", outcome.result, outcome.status or outcome.error, d["attempt"],

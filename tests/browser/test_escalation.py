@@ -60,6 +60,11 @@ async def test_the_detail_shows_the_escalation_to_the_duty_office(ews: EwsProces
         await page.wait_for_selector(f"{water} td.not-acked", timeout=5_000)  # the department still has not
         assert any(orjson.loads(r["body"]).get("reminder") for r in receiver.received
                    if r["path"] == "/hook/jiuquan")
+        # the receipts say why each was sent beyond routing (public: no token needed)
+        async with s.get(f"{ews.url}/api/v1/warnings/{escalated['data']['warning_id']}") as r:
+            why = {(d["subscription_id"], d["why"]) for d in (await r.json())["deliveries"]}
+        assert {(subs["jiuquan"]["id"], None), (subs["jiuquan"]["id"], "reminder"),
+                (subs["jiuquan-duty"]["id"], "escalation")} <= why, why
 
     shot = tmp_path / "escalated.png"
     await page.locator("#detail-panel").screenshot(path=str(shot))

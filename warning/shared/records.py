@@ -270,6 +270,7 @@ class Receipt(TypedDict):
     error: str | None  # the operator's detail (URL query strings redacted): shown with the token only
     time: str
     error_class: NotRequired[str | None]  # timeout, refused, HTTP 503, ...: what views without the token show
+    why: NotRequired[str]  # backfill, reminder or escalation: why it was sent beyond routing (absent: routed)
 
 
 class SeenOnce:

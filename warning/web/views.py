@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 MAX_WARNING_HISTORIES = 5000  # warnings (with all their events) the in-memory API views keep
 PUBLIC_RECEIPT_FIELDS = ("webhook_id", "subscription_id", "department", "warning_id", "event_id", "type", "attempt",
-                         "result", "status", "latency_s", "time")
+                         "result", "status", "latency_s", "time", "why")
 
 Listener = Callable[[str, dict[str, Any]], None]
 

@@ -216,6 +216,8 @@ SCHEMAS: Json = {
             "type": NULLABLE_STR, "attempt": {"type": "integer"},
             "result": {"enum": ["delivered", "retry", "dead", "gone"]}, "status": {"type": ["integer", "null"]},
             "latency_s": {"type": ["number", "null"]}, "error": NULLABLE_STR, "error_class": NULLABLE_STR,
+            "why": {"enum": ["backfill", "reminder", "escalation", None], "description": "sent beyond routing: "
+                    "to a new subscription, again for want of an acknowledgement, or to a fallback subscription"},
             "time": {"type": ["string", "null"]}}},
     "WarningDetail": {"type": "object", "required": ["warning_id", "events", "deliveries", "acknowledgements",
                                                       "received"],
