@@ -30,6 +30,11 @@ pytestmark = [
 COUNTY = "620982"  # Dunhuang
 
 
+@pytest.fixture
+def ews_env() -> dict[str, str]:
+    return {"EWS_STATION_VALUES_S": "1"}  # station summaries published every second (60 s by default)
+
+
 def iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -75,6 +80,7 @@ async def test_console_two_hazards_names_health_archive_language(ews: EwsProcess
                 await check_detail(page, receiver, failing)
                 await check_public_health(page, failing)
                 await check_archive(page, t)
+                await check_stations(page)
                 await page.locator("#map-panel").scroll_into_view_if_needed()
                 await shot(page, tmp_path, "console-1280.png")
                 await page.set_viewport_size({"width": 1920, "height": 1080})
@@ -227,3 +233,12 @@ async def check_ready_badge(page: Any) -> None:
     assert colour == "rgb(185, 28, 28)"
     await page.unroute("**/readyz")
     await page.wait_for_selector('#conn[data-state="live"]', timeout=15_000)
+
+
+async def check_stations(page: Any) -> None:
+    row = page.locator('#stations-body tr[data-station="52418"]')
+    await row.wait_for(timeout=30_000)  # published by the worker's timer, mirrored from stations.latest
+    text = await row.inner_text()
+    assert "Dunhuang" in text and "max 40.6 °C" in text and "gust 22.0 m/s" in text
+    assert await row.locator('svg.spark[data-quantity="tmax_c"]').get_attribute("data-points") == "1"
+    assert await row.locator("td").first.locator("span.t").get_attribute("title") is not None

@@ -4,6 +4,8 @@
                                  retrying and parked (dead letters), the last attempt's outcome class and time,
                                  from this worker's recent receipts. Never an id, an endpoint, a URL or a host: a
                                  department's receiver address is the operator's business (issue 17).
+``GET /api/v1/stations/latest``  every station's latest values and its last days (``warning.station_values``: a
+                                 mirror of the compacted ``stations.latest`` topic, so any worker answers).
 """
 
 from __future__ import annotations
@@ -61,5 +63,14 @@ def subscription_names(svc: WarningService) -> dict[str, str]:
     return {sub.id: sub.name for sub in svc.subscriptions}
 
 
+async def stations_latest(request: web.Request) -> web.Response:
+    svc = request.app[SVC]
+    body = {"time": now_iso(), "publish_every_s": svc.settings.station_values_s,
+            "stations": svc.station_values.stations()}
+    return web.Response(body=orjson.dumps(body), content_type="application/json",
+                        headers={"Cache-Control": "public, max-age=30"})
+
+
 def add_console_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/delivery-health", delivery_health)
+    app.router.add_get("/api/v1/stations/latest", stations_latest)

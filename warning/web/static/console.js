@@ -163,6 +163,11 @@
     return root;
   }
 
+  // what a station row shows: [summary key, label, unit] (today's extremes in Beijing days, the latest "now" values)
+  var VALUES = [["tmax_c", "max", "°C"], ["tmin_c", "min", "°C"], ["precip_mm", "rain", "mm"],
+                ["wind_ms", "wind", "m/s"], ["gust_max_ms", "gust", "m/s"], ["visibility_m", "vis", "m"],
+                ["rh_pct", "RH", "%"]];
+
   function fmt(v, unit) { return v === null || v === undefined ? "—" : Number(v).toFixed(1) + " " + unit; }
 
   function renderStations() {
@@ -176,14 +181,11 @@
       var name = I18N.lang === "zh" ? reg.name_zh || reg.name : reg.name || reg.name_zh;
       tbody.appendChild(el("tr", { "data-station": s.station_id },
         el("td", null, el("strong", { text: name || s.station_id }), " " + s.station_id, el("br"),
-          l.time ? E().timeEl(l.time) : "—"),
-        el("td", { text: [l.air_temp_c !== undefined && l.air_temp_c !== null ? fmt(l.air_temp_c, "°C") : null,
-                          l.tmax_c !== undefined && l.tmax_c !== null ? "max " + fmt(l.tmax_c, "°C") : null,
-                          l.precip_mm !== undefined && l.precip_mm !== null ? fmt(l.precip_mm, "mm") : null,
-                          l.wind_ms !== undefined && l.wind_ms !== null ? fmt(l.wind_ms, "m/s") : null,
-                          l.gust_ms !== undefined && l.gust_ms !== null ? "gust " + fmt(l.gust_ms, "m/s") : null,
-                          l.visibility_m !== undefined && l.visibility_m !== null ? fmt(l.visibility_m, "m") : null]
-          .filter(Boolean).join(" · ") || t("no_reading") }),
+          s.time ? E().timeEl(s.time) : "—"),
+        el("td", { text: VALUES.map(function (v) {
+          var x = l[v[0]];
+          return x === null || x === undefined ? null : (v[1] ? v[1] + " " : "") + fmt(x, v[2]);
+        }).filter(Boolean).join(" · ") || t("no_reading") }),
         el("td", { title: "Tmax" }, spark(s.days || [], "tmax_c", false)),
         el("td", { title: "rain" }, spark(s.days || [], "precip_mm", true))));
     });
@@ -203,7 +205,7 @@
     loadPublicHealth();
     loadStations();
     setInterval(loadPublicHealth, 30000);
-    setInterval(loadStations, 60000);
+    setInterval(loadStations, 15000);  // the summaries change at most every EWS_STATION_VALUES_S (60 s)
     document.addEventListener("ews:receipt", reloadPublicHealth);
     I18N.onChange(function () {
       fillArchiveForm(info);
