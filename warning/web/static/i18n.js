@@ -55,7 +55,7 @@
     redrive: ["重发死信", "Redrive dead letters"], silences: ["静默", "Silences"],
     th_silences: ["静默对象", "silences"], th_starts: ["开始", "starts"], th_ends: ["结束", "ends"],
     th_author: ["作者", "author"], th_reason: ["原因", "reason"],
-    sil_sub: ["订阅 id（或 地区 + 灾害）", "subscription id (or regions + hazards)"],
+    sil_sub: ["订阅方名称或 id（或 地区 + 灾害）", "subscriber name or id (or regions + hazards)"],
     sil_regions: ["地区，如 620900", "regions, e.g. 620900"], sil_hazards: ["灾害，如 heat", "hazards, e.g. heat"],
     sil_ends: ["结束，如 2026-07-14T18:00:00+08:00", "ends, e.g. 2026-07-14T18:00:00+08:00"],
     sil_reason: ["原因", "reason"], add_silence: ["添加静默", "Add silence"],
@@ -74,6 +74,21 @@
     no_results: ["无结果。", "No results."], results: ["条结果", "results"], token_needed:
       ["输入操作员令牌以查看订阅方。", "Enter the operator token to see subscribers."],
     no_subs: ["没有订阅。", "No subscriptions."], no_reading: ["无近期观测", "no recent report"],
+    // built by desk.js
+    review_token: ["输入操作员令牌（订阅方面板）以查看待签发队列。",
+                   "Enter the operator token (subscriber panel) to see the review queue."],
+    review_none: ["没有待签发的预警。", "No drafts waiting: nothing held for review."],
+    waiting: ["等待中", "waiting"], escalated: ["已超时升级", "escalated (past the policy's time)"],
+    approve: ["签发", "Approve"], edit: ["编辑…", "Edit…"], reject: ["驳回…", "Reject…"],
+    approve_edits: ["按修改签发", "Approve with edits"], cancel: ["取消", "Cancel"],
+    reject_send_nothing: ["驳回：不发送", "Reject: send nothing"],
+    reject_why: ["原因（记入审核记录）", "why (recorded in the audit log)"],
+    silences_token: ["输入操作员令牌以查看静默。", "Enter the operator token to see silences."],
+    end_now: ["立即结束", "End now"],
+    silences_none: ["没有静默。红色预警和解除从不被静默。", "No silences. Red warnings and cancels are never silenced."],
+    silences_n: ["条静默 · 红色预警和解除总会发出", "silences · red warnings and cancels always go out"],
+    silence_added: ["已添加静默", "silence added"], silence_ended: ["已结束；发出被暂存的投递：",
+                                                                "ended; held deliveries sent: "],
   };
   var HAZARDS = {
     rainstorm: ["暴雨", "rainstorm"], flash_flood: ["山洪", "flash flood"], heat: ["高温", "heat"],
