@@ -644,11 +644,12 @@
         el("td", { text: fmtTime(r.time), title: r.time }),
         el("td", { text: (r.subscription_name || "?") + (r.department ? " · " + r.department : ""),
                    "data-subscription": r.subscription_id }),
-        el("td", { text: r.type }), el("td", { text: String(r.attempt) }),
-        el("td", { className: "result-" + r.result, text: r.result }),
-        el("td", { text: r.status === null || r.status === undefined ? "—" : String(r.status) }),
-        el("td", { text: r.latency_s === null || r.latency_s === undefined ? "—" : (r.latency_s * 1000).toFixed(0) + " ms" }),
-        el("td", { text: r.error || "" })));
+        el("td", { text: String(r.type || "").replace(/^warning\./, "") }), el("td", { text: String(r.attempt) }),
+        // result, HTTP status and the outcome class in one cell: the table fits the side column (issue 20)
+        el("td", { className: "result-" + r.result, text: r.result +
+          (r.status !== null && r.status !== undefined ? " · " + r.status : "") +
+          (r.error && r.error !== "HTTP " + r.status ? " · " + r.error : "") }),
+        el("td", { text: r.latency_s === null || r.latency_s === undefined ? "—" : (r.latency_s * 1000).toFixed(0) + " ms" })));
     });
     $("detail-no-deliveries").hidden = deliveries.length > 0;
   }
@@ -729,8 +730,8 @@
       ul.appendChild(el("li", null, timeEl(r.time), " " + (r.subscription_name || r.department) + " (" +
         r.department + ") ",
         el("span", { className: "result-" + r.result, text: r.result }),
-        " " + r.type + " #" + r.attempt + (r.status ? " HTTP " + r.status : "") + (r.error ? " " + r.error : "") +
-        (w ? " · " + headlineOf(w) : "")));
+        " " + String(r.type || "").replace(/^warning\./, "") + " #" + r.attempt + (r.status ? " HTTP " + r.status : "") +
+        (r.error && r.error !== "HTTP " + r.status ? " " + r.error : "") + (w ? " · " + headlineOf(w) : "")));
     });
   }
 

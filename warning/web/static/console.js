@@ -156,7 +156,11 @@
                                                 height: Math.max(0.5, h - 2 - y).toFixed(1) }));
       else pts.push(x.toFixed(1) + "," + y.toFixed(1));
     });
-    if (!bars) root.appendChild(svg("polyline", { points: pts.join(" ") }));
+    if (!bars && pts.length > 1) root.appendChild(svg("polyline", { points: pts.join(" ") }));
+    if (!bars && pts.length === 1) {  // one day so far: a dot
+      var xy = pts[0].split(",");
+      root.appendChild(svg("circle", { cx: xy[0], cy: xy[1], r: 2.5, fill: "#17324d" }));
+    }
     var title = svg("title", {});
     title.textContent = days.map(function (d) { return d.day + " " + (d[key] === null ? "—" : d[key]); }).join("\n");
     root.appendChild(title);
