@@ -1,5 +1,6 @@
 """``ews drafts`` and ``ews silences``: the bureau's desk from the command line, clients of the API
-(``warning.web.desk``) in the style of ``warning.operator_cli`` (tables, or JSON with ``--json``)."""
+(``warning.web.desk``) in the style of ``warning.operator_cli`` (tables in Beijing time, ``--utc`` for UTC, or
+JSON with ``--json``, in UTC)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 from typing import Any
 from urllib.parse import quote
 
-from warning.operator_cli import API, ApiError, Context, _api_options, _as_list, _print_rows, iso_time
+from warning.operator_cli import API, ApiError, Context, _api_options, _as_list, _print_rows, iso_time, show_time
 
 DRAFT_COLUMNS = [("made", "MADE"), ("state", "STATE"), ("esc", "ESCALATED"), ("msg_type", "TYPE"),
                  ("level", "LEVEL"), ("hazard", "HAZARD"), ("region_code", "REGION"), ("region_name", "NAME"),
@@ -17,7 +18,7 @@ SILENCE_COLUMNS = [("id", "ID"), ("state", "STATE"), ("starts", "STARTS"), ("end
 EDIT_FLAGS = ("headline_zh", "headline_en", "description_zh", "description_en", "instruction_zh", "instruction_en")
 
 
-def _draft_row(d: dict[str, Any]) -> dict[str, Any]:
+def _draft_row(d: dict[str, Any], utc: bool = False) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     event: dict[str, Any] = d.get("event") if isinstance(d.get("event"), dict) else {}  # type: ignore[assignment]
@@ -27,11 +28,11 @@ def _draft_row(d: dict[str, Any]) -> dict[str, Any]:
             if isinstance(made, int | float) else made,
             "esc": "yes" if d.get("escalated") else "", "headline": event.get("headline_en"),
             "expires": event.get("expires"),
-            "decided": f"{decision.get('by')} {decision.get('at')}" if decision else ""}
+            "decided": f"{decision.get('by')} {show_time(str(decision.get('at')), utc)}" if decision else ""}
 
 
 def _show_drafts(ctx: Context, drafts: list[dict[str, Any]], empty: str = "no drafts waiting") -> None:
-    _print_rows(ctx, [_draft_row(d) for d in drafts], DRAFT_COLUMNS, empty, {"headline": 60})
+    _print_rows(ctx, [_draft_row(d, ctx.utc) for d in drafts], DRAFT_COLUMNS, empty, {"headline": 60})
 
 
 async def cmd_drafts_list(args: argparse.Namespace, ctx: Context) -> int:

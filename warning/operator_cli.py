@@ -1,9 +1,11 @@
 """Operators' commands of ``ews``: ``warnings``, ``subscribers``, ``dead-letters`` (all through the HTTP API with
 the operator token) and ``replay`` (a what-if re-run of a time range of ``obs`` read straight from Kafka).
 
-Output is an aligned table, or JSON with ``--json``. Exit codes: 0 ok, 1 the API answered with an error (its
-message goes to stderr), 2 usage or connection problems. The token is never printed; a subscription's secret is
-printed only by ``subscribers add`` and ``subscribers rotate``, the only answers of the API that carry it.
+Output is an aligned table, times in Beijing time (``2026-07-14 14:00 BJT``, UTC+8, the bureau's clock; ``--utc``
+shows them in UTC), or JSON with ``--json`` (times as the API gives them: UTC ISO-8601). Exit codes: 0 ok, 1 the
+API answered with an error (its message goes to stderr), 2 usage or connection problems. The token is never
+printed; a subscription's secret is printed only by ``subscribers add`` and ``subscribers rotate``, the only
+answers of the API that carry it.
 
 Wiring (``warning.cli``)::
 
@@ -18,11 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, quote, urlsplit
@@ -84,6 +87,7 @@ class Context:
     token: str | None
     json: bool
     timeout_s: float = 30.0
+    utc: bool = False  # tables in UTC (--utc) instead of Beijing time; JSON is always the API's UTC
     next_cursor: str | None = None  # the last answer's ``Link: <...?cursor=...>; rel="next"`` cursor, if any
 
     @classmethod
@@ -93,7 +97,7 @@ class Context:
                or DEFAULT_URL).rstrip("/")
         token = getattr(args, "token", None) or os.environ.get("EWS_TOKEN") or _read_token_file()
         return cls(url=url, token=token, json=bool(getattr(args, "json", False)),
-                   timeout_s=float(getattr(args, "timeout", None) or 30.0))
+                   timeout_s=float(getattr(args, "timeout", None) or 30.0), utc=bool(getattr(args, "utc", False)))
 
     # Everything printed goes through here: the token is masked wherever it might appear (an echoed header in
     # an error page, say), so no output of this CLI can leak it; control characters are shown as escapes.
@@ -200,13 +204,33 @@ def _width(text: str) -> int:
                for c in text)
 
 
-def _cell(value: Any) -> str:
+BJT = timezone(timedelta(hours=8), "BJT")  # Beijing time: China has one zone and no daylight saving
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$")
+
+
+def show_time(value: str, utc: bool = False) -> str:
+    """An ISO-8601 time with an offset as a table shows it: ``2026-07-14 14:00 BJT`` (Beijing time, the bureau's
+    and the dashboard's clock) or, with ``utc``, ``2026-07-14 06:00 UTC``; seconds only when there are some.
+    Anything else (no offset, not a time) is returned as it is."""
+    if not _ISO_TIME.match(value):
+        return value
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    t = t.astimezone(UTC if utc else BJT)
+    return t.strftime("%Y-%m-%d %H:%M" + (":%S" if t.second else "") + (" UTC" if utc else " BJT"))
+
+
+def _cell(value: Any, utc: bool = False) -> str:
     if value is None or value == "":
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list | tuple):
-        return ",".join(_cell(v) for v in value) if value else "-"
+        return ",".join(_cell(v, utc) for v in value) if value else "-"
+    if isinstance(value, str) and _ISO_TIME.match(value):
+        return show_time(value, utc)
     if isinstance(value, dict):
         return orjson.dumps(value).decode()
     return terminal_safe(" ".join(str(value).split()), keep="")  # no newlines, tabs or escapes in a cell
@@ -217,10 +241,11 @@ def _clip(text: str, limit: int) -> str:
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]],
-                 clip: dict[str, int] | None = None) -> str:
-    """An aligned text table of ``rows``; ``columns`` are (key, header); ``clip`` caps some columns' widths."""
+                 clip: dict[str, int] | None = None, utc: bool = False) -> str:
+    """An aligned text table of ``rows``; ``columns`` are (key, header); ``clip`` caps some columns' widths.
+    Times (ISO-8601 with an offset) are shown in Beijing time, or in UTC with ``utc`` (:func:`show_time`)."""
     clip = clip or {}
-    cells = [[_clip(_cell(row.get(key)), clip.get(key, 10_000)) for key, _ in columns] for row in rows]
+    cells = [[_clip(_cell(row.get(key), utc), clip.get(key, 10_000)) for key, _ in columns] for row in rows]
     headers = [header for _, header in columns]
     widths = [max([_width(h)] + [_width(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
@@ -232,7 +257,7 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
 
 
 def _iso_epoch(value: Any) -> Any:
-    """previous_secret_expires may be unix seconds: show it as UTC ISO."""
+    """previous_secret_expires may be unix seconds: as UTC ISO (then shown like any time)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value
@@ -282,7 +307,7 @@ def _print_rows(ctx: Context, rows: list[dict[str, Any]], columns: Sequence[tupl
     if not rows:
         ctx.out(f"({empty})")
         return
-    ctx.out(format_table(rows, columns, clip))
+    ctx.out(format_table(rows, columns, clip, utc=ctx.utc))
 
 
 def _print_warnings(ctx: Context, events: list[dict[str, Any]], empty: str = "no warnings") -> None:
@@ -423,7 +448,7 @@ async def cmd_sub_rotate(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     ctx.out(f"id: {answer.get('id', args.id)}")
     ctx.out(f"secret: {answer.get('secret', '-')}")
-    ctx.out(f"previous secret valid until: {_cell(_iso_epoch(answer.get('previous_secret_expires')))}")
+    ctx.out(f"previous secret valid until: {_cell(_iso_epoch(answer.get('previous_secret_expires')), ctx.utc)}")
     ctx.err("store the new secret now: the API never shows it again")
     return 0
 
@@ -773,7 +798,9 @@ def _api_options(url_flag: bool = True) -> argparse.ArgumentParser:
                    help="operator token (env EWS_TOKEN, else <EWS_DATA_DIR or ./data>/token; prefer the env: "
                         "arguments are visible in the process list)")
     g.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds (default 30)")
-    g.add_argument("--json", action="store_true", help="JSON output for scripts")
+    g.add_argument("--json", action="store_true",
+                   help="JSON output for scripts (times in UTC, as the API gives them)")
+    g.add_argument("--utc", action="store_true", help="tables show times in UTC (default: Beijing time, BJT = UTC+8)")
     return p
 
 
@@ -887,7 +914,8 @@ def add_operator_parsers(subparsers: Any) -> None:
                    help="stop reading after S seconds without new records (default 2)")
     p.add_argument("--status", default="actual", choices=("actual", "exercise", "test"),
                    help="re-grade the batches sent with this status (default actual: the live record)")
-    p.add_argument("--json", action="store_true", help="JSON output for scripts")
+    p.add_argument("--json", action="store_true", help="JSON output for scripts (times in UTC)")
+    p.add_argument("--utc", action="store_true", help="the table shows times in UTC (default: Beijing time, BJT)")
     p.set_defaults(operator=cmd_replay)
 
 

@@ -44,7 +44,7 @@ def test_approve_sends_the_edits_and_reject_the_reason(stub: Stub, capsys: pytes
     assert api(stub, "drafts", "approve", "e1", "--headline-en", "Dunhuang: stay indoors",
                "--expires", "2026-07-14T20:00:00+08:00") == 0
     assert stub.last()["body"] == {"headline_en": "Dunhuang: stay indoors", "expires": "2026-07-14T12:00:00Z"}
-    assert "zhang 2026-07-14T06:20:00Z" in capsys.readouterr().out
+    assert "zhang 2026-07-14 14:20 BJT" in capsys.readouterr().out  # Beijing time, as every table
     stub.routes[("POST", "/api/v1/drafts/e1/reject")] = (409, {"error": "draft e1-draft: approved, not pending"})
     assert api(stub, "drafts", "reject", "e1", "--reason", "sensor fault") == 1
     assert stub.last()["body"] == {"reason": "sensor fault"}
@@ -81,3 +81,17 @@ def test_one_warning_shows_its_audit_log(stub: Stub, capsys: pytest.CaptureFixtu
     assert "audit log:" in out
     row = out.splitlines()[-1]
     assert "zhang" in row and "approved" in row and "expires" in row
+
+
+def test_desk_tables_in_beijing_time_or_utc(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.routes[("GET", "/api/v1/silences")] = (200, [SILENCE])
+    assert api(stub, "silences", "list") == 0
+    out = capsys.readouterr().out
+    assert "2026-07-14 14:00 BJT" in out and "2026-07-14 16:00 BJT" in out  # starts, ends
+    assert api(stub, "silences", "list", "--utc") == 0
+    assert "2026-07-14 06:00 UTC" in capsys.readouterr().out
+    stub.routes[("GET", "/api/v1/drafts")] = (200, [DRAFT])
+    assert api(stub, "drafts", "list", "--utc") == 0
+    assert "2026-07-14 06:00 UTC" in capsys.readouterr().out  # made_at (unix seconds from the API)
+    assert api(stub, "drafts", "list") == 0
+    assert "2026-07-14 14:00 BJT" in capsys.readouterr().out

@@ -22,6 +22,7 @@ from warning.operator_cli import (
     format_table,
     replay_events,
     run_operator,
+    show_time,
 )
 
 TOKEN = "tok-unit-9f8e7d6c5b4a"
@@ -183,6 +184,43 @@ def test_warning_detail(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
     assert "alert/issue" in out and "cancel/expire" in out and "delivered" in out and "msg_1" in out
 
 
+@pytest.mark.parametrize(("value", "utc", "shown"), [
+    ("2026-07-14T06:00:00Z", False, "2026-07-14 14:00 BJT"),
+    ("2026-07-14T06:00:05Z", False, "2026-07-14 14:00:05 BJT"),  # seconds only when there are some
+    ("2026-07-14T20:30:00Z", False, "2026-07-15 04:30 BJT"),  # the Beijing date, not the UTC one
+    ("2026-07-14T14:00:00+08:00", False, "2026-07-14 14:00 BJT"),
+    ("2026-07-14T06:00:00.250+00:00", False, "2026-07-14 14:00 BJT"),  # fractions are not shown
+    ("2026-07-14T06:00:00Z", True, "2026-07-14 06:00 UTC"),
+    ("2026-07-14T14:00:00+08:00", True, "2026-07-14 06:00 UTC"),
+    ("2026-07-14T06:00:00", False, "2026-07-14T06:00:00"),  # no offset: not a time we can place, as it is
+    ("2026-07-14", False, "2026-07-14"),
+    ("w-2026-07-14T06:00:00Z", False, "w-2026-07-14T06:00:00Z"),
+    ("2026-13-40T06:00:00Z", False, "2026-13-40T06:00:00Z"),
+])
+def test_show_time(value: str, utc: bool, shown: str) -> None:
+    assert show_time(value, utc) == shown
+
+
+def test_tables_show_beijing_time_or_utc_and_json_stays_utc(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    """One zone in the tables: Beijing time, labelled, as the dashboard shows; --utc for UTC; JSON (and so the
+    API and webhooks) keeps UTC ISO-8601 whatever the flag."""
+    stub.routes[("GET", "/api/v1/warnings")] = (200, [EVENT])
+    assert api(stub, "warnings") == 0
+    out = capsys.readouterr().out
+    assert "2026-07-14 14:00:05 BJT" in out and "2026-07-15 14:00 BJT" in out  # sent, expires
+    assert "T06:00" not in out and "UTC" not in out
+    assert api(stub, "warnings", "--utc") == 0
+    out = capsys.readouterr().out
+    assert "2026-07-14 06:00:05 UTC" in out and "2026-07-15 06:00 UTC" in out and "BJT" not in out
+    assert api(stub, "warnings", "--utc", "--json") == 0
+    assert json.loads(capsys.readouterr().out)[0]["sent"] == "2026-07-14T06:00:05Z"
+    assert format_table([{"t": "2026-07-14T06:00:00Z"}], [("t", "T")], utc=True).splitlines()[1] == \
+        "2026-07-14 06:00 UTC"
+    stub.routes[("GET", "/api/v1/dead-letters")] = (200, [PARKED])
+    assert api(stub, "dead-letters", "list") == 0
+    assert "2026-07-15 14:00 BJT" in capsys.readouterr().out  # parked at
+
+
 def test_empty_list(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
     stub.routes[("GET", "/api/v1/warnings")] = (200, [])
     assert api(stub, "warnings") == 0
@@ -328,7 +366,7 @@ def test_rotate_prints_new_secret(stub: Stub, capsys: pytest.CaptureFixture[str]
     assert api(stub, "subscribers", "rotate", "sub-1", "--grace-s", "600") == 0
     assert stub.last()["body"] == {"grace_s": 600}
     out, err = capsys.readouterr()
-    assert f"secret: {SECRET}" in out and "2026-07-15T06:00:00Z" in out and TOKEN not in out + err
+    assert f"secret: {SECRET}" in out and "2026-07-15 14:00 BJT" in out and TOKEN not in out + err
     assert api(stub, "subscribers", "rotate", "sub-1", "--json") == 0
     assert stub.last()["body"] == {}
     assert json.loads(capsys.readouterr().out)["secret"] == SECRET
@@ -552,4 +590,4 @@ def test_one_warning_says_who_received_and_acknowledged(stub: Stub, capsys: pyte
     assert api(stub, "warnings", wid) == 0
     out = capsys.readouterr().out
     who = out.split("who knows:")[1].split("deliveries:")[0]
-    assert "Jiuquan health" in who and "2026-07-14T08:03:00Z" in who and "Jiuquan water" in who
+    assert "Jiuquan health" in who and "2026-07-14 16:03 BJT" in who and "Jiuquan water" in who

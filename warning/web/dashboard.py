@@ -54,6 +54,7 @@ CONTENT_TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
     ".ico": "image/x-icon",
+    ".woff2": "font/woff2",  # the bundled CJK subset (static/SOURCES.md)
     ".txt": "text/plain; charset=utf-8",
     ".md": "text/plain; charset=utf-8",  # shown, not downloaded
 }
@@ -62,7 +63,8 @@ _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no
 _PAGE_HEADERS = {
     **_SECURITY_HEADERS,
     "Content-Security-Policy": ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+                                "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                                "form-action 'none'"),
     "X-Frame-Options": "DENY",
 }
 
@@ -87,7 +89,7 @@ def _file_response(path: Path, request: web.Request, page: bool = False) -> web.
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
     resp = web.Response(body=body, headers={**headers, "Content-Type": CONTENT_TYPES[path.suffix.lower()]})
-    if len(body) > 4096 and path.suffix.lower() != ".png":
+    if len(body) > 4096 and path.suffix.lower() not in (".png", ".woff2"):  # both compressed already
         resp.enable_compression()
     return resp
 
