@@ -84,6 +84,8 @@ async def test_console_two_hazards_names_health_archive_language(ews: EwsProcess
                 await page.locator("#map-panel").scroll_into_view_if_needed()
                 await shot(page, tmp_path, "console-1280.png")
                 await shot(page, tmp_path, "console-full-1280.png", full=True)
+                await page.locator("#subscribers-panel").scroll_into_view_if_needed()
+                await shot(page, tmp_path, "console-health-1280.png")
                 await page.set_viewport_size({"width": 1920, "height": 1080})
                 await page.wait_for_timeout(300)
                 await shot(page, tmp_path, "console-1920.png")

@@ -19,6 +19,7 @@
     legend_red: ["红色", "red"], legend_drill: ["演练 / 测试（斜纹，非真实预警）", "exercise / test (hatched, not real)"],
     legend_pref: ["市州汇总（轮廓）", "prefecture roll-up (outline)"], legend_station: ["气象站", "station"],
     legend_badge: ["县内每种灾害一个标记", "one marker per hazard in a county"],
+    mark_ff: ["洪", "F"], mark_rain: ["雨", "R"],
     hover_hint: ["将鼠标移到县或气象站上", "hover a county or a station"],
     by_county: ["各县预警", "Active hazards by county"],
     by_county_none: ["没有生效的县级预警。", "No active county warnings."],
