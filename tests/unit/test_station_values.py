@@ -63,8 +63,28 @@ def test_publisher_sends_only_owned_loaded_and_changed_partitions() -> None:
 
     pub = StationValuesPublisher("stations.latest", lambda: [0, 1], columns.get, send)
     assert asyncio.run(pub.publish()) == 1  # partition 1 owned but not loaded: nothing
-    assert sent[0][0] == "stations.latest" and sent[0][1] == b"0"
+    assert sent[0][0] == "stations.latest" and sent[0][1] == b"0:0"  # partition 0, block 0
     assert asyncio.run(pub.publish()) == 0  # unchanged: not sent again
     view = StationValuesView()
     view.mirror(sent[0][1], sent[0][2])
     assert view.stations()[0]["latest"]["tmax_c"] == 40.6
+
+
+def test_a_big_partition_goes_out_in_blocks_under_a_megabyte() -> None:
+    ids = [f"{60000 + i:05d}" for i in range(600)]
+    columns = StationColumns()
+    cols, _ = observation_columns([{"station_id": sid, "time": "2026-07-14T06:00:00Z", "tmax_c": 30.0, "wind_ms": 3.0}
+                                   for sid in ids], known_station=lambda s: True)
+    columns.apply(cols.station_ids, cols.t, cols.values, **fold_params(RULES))
+    sent: list[tuple[str, bytes, bytes]] = []
+
+    async def send(topic: str, key: bytes, value: bytes) -> None:
+        sent.append((topic, key, value))
+
+    asyncio.run(StationValuesPublisher("stations.latest", lambda: [3], {3: columns}.get, send).publish())
+    assert [k for _, k, _ in sent] == [b"3:0", b"3:1", b"3:2"]  # 256 slots a block
+    assert max(len(v) for _, _, v in sent) < 1_000_000
+    view = StationValuesView()
+    for _, k, v in sent:
+        view.mirror(k, v)
+    assert len(view.stations()) == 600
