@@ -551,8 +551,8 @@
   function hoverStation(s) {
     var r = stationReadings(activeWarnings())[s.station_id];
     $("hover").textContent = s.name_zh + " " + s.name + " (" + s.station_id + "), " + s.elevation_m + " m · " +
-      (r ? r.hazard + " " + fmtValue(r.value, r.quantity) + " at " + fmtTime(r.time) + " (" + r.level + ")"
-         : "no reading in an active warning");
+      (r ? I18N.hazard(r.hazard) + " " + fmtValue(r.value, r.quantity) + " · " + fmtTime(r.time) + " (" +
+        I18N.level(r.level) + ")" : t("no_reading_active"));
   }
 
   function clickCounty(code) {
@@ -692,13 +692,14 @@
         el("td", { text: h.active ? "yes" : "paused" }),
         el("td", { text: fmtTime(h.last_success), title: h.last_success || "" }),
         el("td", { text: String(h.consecutive_failures) }),
-        el("td", { text: h.last_error ? h.last_error + " (" + fmtTime(h.last_error_time) + ")" : "" }),
+        el("td", null, h.last_error ? h.last_error + " (" : "", h.last_error ? timeEl(h.last_error_time) : null,
+          h.last_error ? ")" : ""),
         el("td", { text: String(h.dead_letters) })));
     });
     $("subs-table").hidden = subs.length === 0;
     $("redrive").disabled = false;
-    $("subs-status").textContent = subs.length ? subs.length + " subscriptions · health from the last " +
-      d.receipts_window + " delivery attempts on this worker · " + fmtTime(d.time) : "No subscriptions.";
+    $("subs-status").textContent = subs.length ? subs.length + " " + t("subs_summary") + " " +
+      d.receipts_window + " · " + fmtTime(d.time) : t("no_subs");
   }
 
   function redrive() {

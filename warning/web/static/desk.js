@@ -5,7 +5,6 @@
 (function () {
   "use strict";
   var TOKEN_KEY = "ews.operatorToken";
-  var LEVEL_ZH = { blue: "蓝色", yellow: "黄色", orange: "橙色", red: "红色" };
   var EDITABLE = ["headline_zh", "headline_en", "instruction_zh", "instruction_en", "expires"];
   var state = { drafts: [], silences: [], editing: null, names: {} };  // names: subscription id -> name
   var I18N = window.EWS_I18N || { t: function (k) { return k; }, onChange: function () {} };
@@ -31,6 +30,10 @@
     var t = new Date(Date.parse(iso) + 8 * 3600 * 1000);
     return t.toISOString().slice(0, 16).replace("T", " ") + " BJT";
   }
+  function timeEl(iso) { return el("span", { className: "t", text: fmtTime(iso), title: iso || "" }); }
+  function zh() { return I18N.lang === "zh"; }
+  function lv(l) { return I18N.level ? I18N.level(l) : l; }
+  function hz(h) { return I18N.hazard ? I18N.hazard(h) : h; }
   function minutes(s) { return s < 90 ? s + " s" : Math.round(s / 60) + " min"; }
 
   function api(method, path, body) {
@@ -78,11 +81,12 @@
                           className: d.escalated ? "escalated" : "" },
         el("span", { className: "chip", "data-level": d.level }),
         el("div", null,
-          el("div", { className: "title", text: (e.headline_zh || "") }),
-          el("div", { className: "meta", text: e.headline_en || "" }),
-          el("div", { className: "meta", text: d.msg_type + " · " + (LEVEL_ZH[d.level] || "") + " " + d.level + " · " +
-            d.hazard + " · " + (d.region_name_zh || d.region_name || d.region_code) + " · expires " +
-            fmtTime(e.expires) + " · waiting " + minutes(d.age_s) + (d.escalated ? " · ESCALATED" : "") }),
+          el("div", { className: "title", text: zh() ? e.headline_zh || e.headline_en || "" : e.headline_en || "" }),
+          el("div", { className: "meta", text: zh() ? e.headline_en || "" : e.headline_zh || "" }),
+          el("div", { className: "meta" }, d.msg_type + " · " + lv(d.level) + " · " + hz(d.hazard) + " · " +
+            (zh() ? d.region_name_zh || d.region_name : d.region_name || d.region_name_zh || d.region_code) + " · " +
+            t("expires") + " ", timeEl(e.expires), " · " + t("waiting") + " " + minutes(d.age_s) +
+            (d.escalated ? " · " + t("escalated") : "")),
           el("div", { className: "actions" },
             el("button", { type: "button", "data-action": "approve" }, t("approve")),
             el("button", { type: "button", "data-action": "edit" }, t("edit")),
@@ -158,7 +162,7 @@
       state.editing = null;
       $("review-last").textContent = (r.state === "pending" ? action + " sent" : r.state) + " · " +
         (d.region_name_zh || d.region_code) + " " + d.hazard + " " + d.level +
-        (r.decision ? " · by " + r.decision.by + " " + fmtTime(r.decision.at) : "");
+        (r.decision ? " · " + r.decision.by + " " + fmtTime(r.decision.at) : "");
       $("review-last").setAttribute("data-state", r.state);
       loadDrafts();
     }).catch(function (err) { if (out) out.textContent = err.message; });

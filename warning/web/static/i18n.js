@@ -75,7 +75,9 @@
     expires: ["失效", "expires"], stations_in: ["站点", "stations"], not_acked: ["未确认", "not acknowledged"],
     no_results: ["无结果。", "No results."], results: ["条结果", "results"], token_needed:
       ["输入操作员令牌以查看订阅方。", "Enter the operator token to see subscribers."],
-    no_subs: ["没有订阅。", "No subscriptions."], no_reading: ["无近期观测", "no recent report"],
+    no_subs: ["没有订阅。", "No subscriptions."],
+    subs_summary: ["个订阅 · 依据本节点最近的投递次数", "subscriptions · health from this worker's last attempts:"],
+    no_reading_active: ["无生效预警中的读数", "no reading in an active warning"], no_reading: ["无近期观测", "no recent report"],
     // built by desk.js
     review_token: ["输入操作员令牌（订阅方面板）以查看待签发队列。",
                    "Enter the operator token (subscriber panel) to see the review queue."],
