@@ -194,6 +194,7 @@
         el("td", { title: "rain" }, spark(s.days || [], "precip_mm", true))));
     });
     $("stations-status").textContent = (d.stations || []).length ? "" : t("no_reading");
+    $("stations-table").hidden = !(d.stations || []).length;
   }
 
   // ------------------------------------------------------------------------------------------ start
