@@ -131,6 +131,16 @@ async def check_labels(page: Any) -> None:
     await page.check("#show-county-names")  # ... or all of them with the toggle
     assert await label.is_visible()
     await page.uncheck("#show-county-names")
+    box = await page.locator("#map svg").bounding_box()
+    assert box
+    await page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.3)
+    for _ in range(4):  # zoomed in over Jiuquan: county names show without the toggle
+        await page.mouse.wheel(0, -120)
+    await page.wait_for_selector("#map.zoomed", timeout=5_000)
+    await page.hover("#legend")
+    assert await label.is_visible()
+    await page.dblclick("#map svg")
+    await page.wait_for_selector("#map:not(.zoomed)", timeout=5_000)
 
 
 async def check_detail(page: Any, receiver: WebhookReceiver, failing: WebhookReceiver) -> None:

@@ -260,9 +260,43 @@
     state.gBadges = gBadges;
     state.gLabels = gLabels;
     state.mapLoaded = true;
+    enableZoom(root, w, h);
     drawLabels();
     drawStations();
     render();
+  }
+
+  // wheel to zoom about the pointer (1x to 8x), drag to pan, double-click to reset; from 2x the county names show
+  function enableZoom(root, w, h) {
+    var view = { x: 0, y: 0, w: w, h: h }, drag = null, box = $("map");
+    function apply() {
+      root.setAttribute("viewBox", [view.x, view.y, view.w, view.h].map(function (v) { return v.toFixed(1); }).join(" "));
+      var zoom = w / view.w;
+      box.classList.toggle("zoomed", zoom >= 2);
+      box.setAttribute("data-zoom", zoom.toFixed(2));
+    }
+    function toSvg(ev) {
+      var r = root.getBoundingClientRect(), s = Math.max(view.w / r.width, view.h / r.height);
+      var ox = (r.width - view.w / s) / 2, oy = (r.height - view.h / s) / 2;  // xMidYMid meet letterboxing
+      return [view.x + (ev.clientX - r.left - ox) * s, view.y + (ev.clientY - r.top - oy) * s, s];
+    }
+    root.addEventListener("wheel", function (ev) {
+      ev.preventDefault();
+      var p = toSvg(ev), f = ev.deltaY < 0 ? 1 / 1.25 : 1.25;
+      var nw = Math.min(w, Math.max(w / 8, view.w * f)), k = nw / view.w;
+      view = { x: p[0] - (p[0] - view.x) * k, y: p[1] - (p[1] - view.y) * k, w: nw, h: view.h * k };
+      apply();
+    }, { passive: false });
+    root.addEventListener("mousedown", function (ev) { drag = { x: ev.clientX, y: ev.clientY, v: view }; });
+    window.addEventListener("mouseup", function () { drag = null; });
+    window.addEventListener("mousemove", function (ev) {
+      if (!drag) return;
+      var s = toSvg(ev)[2];
+      view = { x: drag.v.x - (ev.clientX - drag.x) * s, y: drag.v.y - (ev.clientY - drag.y) * s, w: drag.v.w,
+               h: drag.v.h };
+      apply();
+    });
+    root.addEventListener("dblclick", function () { view = { x: 0, y: 0, w: w, h: h }; apply(); });
   }
 
   function drawStations() {

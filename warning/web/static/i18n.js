@@ -15,6 +15,8 @@
     map_note: ["县按最高预警级别着色 · 每个县的全部预警以标记列出 · 市州轮廓为市州汇总",
                "counties filled by their highest level · a marker per active hazard · prefecture outlines: roll-ups"],
     county_names: ["显示县名", "county names"],
+    zoom_hint: ["滚轮缩放 · 拖动平移 · 双击复原（放大后显示县名）",
+                "wheel to zoom · drag to pan · double-click to reset (county names from 2x)"],
     legend_blue: ["蓝色", "blue"], legend_yellow: ["黄色", "yellow"], legend_orange: ["橙色", "orange"],
     legend_red: ["红色", "red"], legend_drill: ["演练 / 测试（斜纹，非真实预警）", "exercise / test (hatched, not real)"],
     legend_pref: ["市州汇总（轮廓）", "prefecture roll-up (outline)"], legend_station: ["气象站", "station"],
