@@ -76,7 +76,7 @@ async def test_console_two_hazards_names_health_archive_language(ews: EwsProcess
                 await page.goto(ews.url + "/")
                 await page.wait_for_selector("body[data-live='1']", state="attached", timeout=30_000)
                 await check_two_hazards(page)
-                await check_labels(page)
+                await check_labels(page, tmp_path)
                 await check_detail(page, receiver, failing)
                 await check_public_health(page, failing)
                 await check_archive(page, t)
@@ -118,7 +118,7 @@ async def check_two_hazards(page: Any) -> None:
     assert "heat red" in hover and "gale yellow" in hover
 
 
-async def check_labels(page: Any) -> None:
+async def check_labels(page: Any, tmp_path: Path) -> None:
     assert await page.locator("svg text.pref-label").count() == 14
     jiuquan = page.locator('svg text.pref-label[data-code="620900"]')
     assert await jiuquan.text_content() == "Jiuquan"
@@ -139,6 +139,9 @@ async def check_labels(page: Any) -> None:
     await page.wait_for_selector("#map.zoomed", timeout=5_000)
     await page.hover("#legend")
     assert await label.is_visible()
+    await page.locator("#map").screenshot(path=str(tmp_path / "console-zoomed.png"))
+    if os.environ.get("EWS_SCREENSHOTS"):
+        await page.locator("#map").screenshot(path=str(Path(os.environ["EWS_SCREENSHOTS"]) / "console-zoomed.png"))
     await page.dblclick("#map svg")
     await page.wait_for_selector("#map:not(.zoomed)", timeout=5_000)
 

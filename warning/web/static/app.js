@@ -421,7 +421,7 @@
       if (!xy) return;
       var list = by[code], w = list.length * size + (list.length - 1) * gap;
       list.forEach(function (e, i) {
-        var x = xy[0] - w / 2 + i * (size + gap), y = xy[1] - size / 2;
+        var x = xy[0] - w / 2 + i * (size + gap), y = xy[1] - size - 2;  // above the centre: the name goes below
         var b = svg("g", { "class": "badge", "data-region": code, "data-hazard": e.hazard, "data-level": e.level,
                            "data-status": statusOf(e), "data-warning-id": e.warning_id });
         b.appendChild(svg("rect", { x: x.toFixed(1), y: y.toFixed(1), width: size, height: size, rx: 3,
