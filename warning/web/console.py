@@ -58,9 +58,10 @@ async def delivery_health(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-store"})
 
 
-def subscription_names(svc: WarningService) -> dict[str, str]:
-    """subscription id -> name, for receipts shown on the console (names, not ids)."""
-    return {sub.id: sub.name for sub in svc.subscriptions}
+def subscription_name(svc: WarningService, sub_id: Any) -> str:
+    """The subscriber's name for a receipt shown on the console (names, not ids); "" for a deleted one."""
+    sub = svc.subscriptions.get(str(sub_id))
+    return sub.name if sub else ""
 
 
 async def stations_latest(request: web.Request) -> web.Response:

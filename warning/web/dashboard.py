@@ -33,7 +33,7 @@ from warning.shared.bus import now_iso
 from warning.shared.records import Receipt
 from warning.shared.regions import RegionTree
 from warning.web.auth import SVC, error_response, require_token
-from warning.web.console import subscription_names
+from warning.web.console import subscription_name
 from warning.web.views import public_receipt
 
 log = logging.getLogger(__name__)
@@ -120,16 +120,15 @@ def _snapshot(svc: WarningService) -> dict[str, Any]:
             break
         chosen.setdefault(e["id"], e)
     warnings = sorted(chosen.values(), key=lambda e: e["sent"], reverse=True)
-    names = subscription_names(svc)
-    receipts = [named_receipt(r, names) for r in list(svc.deliveries.recent)[-SNAPSHOT_RECEIPTS:]]
+    receipts = [named_receipt(svc, r) for r in list(svc.deliveries.recent)[-SNAPSHOT_RECEIPTS:]]
     return {"server_time": now_iso(), "warnings": warnings,
             "active": [e["warning_id"] for e in active], "receipts": receipts}
 
 
-def named_receipt(record: Any, names: dict[str, str]) -> dict[str, Any]:
+def named_receipt(svc: WarningService, record: Any) -> dict[str, Any]:
     """A receipt in its public form with the subscriber's name (the console names who, never an address)."""
     out = public_receipt(record)
-    out["subscription_name"] = names.get(str(out.get("subscription_id")), "")
+    out["subscription_name"] = subscription_name(svc, out.get("subscription_id"))  # one dict lookup
     return out
 
 
@@ -166,7 +165,7 @@ async def _stream(request: web.Request, svc: WarningService) -> web.StreamRespon
 
     def listener(kind: str, record: dict[str, Any]) -> None:
         # listeners run on the service's loop today; call_soon_threadsafe keeps this right from a thread too
-        out = named_receipt(record, subscription_names(svc)) if kind == "receipt" else record
+        out = named_receipt(svc, record) if kind == "receipt" else record
         loop.call_soon_threadsafe(put, kind, out)
 
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
