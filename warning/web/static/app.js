@@ -435,6 +435,7 @@
           (isDrill(e) ? " (" + (STATUS_LABEL[statusOf(e)] || statusOf(e)) + ")" : "");
         b.appendChild(title);
         b.addEventListener("click", function () { selectWarning(e.warning_id); });
+        b.addEventListener("mouseenter", function () { hoverCounty(code); });
         g.appendChild(b);
       });
     });
