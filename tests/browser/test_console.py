@@ -94,6 +94,13 @@ async def test_console_two_hazards_names_health_archive_language(ews: EwsProcess
                 await check_language(page, tmp_path)
                 await check_ready_badge(page)
                 assert errors == [], errors
+                # a first visit from a Chinese browser starts in Chinese
+                zh = await (await browser.new_context(viewport={"width": 1280, "height": 800},
+                                                      locale="zh-CN")).new_page()
+                await zh.goto(ews.url + "/")
+                await zh.wait_for_selector("html[lang='zh-CN']", state="attached", timeout=10_000)
+                assert await zh.inner_text("[data-i18n=warnings]") == "预警"
+                assert await zh.inner_text("#lang") == "English"
             finally:
                 await browser.close()
 
