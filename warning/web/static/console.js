@@ -42,7 +42,7 @@
     $("public-health-status").textContent = n ? "" : t("no_subs");
   }
   var timer = null;
-  function reloadPublicHealth() { clearTimeout(timer); timer = setTimeout(loadPublicHealth, 1000); }
+  function reloadPublicHealth() { clearTimeout(timer); timer = setTimeout(loadPublicHealth, 2000); }  // at most every 2 s under a storm
 
   // ------------------------------------------------------------------------------------------ archive
   function fillArchiveForm(info) {
