@@ -42,7 +42,10 @@
     $("public-health-status").textContent = n ? "" : t("no_subs");
   }
   var timer = null;
-  function reloadPublicHealth() { clearTimeout(timer); timer = setTimeout(loadPublicHealth, 2000); }  // at most every 2 s under a storm
+  function reloadPublicHealth() {  // throttled: at most one refresh every 2 s however many receipts arrive
+    if (timer) return;
+    timer = setTimeout(function () { timer = null; loadPublicHealth(); }, 2000);
+  }
 
   // ------------------------------------------------------------------------------------------ archive
   function fillArchiveForm(info) {
