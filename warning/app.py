@@ -49,6 +49,7 @@ from warning.shared.records import ACTUAL, Delivery, WarningEvent, status_of
 from warning.shared.regions import RegionTree, StationRegistry
 from warning.shared.sealing import KeyRing, Sealer, load_key_ring
 from warning.shared.times import now_iso
+from warning.station_values import StationValuesPublisher, StationValuesView
 from warning.web.views import DeliveriesView, LiveFeed, WarningsView
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,11 @@ class WarningService:
         app.timer(settings.tick_interval_s, name="tick")(self.grade.tick)
         app.timer(LAG_INTERVAL_S, name="lag")(self._measure_lag)
         app.timer(SILENCE_CHECK_S, name="silences")(self.release_ended_silences)
+        # the console's station values: summaries of the owned partitions' state, off the hot path
+        self.station_values = StationValuesView()
+        publisher = StationValuesPublisher(topics.STATIONS_LATEST, self._owned_obs_partitions, self._cached_columns,
+                                           lambda topic, key, value: produce(topic, key, value, 0))
+        app.timer(settings.station_values_s, name="station_values")(publisher.publish)
         app.agent(t[topics.SIGNALS], name="grade")(self.grade.grade)
         app.agent(t[topics.OUTBOX], name="deliver", concurrency=DELIVER_CONCURRENCY)(self.delivery.deliver)
         for i, topic in enumerate(retry_topics):
@@ -183,7 +189,19 @@ class WarningService:
             TopicMirror(bootstrap, topics.SILENCES, self.silences.mirror, auth=auth, with_headers=True),
             TopicMirror(bootstrap, topics.ACKS, self.acks.mirror, auth=auth, with_headers=True,
                         on_caught_up=self.acks.caught_up.set),
+            TopicMirror(bootstrap, topics.STATIONS_LATEST, self.station_values.mirror, auth=auth),
         ]
+
+    def _owned_obs_partitions(self) -> list[int]:
+        try:
+            return [tp.partition for tp in self.app.consumer.assignment() if tp.topic == topics.OBS]
+        except Exception:  # no consumer yet (starting): nothing owned
+            return []
+
+    def _cached_columns(self, part: int) -> Any:
+        """The partition's station state as the observations agent holds it (never a restore from here)."""
+        ps = self.intake.store.partitions.get(part)
+        return ps.columns if ps is not None else None
 
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         """Waiting retries of revoked partitions (``args[0]``) are left to their next owner (uncommitted, read

@@ -11,7 +11,7 @@ from warning.shared.config import Settings
 from warning.shared.regions import RegionTree, StationRegistry
 
 TOPICS = {"obs", "obs.rejected", "forecast", "signals", "warnings", "subscriptions", "alerts.outbox", "alerts.dead",
-          "alerts.receipts", "warnings.drafts", "silences", "alerts.acks",
+          "alerts.receipts", "warnings.drafts", "silences", "alerts.acks", "stations.latest",
           *(f"alerts.retry.{i}" for i in range(6))}
 TABLES = {"station_columns", "station_daily", "qc_columns", "obs_log", "region_state", "receivers",
           "ack_escalations"}
@@ -32,7 +32,7 @@ def test_topic_table_and_agent_names_are_unchanged(tmp_path: Path) -> None:
         "observations": ("obs",), "forecasts": ("forecast",), "grade": ("signals",), "deliver": ("alerts.outbox",),
         **{f"redeliver-{i}": (f"alerts.retry.{i}",) for i in range(6)}}
     assert {m.topic for m in svc._mirrors} == {"subscriptions", "warnings", "alerts.receipts", "alerts.dead",
-                                          "warnings.drafts", "silences", "alerts.acks"}
+                                          "warnings.drafts", "silences", "alerts.acks", "stations.latest"}
 
 
 def test_every_named_topic_is_created(tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ class Settings:
     max_list_items: int = 500  # entries of a subscription's regions / hazards / basis / msg_types lists (400)
     sse_max_clients: int = 100  # concurrent /api/v1/events streams on this worker (503 beyond)
     sse_snapshot_warnings: int = 500  # newest warnings in an SSE snapshot (plus every active one)
+    station_values_s: float = 60.0  # how often each worker publishes its stations' summaries (stations.latest)
     header_timeout_s: float = 10.0  # a connection must deliver a request's headers within this (then closed)
     body_timeout_s: float = 30.0  # reading a request body (408 beyond)
     auth_failures: int = 10  # failed bearer tokens per client address within auth_window_s before 429
@@ -121,6 +122,7 @@ class Settings:
             "max_list_items": int(e.get("EWS_SUBSCRIPTION_MAX_LIST", 500)),
             "sse_max_clients": int(e.get("EWS_SSE_MAX_CLIENTS", 100)),
             "sse_snapshot_warnings": int(e.get("EWS_SSE_SNAPSHOT_WARNINGS", 500)),
+            "station_values_s": float(e.get("EWS_STATION_VALUES_S", 60)),
             "header_timeout_s": float(e.get("EWS_HTTP_HEADER_TIMEOUT", 10)),
             "body_timeout_s": float(e.get("EWS_HTTP_BODY_TIMEOUT", 30)),
             "auth_failures": int(e.get("EWS_AUTH_FAILURES", 10)),

@@ -30,10 +30,11 @@ DRAFTS = "warnings.drafts"  # the forecasters' desk: drafts and their decisions 
 SILENCES = "silences"  # time-bounded silences of deliveries, keyed by silence id
 ACKS = "alerts.acks"  # departments' acknowledgements of warnings (compacted, MACed control records)
 
-COMPACTED = {WARNINGS, SUBSCRIPTIONS, DRAFTS, SILENCES, ACKS}
-SINGLE_PARTITION = {SUBSCRIPTIONS, DRAFTS, SILENCES}  # total order of registry changes; few records
+STATIONS_LATEST = "stations.latest"  # per obs partition: its stations' latest values and last days (the console)
+COMPACTED = {WARNINGS, SUBSCRIPTIONS, DRAFTS, SILENCES, ACKS, STATIONS_LATEST}
+SINGLE_PARTITION = {SUBSCRIPTIONS, DRAFTS, SILENCES, STATIONS_LATEST}  # total order of registry changes; few records
 ALL = (OBS, OBS_REJECTED, FORECAST, INDICES, SIGNALS, WARNINGS, SUBSCRIPTIONS, OUTBOX, DEAD, RECEIPTS, DRAFTS,
-       SILENCES, ACKS)
+       SILENCES, ACKS, STATIONS_LATEST)
 
 
 @lru_cache(maxsize=1 << 16)  # station ids and region codes: a bounded set, and murmur2 is pure Python (~5 us)

@@ -53,6 +53,7 @@ from warning.web.auth import error_response as _error
 from warning.web.auth import json_response as _json
 from warning.web.bodies import body_json as _body_json
 from warning.web.caching import PRIVATE
+from warning.web.console import add_console_routes
 from warning.web.dashboard import add_dashboard_routes
 from warning.web.desk import add_desk_routes
 from warning.web.feeds import add_feed_routes, warning_chain
@@ -402,6 +403,6 @@ def make_web_app(svc: WarningService, token: str) -> web.Application:
     app.router.add_get("/api/v1/stations", list_stations)
     app.router.add_get("/api/v1/drought/spi", drought_spi)
     add_desk_routes(app)
-
     add_dashboard_routes(app)
+    add_console_routes(app)
     return app

@@ -33,6 +33,7 @@ from warning.shared.bus import now_iso
 from warning.shared.records import Receipt
 from warning.shared.regions import RegionTree
 from warning.web.auth import SVC, error_response, require_token
+from warning.web.console import subscription_name
 from warning.web.views import public_receipt
 
 log = logging.getLogger(__name__)
@@ -119,9 +120,16 @@ def _snapshot(svc: WarningService) -> dict[str, Any]:
             break
         chosen.setdefault(e["id"], e)
     warnings = sorted(chosen.values(), key=lambda e: e["sent"], reverse=True)
-    receipts = [public_receipt(r) for r in list(svc.deliveries.recent)[-SNAPSHOT_RECEIPTS:]]
+    receipts = [named_receipt(svc, r) for r in list(svc.deliveries.recent)[-SNAPSHOT_RECEIPTS:]]
     return {"server_time": now_iso(), "warnings": warnings,
             "active": [e["warning_id"] for e in active], "receipts": receipts}
+
+
+def named_receipt(svc: WarningService, record: Any) -> dict[str, Any]:
+    """A receipt in its public form with the subscriber's name (the console names who, never an address)."""
+    out = public_receipt(record)
+    out["subscription_name"] = subscription_name(svc, out.get("subscription_id"))  # one dict lookup
+    return out
 
 
 def _sse(event: str, data: Any) -> bytes:
@@ -157,7 +165,8 @@ async def _stream(request: web.Request, svc: WarningService) -> web.StreamRespon
 
     def listener(kind: str, record: dict[str, Any]) -> None:
         # listeners run on the service's loop today; call_soon_threadsafe keeps this right from a thread too
-        loop.call_soon_threadsafe(put, kind, public_receipt(record) if kind == "receipt" else record)
+        out = named_receipt(svc, record) if kind == "receipt" else record
+        loop.call_soon_threadsafe(put, kind, out)
 
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                        "X-Accel-Buffering": "no", **_SECURITY_HEADERS})

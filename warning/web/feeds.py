@@ -30,6 +30,7 @@ from warning.shared.regions import RegionTree
 from warning.web.auth import SVC, operator_of
 from warning.web.auth import error_response as _error
 from warning.web.caching import PRIVATE, PUBLIC_FEED, PUBLIC_IMMUTABLE_EVENT, PUBLIC_SHORT, cached_response
+from warning.web.console import subscription_name
 from warning.web.ids import find_id, resolve_id
 from warning.web.views import public_receipt
 
@@ -302,6 +303,8 @@ async def get_warning(request: web.Request) -> web.Response:
     detail = operator_of(request) is not None  # hosts, ports, URLs, exception text only with the token
     if not detail:
         receipts = [public_receipt(r) for r in receipts]
+    receipts = [{**r, "subscription_name": subscription_name(svc, r["subscription_id"])}  # who, by name
+                for r in receipts]
     acknowledgements = [{k: a[k] for k in ("subscription_id", "name", "at", "level", "event_id")}
                         for a in svc.acks.of_warning(wid)]
     changed = max(svc.warnings.warning_changed_at.get(wid, 0.0), svc.deliveries.warning_changed_at.get(wid, 0.0),

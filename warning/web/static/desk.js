@@ -5,9 +5,10 @@
 (function () {
   "use strict";
   var TOKEN_KEY = "ews.operatorToken";
-  var LEVEL_ZH = { blue: "蓝色", yellow: "黄色", orange: "橙色", red: "红色" };
   var EDITABLE = ["headline_zh", "headline_en", "instruction_zh", "instruction_en", "expires"];
-  var state = { drafts: [], silences: [], editing: null };
+  var state = { drafts: [], silences: [], editing: null, names: {} };  // names: subscription id -> name
+  var I18N = window.EWS_I18N || { t: function (k) { return k; }, onChange: function () {} };
+  var t = I18N.t;
 
   function $(id) { return document.getElementById(id); }
   function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
@@ -29,6 +30,10 @@
     var t = new Date(Date.parse(iso) + 8 * 3600 * 1000);
     return t.toISOString().slice(0, 16).replace("T", " ") + " BJT";
   }
+  function timeEl(iso) { return el("span", { className: "t", text: fmtTime(iso), title: iso || "" }); }
+  function zh() { return I18N.lang === "zh"; }
+  function lv(l) { return I18N.level ? I18N.level(l) : l; }
+  function hz(h) { return I18N.hazard ? I18N.hazard(h) : h; }
   function minutes(s) { return s < 90 ? s + " s" : Math.round(s / 60) + " min"; }
 
   function api(method, path, body) {
@@ -49,7 +54,7 @@
   // ------------------------------------------------------------------------------------------ review queue
   function loadDrafts() {
     if (!token()) {
-      $("review-status").textContent = "Enter the operator token (subscriber panel) to see the review queue.";
+      $("review-status").textContent = t("review_token");
       $("review-list").textContent = "";
       $("review-count").textContent = "–";
       return;
@@ -68,23 +73,24 @@
     $("review-count").textContent = String(state.drafts.length);
     $("review-count").setAttribute("data-escalated", escalated ? "1" : "0");
     $("review-status").textContent = state.drafts.length
-      ? state.drafts.length + " waiting" + (escalated ? " · " + escalated + " escalated (past the policy's time)" : "")
-      : "No drafts waiting: nothing held for review.";
+      ? state.drafts.length + " " + t("waiting") + (escalated ? " · " + escalated + " " + t("escalated") : "")
+      : t("review_none");
     state.drafts.forEach(function (d) {
       var e = d.event || {};
       var li = el("li", { "data-draft-id": d.id, "data-escalated": d.escalated ? "1" : "0",
                           className: d.escalated ? "escalated" : "" },
         el("span", { className: "chip", "data-level": d.level }),
         el("div", null,
-          el("div", { className: "title", text: (e.headline_zh || "") }),
-          el("div", { className: "meta", text: e.headline_en || "" }),
-          el("div", { className: "meta", text: d.msg_type + " · " + (LEVEL_ZH[d.level] || "") + " " + d.level + " · " +
-            d.hazard + " · " + (d.region_name_zh || d.region_name || d.region_code) + " · expires " +
-            fmtTime(e.expires) + " · waiting " + minutes(d.age_s) + (d.escalated ? " · ESCALATED" : "") }),
+          el("div", { className: "title", text: zh() ? e.headline_zh || e.headline_en || "" : e.headline_en || "" }),
+          el("div", { className: "meta", text: zh() ? e.headline_en || "" : e.headline_zh || "" }),
+          el("div", { className: "meta" }, d.msg_type + " · " + lv(d.level) + " · " + hz(d.hazard) + " · " +
+            (zh() ? d.region_name_zh || d.region_name : d.region_name || d.region_name_zh || d.region_code) + " · " +
+            t("expires") + " ", timeEl(e.expires), " · " + t("waiting") + " " + minutes(d.age_s) +
+            (d.escalated ? " · " + t("escalated") : "")),
           el("div", { className: "actions" },
-            el("button", { type: "button", "data-action": "approve" }, "Approve 签发"),
-            el("button", { type: "button", "data-action": "edit" }, "Edit… 编辑"),
-            el("button", { type: "button", "data-action": "reject" }, "Reject… 驳回")),
+            el("button", { type: "button", "data-action": "approve" }, t("approve")),
+            el("button", { type: "button", "data-action": "edit" }, t("edit")),
+            el("button", { type: "button", "data-action": "reject" }, t("reject"))),
           el("div", { className: "result muted" })));
       li.querySelector("[data-action=approve]").addEventListener("click", function () { decide(d, "approve", {}); });
       li.querySelector("[data-action=edit]").addEventListener("click", function () { editForm(li, d); });
@@ -104,8 +110,8 @@
       input.value = value;
       form.appendChild(el("label", null, f + (f === "expires" ? " (UTC ISO)" : ""), input));
     });
-    form.appendChild(el("button", { type: "submit" }, "Approve with edits 签发"));
-    form.appendChild(el("button", { type: "button", "data-action": "cancel-edit" }, "Cancel"));
+    form.appendChild(el("button", { type: "submit" }, t("approve_edits")));
+    form.appendChild(el("button", { type: "button", "data-action": "cancel-edit" }, t("cancel")));
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       var edits = {};
@@ -129,10 +135,10 @@
   function rejectForm(li, d, values) {
     state.editing = { id: d.id, kind: "reject" };
     var form = el("form", { className: "edit-form" });
-    var input = el("input", { name: "reason", placeholder: "why (recorded in the audit log)" });
+    var input = el("input", { name: "reason", placeholder: t("reject_why") });
     input.value = values && values.reason ? values.reason : "";
-    form.appendChild(el("label", null, "reason", input));
-    form.appendChild(el("button", { type: "submit" }, "Reject: send nothing"));
+    form.appendChild(el("label", null, t("th_reason"), input));
+    form.appendChild(el("button", { type: "submit" }, t("reject_send_nothing")));
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       decide(d, "reject", { reason: input.value.trim() });
@@ -156,7 +162,7 @@
       state.editing = null;
       $("review-last").textContent = (r.state === "pending" ? action + " sent" : r.state) + " · " +
         (d.region_name_zh || d.region_code) + " " + d.hazard + " " + d.level +
-        (r.decision ? " · by " + r.decision.by + " " + fmtTime(r.decision.at) : "");
+        (r.decision ? " · " + r.decision.by + " " + fmtTime(r.decision.at) : "");
       $("review-last").setAttribute("data-state", r.state);
       loadDrafts();
     }).catch(function (err) { if (out) out.textContent = err.message; });
@@ -165,27 +171,37 @@
   // ---------------------------------------------------------------------------------------------- silences
   function loadSilences() {
     if (!token()) {
-      $("silences-status").textContent = "Enter the operator token to see silences.";
+      $("silences-status").textContent = t("silences_token");
       $("silences-body").textContent = "";
       $("silences-table").hidden = true;
       return;
     }
     api("GET", "/api/v1/silences").then(function (list) {
       state.silences = list || [];
+      var unnamed = state.silences.some(function (x) { return x.subscription_id && !state.names[x.subscription_id]; });
+      return unnamed ? loadNames() : null;
+    }).then(function () {
       renderSilences();
     }).catch(function (err) { $("silences-status").textContent = "Silences: " + err.message; });
+  }
+
+  // subscribers by name, not by id (the silences' scope, and the form takes a name too)
+  function loadNames() {
+    return api("GET", "/api/v1/subscriptions").then(function (subs) {
+      (subs || []).forEach(function (x) { state.names[x.id] = x.name; });
+    }).catch(function () { /* ids stay shown */ }).then(function () { state.namesLoaded = true; });
   }
 
   function renderSilences() {
     var tbody = $("silences-body");
     tbody.textContent = "";
     state.silences.forEach(function (s) {
-      var scope = s.subscription_id ? "subscription " + s.subscription_id.slice(0, 8)
+      var scope = s.subscription_id ? (state.names[s.subscription_id] || s.subscription_id)
         : (s.hazards || []).join(", ") + " in " + (s.regions || []).join(", ");
-      var end = el("button", { type: "button" }, "End now");
+      var end = el("button", { type: "button" }, t("end_now"));
       end.addEventListener("click", function () {
         api("DELETE", "/api/v1/silences/" + encodeURIComponent(s.id)).then(function (r) {
-          $("silences-status").textContent = "ended; held deliveries sent: " + r.held_sent;
+          $("silences-status").textContent = t("silence_ended") + r.held_sent;
           loadSilences();
         }).catch(function (err) { $("silences-status").textContent = err.message; });
       });
@@ -195,15 +211,17 @@
         el("td", { text: s.author }), el("td", { text: s.reason }), el("td", null, end)));
     });
     $("silences-table").hidden = state.silences.length === 0;
-    if (!state.silences.length) $("silences-status").textContent = "No silences. Red warnings and cancels are never silenced.";
-    else $("silences-status").textContent = state.silences.length + " silences · red warnings and cancels always go out";
+    if (!state.silences.length) $("silences-status").textContent = t("silences_none");
+    else $("silences-status").textContent = state.silences.length + " " + t("silences_n");
   }
 
   function addSilence(ev) {
     ev.preventDefault();
     var f = $("silence-form");
+    if (!state.namesLoaded) { loadNames().then(function () { addSilence(ev); }); return; }
     var body = { reason: f.elements.reason.value.trim(), ends: f.elements.ends.value.trim() };
     var sub = f.elements.subscription_id.value.trim();
+    Object.keys(state.names).forEach(function (id) { if (state.names[id] === sub) sub = id; });  // a name typed
     if (sub) body.subscription_id = sub;
     else {
       body.regions = f.elements.regions.value.split(",").map(function (x) { return x.trim(); }).filter(Boolean);
@@ -211,7 +229,7 @@
     }
     api("POST", "/api/v1/silences", body).then(function () {
       f.reset();
-      $("silences-status").textContent = "silence added";
+      $("silences-status").textContent = t("silence_added");
       loadSilences();
     }).catch(function (err) { $("silences-status").textContent = err.message; });
   }
@@ -223,6 +241,9 @@
     $("token-forget").addEventListener("click", function () { setTimeout(refresh, 0); });
     $("silence-form").addEventListener("submit", addSilence);
     refresh();
+    I18N.onChange(function () {  // the queue and silences in the new language (an open edit form is kept)
+      if (token()) { renderDrafts(); renderSilences(); } else refresh();
+    });
     setInterval(function () { if (token()) refresh(); }, 5000);
   }
 

@@ -218,7 +218,49 @@ SCHEMAS: Json = {
             "latency_s": {"type": ["number", "null"]}, "error": NULLABLE_STR, "error_class": NULLABLE_STR,
             "why": {"enum": ["backfill", "reminder", "escalation", None], "description": "sent beyond routing: "
                     "to a new subscription, again for want of an acknowledgement, or to a fallback subscription"},
-            "time": {"type": ["string", "null"]}}},
+            "time": {"type": ["string", "null"]},
+            "subscription_name": {"type": "string", "description": "the subscriber's name (the console shows it)"}}},
+    "DeliveryHealth": {
+        "type": "object", "required": ["time", "receipts_window", "subscribers"],
+        "description": "Delivery health without the token: per subscriber name and department, never an id, "
+                       "endpoint, URL or host. Each webhook counted once, by its newest attempt on this worker.",
+        "properties": {
+            "time": ISO_TIME, "receipts_window": {"type": "integer"},
+            "subscribers": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False,
+                "required": ["name", "department", "active", "delivered", "retrying", "parked", "last_result",
+                             "last_outcome", "last_time"],
+                "properties": {
+                    "name": {"type": "string"}, "department": {"type": "string"}, "active": {"type": "boolean"},
+                    "delivered": {"type": "integer"}, "retrying": {"type": "integer"},
+                    "parked": {"type": "integer", "description": "dead letters (dead or gone)"},
+                    "last_result": {"enum": ["delivered", "retry", "dead", "gone", None]},
+                    "last_outcome": {"type": ["string", "null"],
+                                     "description": "the last attempt's outcome class (timeout, refused, HTTP 503,"
+                                                    " ...) or result"},
+                    "last_time": {"type": ["string", "null"]}}}}}},
+    "StationValues": {
+        "type": "object", "required": ["time", "publish_every_s", "stations"],
+        "description": "Every station's latest values and its last days, from the compacted `stations.latest` "
+                       "topic (each worker publishes its partitions' summaries every `publish_every_s`).",
+        "properties": {
+            "time": ISO_TIME, "publish_every_s": {"type": "number"},
+            "stations": {"type": "array", "items": {
+                "type": "object", "required": ["station_id", "time", "day", "latest", "days"],
+                "properties": {
+                    "station_id": {"type": "string"},
+                    "time": {"type": "string", "description": "the station's last report (UTC)"},
+                    "day": {"type": ["string", "null"], "description": "its newest Beijing day (ISO date)"},
+                    "latest": {"type": "object", "description": "that day's extremes (tmax_c, tmin_c, "
+                               "ground_tmin_c, wind_max_ms, gust_max_ms, precip_mm) and the latest instantaneous "
+                               "values (wind_ms, visibility_m, rh_pct); null when not reported",
+                               "additionalProperties": {"type": ["number", "null"]}},
+                    "days": {"type": "array", "description": "the last 7 days, oldest first: tmax_c and tmin_c "
+                             "for the last 3 (the state keeps 3), precip_mm from the daily-rain ring",
+                             "items": {"type": "object", "required": ["day"], "properties": {
+                                 "day": {"type": "string"}, "tmax_c": {"type": ["number", "null"]},
+                                 "tmin_c": {"type": ["number", "null"]},
+                                 "precip_mm": {"type": ["number", "null"]}}}}}}}}},
     "WarningDetail": {"type": "object", "required": ["warning_id", "events", "deliveries", "acknowledgements",
                                                       "received"],
                       "properties": {
@@ -576,6 +618,12 @@ PATHS: Json = {
                                  {"200": ok("event stream", TEXT, "text/event-stream"),
                                   "503": error("too many live-feed clients (Retry-After)")},
                                  tag="dashboard", operation_id="events")},
+    "/api/v1/delivery-health": {"get": op("delivery health per subscriber name, without the token",
+                                          {"200": ok("health", ref("DeliveryHealth"))},
+                                          tag="dashboard", operation_id="deliveryHealth")},
+    "/api/v1/stations/latest": {"get": op("every station's latest values and last days",
+                                          {"200": ok("station values", ref("StationValues"))},
+                                          tag="service", operation_id="stationValues")},
     "/api/v1/subscribers/health": {"get": op("delivery health per subscription",
                                              {"200": ok("health", ref("SubscriberHealth"))}, token=True,
                                              tag="dashboard", operation_id="subscriberHealth")},
