@@ -60,6 +60,9 @@ async def test_the_detail_shows_the_escalation_to_the_duty_office(ews: EwsProces
         await page.wait_for_selector(f"{water} td.not-acked", timeout=5_000)  # the department still has not
         assert any(orjson.loads(r["body"]).get("reminder") for r in receiver.received
                    if r["path"] == "/hook/jiuquan")
+        duty_delivery = page.locator('#detail-deliveries td[data-why="escalation"]')
+        await duty_delivery.first.wait_for(timeout=15_000)
+        assert "escalation" in await duty_delivery.first.inner_text()
         # the receipts say why each was sent beyond routing (public: no token needed)
         async with s.get(f"{ews.url}/api/v1/warnings/{escalated['data']['warning_id']}") as r:
             why = {(d["subscription_id"], d["why"]) for d in (await r.json())["deliveries"]}

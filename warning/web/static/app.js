@@ -679,7 +679,9 @@
         el("td", { text: fmtTime(r.time), title: r.time }),
         el("td", { text: (r.subscription_name || "?") + (r.department ? " · " + r.department : ""),
                    "data-subscription": r.subscription_id }),
-        el("td", { text: String(r.type || "").replace(/^warning\./, "") }), el("td", { text: String(r.attempt) }),
+        // why it went beyond routing: backfill, reminder (not acknowledged), escalation (to a fallback subscription)
+        el("td", { text: String(r.type || "").replace(/^warning\./, "") + (r.why ? " · " + t("why_" + r.why) : ""),
+                   "data-why": r.why || "" }), el("td", { text: String(r.attempt) }),
         // result, HTTP status and the outcome class in one cell: the table fits the side column (issue 20)
         el("td", { className: "result-" + r.result, text: r.result +
           (r.status !== null && r.status !== undefined ? " · " + r.status : "") +

@@ -75,6 +75,7 @@
     no_warning_here: ["无生效预警", "no active warning"], prefecture_tag: ["市州汇总", "prefecture roll-up"],
     sent: ["发布", "sent"], until_t: ["至", "until"], ended: ["已结束", "ended"], onset: ["生效", "onset"],
     expires: ["失效", "expires"], stations_in: ["站点", "stations"], not_acked: ["未确认", "not acknowledged"],
+    why_backfill: ["补发", "backfill"], why_reminder: ["提醒", "reminder"], why_escalation: ["升级", "escalation"],
     no_results: ["无结果。", "No results."], results: ["条结果", "results"], token_needed:
       ["输入操作员令牌以查看订阅方。", "Enter the operator token to see subscribers."],
     no_subs: ["没有订阅。", "No subscriptions."],
