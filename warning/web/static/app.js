@@ -20,7 +20,8 @@
   var SVG_NS = "http://www.w3.org/2000/svg";
 
   var I18N = window.EWS_I18N || { t: function (k) { return k; }, hazard: function (h) { return h; },
-                                  level: function (l) { return l; }, lang: "en", onChange: function () {} };
+                                  level: function (l) { return l; }, word: function (w) { return w; }, lang: "en",
+                                  onChange: function () {} };
   var t = I18N.t;
   // one-character hazard markers on the map (a county shows one per active hazard)
   var HAZARD_MARK = {
@@ -529,7 +530,7 @@
             : null,
           isRollup(e) ? el("span", { className: "tag", text: t("prefecture_tag") }) : null),
         el("span", { className: "meta", text: otherHeadline(e) }),
-        el("span", { className: "meta" }, e.msg_type + " · " + regionName(e.region_code) + " " + e.region_code +
+        el("span", { className: "meta" }, I18N.word(e.msg_type) + " · " + regionName(e.region_code) + " " + e.region_code +
           (top ? " · " + (top.station_name || top.station_id) + " " + fmtValue(top.value, top.quantity) : "") +
           (e.grid ? " · grid " + Math.round(100 * (e.grid.share || 0)) + " % of the county" : "") +
           " · " + t("sent") + " ", timeEl(e.sent),
@@ -637,7 +638,7 @@
       var changed = Object.keys(a.changes || {});
       audit.appendChild(el("li", { "data-action": a.action },
         el("span", { className: "type", text: a.action }), " by ", el("strong", { text: a.by || "?" }),
-        " · ", timeEl(a.at), " · " + (a.msg_type || "") + " " + (a.level || "") +
+        " · ", timeEl(a.at), " · " + I18N.word(a.msg_type || "") + " " + (a.level || "") +
         (changed.length ? " · edited: " + changed.join(", ") : "") + (a.reason ? " · reason: " + a.reason : "")));
     });
     $("detail-no-audit").hidden = (d.audit || []).length > 0;
@@ -650,7 +651,7 @@
       }).join(", ");
       ol.appendChild(el("li", { "data-msg-type": e.msg_type },
         el("span", { className: "chip", "data-level": e.level }), " ",
-        el("span", { className: "type", text: e.msg_type }), " ",
+        el("span", { className: "type", text: I18N.word(e.msg_type) }), " ",
         el("span", { text: I18N.hazard(e.hazard) + " " + I18N.level(e.level) + " · " + e.cma_code + " · " + e.severity }),
         el("div", { className: "meta" }, t("sent") + " ", timeEl(e.sent), " · " + t("onset") + " ", timeEl(e.onset),
           " · " + t("expires") + " ", timeEl(e.expires), " · seq " + e.seq),

@@ -124,7 +124,7 @@
                           "data-region": e.region_code, "data-msg-type": e.msg_type },
         el("span", { className: "chip", "data-level": e.level }),
         el("span", { className: "title", text: E().headlineOf(e) }),
-        el("span", { className: "meta" }, e.msg_type + " · " + I18N.hazard(e.hazard) + " " + I18N.level(e.level) +
+        el("span", { className: "meta" }, I18N.word(e.msg_type) + " · " + I18N.hazard(e.hazard) + " " + I18N.level(e.level) +
           " · " + E().regionName(e.region_code) + " " + e.region_code + " · " + t("sent") + " ", E().timeEl(e.sent)));
       li.addEventListener("click", function () { E().selectWarning(e.warning_id); });
       ul.appendChild(li);

@@ -7,7 +7,8 @@
   var TOKEN_KEY = "ews.operatorToken";
   var EDITABLE = ["headline_zh", "headline_en", "instruction_zh", "instruction_en", "expires"];
   var state = { drafts: [], silences: [], editing: null, names: {} };  // names: subscription id -> name
-  var I18N = window.EWS_I18N || { t: function (k) { return k; }, onChange: function () {} };
+  var I18N = window.EWS_I18N || { t: function (k) { return k; }, word: function (w) { return w; },
+    onChange: function () {} };
   var t = I18N.t;
 
   function $(id) { return document.getElementById(id); }
@@ -83,7 +84,7 @@
         el("div", null,
           el("div", { className: "title", text: zh() ? e.headline_zh || e.headline_en || "" : e.headline_en || "" }),
           el("div", { className: "meta", text: zh() ? e.headline_en || "" : e.headline_zh || "" }),
-          el("div", { className: "meta" }, d.msg_type + " · " + lv(d.level) + " · " + hz(d.hazard) + " · " +
+          el("div", { className: "meta" }, I18N.word(d.msg_type) + " · " + lv(d.level) + " · " + hz(d.hazard) + " · " +
             (zh() ? d.region_name_zh || d.region_name : d.region_name || d.region_name_zh || d.region_code) + " · " +
             t("expires") + " ", timeEl(e.expires), " · " + t("waiting") + " " + minutes(d.age_s) +
             (d.escalated ? " · " + t("escalated") : "")),
@@ -160,7 +161,7 @@
     if (out) out.textContent = action + "…";
     api("POST", "/api/v1/drafts/" + encodeURIComponent(d.id) + "/" + action, body).then(function (r) {
       state.editing = null;
-      $("review-last").textContent = (r.state === "pending" ? action + " sent" : r.state) + " · " +
+      $("review-last").textContent = (r.state === "pending" ? I18N.word(action) + " …" : I18N.word(r.state)) + " · " +
         (d.region_name_zh || d.region_code) + " " + d.hazard + " " + d.level +
         (r.decision ? " · " + r.decision.by + " " + fmtTime(r.decision.at) : "");
       $("review-last").setAttribute("data-state", r.state);

@@ -103,6 +103,11 @@
     sandstorm: ["沙尘暴", "sandstorm"], drought: ["干旱", "drought"], heat_health: ["高温健康", "heat-health"],
   };
   var LEVELS = { blue: ["蓝色", "blue"], yellow: ["黄色", "yellow"], orange: ["橙色", "orange"], red: ["红色", "red"] };
+  // message types and the desk's states, as the console shows them (the API's words stay English)
+  var WORDS = { alert: ["新发布", "alert"], update: ["更新", "update"], cancel: ["解除", "cancel"],
+    pending: ["待签发", "pending"], approved: ["已批准", "approved"], rejected: ["已驳回", "rejected"],
+    superseded: ["已被取代", "superseded"], withdrawn: ["已撤回", "withdrawn"],
+    issued_unreviewed: ["超时自动发布", "issued unreviewed"], approve: ["批准", "approve"], reject: ["驳回", "reject"] };
   var listeners = [];
 
   function initial() {
@@ -121,6 +126,7 @@
     },
     hazard: function (h) { var p = HAZARDS[h]; return p ? p[api.lang === "zh" ? 0 : 1] : h; },
     level: function (l) { var p = LEVELS[l]; return p ? p[api.lang === "zh" ? 0 : 1] : l; },
+    word: function (w) { var p = WORDS[w]; return p ? p[api.lang === "zh" ? 0 : 1] : w; },
     apply: function () {
       document.documentElement.lang = api.lang === "zh" ? "zh-CN" : "en";
       document.querySelectorAll("[data-i18n]").forEach(function (n) { n.textContent = api.t(n.dataset.i18n); });
