@@ -19,7 +19,8 @@ from warning.shared.topics import partition_for
 
 async def test_hostile_records_on_the_obs_topic(broker: EmbeddedBroker, tmp_path: Path,
                                                 receiver: WebhookReceiver) -> None:
-    env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-hostile"}
+    env = {"KAFKA_BOOTSTRAP": broker.bootstrap, "EWS_TANSU_COMPAT": "1", "EWS_APP_ID": "ews-hostile",
+           "EWS_TICK_INTERVAL": "2"}
     ews = start_ews(tmp_path, env)
     deep: object = {"station_id": "52418"}
     for _ in range(600):
@@ -51,7 +52,7 @@ async def test_hostile_records_on_the_obs_topic(broker: EmbeddedBroker, tmp_path
             await producer.send_and_wait("obs", None, key=b"52418", partition=part)  # tombstone
         finally:
             await producer.stop()
-        await asyncio.sleep(31)  # one full tick (30 s) with whatever the clock saw
+        await asyncio.sleep(5)  # two full ticks (EWS_TICK_INTERVAL 2 s) with whatever the clock saw
         t = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         async with aiohttp.ClientSession() as s:
             async with s.get(ews.url + "/readyz") as r:
