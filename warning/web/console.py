@@ -50,12 +50,16 @@ def public_delivery_health(svc: WarningService) -> list[dict[str, Any]]:
     return out
 
 
-async def delivery_health(request: web.Request) -> web.Response:
-    svc = request.app[SVC]
-    body = {"time": now_iso(), "receipts_window": len(svc.deliveries.recent),
-            "subscribers": public_delivery_health(svc)}
+def health_response(svc: WarningService, subscribers: list[dict[str, Any]]) -> web.Response:
+    """A delivery-health answer (public or with the token): never cached, it is the live state."""
+    body = {"time": now_iso(), "receipts_window": len(svc.deliveries.recent), "subscribers": subscribers}
     return web.Response(body=orjson.dumps(body), content_type="application/json",
                         headers={"Cache-Control": "no-store"})
+
+
+async def delivery_health(request: web.Request) -> web.Response:
+    svc = request.app[SVC]
+    return health_response(svc, public_delivery_health(svc))
 
 
 def subscription_name(svc: WarningService, sub_id: Any) -> str:

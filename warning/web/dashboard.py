@@ -33,7 +33,7 @@ from warning.shared.bus import now_iso
 from warning.shared.records import Receipt
 from warning.shared.regions import RegionTree
 from warning.web.auth import SVC, error_response, require_token
-from warning.web.console import subscription_name
+from warning.web.console import health_response, subscription_name
 from warning.web.views import public_receipt
 
 log = logging.getLogger(__name__)
@@ -280,10 +280,7 @@ def subscriber_health(svc: WarningService) -> list[dict[str, Any]]:
 @require_token
 async def subscribers_health(request: web.Request) -> web.Response:
     svc = request.app[SVC]
-    body = {"time": now_iso(), "receipts_window": len(svc.deliveries.recent),
-            "subscribers": subscriber_health(svc)}
-    return web.Response(body=orjson.dumps(body), content_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+    return health_response(svc, subscriber_health(svc))
 
 
 # ------------------------------------------------------------------------------------------------- wiring
