@@ -46,6 +46,19 @@
    never started). Kafka has no topic with 0 partitions, so 0 means "not known yet": the check waits for the
    metadata and runs on a later write.
 
+7. A seek or rewind recorded while a hand-over was pending (3) assumed the batch being handed over was fetched
+   before aiokafka moved, so that the rest of it comes again from the new position. The recovery's seek reaches
+   aiokafka before it is recorded here (it awaits the log starts in between), so the loop may already be handing
+   over a batch fetched from the new position: the rest of that batch was dropped and nothing brought it again
+   (tests/integration/test_delivery.py, the SIGTERM-mid-burst test, 1 run in 6: the restarted worker stopped
+   fetching ``alerts.retry.0`` after its first batch, deliveries stalled until the next restart). aiokafka's fetch
+   position tells the two apart: past the recorded offset, the batch is the new position's records and is handed
+   over on. And a check like 4, for records aiokafka returned that never reached the streams: between batches the
+   streams' next offset equals aiokafka's position; below it in two checks in a row, the partition is read again
+   from there (never below its commit point). And the loop hands nothing over while the recovery seeks: a batch
+   fetched from the new position and handed over before the seek was recorded was read again from the committed
+   offset, so every record in flight then was processed twice (22 - 45 duplicate webhooks of 30 in that test).
+
 Everything else is faust's code as it is.
 """
 
@@ -56,6 +69,7 @@ import logging
 import time
 from typing import Any, cast
 
+from aiokafka.structs import TopicPartition
 from faust.tables import base as faust_tables
 from faust.transport import consumer as faust_consumer
 from faust.utils import functional as faust_functional
@@ -81,6 +95,15 @@ def _moved(consumer: Any, tp: Any) -> None:
     moves[tp] = moves.get(tp, 0) + 1
 
 
+def _seek_idle(consumer: Any) -> asyncio.Event:
+    """Set while no recovery seek (``_perform_seek``) is running: the loop hands nothing over while one is."""
+    idle: asyncio.Event | None = consumer.__dict__.get("_ews_seek_idle")
+    if idle is None:
+        idle = consumer.__dict__["_ews_seek_idle"] = asyncio.Event()
+        idle.set()
+    return idle
+
+
 def _expected(consumer: Any) -> dict[Any, int]:
     """The next offset the streams expect, per partition of an acknowledged topic (set by seeks and hand-overs)."""
     expected: dict[Any, int] | None = consumer.__dict__.get("_ews_expected")
@@ -102,6 +125,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
     acks_enabled_for = self.app.topics.acks_enabled_for
     expected = _expected(self)
     moves = _moves(self)
+    seek_idle = _seek_idle(self)
     sought_for_gap: dict[Any, int] = {}  # partition -> the offset last sought back to because of a gap
     yield_every, num_since_yield = 100, 0
     next_check = time.monotonic() + LOST_CHECK_S
@@ -111,6 +135,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                 next_check = time.monotonic() + LOST_CHECK_S
                 for tp, offset in _lost_at_commit_points(self):
                     log.warning("offset %d of %s reached no agent; reading the partition again from it", offset, tp)
+                    await self.seek(tp, offset)
+                for tp, offset, position in _fetched_not_handed_over(self):
+                    log.warning("offsets %d-%d of %s were fetched but never handed to the streams; reading them "
+                                "again", offset, position - 1, tp)
                     await self.seek(tp, offset)
             set_flag(flag_consumer_fetching)
             ait = cast(Any, getmany(timeout=1.0))
@@ -122,6 +150,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                     if num_since_yield > yield_every:
                         await asyncio.sleep(0)
                         num_since_yield = 0
+                    if not seek_idle.is_set():
+                        # fetched while the recovery seeks: hand it over against the offsets the seek sets, not
+                        # the ones it is about to overwrite (records handed over meanwhile were read again)
+                        await seek_idle.wait()
                     offset = message.offset
                     acked_topic = acks_enabled_for(message.topic)
                     if tp in reread:
@@ -158,7 +190,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                         break  # the flow was suspended before the streams had it: read again after the seek
                     set_read_offset(tp, offset)
                     if acked_topic:
-                        if moves.get(tp, 0) != move:
+                        if moves.get(tp, 0) != move and not _fetched_after_move(self, tp):
                             # sought or rewound meanwhile (the recovery's seek, a cleared queue): that position
                             # stands, and the rest of this batch comes again from it
                             reread.add(tp)
@@ -212,6 +244,55 @@ def _lost_at_commit_points(self: Any) -> list[tuple[Any, int]]:
     return lost
 
 
+def _fetch_position(self: Any, tp: Any) -> int | None:
+    """The next offset aiokafka fetches of ``tp`` (advanced when a batch is returned, set by a seek), or None."""
+    try:
+        assignment = self._thread._ensure_consumer()._subscription.subscription.assignment
+        state = assignment.state_value(TopicPartition(tp.topic, tp.partition)) if assignment is not None else None
+    except Exception:  # no consumer thread yet, or stopped
+        return None
+    if state is None or not state.has_valid_position:
+        return None
+    return int(state.position)
+
+
+def _fetched_after_move(self: Any, tp: Any) -> bool:
+    """A seek or rewind was recorded while a hand-over of ``tp`` was pending: was the batch being handed over
+    fetched after aiokafka moved? Then aiokafka's position is past the recorded one (after a move it is the moved-to
+    offset until the next batch is returned), the batch is the new position's records, and nothing brings it again.
+    Measured: the recovery's seek to the committed 64 of ``alerts.retry.0`` reached aiokafka, the loop fetched and
+    handed over 64-99 while the recovery still awaited the log starts, then the recorded move made the loop drop
+    100-132 as "coming again" with aiokafka's position already at 133: a stall until the next restart."""
+    position = _fetch_position(self, tp)
+    want = _expected(self).get(tp)
+    return position is not None and want is not None and position > want
+
+
+def _fetched_not_handed_over(self: Any) -> list[tuple[Any, int, int]]:
+    """Partitions whose records aiokafka returned but the streams never got, in two checks in a row: the next
+    offset the streams expect stayed below aiokafka's position (between batches the two are equal unless records
+    were dropped on the way: a batch abandoned for a seek that never came, faust's getmany breaking off). Each is
+    (partition, offset to read again from, aiokafka's position); the offset is never below the committed one."""
+    app = self.app
+    suspects: dict[Any, tuple[int, int]] = self.__dict__.setdefault("_ews_behind", {})
+    if not self.flow_active or app.in_recovery or app.rebalancing:
+        suspects.clear()
+        return []
+    candidates: dict[Any, tuple[int, int]] = {}
+    for tp, want in _expected(self).items():
+        position = _fetch_position(self, tp)
+        if position is not None and position > want:
+            candidates[tp] = (want, position)
+    behind = []
+    for tp, (want, position) in candidates.items():
+        if suspects.get(tp) == (want, position):
+            committed = self._committed_offset.get(tp)
+            behind.append((tp, max(want, committed) if committed is not None else want, position))
+    suspects.clear()
+    suspects.update(candidates)
+    return behind
+
+
 _faust_seek = faust_consumer.Consumer.seek
 
 
@@ -224,7 +305,20 @@ async def _seek(self: Any, partition: Any, offset: int) -> None:
 
 async def _perform_seek(self: Any) -> None:
     """Seek all partitions to their committed offsets (faust's ``perform_seek``), and expect those next. A partition
-    without a committed offset keeps the start of its log as its commit point (see 5 above)."""
+    without a committed offset keeps the start of its log as its commit point (see 5 above). The loop hands
+    nothing over meanwhile (see 7)."""
+    seeking: int = self.__dict__.get("_ews_seeking", 0)
+    self.__dict__["_ews_seeking"] = seeking + 1
+    _seek_idle(self).clear()
+    try:
+        await _seek_to_committed(self)
+    finally:
+        self.__dict__["_ews_seeking"] -= 1
+        if not self.__dict__["_ews_seeking"]:
+            _seek_idle(self).set()
+
+
+async def _seek_to_committed(self: Any) -> None:
     committed_now = {faust_consumer.ensure_TP(tp): offset for tp, offset in (await self.seek_to_committed()).items()}
     log_start = await _log_starts(self, [tp for tp, offset in committed_now.items() if offset is None or offset < 0])
     expected = _expected(self)

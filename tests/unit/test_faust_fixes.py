@@ -493,3 +493,110 @@ async def test_perform_seek_of_never_committed_partition_does_not_cut_a_pending_
     await drain(c)
     assert c.handed == [7, 8]
     assert faust_fixes._expected(c)[TP0] == 9
+
+
+# --- 7. a batch fetched after a move, and records fetched but never handed over ----------------------------------
+
+
+def fetch_positions(c: Any, positions: dict[TP, int]) -> None:
+    """aiokafka's fetch positions as faust_fixes reads them (the consumer thread's subscription state)."""
+    def state_value(tp: Any) -> Any:
+        position = positions.get(TP(tp.topic, tp.partition))
+        return None if position is None else SimpleNamespace(has_valid_position=True, position=position)
+
+    assignment = SimpleNamespace(state_value=state_value)
+    consumer = SimpleNamespace(_subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment)))
+    seek = getattr(getattr(c, "_thread", None), "seek", None)
+    c._thread = SimpleNamespace(_ensure_consumer=lambda: consumer, seek=seek)
+
+
+async def test_drain_goes_on_with_a_batch_fetched_after_the_move() -> None:
+    # Measured on a restarted worker: the recovery's seek to the committed 64 reached aiokafka, the loop fetched
+    # 64-132 and handed over 64-99 while the recovery awaited the log starts; the move recorded then made the loop
+    # drop 100-132 as "coming again", but aiokafka's position was 133 already: nothing brought them again.
+    c = DrainConsumer([msg(offset) for offset in range(64, 70)])
+    faust_fixes._expected(c)[TP0] = 64
+    fetch_positions(c, {TP0: 70})  # the batch's end: it was fetched after aiokafka moved to 64
+
+    async def recorded_move_during_hand_over(*coros: Any) -> Any:
+        if c.handed == [64, 65, 66]:
+            faust_fixes._expected(c)[TP0] = 64  # as _perform_seek records it, late
+            faust_fixes._moved(c, TP0)
+        return SimpleNamespace(stopped=False, done={coros[0]})
+
+    c.wait_first = recorded_move_during_hand_over  # type: ignore[method-assign]
+    await drain(c)
+    assert c.handed == [64, 65, 66, 67, 68, 69]  # the rest of the batch is not dropped
+    assert faust_fixes._expected(c)[TP0] == 70
+    assert c.seeks == []
+
+
+async def test_drain_drops_the_rest_of_a_batch_fetched_before_the_move() -> None:
+    c = DrainConsumer([msg(offset) for offset in range(64, 70)])
+    faust_fixes._expected(c)[TP0] = 64
+    positions = {TP0: 70}
+    fetch_positions(c, positions)
+
+    async def seek_during_hand_over(*coros: Any) -> Any:
+        if c.handed == [64, 65, 66]:
+            positions[TP0] = 50  # aiokafka moved after this batch: it fetches 50 next
+            faust_fixes._expected(c)[TP0] = 50
+            faust_fixes._moved(c, TP0)
+        return SimpleNamespace(stopped=False, done={coros[0]})
+
+    c.wait_first = seek_during_hand_over  # type: ignore[method-assign]
+    await drain(c)
+    assert c.handed == [64, 65, 66]  # 67-69 come again after 50-63
+    assert faust_fixes._expected(c)[TP0] == 50
+
+
+def test_fetched_not_handed_over_needs_two_checks_and_reads_again_from_the_commit_point() -> None:
+    c = FakeConsumer()
+    faust_fixes._expected(c)[TP0] = 64
+    faust_fixes._expected(c)[TP1] = 10
+    c._committed_offset[TP0] = 100  # 64-99 were processed and committed: read again from 100, not 64
+    positions = {TP0: 133, TP1: 10}  # TP1: everything fetched was handed over
+    fetch_positions(c, positions)
+    assert faust_fixes._fetched_not_handed_over(c) == []  # one look: maybe a batch between two places
+    assert faust_fixes._fetched_not_handed_over(c) == [(TP0, 100, 133)]
+
+
+def test_fetched_not_handed_over_not_while_moving_or_flow_stopped() -> None:
+    c = FakeConsumer()
+    faust_fixes._expected(c)[TP0] = 64
+    positions = {TP0: 133}
+    fetch_positions(c, positions)
+    assert faust_fixes._fetched_not_handed_over(c) == []
+    positions[TP0] = 140  # still fetching: a different look, start over
+    assert faust_fixes._fetched_not_handed_over(c) == []
+    c.app.in_recovery = True
+    assert faust_fixes._fetched_not_handed_over(c) == []
+    c.app.in_recovery = False
+    assert faust_fixes._fetched_not_handed_over(c) == []  # the recovery forgot the suspect
+    assert faust_fixes._fetched_not_handed_over(c) == [(TP0, 64, 140)]
+    faust_fixes._expected(c)[TP0] = 140  # handed over meanwhile
+    assert faust_fixes._fetched_not_handed_over(c) == []
+
+
+async def test_drain_hands_nothing_over_while_the_recovery_seeks() -> None:
+    # Measured: the recovery's seek reached aiokafka (committed 66), the loop fetched and handed over 66-148 while
+    # the recovery awaited the log starts of the never committed partitions, then the recovery recorded 66 as
+    # expected: the next batch (149) looked like a jump, and 66-148 were read again, the ones in flight twice.
+    c = DrainConsumer([msg(offset) for offset in range(66, 71)])
+    c.committed, c.starts = {TP0: 66, TP1: None}, {TP1: 0}  # type: ignore[attr-defined]
+    c.seek_to_committed = SeekConsumer.seek_to_committed.__get__(c)  # type: ignore[attr-defined]
+    log_starts_asked = asyncio.Event()
+
+    async def slow_earliest_offsets(*tps: TP) -> dict[TP, int]:
+        log_starts_asked.set()
+        await asyncio.sleep(0.05)
+        return {tp: 0 for tp in tps}
+
+    c.earliest_offsets = slow_earliest_offsets  # type: ignore[attr-defined]
+    seek = asyncio.ensure_future(faust_fixes._perform_seek(c))
+    await log_starts_asked.wait()  # aiokafka has moved to 66; the recovery has not recorded it yet
+    await drain(c)  # the batch fetched from 66
+    await seek
+    assert c.handed == [66, 67, 68, 69, 70]
+    assert faust_fixes._expected(c)[TP0] == 71  # the next batch, 71 on, is no jump
+    assert c.seeks == []
