@@ -27,6 +27,7 @@ from warning.shared import metrics
 from warning.shared.bus import Topic
 from warning.shared.records import WarningLevel
 from warning.shared.sealing import Sealer
+from warning.shared.times import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,6 @@ def parse_ack_token(sealer: Sealer, token: str) -> AckClaim | None:
     return AckClaim(warning_id, event_id, subscription_id, level)
 
 
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
 
 class AckBook:
     """Acknowledgements from the ``alerts.acks`` topic (a whole-topic mirror on every worker) plus this worker's
@@ -148,7 +146,7 @@ class AckBook:
             return False
         record: Acknowledgement = {"warning_id": claim.warning_id, "event_id": claim.event_id,
                                    "subscription_id": claim.subscription_id, "name": name, "level": claim.level,
-                                   "at": _iso(time.time() if now is None else now)}
+                                   "at": iso_utc(time.time() if now is None else now)}
         key, value = claim.key.encode(), orjson.dumps(record)
         await self.topic.send(key=key, value=value,
                               headers=self.sealer.headers(self.topic.get_topic_name(), key, value))

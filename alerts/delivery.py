@@ -9,7 +9,6 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +18,7 @@ import orjson
 
 from alerts.signing import signature_headers
 from alerts.ssrf import DestinationRefused, GuardedResolver, Network, address_refused
+from warning.shared.times import iso_utc
 
 RETRYABLE_STATUS = {408, 425, 429}
 USER_AGENT = "ews-webhooks/0.1 (+Standard Webhooks)"
@@ -138,7 +138,7 @@ def event_time(event: Mapping[str, Any]) -> str:
         return sent
     emitted = event.get("emitted_at")  # an event without ``sent`` (never made by this service): when it was made
     if isinstance(emitted, int | float):
-        return datetime.fromtimestamp(emitted, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso_utc(emitted)
     return "1970-01-01T00:00:00Z"
 
 

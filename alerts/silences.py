@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ import orjson
 from warning.shared import metrics
 from warning.shared.bus import Topic
 from warning.shared.sealing import Sealer
+from warning.shared.times import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,6 @@ Covers = Callable[[str, str], bool]  # (filter region code, event region code) -
 class SilenceError(ValueError):
     """A silence that cannot be made (the message names the field)."""
 
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _time(value: Any, name: str) -> datetime:
@@ -133,8 +131,8 @@ def new_silence(body: Any, *, author: str, now: datetime, known_subscription: Ca
         raise SilenceError("ends: after now and after starts")
     if ends - starts > timedelta(hours=max_hours):
         raise SilenceError(f"ends: at most {max_hours:g} h after starts (EWS_SILENCE_MAX_H)")
-    return Silence(id=str(uuid.uuid4()), reason=reason.strip(), author=author, starts=_iso(starts), ends=_iso(ends),
-                   created=_iso(now), subscription_id=sub_id, regions=list(regions or []),
+    return Silence(id=str(uuid.uuid4()), reason=reason.strip(), author=author, starts=iso_utc(starts),
+                   ends=iso_utc(ends), created=iso_utc(now), subscription_id=sub_id, regions=list(regions or []),
                    hazards=list(hazards or []))
 
 
@@ -177,19 +175,19 @@ class SilenceBook:
 
     def holding(self, sub_id: str, event: Mapping[str, Any], now: datetime) -> Silence | None:
         """The silence that holds this delivery now, if any."""
-        t = _iso(now)
+        t = iso_utc(now)
         return next((s for s in self if s.covers(sub_id, event, self.covers, t)), None)
 
     def listing(self, now: datetime, include_ended: bool = False) -> list[Silence]:
-        t, keep_from = _iso(now), _iso(now - timedelta(seconds=KEEP_ENDED_S))
+        t, keep_from = iso_utc(now), iso_utc(now - timedelta(seconds=KEEP_ENDED_S))
         return sorted((s for s in self if (include_ended and s.ends >= keep_from) or s.state(t) != "ended"),
                       key=lambda s: s.starts)
 
     def ended(self, now: datetime) -> list[Silence]:
         """Silences that ended within KEEP_ENDED_S (what they held goes out)."""
-        t, keep_from = _iso(now), _iso(now - timedelta(seconds=KEEP_ENDED_S))
+        t, keep_from = iso_utc(now), iso_utc(now - timedelta(seconds=KEEP_ENDED_S))
         return [s for s in self if s.state(t) == "ended" and s.ends >= keep_from]
 
     def refresh_gauge(self, now: datetime) -> None:
-        t = _iso(now)
+        t = iso_utc(now)
         metrics.SILENCES_ACTIVE.set(sum(1 for s in self if s.state(t) == "active"))

@@ -10,7 +10,7 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from warning.shared.bus import Topic
 from warning.shared.records import ACTUAL, STATUSES, WarningLevel
 from warning.shared.regions import RegionTree
 from warning.shared.sealing import Sealer, SealError, is_sealed
+from warning.shared.times import iso_utc, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def _validated_fields(raw: Any, *, known_region: Callable[[str], bool], known_ha
 
 
 def _now(now: datetime | None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc(now) if now is not None else now_iso()
 
 
 def new_subscription(raw: Any, *, known_region: Callable[[str], bool], known_hazards: set[str],

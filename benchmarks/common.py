@@ -22,6 +22,7 @@ import numpy as np
 
 from tests import support
 from warning import launch
+from warning.shared.times import iso_utc, now_iso
 from warning.shared.topics import partition_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ def machine() -> dict[str, Any]:
             if line.startswith("MemTotal:"):
                 mem_gb = int(line.split()[1]) / 1024 / 1024
     return {"nproc": os.cpu_count(), "cpu": model, "ram_gb": round(mem_gb, 1),
-            "python": sys.version.split()[0], "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            "python": sys.version.split()[0], "date": now_iso()}
 
 
 def proc_status_kb(pid: int, key: str) -> int:
@@ -80,7 +81,7 @@ def station_ids(n: int) -> list[str]:
 
 
 def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc(t)
 
 
 def base_time(hours: int) -> datetime:

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from benchmarks import common as c
 from warning.broker import free_port
+from warning.shared.times import iso_utc
 
 STATIONS = 2400
 RECEIVERS = 20
@@ -59,7 +60,7 @@ class LiveReports:
             sid = self.stations[k]
             t = max(now, self.last.get(sid, 0) + 1)
             self.last[sid] = t
-            out.append({"station_id": sid, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)),
+            out.append({"station_id": sid, "time": iso_utc(t),
                         "air_temp_c": round(float(self.temp[k] + 0.05 * noise[0, j]), 2),
                         "rh_pct": round(float(self.rh[k] + 0.2 * noise[1, j]), 1),
                         "wind_ms": round(float(max(0.0, self.wind[k] + 0.1 * noise[2, j])), 2), "source": "bench"})

@@ -16,12 +16,14 @@ from typing import Any
 
 import orjson
 
+from warning.shared.times import iso_utc
+
 UNKNOWN = ("00000", "99999", "5241", "524180", " ", "５２４１８", "52418\x00", "-1", "ABCDE", "52418; DROP TABLE")
 MB = 1_000_000
 
 
 def _t(hours_ago: float = 1.0) -> str:
-    return (datetime.now(UTC) - timedelta(hours=hours_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc(datetime.now(UTC) - timedelta(hours=hours_ago))
 
 
 def nested(depth: int, kind: str = "list", leaf: Any = 1) -> Any:

@@ -17,7 +17,6 @@ a recovery writes a full snapshot, so the ring never has to hold more than ``SNA
 from __future__ import annotations
 
 import struct
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ import orjson
 from ingest.columns import ObservationColumns
 from ingest.qc import QCState
 from ingest.station_columns import StationColumns
+from warning.shared.times import iso_utc
 
 SNAPSHOT_EVERY = 16  # delta ring slots; a full snapshot after every SNAPSHOT_EVERY - 1 batches
 _STAMP = struct.Struct("<q")
@@ -80,7 +80,7 @@ def decode_delta(blob: bytes, all_elements: tuple[str, ...]) -> tuple[int, Obser
     for k, e in enumerate(elements):
         values[e] = arrays[1 + k].copy()
     t = arrays[0].copy()
-    text = {v: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(v)) for v in set(t.tolist())}  # whole seconds
+    text = {v: iso_utc(v) for v in set(t.tolist())}  # whole seconds
     return seq, ObservationColumns(np.arange(n), ids, [text[v] for v in t.tolist()], t, values)
 
 

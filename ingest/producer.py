@@ -58,7 +58,7 @@ from ingest.validate import ObservationError, validate_observation
 from warning.shared import running
 from warning.shared.records import ACTUAL, STATUSES, Observation
 from warning.shared.regions import StationRegistry
-from warning.shared.times import now_iso
+from warning.shared.times import iso_utc, now_iso
 from warning.shared.topics import partition_for
 
 __all__ = [
@@ -157,7 +157,7 @@ def parse_iso(text: str) -> str:
     s = text.strip()
     t = datetime.fromisoformat(s[:-1] + "+00:00" if s[-1:] in ("Z", "z") else s)
     t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc(t)
 
 
 def _iso_arg(text: str) -> str:

@@ -78,7 +78,7 @@ import re
 import struct
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import chain, pairwise
 from operator import itemgetter
 from pathlib import Path
@@ -87,6 +87,7 @@ from typing import Any
 import numpy as np
 
 from warning.shared.records import OBSERVATION_ELEMENTS, Observation
+from warning.shared.times import iso_utc
 
 __all__ = [
     "ELEMENTS",
@@ -828,7 +829,7 @@ def check_columns(
     # numpy's per-call overhead dominates a few reports; whole seconds survive the trip through ISO text exactly
     if n <= small_batch and np.isfinite(t).all() and (t == np.floor(t)).all() and all(sids):
         rows: list[Mapping[str, Any]] = [
-            {"station_id": sid, "time": datetime.fromtimestamp(ti, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            {"station_id": sid, "time": iso_utc(ti),
              **{e: float(cols[e][i]) for e in ELEMENTS if cols[e][i] == cols[e][i]}}
             for i, (sid, ti) in enumerate(zip(sids, t.tolist(), strict=True))]
         results = [QCResult() for _ in range(n)]

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from warning.shared.records import OBSERVATION_ELEMENTS, Observation
+from warning.shared.times import iso_utc
 
 # Gross limits (beyond any recorded value on Earth); WMO-No. 8 ranges are tighter and live in QC.
 GROSS_LIMITS: dict[str, tuple[float, float]] = {
@@ -53,7 +54,7 @@ def parse_time(value: Any, field: str = "time") -> datetime:
 
 
 def format_time(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc(t)
 
 
 def validate_observation(raw: Any, *, known_station: Callable[[str], bool] | None = None,

@@ -65,6 +65,7 @@ import numpy as np
 from ingest.formats import FORMATS, RowError, UnreadableFileError, detect_format, read_observations
 from ingest.quantities import day_shift_s, set_day_boundary
 from warning.shared.records import Observation
+from warning.shared.times import now_iso
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -411,7 +412,7 @@ def build_climatology(
     _write_netcdf(out / CLIMATOLOGY_FILE, ds)
     summary: dict[str, Any] = {
         "out_dir": str(out),
-        "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "built_at": now_iso(),
         "files": file_reports,
         "as_station": as_station,
         "calibration": [c0, c1],
@@ -672,7 +673,7 @@ def _dataset(sids: list[str], registry: Any, t95: np.ndarray, ehf85: np.ndarray,
         "spi_distribution": distribution,
         "calibration": np.array(calibration, dtype=np.int32),
         "day_definition": "Beijing-time (UTC+8) calendar days",
-        "history": f"{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} ews climatology build",
+        "history": f"{now_iso()} ews climatology build",
         "Conventions": "CF-1.8",
     })
 

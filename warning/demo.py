@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
+from warning.shared.times import iso_utc
+
 log = logging.getLogger(__name__)
 
 SOURCE = "demo: synthetic, built on published normals"
@@ -59,9 +61,6 @@ def load_normals() -> list[Normal]:
                    _num(r.get("precip_mm", ""))) for r in csv.DictReader(text.splitlines())]
 
 
-def _iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 def scenario(now: datetime, normals: list[Normal] | None = None) -> list[list[dict[str, Any]]]:
     """The scenario as steps in time order (each a list of observations at one time, replayed in order).
@@ -75,7 +74,7 @@ def scenario(now: datetime, normals: list[Normal] | None = None) -> list[list[di
     reports: dict[tuple[str, datetime], dict[str, Any]] = {}
 
     def put(sid: str, t: datetime, **values: Any) -> None:
-        reports.setdefault((sid, t), {"station_id": sid, "time": _iso(t), "source": SOURCE}).update(values)
+        reports.setdefault((sid, t), {"station_id": sid, "time": iso_utc(t), "source": SOURCE}).update(values)
 
     for k, anomaly in enumerate(HEAT_ANOMALIES_C):  # one afternoon report a day, the last one now
         t = t_end - timedelta(days=len(HEAT_ANOMALIES_C) - 1 - k)

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from warning.operator_cli import API, ApiError, Context, _api_options, _as_list, _print_rows, iso_time, show_time
+from warning.shared.times import iso_utc
 
 DRAFT_COLUMNS = [("made", "MADE"), ("state", "STATE"), ("esc", "ESCALATED"), ("msg_type", "TYPE"),
                  ("level", "LEVEL"), ("hazard", "HAZARD"), ("region_code", "REGION"), ("region_name", "NAME"),
@@ -19,12 +20,11 @@ EDIT_FLAGS = ("headline_zh", "headline_en", "description_zh", "description_en", 
 
 
 def _draft_row(d: dict[str, Any], utc: bool = False) -> dict[str, Any]:
-    from datetime import UTC, datetime
 
     event: dict[str, Any] = d.get("event") if isinstance(d.get("event"), dict) else {}  # type: ignore[assignment]
     decision: dict[str, Any] = d.get("decision") if isinstance(d.get("decision"), dict) else {}  # type: ignore[assignment]
     made = d.get("made_at")
-    return {**d, "made": datetime.fromtimestamp(made, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {**d, "made": iso_utc(made)
             if isinstance(made, int | float) else made,
             "esc": "yes" if d.get("escalated") else "", "headline": event.get("headline_en"),
             "expires": event.get("expires"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import MutableMapping
-from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 import orjson
@@ -27,7 +26,7 @@ from warning.shared.records import (
     status_of,
     warning_headers,
 )
-from warning.shared.times import now_iso, parse_utc
+from warning.shared.times import iso_utc, now_iso, parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +219,7 @@ class GradeStage:
                 seen = prev.get("seen")
                 if seen:
                     own_t = parse_utc(seen[0]).timestamp() + (time.time() - seen[1])
-                    sig["time"] = min(sig["time"], grading.iso(datetime.fromtimestamp(own_t, UTC)))
+                    sig["time"] = min(sig["time"], iso_utc(own_t))
             state, caught = grading.catch_up(prev, sig["time"], rule)
             state, own = grading.apply_signal(state, cast(dict[str, Any], sig), rule)
             kind = sig.get("kind", "station")
@@ -232,8 +231,7 @@ class GradeStage:
             if own is not None:
                 if kind == "operator_cancel":  # the audit log: which named operator withdrew it, and when
                     own["review"] = {"decision": "operator_cancel", "by": sig.get("operator", "operator"),
-                                     "at": grading.iso(datetime.fromtimestamp(sig.get("accepted_at", time.time()),
-                                                                              UTC))}
+                                     "at": iso_utc(sig.get("accepted_at", time.time()))}
                 events.append((cast(WarningEvent, own), sig["time"], sig.get("accepted_at")))
                 if kind in ("station", "grid") and "accepted_at" in sig:
                     metrics.PROCESSING_LATENCY.observe(max(0.0, time.time() - sig["accepted_at"]))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -34,7 +34,7 @@ import numpy as np
 
 from warning.rules import CAP_SEVERITY, CMA_LEVEL_CODE, LEVEL_ZH, OPS, Condition, HazardRule, LevelRule
 from warning.shared.records import ACTUAL, NAMESPACE, WarningLevel
-from warning.shared.times import parse_utc
+from warning.shared.times import iso_utc, parse_utc
 
 Series = Callable[[str], dict[str, float]]
 # What a region's state keeps of its current warning: what the next event needs (chain, level, times). The
@@ -73,11 +73,8 @@ def _level(colour: str) -> WarningLevel:
 @lru_cache(maxsize=4)
 def _wall_clock_iso(second: int) -> str:
     """The current second as ISO text, formatted once per second rather than once per signal."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    return iso_utc(second)
 
-
-def iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _consecutive(series: dict[str, float], cond_holds: Callable[[float], bool]) -> int:
@@ -295,7 +292,7 @@ def _station_list(stations: dict[str, dict[str, Any]], t: str) -> list[dict[str,
 
 @lru_cache(maxsize=65536)  # report times repeat across stations and signals
 def _plus_hours(t: str, hours: float) -> str:
-    return iso(parse_utc(t) + timedelta(hours=hours))
+    return iso_utc(parse_utc(t) + timedelta(hours=hours))
 
 
 @lru_cache(maxsize=65536)
@@ -456,7 +453,7 @@ def apply_signal(state: dict[str, Any] | None, signal: dict[str, Any], rule: Haz
 
     # an actual event is sent now; an exercise or test event at its data time (a drill replaying history is
     # stamped with the replayed times, not with the day of the drill)
-    wall = iso(now) if now is not None else _wall_clock_iso(int(time.time()))
+    wall = iso_utc(now) if now is not None else _wall_clock_iso(int(time.time()))
     sent = wall if status == ACTUAL else t
 
     def make(msg_type: str, change: str, level: WarningLevel, onset: str, expires: str) -> dict[str, Any]:

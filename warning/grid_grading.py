@@ -47,6 +47,7 @@ from warning.grading import ARRAY_OPS
 from warning.grid_counties import CountyCells, county_cells
 from warning.grid_polygons import county_polygons
 from warning.rules import Condition, HazardRule, LevelRule, Rules
+from warning.shared.times import iso_utc
 
 RAIN_WINDOWS_H = quantities.RAIN_WINDOWS_H
 _STEP_ELEMENTS = ("precip_mm", "wind_ms", "gust_ms", "visibility_m", "rh_pct", "air_temp_c", "tmax_c", "tmin_c")
@@ -63,9 +64,6 @@ class GridStats:
     areas: int = 0
     read_s: float = 0.0  # time spent reading and decoding the file's chunks
 
-
-def _iso(s: float) -> str:
-    return datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _epoch(v: Any) -> float:
@@ -306,7 +304,7 @@ class RunGrader:
                 flat = index.cells[index.pair_cell[pairs]]
                 out.append({
                     "county_code": index.codes[k], "hazard": hazard, "level": _COLOUR[level],
-                    "issued_at": issued, "valid_from": _iso(acc.onset[k]), "valid_to": _iso(acc.until[k]),
+                    "issued_at": issued, "valid_from": iso_utc(acc.onset[k]), "valid_to": iso_utc(acc.until[k]),
                     "lead_h": round(float(acc.lead[k]), 3), "quantity": acc.quantity,
                     "value": None if value is None else round(value, 2),
                     "share": round(float(acc.share[k]), 4), "area_km2": round(float(acc.km2[k]), 1),
@@ -371,7 +369,7 @@ def grade_grid(path: str | os.PathLike[str], rules: Rules, *, cache_dir: Path | 
                     stats.steps += 1
             grader.finish_days()
             stats.runs += 1
-            areas = grader.areas(lat, lon, _iso(ref_s), src)
+            areas = grader.areas(lat, lon, iso_utc(ref_s), src)
             stats.areas += len(areas)
             yield from areas
     finally:

@@ -34,6 +34,7 @@ import orjson
 
 from warning.shared import running
 from warning.shared.records import status_of
+from warning.shared.times import iso_utc
 
 if TYPE_CHECKING:
     from warning.shared.records import Signal
@@ -259,7 +260,7 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
 def _iso_epoch(value: Any) -> Any:
     """previous_secret_expires may be unix seconds: as UTC ISO (then shown like any time)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso_utc(value)
     return value
 
 
@@ -506,14 +507,11 @@ def _parse_iso(value: str) -> datetime:
     return t.astimezone(UTC)
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 def iso_time(value: str) -> str:
     """argparse type: an ISO-8601 time with an offset, normalised to UTC 'Z' form."""
     try:
-        return _iso(_parse_iso(value))
+        return iso_utc(_parse_iso(value))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 time with offset: {value!r} ({exc})") from None
 
@@ -567,7 +565,7 @@ def _in_range(observations: Iterable[dict[str, Any]], start: datetime, end: date
             stats.malformed += 1
             continue
         if start <= t <= end:
-            timed.append((t, sid, {**obs, "station_id": sid, "time": _iso(t)}))
+            timed.append((t, sid, {**obs, "station_id": sid, "time": iso_utc(t)}))
     timed.sort(key=lambda x: (x[0], x[1]))  # stable: per station in time order, arrival order on ties
     stats.observations += len(timed)
     return timed
@@ -614,7 +612,7 @@ class _ReplayGrade:
         for key, state in list(self.region_state.items()):
             if state and (state.get("warning") or state.get("pending")):
                 code, hazard = key.rsplit(":", 1)
-                self.fold({"kind": "tick", "region_code": code, "hazard": hazard, "time": _iso(at)})
+                self.fold({"kind": "tick", "region_code": code, "hazard": hazard, "time": iso_utc(at)})
 
 
 def replay_events(observations: Iterable[dict[str, Any]], start: datetime, end: datetime, *,
@@ -749,7 +747,7 @@ async def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:
     start = _parse_iso(args.start)
     end = _parse_iso(args.end) if args.end else datetime.now(UTC).replace(microsecond=0)
     if end < start:
-        raise UsageError(f"--to {_iso(end)} is before --from {_iso(start)}")
+        raise UsageError(f"--to {iso_utc(end)} is before --from {iso_utc(start)}")
     from warning.rules import RulesError
 
     try:  # the rules and climatology the service runs with (EWS_RULES, EWS_DATA_DIR)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from warning.shared.records import WarningLevel, status_of
+from warning.shared.times import iso_utc
 
 EDITABLE_TEXT = ("headline_zh", "headline_en", "description_zh", "description_en", "instruction_zh", "instruction_en")
 EDITABLE = (*EDITABLE_TEXT, "expires")
@@ -50,9 +51,6 @@ class ReviewError(ValueError):
 def _rank(colour: str | None) -> int:
     return int(WarningLevel.parse(colour)) if colour else 0
 
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _fresh(warning_id: str) -> dict[str, Any]:
@@ -89,7 +87,7 @@ def gate(review: dict[str, Any] | None, event: dict[str, Any], policy: Policy, *
     the draft records to write)."""
     r = dict(review) if review else None
     records: list[dict[str, Any]] = []
-    wall = _iso(datetime.fromtimestamp(now, UTC))
+    wall = iso_utc(datetime.fromtimestamp(now, UTC))
     if r is None or r["warning_id"] != event["warning_id"]:
         if r and r.get("draft"):  # a new warning of the chain: the old one's question is moot
             records.append(_closed(r["draft"], "withdrawn", "lifecycle", wall, "a new warning of the chain"))
@@ -189,11 +187,11 @@ def _valid_expiry(value: Any, now: datetime, onset: str) -> str:
         raise ReviewError("expires: an ISO-8601 time with a UTC offset") from None
     if t.tzinfo is None:
         raise ReviewError("expires: an ISO-8601 time with a UTC offset")
-    if t <= now or _iso(t) <= onset:
+    if t <= now or iso_utc(t) <= onset:
         raise ReviewError("expires: after now and after the warning's onset")
     if t > now + timedelta(days=MAX_EXPIRY_DAYS):
         raise ReviewError(f"expires: at most {MAX_EXPIRY_DAYS} days from now")
-    return _iso(t)
+    return iso_utc(t)
 
 
 def overdue(draft: dict[str, Any], now: float, minutes: float) -> bool:

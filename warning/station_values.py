@@ -19,13 +19,13 @@ import hashlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from ingest.station_columns import BLOCK, DAY_FIELDS, KEEP_DAYS, NONE, NOW_FIELDS, StationColumns, iso_day
 from warning.shared.bus import now_iso
+from warning.shared.times import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def summarise(columns: StationColumns, lo: int = 0, hi: int | None = None) -> di
                     rain = _num(pd[slot, u % pd.shape[1]])
                 days.append({"day": iso_day(u), "tmax_c": day.get("tmax_c"), "tmin_c": day.get("tmin_c"),
                              "precip_mm": rain})
-        out[sid] = {"time": datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        out[sid] = {"time": iso_utc(t),
                     "day": iso_day(day_end) if day_end != NONE else None, "latest": latest, "days": days}
     return out
 

@@ -81,6 +81,7 @@ import xarray as xr
 
 from ingest.formats.base import UnreadableFileError
 from warning.shared.records import ForecastPoint
+from warning.shared.times import iso_utc
 
 __all__ = [
     "ELEMENTS",
@@ -688,9 +689,6 @@ def _py_time(v: Any) -> datetime:
     raise TypeError(f"not a time: {v!r}")
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 def _as_utc(t: datetime | str) -> datetime:
     if isinstance(t, str):
@@ -772,7 +770,7 @@ def _records(ds: xr.Dataset, st_list: list[StationLike], method: Method, src: st
                 else:
                     vfrom, vto = valid - timedelta(seconds=per), valid
                 lead_h = 0.0 if analysis else step.total_seconds() / 3600.0
-                t_issued, t_from, t_to = _iso(ref), _iso(vfrom), _iso(vto)
+                t_issued, t_from, t_to = iso_utc(ref), iso_utc(vfrom), iso_utc(vto)
                 for pi in range(npt):
                     values: dict[str, float] = {}
                     for e in elems:

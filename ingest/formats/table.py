@@ -59,6 +59,7 @@ from ingest.formats.base import (
     open_binary,
 )
 from warning.shared.records import OBSERVATION_ELEMENTS, Observation
+from warning.shared.times import iso_utc
 
 __all__ = ["DEFAULT_MISSING", "UNITS", "TableSpec", "read_table"]
 
@@ -254,7 +255,7 @@ class _Converter:
             t = t.astimezone(dt.UTC)
         except (ValueError, OverflowError, OSError) as exc:
             raise _RowProblem(f"time: cannot read {str(v)[:40]!r}: {exc}") from None
-        return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso_utc(t)
 
     def _qc(self, v: Any) -> dict[str, str]:
         if v is None or v == "":

@@ -8,7 +8,6 @@ import contextlib
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -17,7 +16,7 @@ from faust.streams import _current_event as faust_current_event
 from warning.shared import metrics
 from warning.shared.records import Signal
 from warning.shared.sealing import Sealer
-from warning.shared.times import now_iso, parse_utc
+from warning.shared.times import iso_utc, now_iso, parse_utc
 from warning.shared.topics import partition_for
 
 Headers = list[tuple[str, bytes]]
@@ -59,7 +58,7 @@ class DataClock:
             return now_iso()
         # never ahead of the wall clock by more than validation allows (1 h)
         t = min(parse_utc(self.data_clock).timestamp() + (time.time() - self.data_clock_at), time.time() + 3600)
-        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso_utc(t)
 
 
 class SignalSink:

@@ -14,6 +14,7 @@ from aiohttp import web
 from alerts.silences import SilenceError, new_silence
 from warning.review import PENDING, ReviewError, validate_edits
 from warning.shared.records import ACTUAL, status_of
+from warning.shared.times import iso_utc, now_iso
 from warning.web.auth import OPERATOR, SVC, require_token
 from warning.web.auth import error_response as _error
 from warning.web.auth import json_response as _json
@@ -84,7 +85,7 @@ async def approve_draft(request: web.Request) -> web.Response:
     except ReviewError as exc:
         return _error(400, str(exc))
     expires = edits.get("expires", event["expires"])
-    if status_of(event) == ACTUAL and event["msg_type"] != "cancel" and expires <= now.strftime("%Y-%m-%dT%H:%M:%SZ"):
+    if status_of(event) == ACTUAL and event["msg_type"] != "cancel" and expires <= iso_utc(now):
         return _error(409, f"draft {draft['id']}: expired at {expires}; approve with a later 'expires'")
     await svc.grade.review_decision(draft, "approve", request[OPERATOR], edits=edits)
     return await _decided(request, draft["id"])
@@ -124,7 +125,7 @@ async def post_silence(request: web.Request) -> web.Response:
 
 
 def _shown(silence: dict[str, Any]) -> dict[str, Any]:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = now_iso()
     state = "pending" if now < silence["starts"] else "active" if now < silence["ends"] else "ended"
     return {**silence, "state": state}
 
@@ -144,7 +145,7 @@ async def delete_silence(request: web.Request) -> web.Response:
     svc = request.app[SVC]
     book = svc.silences
     silence = book.by_id[resolve_id(request.match_info["id"], book.by_id, "silence")]
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = now_iso()
     if silence.ends > now:
         silence = replace(silence, starts=min(now, silence.starts), ends=now, ended_by=request[OPERATOR])
         await book.put(silence)

@@ -8,7 +8,6 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -17,7 +16,7 @@ from alerts.delivery import public_error
 from warning.shared import metrics
 from warning.shared.bus import now_iso
 from warning.shared.records import ACTUAL, Receipt, SeenOnce, WarningEvent, status_of
-from warning.shared.times import parse_utc
+from warning.shared.times import iso_utc, parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ class WarningsView:
         long. When an event was made is its ``emitted_at`` (wall clock; an exercise's ``sent`` is its data time),
         else its ``sent``."""
         cutoff = (time.time() if now is None else now) - window_s
-        cutoff_iso = datetime.fromtimestamp(cutoff, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        cutoff_iso = iso_utc(cutoff)
         chosen = {e["id"]: e for e in self.active(at)}
         for e in self.events_by_id.values():
             made = e.get("emitted_at")
@@ -133,7 +132,7 @@ class WarningsView:
         window."""
         t = time.time() if now is None else now
         changed = self.changed_at
-        t_iso = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        t_iso = iso_utc(t)
         for e in self.latest.values():
             if e["msg_type"] != "cancel" and status_of(e) == ACTUAL and e["expires"] <= t_iso:
                 changed = max(changed, parse_utc(e["expires"]).timestamp())
