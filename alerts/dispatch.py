@@ -21,6 +21,7 @@ from alerts import retry
 from alerts.dead_letters import DeadLetters
 from alerts.delivery import Outcome, deliver_webhook, new_session
 from alerts.health import HealthTracker
+from alerts.ledger import DeliveredLedger
 from alerts.silences import SilenceBook
 from alerts.ssrf import Network
 from alerts.subscriptions import Subscription, SubscriptionBook, paused_subscription
@@ -38,14 +39,16 @@ ACK_HEADER = "ews-ack-url"  # every delivery, CAP ones included (their body has 
 HELD = "subscription paused"  # the reason of deliveries held while their subscription is paused (sent on resume)
 
 
-def _due(value: bytes) -> tuple[str, float]:
-    """(subscription id, not_before) of a retry record; ("", 0) when unreadable (the attempt dead-letters it)."""
+def _due(value: bytes) -> tuple[str, str, float]:
+    """(subscription id, webhook-id, not_before) of a retry record; ("", "", 0) when unreadable (the attempt
+    dead-letters it)."""
     try:
         d = orjson.loads(value)
         not_before = float(d.get("not_before", 0))
-        return str(d.get("subscription_id", "")), not_before if math.isfinite(not_before) else 0.0
+        return (str(d.get("subscription_id", "")), str(d.get("webhook_id", "")),
+                not_before if math.isfinite(not_before) else 0.0)
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-        return "", 0.0
+        return "", "", 0.0
 
 
 class DeliveryStage:
@@ -54,7 +57,7 @@ class DeliveryStage:
                  on_receipt: Callable[[Receipt], None], allow_nets: Sequence[Network], timeout_s: float,
                  endpoint_concurrency: int, tier_concurrency: int = 4, waiting_max: int = 10_000,
                  retry_hold_s: float = 60.0, silences: SilenceBook | None = None,
-                 ack_link: AckLink | None = None) -> None:
+                 ack_link: AckLink | None = None, delivered: DeliveredLedger | None = None) -> None:
         self.subscriptions, self.dead_letters, self.ack_link = subscriptions, dead_letters, ack_link
         self.silences = silences  # deliveries a silence holds are parked as held, sent when it ends
         self.retry_topics, self.receipts = retry_topics, receipts
@@ -64,6 +67,7 @@ class DeliveryStage:
         self.rooms: dict[int, WaitingRoom] = {}  # retry tier -> its records not yet due
         self.tier_concurrency, self.waiting_max, self.retry_hold_s = tier_concurrency, waiting_max, retry_hold_s
         self._http: Any = None
+        self.delivered = delivered if delivered is not None else DeliveredLedger()  # webhook-ids taken already
 
     # ---- agents ------------------------------------------------------------------------------------------
     async def deliver(self, stream: Any) -> None:
@@ -78,8 +82,8 @@ class DeliveryStage:
             room = self.room(tier)
             async for value in stream:
                 metrics.RETRY_QUEUE.dec()
-                sub_id, not_before = _due(value)
-                if not_before > time.time():
+                sub_id, webhook_id, not_before = _due(value)
+                if not_before > time.time() and webhook_id not in self.delivered:  # (a delivered one: skipped now)
                     await room.admit(stream, stream.current_event, value, sub_id, not_before)
                     continue
                 async with held_offsets(stream, [stream.current_event]):
@@ -117,6 +121,11 @@ class DeliveryStage:
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             await self.dead_letters.dead.send(key=b"?", value=orjson.dumps(
                 {"error": f"malformed delivery: {exc}", "raw": value[:65536].decode("utf-8", "replace")}))
+            return
+        if d.get("webhook_id") in self.delivered:
+            # read again (a restart re-reads what was not committed) after the receiver took it: not sent twice
+            metrics.ALREADY_DELIVERED.inc()
+            log.debug("webhook %s was delivered already; not sent again", d.get("webhook_id"))
             return
         sub = self.subscriptions.get(sub_id)
         if sub is None:
@@ -192,6 +201,7 @@ class DeliveryStage:
             receipt["why"] = why
         await self.receipts.send(key=sub.id.encode(), value=orjson.dumps(receipt))
         self.on_receipt(receipt)
+        self.delivered.observe(receipt)
         log.info("webhook %s (%s, attempt %d)", outcome.result, outcome.status or outcome.error, d["attempt"],
                  extra={"webhook_id": d["webhook_id"], "subscription_id": sub.id, "warning_id": event.get("warning_id"),
                         "event_id": event.get("id"), "result": outcome.result, "status": outcome.status,

@@ -250,6 +250,7 @@ class WarningService:
         if value:
             receipt = orjson.loads(value)
             self.health.observe(receipt)
+            self.delivery.delivered.observe(receipt)
             self.deliveries.apply(receipt)
 
     async def _measure_lag(self) -> None:

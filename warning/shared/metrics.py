@@ -28,6 +28,8 @@ DELIVERY_LATENCY = Histogram(
 DEAD_LETTERS = Counter("ews_dead_letters_total", "Deliveries parked in alerts.dead", ["department"])
 RETRY_SCHEDULED = Counter("ews_retries_scheduled_total", "Deliveries sent to a retry tier", ["tier"])
 RETRY_QUEUE = Gauge("ews_retry_queue_depth", "Deliveries waiting in retry tiers (scheduled - taken, this worker)")
+ALREADY_DELIVERED = Counter("ews_deliveries_already_delivered_total", "Delivery records not posted because the "
+                            "receiver already took their webhook-id (read again after a restart)")
 ATTEMPTS = Counter("ews_delivery_attempts_total", "Webhook POST attempts", ["result"])
 UNHEALTHY = Gauge("ews_unhealthy_endpoints", "Subscriptions whose endpoint is marked unhealthy")
 SUBSCRIPTIONS = Gauge("ews_subscriptions", "Subscriptions known to this worker")
