@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -255,4 +256,5 @@ async def hostile_neighbours(work: Path, res: Result) -> None:
 
 
 if __name__ == "__main__":
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)  # the scripted connection resets, not errors
     asyncio.run(_serve_hostile("--polite" in sys.argv))
