@@ -301,10 +301,12 @@ def _hours_between(a: str, b: str) -> float:
 
 
 def past_horizon(signal: dict[str, Any], rule: HazardRule, now_s: float) -> bool:
-    """Whether an actual station signal (observed or forecast) is older than the hazard's staleness horizon,
-    measured against ``now_s`` (epoch seconds: when its report was accepted, else now). Such a report has updated
-    its station's state but must not by itself issue, upgrade or extend a live warning."""
-    return _plus_hours(signal["time"], rule.stale_after_h) < _wall_clock_iso(int(now_s))
+    """Whether an actual station or grid signal is older than the hazard's staleness horizon (a forecast: by its
+    issue time, against ``forecast_stale_after_h``), measured against ``now_s`` (epoch seconds: when its report was
+    accepted, else now). Such a report has updated its station's state but must not by itself issue, upgrade or
+    extend a live warning."""
+    horizon_h = rule.forecast_stale_after_h if signal.get("basis") == "forecast" else rule.stale_after_h
+    return _plus_hours(signal["time"], horizon_h) < _wall_clock_iso(int(now_s))
 
 
 GRID_ENTRY = "grid|forecast"  # a region's one entry for grid signals (warning.grid_signals)

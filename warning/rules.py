@@ -89,6 +89,7 @@ class HazardRule:
     unconfirmed: str = ""
     forecast_lead_h: float = 24.0
     stale_after_h: float = 36.0  # an actual report older than this (vs the wall clock) issues no live warning
+    forecast_stale_after_h: float = 36.0  # the same for a forecast, by its issue time (never below stale_after_h)
     grid_rollup: GridRollup = field(default_factory=GridRollup)  # grid cells -> county level (rules.toml)
 
     def within_lead(self, lead_h: float) -> HazardRule:
@@ -272,6 +273,8 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             source=_req(h, "source", str, where), unconfirmed=str(h.get("unconfirmed", "")),
             forecast_lead_h=max(lr.forecast_lead_h for lr in levels),
             stale_after_h=_stale_after_h(name, h, defaults, where),
+            forecast_stale_after_h=max(_stale_after_h(name, h, defaults, where),
+                                       _forecast_stale_after_h(name, h, defaults, where)),
             grid_rollup=_grid_rollup(name, h, defaults, where),
             levels=tuple(sorted(levels, key=lambda r: r.level, reverse=True)),
         )
@@ -338,6 +341,22 @@ def _stale_after_h(name: str, h: dict[str, Any], defaults: dict[str, Any], where
     v = h.get("stale_after_h", defaults.get("stale_after_h", packaged.get("stale_after_h", STALE_AFTER_H_FALLBACK)))
     if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
         raise RulesError(f"{where}: 'stale_after_h' must be a number of hours > 0")
+    return float(v)
+
+
+FORECAST_STALE_AFTER_H_FALLBACK = 12.0  # a table that gives none: the packaged [defaults] value
+
+
+def _forecast_stale_after_h(name: str, h: dict[str, Any], defaults: dict[str, Any], where: str) -> float:
+    """The hazard's staleness horizon for forecasts, by issue time: its own, else the table's [defaults], else the
+    packaged table's (hazard, then [defaults])."""
+    doc = _packaged_doc()
+    packaged = doc.get("hazards", {}).get(name, {})
+    v = h.get("forecast_stale_after_h", defaults.get(
+        "forecast_stale_after_h", packaged.get("forecast_stale_after_h", doc.get("defaults", {}).get(
+            "forecast_stale_after_h", FORECAST_STALE_AFTER_H_FALLBACK))))
+    if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
+        raise RulesError(f"{where}: 'forecast_stale_after_h' must be a number of hours > 0")
     return float(v)
 
 

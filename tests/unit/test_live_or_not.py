@@ -26,6 +26,7 @@ from warning.shared.bus import DataClock, SignalSink
 from warning.shared.records import WarningLevel, chain_key, parse_chain_key
 from warning.shared.regions import RegionTree, StationRegistry
 from warning.shared.sealing import KeyRing, Sealer
+from warning.shared.times import iso_utc
 from warning.web.views import LiveFeed, WarningsView
 
 RULES = load_rules()
@@ -248,3 +249,33 @@ def test_make_run_passes_the_file_the_station_and_the_status() -> None:
     demo = subprocess.run(["make", "-n", "--no-print-directory", "run"], cwd=ROOT, capture_output=True, text=True,
                           check=False).stdout
     assert "ews run --demo" in demo and "--status" not in demo
+
+
+def test_a_forecast_is_stale_by_its_issue_time_after_the_forecast_horizon_not_the_report_one() -> None:
+    """A global model run reaches the bureau hours after its reference time (ECMWF 00 UTC: 05:45-07:34 UTC, open
+    data an hour later): an hourly hazard's 3 h report horizon would let no such run warn; forecasts have 12 h."""
+    from warning.grading import past_horizon
+
+    assert {h: r.forecast_stale_after_h for h, r in RULES.items()} == {
+        "rainstorm": 12.0, "flash_flood": 12.0, "gale": 12.0, "sandstorm": 12.0,
+        "heat": 36.0, "frost": 36.0, "cold_wave": 36.0, "heat_health": 36.0, "drought": 36.0}
+    accepted = datetime(2026, 7, 14, 8, tzinfo=UTC).timestamp()
+    rain = RULES["rainstorm"]
+
+    def signal(hours_ago: float, basis: str) -> dict[str, Any]:
+        return {"time": iso_utc(accepted - hours_ago * 3600), "basis": basis}
+
+    assert not past_horizon(signal(7.5, "forecast"), rain, accepted)  # the 00 UTC run, ingested at 07:30
+    assert past_horizon(signal(12.5, "forecast"), rain, accepted)
+    assert past_horizon(signal(3.5, "observed"), rain, accepted)  # a report keeps its own 3 h
+    assert not past_horizon(signal(30, "forecast"), RULES["heat"], accepted)  # the longer of the two
+    import tomllib
+
+    doc = tomllib.loads((ROOT / "warning/data/rules.toml").read_text(encoding="utf-8"))
+    doc["hazards"]["rainstorm"]["forecast_stale_after_h"] = 6
+    assert parse_rules(doc)["rainstorm"].forecast_stale_after_h == 6.0  # a bureau's own, per hazard
+    del doc["defaults"]["forecast_stale_after_h"]
+    assert parse_rules(doc)["gale"].forecast_stale_after_h == 12.0  # left out: the packaged value
+    doc["defaults"]["forecast_stale_after_h"] = -1
+    with pytest.raises(RulesError, match="forecast_stale_after_h"):
+        parse_rules(doc)
