@@ -37,11 +37,8 @@ def _show_drafts(ctx: Context, drafts: list[dict[str, Any]], empty: str = "no dr
 
 async def cmd_drafts_list(args: argparse.Namespace, ctx: Context) -> int:
     drafts = _as_list(await ctx.request("GET", f"{API}/drafts", params={"state": args.state}), "drafts")
-    if ctx.json:
-        ctx.emit_json(drafts)
-    else:
-        _show_drafts(ctx, drafts, "no drafts waiting" if args.state == "pending" else "no drafts")
-    return 0
+    empty = "no drafts waiting" if args.state == "pending" else "no drafts"
+    return ctx.show(drafts, lambda: _show_drafts(ctx, drafts, empty))
 
 
 async def _decide(ctx: Context, draft_id: str, action: str, body: dict[str, Any]) -> int:
@@ -81,11 +78,7 @@ def _show_silences(ctx: Context, silences: list[dict[str, Any]]) -> None:
 async def cmd_silences_list(args: argparse.Namespace, ctx: Context) -> int:
     params = {"ended": "true"} if args.ended else None
     silences = _as_list(await ctx.request("GET", f"{API}/silences", params=params), "silences")
-    if ctx.json:
-        ctx.emit_json(silences)
-    else:
-        _show_silences(ctx, silences)
-    return 0
+    return ctx.show(silences, lambda: _show_silences(ctx, silences))
 
 
 async def cmd_silences_add(args: argparse.Namespace, ctx: Context) -> int:

@@ -117,6 +117,14 @@ class Context:
         self.out(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
                               default=_json_default).decode())
 
+    def show(self, data: Any, human: Callable[[], None]) -> int:
+        """A command's answer: ``data`` as JSON with --json, else what ``human`` prints (a table, a line)."""
+        if self.json:
+            self.emit_json(data)
+        else:
+            human()
+        return 0
+
     async def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
                       body: Any = None) -> Any:
         """One API call; the decoded JSON answer (None for 204). Raises ApiError / UsageError."""
@@ -367,11 +375,7 @@ async def cmd_warnings(args: argparse.Namespace, ctx: Context) -> int:
         if ctx.next_cursor is None:
             break
         params["cursor"] = ctx.next_cursor
-    if ctx.json:
-        ctx.emit_json(_without_secrets(events))
-    else:
-        _print_warnings(ctx, events)
-    return 0
+    return ctx.show(_without_secrets(events), lambda: _print_warnings(ctx, events))
 
 
 # ---- subscribers ----------------------------------------------------------------------------------------------
@@ -386,11 +390,7 @@ def _show_subscriptions(ctx: Context, subs: list[dict[str, Any]]) -> None:
 
 async def cmd_sub_list(args: argparse.Namespace, ctx: Context) -> int:
     subs = _without_secrets(_as_list(await ctx.request("GET", f"{API}/subscriptions"), "subscriptions"))
-    if ctx.json:
-        ctx.emit_json(subs)
-    else:
-        _show_subscriptions(ctx, subs)
-    return 0
+    return ctx.show(subs, lambda: _show_subscriptions(ctx, subs))
 
 
 async def cmd_sub_add(args: argparse.Namespace, ctx: Context) -> int:
@@ -458,20 +458,12 @@ async def cmd_sub_deliveries(args: argparse.Namespace, ctx: Context) -> int:
     params = {"limit": str(args.limit)} if args.limit else None
     receipts = _as_list(await ctx.request("GET", _sub_path(args.id, "/deliveries"), params=params), "deliveries")
     receipts = _without_secrets(receipts)
-    if ctx.json:
-        ctx.emit_json(receipts)
-    else:
-        _print_rows(ctx, receipts, DELIVERY_COLUMNS, "no deliveries", {"error": 60})
-    return 0
+    return ctx.show(receipts, lambda: _print_rows(ctx, receipts, DELIVERY_COLUMNS, "no deliveries", {"error": 60}))
 
 
 async def cmd_sub_remove(args: argparse.Namespace, ctx: Context) -> int:
     await ctx.request("DELETE", _sub_path(args.id))
-    if ctx.json:
-        ctx.emit_json({"id": args.id, "removed": True})
-    else:
-        ctx.out(f"removed {args.id}")
-    return 0
+    return ctx.show({"id": args.id, "removed": True}, lambda: ctx.out(f"removed {args.id}"))
 
 
 # ---- dead letters ---------------------------------------------------------------------------------------------
@@ -480,11 +472,8 @@ async def cmd_dead_list(args: argparse.Namespace, ctx: Context) -> int:
     params = {"subscription_id": args.subscription} if args.subscription else None
     parked = _without_secrets(_as_list(await ctx.request("GET", f"{API}/dead-letters", params=params),
                                        "dead-letters"))
-    if ctx.json:
-        ctx.emit_json(parked)
-    else:
-        _print_rows(ctx, [_dead_row(d) for d in parked], DEAD_COLUMNS, "no dead letters", {"last_error": 60})
-    return 0
+    return ctx.show(parked, lambda: _print_rows(ctx, [_dead_row(d) for d in parked], DEAD_COLUMNS, "no dead letters",
+                                                {"last_error": 60}))
 
 
 async def cmd_dead_redrive(args: argparse.Namespace, ctx: Context) -> int:
@@ -775,11 +764,7 @@ async def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:
         minimum = LEVELS.index(args.level)
         events = [e for e in events if e.get("level") in LEVELS and LEVELS.index(e["level"]) >= minimum]
     ctx.err(stats.line())
-    if ctx.json:
-        ctx.emit_json(events)
-    else:
-        _print_warnings(ctx, events, "no warning events in this range")
-    return 0
+    return ctx.show(events, lambda: _print_warnings(ctx, events, "no warning events in this range"))
 
 
 # ---- parsers --------------------------------------------------------------------------------------------------
