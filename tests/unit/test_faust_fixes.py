@@ -600,3 +600,17 @@ async def test_drain_hands_nothing_over_while_the_recovery_seeks() -> None:
     assert c.handed == [66, 67, 68, 69, 70]
     assert faust_fixes._expected(c)[TP0] == 71  # the next batch, 71 on, is no jump
     assert c.seeks == []
+
+
+def test_fetched_not_handed_over_also_where_nothing_was_handed_over_since_the_seek() -> None:
+    # After a SIGKILL restart: alerts.outbox never committed (commit point: the log start, 0), nothing handed over
+    # (no expected offset), but aiokafka returned 0-29 (a batch cut off by a suspended flow): 30 records of lag and
+    # not one delivery attempt, since aiokafka does not move a never committed partition at the recovery's seek.
+    c = FakeConsumer()
+    c._committed_offset[TP0] = 0
+    c._committed_offset[TP1] = 5
+    fetch_positions(c, {TP0: 30, TP1: 5})  # TP1: nothing fetched past its commit point
+    assert faust_fixes._fetched_not_handed_over(c) == []
+    assert faust_fixes._fetched_not_handed_over(c) == [(TP0, 0, 30)]
+    c.app.topics.acks_enabled_for = lambda topic: False  # a topic without acks (a changelog) is never checked
+    assert faust_fixes._fetched_not_handed_over(c) == []
