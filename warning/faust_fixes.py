@@ -59,9 +59,9 @@
    checked against its commit point: after a SIGKILL restart a batch of a never committed ``alerts.outbox``
    partition, cut off by a suspended flow, was never fetched again, since aiokafka does not move such a partition
    at the seek: no delivery at all in 120 s, once in a full make test). And the loop hands nothing over while the
-   recovery seeks: a batch
-   fetched from the new position and handed over before the seek was recorded was read again from the committed
-   offset, so every record in flight then was processed twice (22 - 45 duplicate webhooks of 30 in that test).
+   recovery seeks: a batch fetched from the new position and handed over before the seek was recorded was read
+   again from the committed offset, so every record in flight then was processed twice (22 - 45 duplicate webhooks
+   of 30 in that test).
 
 Everything else is faust's code as it is.
 """
