@@ -4,33 +4,25 @@ when it acknowledged, live (the SSE "ack" event), without a reload. A screenshot
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
-from tests.browser.test_dashboard import iso, page, pytestmark  # noqa: F401  (the fixture and the skip marks)
-from tests.support import TOKEN, WebhookReceiver
+from tests.browser.support import BROWSER_MARKS, open_console, report_dunhuang, subscribe
+from tests.support import WebhookReceiver
 from warning.launch import EwsProcess
+
+pytestmark = BROWSER_MARKS
 
 
 async def test_detail_shows_who_received_and_who_acknowledged(ews: EwsProcess, receiver: WebhookReceiver,
-                                                              page: Any, tmp_path: Path) -> None:  # noqa: F811
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+                                                              page: Any, tmp_path: Path) -> None:
     async with aiohttp.ClientSession() as s:
-        async with s.post(ews.url + "/api/v1/subscriptions", headers=headers, json={
-                "name": "Jiuquan health commission", "department": "health", "url": receiver.url,
-                "regions": ["620900"], "hazards": ["heat"]}) as r:
-            assert r.status == 201, await r.text()
-            sub = await r.json()
-        await page.goto(ews.url + "/")
-        await page.wait_for_selector("body[data-live='1']", state="attached", timeout=30_000)
-        t = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
-        async with s.post(ews.url + "/api/v1/observations", headers=headers,
-                          json={"station_id": "52418", "time": iso(t), "tmax_c": 40.6}) as r:
-            assert r.status == 202
+        sub = await subscribe(s, ews, "Jiuquan health commission", receiver.url)
+        await open_console(page, ews)
+        await report_dunhuang(s, ews)
         item = page.locator('#warning-list li[data-region="620982"][data-level="red"]')
         await item.wait_for(timeout=60_000)
         got = await receiver.wait_for(1)

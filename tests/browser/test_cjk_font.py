@@ -5,33 +5,27 @@ it (font-src 'self'). Screenshots of the warning list and the page are written t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.browser.test_dashboard import iso, page, pytestmark  # noqa: F401  (the fixture and the skip marks)
-from tests.support import TOKEN
+from tests.browser.support import BROWSER_MARKS, open_console, report_dunhuang
 from warning.launch import EwsProcess
+
+pytestmark = BROWSER_MARKS
 
 FAMILY = "Noto Sans SC"  # the @font-face of app.css
 
 
-async def test_chinese_text_is_drawn_with_the_bundled_font(ews: EwsProcess, page: Any,  # noqa: F811
-                                                           tmp_path: Path) -> None:
+async def test_chinese_text_is_drawn_with_the_bundled_font(ews: EwsProcess, page: Any, tmp_path: Path) -> None:
     csp_errors: list[str] = []
     page.on("console", lambda m: csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
     font_responses: list[Any] = []
     page.on("response", lambda r: font_responses.append(r) if r.url.endswith(".woff2") else None)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
     async with aiohttp.ClientSession() as s:
-        await page.goto(ews.url + "/")
-        await page.wait_for_selector("body[data-live='1']", state="attached", timeout=30_000)
-        t = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
-        async with s.post(ews.url + "/api/v1/observations", headers=headers,
-                          json={"station_id": "52418", "time": iso(t), "tmax_c": 40.6}) as r:
-            assert r.status == 202
+        await open_console(page, ews)
+        await report_dunhuang(s, ews)
     # the Dunhuang warning in the list: its Chinese place name and headline
     item = page.locator('#warning-list li[data-region="620982"]').first
     await item.wait_for(timeout=60_000)

@@ -19,14 +19,21 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS, async_api
-from tests.support import TOKEN, WebhookReceiver
+from tests.browser.support import (
+    BROWSER_MARKS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    iso,
+    open_console,
+    playwright,
+    post,
+    shot,
+    subscribe,
+)
+from tests.support import WebhookReceiver
 from warning.launch import EwsProcess
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian Chromium is not installed at /usr/bin/chromium"),
-]
+pytestmark = BROWSER_MARKS
 COUNTY = "620982"  # Dunhuang
 
 
@@ -35,46 +42,24 @@ def ews_env() -> dict[str, str]:
     return {"EWS_STATION_VALUES_S": "1"}  # station summaries published every second (60 s by default)
 
 
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def shot(page: Any, tmp_path: Path, name: str, full: bool = False) -> Path:
-    path = tmp_path / name
-    await page.screenshot(path=str(path), full_page=full)
-    if os.environ.get("EWS_SCREENSHOTS"):
-        await page.screenshot(path=str(Path(os.environ["EWS_SCREENSHOTS"]) / name), full_page=full)
-    return path
-
-
-async def post(s: aiohttp.ClientSession, url: str, body: Any) -> Any:
-    async with s.post(url, headers={"Authorization": f"Bearer {TOKEN}"}, json=body) as r:
-        assert r.status < 300, await r.text()
-        return await r.json()
-
-
 async def test_console_two_hazards_names_health_archive_language(ews: EwsProcess, receiver: WebhookReceiver,
                                                                  tmp_path: Path) -> None:
     async with WebhookReceiver("failing", mode=503) as failing, aiohttp.ClientSession() as s:
-        await post(s, ews.url + "/api/v1/subscriptions", {
-            "name": "Jiuquan health commission", "department": "health", "url": receiver.url,
-            "regions": ["620900"], "hazards": ["heat", "gale"]})
-        await post(s, ews.url + "/api/v1/subscriptions", {
-            "name": "Dunhuang water bureau", "department": "water", "url": failing.url,
-            "regions": ["620982"], "hazards": ["gale"]})
+        await subscribe(s, ews, "Jiuquan health commission", receiver.url, hazards=["heat", "gale"])
+        await subscribe(s, ews, "Dunhuang water bureau", failing.url, department="water", regions=["620982"],
+                        hazards=["gale"])
         t = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
-        await post(s, ews.url + "/api/v1/observations",
+        await post(s, ews, "/api/v1/observations",
                    {"station_id": "52418", "time": iso(t), "tmax_c": 40.6, "gust_ms": 22.0})
 
-        async with async_api.async_playwright() as pw:
+        async with playwright().async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             try:
                 context = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
                 page = await context.new_page()
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
-                await page.goto(ews.url + "/")
-                await page.wait_for_selector("body[data-live='1']", state="attached", timeout=30_000)
+                await open_console(page, ews)
                 await check_two_hazards(page)
                 await check_labels(page, tmp_path)
                 await check_detail(page, receiver, failing)

@@ -8,64 +8,29 @@ written to the test's tmp dir.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
+from tests.browser.support import BROWSER_MARKS, open_console, report_dunhuang, subscribe
 from tests.support import TOKEN, WebhookReceiver
 from warning.launch import EwsProcess
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 RED = "#e60000"  # app.js COLOURS.red (CMA red)
 NO_WARNING_FILL = "#f7f8fa"
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian Chromium is not installed at /usr/bin/chromium "
-                                                     "(`apt-get install -y chromium`; `make test` does it)"),
-]
-async_api = pytest.importorskip("playwright.async_api", reason="playwright (dev extra) is not installed")
-
-
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[Any]:
-    async with async_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(viewport={"width": 1440, "height": 1100})
-            pg = await context.new_page()
-            errors: list[str] = []
-            pg.on("pageerror", lambda exc: errors.append(str(exc)))
-            pg.errors = errors
-            yield pg
-            await context.close()
-        finally:
-            await browser.close()
+pytestmark = BROWSER_MARKS
 
 
 async def test_dunhuang_turns_red_live(ews: EwsProcess, receiver: WebhookReceiver, page: Any, tmp_path: Path) -> None:
     county = 'svg path.county[data-code="620982"]'
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with aiohttp.ClientSession() as s:
-        async with s.post(ews.url + "/api/v1/subscriptions", headers=headers, json={
-                "name": "Jiuquan health", "department": "health", "url": receiver.url, "regions": ["620900"],
-                "hazards": ["heat"], "min_level": "yellow"}) as r:
-            assert r.status == 201, await r.text()
-            sub = await r.json()
-
-        await page.goto(ews.url + "/")
+        sub = await subscribe(s, ews, "Jiuquan health", receiver.url, min_level="yellow")
+        await open_console(page, ews)
         await page.wait_for_selector(county, state="attached", timeout=30_000)
-        await page.wait_for_selector("body[data-live='1']", state="attached", timeout=30_000)
         assert await page.get_attribute(county, "fill") == NO_WARNING_FILL
         assert await page.locator("svg path.county").count() == 87
         assert await page.locator("svg path.prefecture").count() == 14
@@ -84,10 +49,7 @@ async def test_dunhuang_turns_red_live(ews: EwsProcess, receiver: WebhookReceive
         assert await page.input_value("#token") == ""
 
         await page.evaluate("window.__notReloaded = true")
-        t = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
-        async with s.post(ews.url + "/api/v1/observations", headers=headers,
-                          json={"station_id": "52418", "time": iso(t), "tmax_c": 40.6}) as r:
-            assert r.status == 202 and (await r.json())["accepted"] == 1
+        assert (await report_dunhuang(s, ews))["accepted"] == 1
 
         # live: the county turns red and the warning is listed, with no reload of the page
         await page.wait_for_selector(f'{county}[fill="{RED}"]', state="attached", timeout=60_000)

@@ -7,7 +7,6 @@ tmp dir (and, with EWS_SCREENSHOTS=DIR, there too)."""
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,12 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.browser.test_dashboard import CHROMIUM, page
+from tests.browser.support import BROWSER_MARKS, iso, open_console, post, shot, subscribe
 from tests.integration.test_desk import review_rules
 from tests.support import TOKEN, WebhookReceiver
 from warning.launch import EwsProcess
 
-__all__ = ["page"]  # the fixture, used by name
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian Chromium is not installed at /usr/bin/chromium"),
-]
-
-
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -38,26 +28,12 @@ def ews_env(tmp_path: Path) -> dict[str, str]:
     return {"EWS_RULES": str(review_rules(tmp_path / "rules.toml"))}
 
 
-async def shot(page: Any, tmp_path: Path, name: str) -> None:
-    await page.screenshot(path=str(tmp_path / name), full_page=True)
-    if os.environ.get("EWS_SCREENSHOTS"):
-        await page.screenshot(path=str(Path(os.environ["EWS_SCREENSHOTS"]) / name), full_page=True)
-
-
-async def post(s: aiohttp.ClientSession, ews: EwsProcess, path: str, body: Any) -> Any:
-    async with s.post(ews.url + path, headers={"Authorization": f"Bearer {TOKEN}"}, json=body) as r:
-        assert r.status < 300, await r.text()
-        return await r.json()
-
-
 async def test_review_queue_edit_approve_deliver_and_reject_sends_nothing(
         ews: EwsProcess, receiver: WebhookReceiver, page: Any, tmp_path: Path) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     async with aiohttp.ClientSession() as s:
-        await post(s, ews, "/api/v1/subscriptions", {"name": "Jiuquan health", "department": "health",
-                                                     "url": receiver.url, "regions": ["620900"], "hazards": ["heat"]})
-        await page.goto(ews.url + "/")
-        await page.wait_for_selector("body[data-live='1']", state="attached", timeout=30_000)
+        await subscribe(s, ews, "Jiuquan health", receiver.url)
+        await open_console(page, ews)
         await page.fill("#token", TOKEN)
         await page.click("#token-form button[type=submit]")
         await post(s, ews, "/api/v1/observations",
@@ -66,12 +42,12 @@ async def test_review_queue_edit_approve_deliver_and_reject_sends_nothing(
         await item.wait_for(timeout=30_000)
         assert "敦煌" in await item.inner_text() and await item.get_attribute("data-escalated") == "0"
         assert receiver.received == []
-        await shot(page, tmp_path, "desk-review-queue.png")
+        await shot(page, tmp_path, "desk-review-queue.png", full=True)
 
         # edit and approve on the page
         await item.locator("[data-action=edit]").click()
         await item.locator("input[name=headline_en]").fill("Dunhuang: red heat, stay indoors 12:00-18:00")
-        await shot(page, tmp_path, "desk-edit.png")
+        await shot(page, tmp_path, "desk-edit.png", full=True)
         await item.locator("form.edit-form button[type=submit]").click()
         [got] = await receiver.wait_for(1)
         data = orjson.loads(got["body"])["data"]
@@ -84,7 +60,7 @@ async def test_review_queue_edit_approve_deliver_and_reject_sends_nothing(
         await page.locator("#warning-list li", has_text="620982").first.click(timeout=10_000)
         await page.wait_for_selector("#detail-audit li[data-action=approved]", timeout=10_000)
         assert "edited: headline_en" in await page.inner_text("#detail-audit")
-        await shot(page, tmp_path, "desk-audit.png")
+        await shot(page, tmp_path, "desk-audit.png", full=True)
 
         # a second county's draft, rejected on the page: nothing is sent
         await post(s, ews, "/api/v1/observations",
@@ -104,11 +80,8 @@ async def test_a_silence_added_on_the_page_holds_yellow_and_lets_red_through(
         ews: EwsProcess, receiver: WebhookReceiver, page: Any, tmp_path: Path) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     async with aiohttp.ClientSession() as s:
-        sub = await post(s, ews, "/api/v1/subscriptions", {"name": "Jiuquan health", "department": "health",
-                                                           "url": receiver.url, "regions": ["620900"],
-                                                           "hazards": ["heat"]})
-        await page.goto(ews.url + "/")
-        await page.wait_for_selector("body[data-live='1']", state="attached", timeout=30_000)
+        sub = await subscribe(s, ews, "Jiuquan health", receiver.url)
+        await open_console(page, ews)
         await page.fill("#token", TOKEN)
         await page.click("#token-form button[type=submit]")
         form = page.locator("#silence-form")
@@ -130,7 +103,7 @@ async def test_a_silence_added_on_the_page_holds_yellow_and_lets_red_through(
         await item.locator("[data-action=approve]").click()
         [red] = await receiver.wait_for(1)
         assert orjson.loads(red["body"])["data"]["level"] == "red"
-        await shot(page, tmp_path, "desk-silence.png")
+        await shot(page, tmp_path, "desk-silence.png", full=True)
         await row.locator("button").click()  # end the silence now: the held yellow goes out
         got = await receiver.wait_for(2)
         assert sorted(orjson.loads(g["body"])["data"]["level"] for g in got) == ["red", "yellow"]

@@ -5,7 +5,6 @@ escalation shows there live. rules.toml's deadline is 3 s here and the grade age
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,12 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.browser.test_dashboard import iso, page, pytestmark  # noqa: F401  (the fixture and the skip marks)
+from tests.browser.support import BROWSER_MARKS, open_console, report_dunhuang, subscribe
 from tests.integration.test_acknowledgement import bodies, rules_with_short_deadline
-from tests.support import TOKEN, WebhookReceiver
+from tests.support import WebhookReceiver
 from warning.launch import EwsProcess
+
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -25,24 +26,15 @@ def ews_env(tmp_path: Path) -> dict[str, str]:
 
 
 async def test_the_detail_shows_the_escalation_to_the_duty_office(ews: EwsProcess, receiver: WebhookReceiver,
-                                                                  page: Any, tmp_path: Path) -> None:  # noqa: F811
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+                                                                  page: Any, tmp_path: Path) -> None:
     subs: dict[str, Any] = {}
     async with aiohttp.ClientSession() as s:
         for name, path, fallback in (("Jiuquan water bureau", "jiuquan", False),
                                      ("Jiuquan duty office", "jiuquan-duty", True)):
-            async with s.post(ews.url + "/api/v1/subscriptions", headers=headers, json={
-                    "name": name, "department": "water" if not fallback else "relief",
-                    "url": receiver.url.replace("/hook", f"/hook/{path}"), "regions": ["620900"],
-                    "hazards": ["heat"], "fallback": fallback}) as r:
-                assert r.status == 201, await r.text()
-                subs[path] = await r.json()
-        await page.goto(ews.url + "/")
-        await page.wait_for_selector("body[data-live='1']", state="attached", timeout=30_000)
-        t = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
-        async with s.post(ews.url + "/api/v1/observations", headers=headers,
-                          json={"station_id": "52418", "time": iso(t), "tmax_c": 40.6}) as r:
-            assert r.status == 202
+            subs[path] = await subscribe(s, ews, name, receiver.url.replace("/hook", f"/hook/{path}"),
+                                         department="water" if not fallback else "relief", fallback=fallback)
+        await open_console(page, ews)
+        await report_dunhuang(s, ews)
         item = page.locator('#warning-list li[data-region="620982"][data-level="red"]')
         await item.wait_for(timeout=60_000)
         await item.click()
