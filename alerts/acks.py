@@ -92,7 +92,6 @@ def parse_ack_token(sealer: Sealer, token: str) -> AckClaim | None:
     return AckClaim(warning_id, event_id, subscription_id, level)
 
 
-
 class AckBook:
     """Acknowledgements from the ``alerts.acks`` topic (a whole-topic mirror on every worker) plus this worker's
     own writes, applied at once. Records without the service's MAC are refused and counted."""

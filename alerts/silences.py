@@ -37,7 +37,6 @@ class SilenceError(ValueError):
     """A silence that cannot be made (the message names the field)."""
 
 
-
 def _time(value: Any, name: str) -> datetime:
     try:
         t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))

@@ -61,7 +61,6 @@ def load_normals() -> list[Normal]:
                    _num(r.get("precip_mm", ""))) for r in csv.DictReader(text.splitlines())]
 
 
-
 def scenario(now: datetime, normals: list[Normal] | None = None) -> list[list[dict[str, Any]]]:
     """The scenario as steps in time order (each a list of observations at one time, replayed in order).
 

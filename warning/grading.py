@@ -76,7 +76,6 @@ def _wall_clock_iso(second: int) -> str:
     return iso_utc(second)
 
 
-
 def _consecutive(series: dict[str, float], cond_holds: Callable[[float], bool]) -> int:
     if not series:
         return 0

@@ -65,7 +65,6 @@ class GridStats:
     read_s: float = 0.0  # time spent reading and decoding the file's chunks
 
 
-
 def _epoch(v: Any) -> float:
     return float(np.datetime64(v, "s").astype("int64"))
 

@@ -111,7 +111,6 @@ class SaslSsl:
                 for a in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={pw}]")]
 
 
-
 def new_cluster_id() -> str:
     """A KRaft cluster id as Kafka's ``Uuid.randomUuid`` makes it: base64url of 16 random bytes, never one that
     starts with '-' (StorageTool's argument parser would read ``-t -abc...`` as an option: one first start in 64
@@ -120,6 +119,7 @@ def new_cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cid.startswith("-"):
             return cid
+
 
 class KafkaNode(BrokerProcess):
     """One KRaft node on loopback; with ``sasl_ssl``, also a SASL_SSL (SCRAM-SHA-512) listener on ``sasl_port``."""

@@ -496,7 +496,6 @@ def _parse_iso(value: str) -> datetime:
     return t.astimezone(UTC)
 
 
-
 def iso_time(value: str) -> str:
     """argparse type: an ISO-8601 time with an offset, normalised to UTC 'Z' form."""
     try:

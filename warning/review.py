@@ -52,7 +52,6 @@ def _rank(colour: str | None) -> int:
     return int(WarningLevel.parse(colour)) if colour else 0
 
 
-
 def _fresh(warning_id: str) -> dict[str, Any]:
     return {"warning_id": warning_id, "published": [], "published_level": None, "draft": None,
             "rejected_level": None}

@@ -689,7 +689,6 @@ def _py_time(v: Any) -> datetime:
     raise TypeError(f"not a time: {v!r}")
 
 
-
 def _as_utc(t: datetime | str) -> datetime:
     if isinstance(t, str):
         t = datetime.fromisoformat(t.replace("Z", "+00:00"))
