@@ -30,8 +30,9 @@ class DeliveredLedger:
 
     def observe(self, receipt: Receipt) -> None:
         """A receipt from this worker or the mirror: remember its webhook-id when the receiver took it."""
-        if receipt.get("result") == "delivered" and receipt.get("webhook_id"):
-            self._ids[str(receipt["webhook_id"])] = None
-            self._ids.move_to_end(str(receipt["webhook_id"]))
+        webhook_id = str(receipt.get("webhook_id") or "")  # (a mirrored record is whatever the topic holds)
+        if receipt.get("result") == "delivered" and webhook_id:
+            self._ids[webhook_id] = None
+            self._ids.move_to_end(webhook_id)
             if len(self._ids) > self.capacity:
                 self._ids.popitem(last=False)

@@ -20,12 +20,10 @@ EDIT_FLAGS = ("headline_zh", "headline_en", "description_zh", "description_en", 
 
 
 def _draft_row(d: dict[str, Any], utc: bool = False) -> dict[str, Any]:
-
     event: dict[str, Any] = d.get("event") if isinstance(d.get("event"), dict) else {}  # type: ignore[assignment]
     decision: dict[str, Any] = d.get("decision") if isinstance(d.get("decision"), dict) else {}  # type: ignore[assignment]
     made = d.get("made_at")
-    return {**d, "made": iso_utc(made)
-            if isinstance(made, int | float) else made,
+    return {**d, "made": iso_utc(made) if isinstance(made, int | float) else made,
             "esc": "yes" if d.get("escalated") else "", "headline": event.get("headline_en"),
             "expires": event.get("expires"),
             "decided": f"{decision.get('by')} {show_time(str(decision.get('at')), utc)}" if decision else ""}

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from warning.shared.records import WarningLevel, status_of
@@ -86,7 +86,7 @@ def gate(review: dict[str, Any] | None, event: dict[str, Any], policy: Policy, *
     the draft records to write)."""
     r = dict(review) if review else None
     records: list[dict[str, Any]] = []
-    wall = iso_utc(datetime.fromtimestamp(now, UTC))
+    wall = iso_utc(now)
     if r is None or r["warning_id"] != event["warning_id"]:
         if r and r.get("draft"):  # a new warning of the chain: the old one's question is moot
             records.append(_closed(r["draft"], "withdrawn", "lifecycle", wall, "a new warning of the chain"))
