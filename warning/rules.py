@@ -263,6 +263,7 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
         if not levels:
             raise RulesError(f"{where}: no levels")
         num = (int, float)
+        stale_h = _hazard_hours("stale_after_h", name, h, defaults, where, STALE_AFTER_H_FALLBACK)
         out[name] = HazardRule(
             hazard=name, name_zh=_req(h, "name_zh", str, where), name_en=_req(h, "name_en", str, where),
             cma_code=_req(h, "cma_code", str, where), cap_category=_req(h, "cap_category", str, where),
@@ -272,9 +273,9 @@ def parse_rules(doc: dict[str, Any]) -> Rules:
             cancel_hold_h=float(h.get("cancel_hold_h", defaults.get("cancel_hold_h", 1.0))),
             source=_req(h, "source", str, where), unconfirmed=str(h.get("unconfirmed", "")),
             forecast_lead_h=max(lr.forecast_lead_h for lr in levels),
-            stale_after_h=_stale_after_h(name, h, defaults, where),
-            forecast_stale_after_h=max(_stale_after_h(name, h, defaults, where),
-                                       _forecast_stale_after_h(name, h, defaults, where)),
+            stale_after_h=stale_h,
+            forecast_stale_after_h=max(stale_h, _hazard_hours("forecast_stale_after_h", name, h, defaults, where,
+                                                              FORECAST_STALE_AFTER_H_FALLBACK)),
             grid_rollup=_grid_rollup(name, h, defaults, where),
             levels=tuple(sorted(levels, key=lambda r: r.level, reverse=True)),
         )
@@ -332,31 +333,18 @@ def _acknowledgement(doc: dict[str, Any]) -> AcknowledgementPolicy:
 
 
 STALE_AFTER_H_FALLBACK = 36.0  # a hazard no table gives a horizon: the longest packaged one (never the stricter)
+FORECAST_STALE_AFTER_H_FALLBACK = 12.0  # the same for forecasts: the packaged [defaults] value
 
 
-def _stale_after_h(name: str, h: dict[str, Any], defaults: dict[str, Any], where: str) -> float:
-    """The hazard's staleness horizon: its own, else the table's [defaults], else the packaged table's for the
-    same hazard (a bureau's older table keeps the packaged horizons)."""
-    packaged = _packaged_doc().get("hazards", {}).get(name, {})
-    v = h.get("stale_after_h", defaults.get("stale_after_h", packaged.get("stale_after_h", STALE_AFTER_H_FALLBACK)))
+def _hazard_hours(key: str, name: str, h: dict[str, Any], defaults: dict[str, Any], where: str,
+                  fallback: float) -> float:
+    """A hazard's number of hours ``key`` (a staleness horizon): its own, else the table's [defaults], else the
+    packaged table's for the same hazard, then its [defaults] (a bureau's older table keeps the packaged values)."""
+    packaged = _packaged_doc()
+    v = h.get(key, defaults.get(key, packaged.get("hazards", {}).get(name, {}).get(
+        key, packaged.get("defaults", {}).get(key, fallback))))
     if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
-        raise RulesError(f"{where}: 'stale_after_h' must be a number of hours > 0")
-    return float(v)
-
-
-FORECAST_STALE_AFTER_H_FALLBACK = 12.0  # a table that gives none: the packaged [defaults] value
-
-
-def _forecast_stale_after_h(name: str, h: dict[str, Any], defaults: dict[str, Any], where: str) -> float:
-    """The hazard's staleness horizon for forecasts, by issue time: its own, else the table's [defaults], else the
-    packaged table's (hazard, then [defaults])."""
-    doc = _packaged_doc()
-    packaged = doc.get("hazards", {}).get(name, {})
-    v = h.get("forecast_stale_after_h", defaults.get(
-        "forecast_stale_after_h", packaged.get("forecast_stale_after_h", doc.get("defaults", {}).get(
-            "forecast_stale_after_h", FORECAST_STALE_AFTER_H_FALLBACK))))
-    if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
-        raise RulesError(f"{where}: 'forecast_stale_after_h' must be a number of hours > 0")
+        raise RulesError(f"{where}: '{key}' must be a number of hours > 0")
     return float(v)
 
 
