@@ -118,15 +118,17 @@
     return /^zh/i.test(nav) ? "zh" : "en";
   }
 
+  // a lookup in one of the tables above: the pair's Chinese or English, or the key itself when it has none
+  function lookup(table) {
+    return function (key) { var pair = table[key]; return pair ? pair[api.lang === "zh" ? 0 : 1] : key; };
+  }
+
   var api = {
     lang: initial(),
-    t: function (key) {
-      var pair = T[key];
-      return pair ? pair[api.lang === "zh" ? 0 : 1] : key;
-    },
-    hazard: function (h) { var p = HAZARDS[h]; return p ? p[api.lang === "zh" ? 0 : 1] : h; },
-    level: function (l) { var p = LEVELS[l]; return p ? p[api.lang === "zh" ? 0 : 1] : l; },
-    word: function (w) { var p = WORDS[w]; return p ? p[api.lang === "zh" ? 0 : 1] : w; },
+    t: lookup(T),
+    hazard: lookup(HAZARDS),
+    level: lookup(LEVELS),
+    word: lookup(WORDS),
     apply: function () {
       document.documentElement.lang = api.lang === "zh" ? "zh-CN" : "en";
       document.querySelectorAll("[data-i18n]").forEach(function (n) { n.textContent = api.t(n.dataset.i18n); });
